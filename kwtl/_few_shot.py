@@ -1,0 +1,306 @@
+"""FewShotSegmentation: the paper's whole method as one scikit-learn estimator."""
+import copy
+import numbers
+
+import numpy as np
+from sklearn.base import BaseEstimator, clone
+from sklearn.utils.validation import check_is_fitted, check_memory
+
+from ._oracle import Oracle
+from .datasets import PatchSet
+from .metrics import mean_iou
+from .utils import check_images, check_masks, derive_seed
+
+__all__ = ["FewShotSegmentation"]
+
+
+def _as_object_array(X, name):
+    if isinstance(X, np.ndarray) and X.dtype != object:
+        if X.ndim < 3:
+            raise ValueError(f"{name} must be a list of 2-D images or a stack (n, H, W)")
+        out = np.empty(len(X), dtype=object)
+        out[:] = list(X)
+        return out
+    items = list(X)
+    out = np.empty(len(items), dtype=object)
+    out[:] = items
+    return out
+
+
+def _meta_fit(segmenter, images, masks, groups):
+    """Reptile on the sources (module-level so joblib.Memory can cache it)."""
+    seg = clone(segmenter)
+    if len(images):
+        seg.meta_fit(images, masks, groups)
+    else:
+        seg.initialize()
+    return seg
+
+
+def _pseudo_label_fine_tune(segmenter, pseudo_labeler, images, epochs, batch_size, affine):
+    """Target-side BatchNorm switch and pseudo-label fine-tuning (PLFT), cacheable."""
+    seg = copy.deepcopy(segmenter)
+    if affine:
+        seg.to_affine()
+    else:
+        seg.initialize_optimizer()
+    if pseudo_labeler is None or epochs == 0:
+        return seg
+    labels = clone(pseudo_labeler).fit_transform(images)
+    patches = PatchSet.from_images(images, seg.patch_size, seg.stride)
+    own_batch = seg.batch_size
+    seg.batch_size = batch_size
+    try:
+        seg.partial_fit(patches, patches.with_arrays(labels), epochs=epochs)
+    finally:
+        seg.batch_size = own_batch
+    seg.initialize_optimizer()  # fine-tuning starts with a fresh optimizer
+    return seg
+
+
+class FewShotSegmentation(BaseEstimator):
+    """Choose which target patches to annotate, then fine-tune on them (Dawoud et al. 2023).
+
+    ``fit`` runs the whole method for one target dataset:
+
+    1. **source pre-training** — ``segmenter.meta_fit`` (first-order Reptile) on the source
+       images (``sample_domain > 0``, one task per source dataset); skipped when there are no
+       sources and the segmenter is already fitted (then it is used as it is);
+    2. the target-side BatchNorm switch (affine, γ = 0.1) and **pseudo-label fine-tuning** on
+       the target pool (``sample_domain < 0``) with ``pseudo_labeler``'s masks;
+    3. **selection** — ``selector`` scores every candidate patch of the pool with the PLFT
+       model and keeps the best ``n_shots * patches_per_shot``;
+    4. the **oracle** reveals the true masks of exactly those candidates;
+    5. **support fine-tuning** of the PLFT model on them.
+
+    Parameters
+    ----------
+    segmenter : FCRNSegmenter or None, default=None
+        The network and its training settings (``patch_size``, ``stride``, Reptile settings,
+        ``bn_mode`` …). None means ``FCRNSegmenter()`` with the paper's defaults.
+    pseudo_labeler : PseudoLabeler, None or "default", default="default"
+        Pseudo-labels for PLFT; None skips PLFT (the paper's supplement Tab. 6 ablation);
+        "default" is ``PseudoLabeler()`` (automatic threshold and polarity).
+    selector : selector or None, default=None
+        A :mod:`kwtl.selection` selector; None means ``ConsistencySelector()``.
+    n_shots : int, default=1
+        Annotation budget in shots.
+    patches_per_shot : int or "auto", default="auto"
+        Patches per shot (the paper's P_t: TNBC 100, EM 400, ssTEM 500). "auto" uses the mean
+        number of candidate patches per pool image, so one shot costs about one image's
+        worth of patches. Ignored when the selector's ``unit="image"`` (then a shot is one
+        whole image).
+    pl_epochs : int, default=100
+        PLFT epochs (batch ``pl_batch_size``).
+    pl_batch_size : int, default=128
+    finetune_epochs : int, default=20
+        Support fine-tuning epochs (batch = the segmenter's ``batch_size``).
+    switch_affine : bool, default=True
+        Replace BatchNorm by affine BatchNorm (γ = 0.1, β = 0) before target training.
+    memory : None, str or joblib.Memory, default=None
+        Cache of source pre-training and PLFT, which do not depend on the selector or the
+        number of shots: a grid over selectors and shots pre-trains once per target.
+    random_state : int or None, default=None
+        Seeds the segmenter and selector when they have no seed of their own.
+
+    Attributes
+    ----------
+    segmenter_ : FCRNSegmenter
+        The fine-tuned model used by ``predict``.
+    plft_segmenter_ : FCRNSegmenter
+        The model after PLFT (used for selection).
+    selector_ : selector
+        The fitted selector; ``selector_.scores_`` holds every candidate's score.
+    candidates_ : PatchSet
+        The candidate patches of the target pool (provenance in ``candidates_.coords``).
+    support_indices_ : ndarray of int
+        Indices of the selected candidates, best first.
+    support_coords_ : ndarray of shape (n_support, 3)
+        Their ``(pool_image_index, row, col)``; with ``unit="image"`` row = col = 0.
+    support_scores_ : ndarray
+        Their selection scores.
+    oracle_ : Oracle
+        The record of every revealed mask region.
+    target_domain_ : int
+        The (negative) target domain label seen in ``fit``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from kwtl import FewShotSegmentation
+    >>> from kwtl.datasets import make_cells
+    >>> from kwtl.models import FCRNSegmenter
+    >>> from kwtl.selection import EntropySelector
+    >>> src, src_masks = make_cells(4, 32, domain="fluorescence", random_state=0)
+    >>> tgt, tgt_masks = make_cells(4, 32, domain="em", random_state=1)
+    >>> X, y = src + tgt, src_masks + tgt_masks
+    >>> domain = np.array([1, 1, 1, 1, -2, -2, -2, -2])
+    >>> method = FewShotSegmentation(
+    ...     FCRNSegmenter(module__width=4, patch_size=16, stride=16, meta_iterations=2,
+    ...                   inner_steps=2, precision="fp32"),
+    ...     selector=EntropySelector(), n_shots=1, patches_per_shot=2,
+    ...     pl_epochs=1, finetune_epochs=1, random_state=0)
+    >>> method = method.fit(X, y, sample_domain=domain)
+    >>> len(method.support_indices_), len(method.oracle_.revealed_)
+    (2, 2)
+    >>> 0.0 <= method.score(tgt, tgt_masks) <= 1.0
+    True
+    """
+
+    __metadata_request__fit = {"sample_domain": True}
+    __metadata_request__score = {"sample_domain": True}
+
+    def __init__(self, segmenter=None, pseudo_labeler="default", selector=None, n_shots=1,
+                 patches_per_shot="auto", pl_epochs=100, pl_batch_size=128, finetune_epochs=20,
+                 switch_affine=True, memory=None, random_state=None):
+        self.segmenter = segmenter
+        self.pseudo_labeler = pseudo_labeler
+        self.selector = selector
+        self.n_shots = n_shots
+        self.patches_per_shot = patches_per_shot
+        self.pl_epochs = pl_epochs
+        self.pl_batch_size = pl_batch_size
+        self.finetune_epochs = finetune_epochs
+        self.switch_affine = switch_affine
+        self.memory = memory
+        self.random_state = random_state
+
+    # ------------------------------------------------------------------ helpers
+    def _components(self):
+        from .models import FCRNSegmenter
+        from .pseudo_label import PseudoLabeler
+        from .selection import ConsistencySelector
+
+        segmenter = FCRNSegmenter() if self.segmenter is None else self.segmenter
+        if isinstance(self.pseudo_labeler, str):
+            if self.pseudo_labeler != "default":
+                raise ValueError(f"pseudo_labeler must be a PseudoLabeler, None or 'default', "
+                                 f"got {self.pseudo_labeler!r}")
+            pseudo_labeler = PseudoLabeler()
+        else:
+            pseudo_labeler = self.pseudo_labeler
+        selector = ConsistencySelector() if self.selector is None else clone(self.selector)
+        seed = derive_seed(self.random_state, "selector")
+        if seed is not None and getattr(selector, "random_state", None) is None:
+            selector.set_params(random_state=seed)
+        return segmenter, pseudo_labeler, selector
+
+    def _check_params(self):
+        for name in ("n_shots", "pl_epochs", "pl_batch_size", "finetune_epochs"):
+            value = getattr(self, name)
+            low = 1 if name in ("n_shots", "pl_batch_size") else 0
+            if not isinstance(value, numbers.Integral) or value < low:
+                raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
+        pps = self.patches_per_shot
+        if not (pps == "auto" or (isinstance(pps, numbers.Integral) and pps >= 1)):
+            raise ValueError(f"patches_per_shot must be a positive integer or 'auto', got {pps!r}")
+
+    # ------------------------------------------------------------------ fit
+    def fit(self, X, y, sample_domain=None):
+        """Run the method for the target images of ``X``.
+
+        Parameters
+        ----------
+        X : list or object array of 2-D images
+            Source images and the target pool (the unlabelled images to choose from).
+        y : list or object array of masks
+            One per image. Target masks are read only through the oracle, for the selected
+            candidates.
+        sample_domain : array-like of int, shape (n_images,)
+            Positive = source dataset id, negative = target (one target dataset per fit). If
+            None, every image is target and the segmenter must already be fitted.
+
+        Returns
+        -------
+        self
+        """
+        self._check_params()
+        X = _as_object_array(X, "X")
+        y = _as_object_array(y, "y")
+        if len(y) != len(X):
+            raise ValueError(f"X has {len(X)} images but y has {len(y)} masks")
+        if sample_domain is None:
+            sample_domain = -np.ones(len(X), dtype=int)
+        sample_domain = np.asarray(sample_domain)
+        if sample_domain.shape != (len(X),) or not np.issubdtype(sample_domain.dtype, np.integer):
+            raise ValueError(f"sample_domain must be {len(X)} integers, got {sample_domain!r}")
+        if np.any(sample_domain == 0):
+            raise ValueError("sample_domain must be non-zero (positive = source, negative = target)")
+        targets = np.unique(sample_domain[sample_domain < 0])
+        if len(targets) != 1:
+            raise ValueError(
+                "FewShotSegmentation adapts to one target dataset per fit; got target domains "
+                f"{targets.tolist()}. With GridSearchCV and LeaveOneDatasetOut use refit=False."
+            )
+        segmenter, pseudo_labeler, selector = self._components()
+        seed = derive_seed(self.random_state, "segmenter")
+        if seed is not None and getattr(segmenter, "random_state", None) is None:
+            segmenter = clone(segmenter).set_params(random_state=seed)
+        memory = check_memory(self.memory)
+
+        src = sample_domain > 0
+        tgt = sample_domain < 0
+        pool = check_images(X[tgt], name="target images")
+        if src.any():
+            src_images = check_images(X[src], name="source images")
+            src_masks = check_masks(y[src], src_images, name="source masks")
+            meta = memory.cache(_meta_fit)(segmenter, src_images, src_masks, sample_domain[src])
+        elif getattr(segmenter, "initialized_", False):
+            meta = segmenter
+        else:
+            raise ValueError("no source images (sample_domain > 0) and the segmenter is not "
+                             "fitted: give sources to pre-train on, or a fitted segmenter")
+        plft = memory.cache(_pseudo_label_fine_tune)(
+            meta, pseudo_labeler, pool, self.pl_epochs, self.pl_batch_size, self.switch_affine)
+
+        candidates = PatchSet.from_images(pool, plft.patch_size, plft.stride)
+        oracle = Oracle(y[tgt], shapes=[im.shape for im in pool])
+        image_unit = getattr(selector, "unit", "patch") == "image"
+        if image_unit:
+            n_select = self.n_shots
+        elif self.patches_per_shot == "auto":
+            n_select = self.n_shots * max(1, int(round(len(candidates) / len(pool))))
+        else:
+            n_select = self.n_shots * int(self.patches_per_shot)
+        chosen = selector.select(candidates, n_select, plft)
+
+        if image_unit:
+            keep = np.isin(candidates.coords[:, 0], chosen)
+            support = candidates.subset(np.flatnonzero(keep))
+            self.support_coords_ = np.column_stack([chosen, np.zeros((len(chosen), 2), int)])
+        else:
+            support = candidates.subset(chosen)
+            self.support_coords_ = candidates.coords[chosen]
+        support_masks = oracle.reveal_patches(support)
+
+        model = copy.deepcopy(plft)
+        model.initialize_optimizer()
+        if self.finetune_epochs:
+            model.partial_fit(support, support_masks, epochs=self.finetune_epochs)
+        self.segmenter_ = model
+        self.plft_segmenter_ = plft
+        self.selector_ = selector
+        self.candidates_ = candidates
+        self.support_indices_ = np.asarray(chosen)
+        self.support_scores_ = np.asarray(selector.scores_)[chosen]
+        self.oracle_ = oracle
+        self.target_domain_ = int(targets[0])
+        return self
+
+    # ------------------------------------------------------------------ predict
+    def predict_proba(self, X):
+        """Full-resolution foreground probabilities of the fine-tuned model."""
+        check_is_fitted(self, "segmenter_")
+        return self.segmenter_.predict_proba(X)
+
+    def predict(self, X):
+        """Boolean foreground masks of the fine-tuned model."""
+        check_is_fitted(self, "segmenter_")
+        return self.segmenter_.predict(X)
+
+    def score(self, X, y, sample_domain=None):
+        """Mean foreground IoU on ``X`` (e.g. the target's test images).
+
+        ``sample_domain`` is accepted (and ignored) so that metadata routing can pass it.
+        """
+        return mean_iou(list(_as_object_array(y, "y")), self.predict(list(_as_object_array(X, "X"))))

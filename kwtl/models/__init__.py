@@ -1,0 +1,15 @@
+"""The FCRN network and the segmentation estimator."""
+from ._fcrn import FCRN, enable_mc_dropout, switch_to_affine
+from ._loss import WeightedBCEWithLogitsLoss, weighted_bce_with_logits
+from ._segmenter import FCRNSegmenter, PatchDataset, resolve_precision
+
+__all__ = [
+    "FCRN",
+    "FCRNSegmenter",
+    "PatchDataset",
+    "WeightedBCEWithLogitsLoss",
+    "enable_mc_dropout",
+    "resolve_precision",
+    "switch_to_affine",
+    "weighted_bce_with_logits",
+]

@@ -1,0 +1,171 @@
+"""Full-image inference with bounded memory, in either test-time BatchNorm mode.
+
+``bn_mode="running"`` is ordinary eval mode. ``bn_mode="batch"`` normalises every
+BatchNorm layer with the statistics of *all* images being predicted, which is what the
+authors' code did under PyTorch 1.3.1 (the whole test set in one batch, SPEC §6.3). When the
+images do not fit in one batch, the statistics are pooled layer by layer: the statistics of
+layer k are accumulated over all images with layers 1..k-1 already fixed, so the result does not
+depend on how images are batched (up to floating-point summation order) and memory stays bounded.
+"""
+import contextlib
+import copy
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..utils import normalize_uint8
+
+__all__ = ["predict_logit_maps", "forward_patches"]
+
+_MULTIPLE = 8  # three 2x2 max-pools
+
+
+class _StopForward(Exception):
+    pass
+
+
+def _pad_amounts(shape):
+    h, w = shape
+    return (-h) % _MULTIPLE, (-w) % _MULTIPLE
+
+
+def _to_input(batch_uint8, device, channels_last):
+    x = normalize_uint8(torch.from_numpy(np.ascontiguousarray(batch_uint8)).to(device))
+    x = x.unsqueeze(1)
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    return x
+
+
+def _padded_input(images, device, channels_last):
+    """Stack same-shape images, pad (reflect) to a multiple of 8."""
+    x = _to_input(np.stack(images), device, channels_last=False)
+    ph, pw = _pad_amounts(images[0].shape)
+    if ph or pw:
+        mode = "reflect" if min(images[0].shape) > max(ph, pw) else "replicate"
+        x = F.pad(x, (0, pw, 0, ph), mode=mode)
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    return x
+
+
+def _batches_by_shape(images, max_pixels):
+    """Index batches of same-shape images with at most ``max_pixels`` pixels (≥ 1 image)."""
+    order = {}
+    for i, im in enumerate(images):
+        order.setdefault(im.shape, []).append(i)
+    for shape, idx in order.items():
+        per = max(1, int(max_pixels) // int(np.prod(shape)))
+        for s in range(0, len(idx), per):
+            yield idx[s : s + per]
+
+
+def _autocast(device, dtype):
+    if dtype is None:
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=torch.device(device).type, dtype=dtype)
+
+
+def forward_patches(module, patches, *, device="cpu", dtype=None, channels_last=False):
+    """Logits of a batch of same-size uint8 patches, module used as it is (no mode change).
+
+    Parameters
+    ----------
+    module : torch.nn.Module
+    patches : ndarray of shape (B, H, W), dtype uint8
+        H and W must be divisible by 8.
+    device, dtype, channels_last
+        Device, autocast dtype (None = fp32) and memory format.
+
+    Returns
+    -------
+    logits : torch.Tensor of shape (B, H, W), float32, on ``device``
+    """
+    x = _to_input(patches, device, channels_last)
+    with torch.no_grad(), _autocast(device, dtype):
+        out = module(x)
+    return out.float()[:, 0]
+
+
+def _accumulate_bn_input(bn, stats):
+    def hook(_module, args):
+        x = args[0].detach().to(torch.float64)
+        dims = (0, 2, 3)
+        stats["sum"] = stats.get("sum", 0) + x.sum(dim=dims)
+        stats["sumsq"] = stats.get("sumsq", 0) + (x * x).sum(dim=dims)
+        stats["count"] = stats.get("count", 0) + x.numel() // x.shape[1]
+        raise _StopForward
+
+    return bn.register_forward_pre_hook(hook)
+
+
+def predict_logit_maps(module, images, *, bn_mode="batch", device="cpu", dtype=None,
+                       channels_last=False, max_pixels=2**22):
+    """Full-resolution logit maps of uint8 images.
+
+    Parameters
+    ----------
+    module : torch.nn.Module
+        A fully convolutional network (input divisible by 8). It is not modified.
+    images : list of ndarray of shape (H_i, W_i), dtype uint8
+    bn_mode : {"batch", "running"}, default="batch"
+        Test-time BatchNorm statistics: of all ``images`` pooled, or the running averages.
+    device : str or torch.device
+    dtype : torch.dtype or None
+        Autocast dtype (e.g. ``torch.bfloat16``); None for fp32.
+    channels_last : bool
+    max_pixels : int
+        Pixels per forward batch (memory bound). With ``bn_mode="batch"``, when all images
+        have one shape and fit in one batch, a single forward pass computes the statistics;
+        otherwise they are pooled layer by layer (about five forward passes).
+
+    Returns
+    -------
+    logits : list of ndarray of shape (H_i, W_i), float32
+    """
+    if bn_mode not in ("batch", "running"):
+        raise ValueError(f"bn_mode must be 'batch' or 'running', got {bn_mode!r}")
+    net = copy.deepcopy(module).eval()
+    batches = list(_batches_by_shape(images, max_pixels))
+    bns = [m for m in net.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    if bn_mode == "batch" and bns and len(batches) > 1:
+        _fix_pooled_statistics(net, bns, images, batches, device, dtype, channels_last)
+    elif bn_mode == "batch" and bns:
+        for bn in bns:  # train mode on a copy: normalise with this single batch's statistics
+            bn.train()
+            bn.momentum = None
+    out = [None] * len(images)
+    with torch.no_grad():
+        for idx in batches:
+            x = _padded_input([images[i] for i in idx], device, channels_last)
+            with _autocast(device, dtype):
+                logits = net(x).float()[:, 0]
+            h, w = images[idx[0]].shape
+            logits = logits[:, :h, :w].cpu().numpy()
+            for k, i in enumerate(idx):
+                out[i] = logits[k]
+    return out
+
+
+def _fix_pooled_statistics(net, bns, images, batches, device, dtype, channels_last):
+    """Set each BatchNorm's running statistics to the pooled statistics of its input."""
+    with torch.no_grad():
+        for bn in bns:
+            stats = {}
+            handle = _accumulate_bn_input(bn, stats)
+            try:
+                for idx in batches:
+                    x = _padded_input([images[i] for i in idx], device, channels_last)
+                    try:
+                        with _autocast(device, dtype):
+                            net(x)
+                    except _StopForward:
+                        pass
+            finally:
+                handle.remove()
+            mean = stats["sum"] / stats["count"]
+            var = (stats["sumsq"] / stats["count"] - mean * mean).clamp(min=0.0)
+            bn.running_mean.copy_(mean.to(bn.running_mean.dtype))
+            bn.running_var.copy_(var.to(bn.running_var.dtype))

@@ -1,0 +1,518 @@
+"""FCRNSegmenter: the paper's FCRN as a scikit-learn/skorch estimator on images."""
+import copy
+
+import numpy as np
+import torch
+from skorch import NeuralNet
+from skorch.dataset import unpack_data
+from skorch.utils import is_dataset, to_device
+from torch.utils.data import Dataset
+from tqdm.auto import tqdm
+
+from ..datasets import PatchSet
+from ..metrics import mean_iou
+from ..utils import check_images, check_masks, derive_seed, normalize_uint8
+from ._fcrn import FCRN, enable_mc_dropout, switch_to_affine
+from ._inference import forward_patches, predict_logit_maps
+from ._loss import WeightedBCEWithLogitsLoss
+
+__all__ = ["FCRNSegmenter", "PatchDataset", "resolve_precision"]
+
+
+def resolve_precision(precision, device):
+    """The autocast dtype for a ``precision`` setting on ``device`` (None = fp32).
+
+    ``"auto"`` picks bfloat16 where the hardware runs it natively: CUDA devices with bf16
+    support, and CPUs with AVX-512 bf16 / AMX (oneDNN reports bf16 support).
+
+    Examples
+    --------
+    >>> resolve_precision("fp32", "cpu") is None
+    True
+    """
+    if precision not in ("fp32", "bf16", "auto"):
+        raise ValueError(f"precision must be 'fp32', 'bf16' or 'auto', got {precision!r}")
+    if precision == "fp32":
+        return None
+    if precision == "bf16":
+        return torch.bfloat16
+    kind = torch.device(device).type
+    if kind == "cuda":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else None
+    if kind == "cpu":
+        return torch.bfloat16 if _cpu_has_native_bf16() else None
+    return None
+
+
+def _cpu_has_native_bf16():
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):  # pragma: no cover - very old/odd builds
+        return False
+
+
+class PatchDataset(Dataset):
+    """Torch dataset over a :class:`~kwtl.datasets.PatchSet` of images (and of masks).
+
+    Items are ``(uint8 tensor (1, h, w), float32 mask tensor (1, h, w))``; images stay 8-bit
+    until the batch reaches the network, which keeps loader memory small.
+    """
+
+    def __init__(self, patches, masks=None):
+        if masks is not None and len(masks) != len(patches):
+            raise ValueError(f"{len(patches)} patches but {len(masks)} mask patches")
+        self.patches, self.masks = patches, masks
+
+    def __len__(self):
+        return len(self.patches)
+
+    def __getitem__(self, i):
+        x = torch.from_numpy(np.ascontiguousarray(self.patches[i]))[None]
+        if self.masks is None:
+            return x, torch.zeros(0)
+        y = torch.from_numpy(np.ascontiguousarray(self.masks[i], dtype=np.float32))[None]
+        return x, y
+
+
+class FCRNSegmenter(NeuralNet):
+    """The paper's FCRN as a skorch/scikit-learn segmentation estimator working on images.
+
+    ``fit`` cuts images into grid patches and trains with the weighted BCE of the paper;
+    ``meta_fit`` runs first-order Reptile over source datasets; ``predict_proba`` returns
+    full-resolution probability maps. All skorch parameters (``callbacks``, ``device``,
+    ``optimizer__*``, ``module__*`` …) are available.
+
+    Parameters
+    ----------
+    module : torch.nn.Module class or instance, default=FCRN
+        The network; ``module__width``, ``module__dropout`` etc. configure it.
+    criterion : default=WeightedBCEWithLogitsLoss
+        The paper's weighted BCE with a per-patch background/foreground ratio (SPEC §2).
+    optimizer : default=torch.optim.Adam
+    lr : float, default=1e-4
+        Learning rate (the paper's fine-tuning and PLFT).
+    weight_decay : float, default=5e-4
+        Weight decay of the optimizer (an explicit ``optimizer__weight_decay`` wins) and of
+        Reptile's inner Adam.
+    max_epochs : int, default=20
+        Epochs of ``fit`` (the paper's support fine-tuning; PLFT uses 100).
+    batch_size : int, default=64
+    train_split : default=None
+        No internal validation split (the paper uses none).
+    shuffle : bool, default=True
+        Shuffle training patches each epoch (``iterator_train__shuffle`` wins if given).
+    verbose : int, default=0
+        0 is silent; 1 prints skorch's epoch table and meta-training progress.
+    patch_size : int, default=256
+        Training patch size (divisible by 8).
+    stride : int or (int, int), default=30
+        Step of the patch grid (the paper's target step for EM and ssTEM).
+    bn_mode : {"batch", "running"}, default="batch"
+        Test-time BatchNorm of ``predict``/``predict_proba``: statistics of the images being
+        predicted (paper fidelity, independent of batching) or running averages.
+    precision : {"auto", "fp32", "bf16"}, default="auto"
+        ``"bf16"`` runs convolutions under bfloat16 autocast in channels-last memory format
+        (weights, BatchNorm and loss stay fp32); ``"auto"`` does so on CPUs with native bf16
+        (AVX-512 bf16/AMX) and on CUDA.
+    micro_batch_size : int or None, default=None
+        Split each training batch into micro-batches whose gradients are accumulated into one
+        optimizer step (same loss average). BatchNorm then normalises each micro-batch with
+        its own statistics ("ghost" batch norm); None trains on whole batches.
+    inference_batch_size : int, default=16
+        Patches per forward pass when scoring patches (:meth:`patch_logits`).
+    max_pixels : int, default=2**23
+        Pixels per forward pass in :meth:`predict_proba` (bounds memory on large images).
+    threshold : float, default=0.5
+        Probability threshold of :meth:`predict`.
+    meta_iterations : int, default=300
+        Reptile meta-iterations of :meth:`meta_fit`.
+    meta_shots : int, default=5
+        Patches per task, drawn with replacement from that task's patches.
+    inner_steps : int, default=30
+        Adam steps on each task's batch.
+    inner_lr : float, default=1e-3
+    meta_step : float, default=1.0
+        Reptile step ε: θ ← θ + ε · mean_i(φ_i − θ).
+    random_state : int, RandomState or None, default=None
+        Seeds weight initialisation, shuffling and meta-task sampling.
+    **kwargs
+        Other skorch parameters.
+
+    Attributes
+    ----------
+    module_ : torch.nn.Module
+        The trained network.
+    meta_history_ : list of float
+        Mean final inner loss per meta-iteration (after :meth:`meta_fit`).
+
+    Examples
+    --------
+    >>> from kwtl.datasets import make_cells
+    >>> from kwtl.models import FCRNSegmenter
+    >>> images, masks = make_cells(n_images=4, image_size=64, random_state=0)
+    >>> seg = FCRNSegmenter(module__width=4, patch_size=32, stride=32, max_epochs=2,
+    ...                     batch_size=8, random_state=0).fit(images, masks)
+    >>> probs = seg.predict_proba(images[:2])
+    >>> len(probs), probs[0].shape
+    (2, (64, 64))
+    >>> 0.0 <= seg.score(images, masks) <= 1.0
+    True
+    """
+
+    def __init__(
+        self,
+        module=FCRN,
+        criterion=WeightedBCEWithLogitsLoss,
+        optimizer=torch.optim.Adam,
+        lr=1e-4,
+        weight_decay=5e-4,
+        max_epochs=20,
+        batch_size=64,
+        train_split=None,
+        shuffle=True,
+        verbose=0,
+        patch_size=256,
+        stride=30,
+        bn_mode="batch",
+        precision="auto",
+        micro_batch_size=None,
+        inference_batch_size=16,
+        max_pixels=2**23,
+        threshold=0.5,
+        meta_iterations=300,
+        meta_shots=5,
+        inner_steps=30,
+        inner_lr=1e-3,
+        meta_step=1.0,
+        random_state=None,
+        **kwargs,
+    ):
+        super().__init__(
+            module,
+            criterion,
+            optimizer=optimizer,
+            lr=lr,
+            max_epochs=max_epochs,
+            batch_size=batch_size,
+            train_split=train_split,
+            verbose=verbose,
+            **kwargs,
+        )
+        self.weight_decay = weight_decay
+        self.shuffle = shuffle
+        self.patch_size = patch_size
+        self.stride = stride
+        self.bn_mode = bn_mode
+        self.precision = precision
+        self.micro_batch_size = micro_batch_size
+        self.inference_batch_size = inference_batch_size
+        self.max_pixels = max_pixels
+        self.threshold = threshold
+        self.meta_iterations = meta_iterations
+        self.meta_shots = meta_shots
+        self.inner_steps = inner_steps
+        self.inner_lr = inner_lr
+        self.meta_step = meta_step
+        self.random_state = random_state
+
+    # ------------------------------------------------------------------ set-up
+    def _check_params(self):
+        if int(self.patch_size) < 8 or int(self.patch_size) % 8:
+            raise ValueError(f"patch_size must be a positive multiple of 8, got {self.patch_size}")
+        if self.bn_mode not in ("batch", "running"):
+            raise ValueError(f"bn_mode must be 'batch' or 'running', got {self.bn_mode!r}")
+        resolve_precision(self.precision, self.device)
+        if self.micro_batch_size is not None and int(self.micro_batch_size) < 1:
+            raise ValueError(f"micro_batch_size must be None or positive, got {self.micro_batch_size}")
+        if not 0.0 < float(self.threshold) < 1.0:
+            raise ValueError(f"threshold must be in (0, 1), got {self.threshold}")
+
+    @property
+    def _amp_dtype(self):
+        return resolve_precision(self.precision, self.device)
+
+    @property
+    def _channels_last(self):
+        return self._amp_dtype is not None
+
+    def initialize_module(self):
+        self._check_params()
+        seed = derive_seed(self.random_state, "init")
+        if seed is not None:
+            torch.manual_seed(seed)
+        super().initialize_module()
+        if self._channels_last:
+            self.module_ = self.module_.to(memory_format=torch.channels_last)
+        self.n_train_calls_ = 0
+        return self
+
+    def get_params_for_optimizer(self, prefix, named_parameters):
+        args, kwargs = super().get_params_for_optimizer(prefix, named_parameters)
+        kwargs.setdefault("weight_decay", self.weight_decay)
+        return args, kwargs
+
+    def get_params_for(self, prefix):
+        params = super().get_params_for(prefix)
+        if prefix == "iterator_train":
+            params.setdefault("shuffle", self.shuffle)
+        return params
+
+    def on_train_begin(self, net, X=None, y=None, **kwargs):
+        super().on_train_begin(net, X=X, y=y, **kwargs)
+        self.n_train_calls_ = getattr(self, "n_train_calls_", 0) + 1
+        seed = derive_seed(self.random_state, "train", self.n_train_calls_)
+        if seed is not None:
+            torch.manual_seed(seed)  # shuffling order of this training call
+
+    # ------------------------------------------------------------------ data
+    def _patch_sets(self, X, y=None):
+        """Validate ``X``/``y`` and return lazy patch sets of images and masks."""
+        if isinstance(X, PatchSet):
+            if y is not None and not isinstance(y, PatchSet):
+                raise TypeError("when X is a PatchSet, y must be a PatchSet of masks too")
+            if y is not None and not np.array_equal(X.coords, y.coords):
+                raise ValueError("X and y PatchSets have different patch coordinates")
+            if len(X) == 0:
+                raise ValueError("X contains no patches")
+            return X, y
+        images = check_images(X)
+        masks = None if y is None else check_masks(y, images)
+        patches = PatchSet.from_images(images, self.patch_size, self.stride)
+        return patches, (None if masks is None else patches.with_arrays(masks))
+
+    def check_data(self, X, y=None):
+        if y is None and not is_dataset(X):
+            raise ValueError("y is required: one mask per image (foreground = non-zero)")
+
+    def get_dataset(self, X, y=None):
+        if is_dataset(X):
+            return X
+        self._check_params()
+        patches, masks = self._patch_sets(X, y)
+        return PatchDataset(patches, masks)
+
+    # ------------------------------------------------------------------ steps
+    def infer(self, x, **fit_params):
+        x = to_device(x, self.device)
+        if x.dtype == torch.uint8:
+            x = normalize_uint8(x)
+        if x.dim() == 3:
+            x = x.unsqueeze(1)
+        dtype = self._amp_dtype
+        if dtype is None:
+            return self.module_(x, **fit_params)
+        x = x.contiguous(memory_format=torch.channels_last)
+        with torch.autocast(device_type=torch.device(self.device).type, dtype=dtype):
+            out = self.module_(x, **fit_params)
+        return out.float()
+
+    def train_step_single(self, batch, **fit_params):
+        self._set_training(True)
+        Xi, yi = unpack_data(batch)
+        n = len(Xi)
+        size = n if self.micro_batch_size is None else int(self.micro_batch_size)
+        total, preds = 0.0, []
+        for start in range(0, n, size):
+            xs, ys = Xi[start : start + size], yi[start : start + size]
+            y_pred = self.infer(xs, **fit_params)
+            loss = self.get_loss(y_pred, ys, X=xs, training=True)
+            (loss * (len(xs) / n)).backward()
+            total = total + loss.detach() * (len(xs) / n)
+            preds.append(y_pred.detach())
+        return {"loss": total, "y_pred": torch.cat(preds)}
+
+    # ------------------------------------------------------------------ meta-training
+    def meta_fit(self, X, y, groups):
+        """Source pre-training by first-order Reptile, one task per group (SPEC §2).
+
+        Each meta-iteration visits the groups in sorted order. For each, a copy of the meta
+        weights takes ``inner_steps`` Adam steps (``inner_lr``, the optimizer's weight decay) on
+        ``meta_shots`` patches drawn with replacement from that group; the meta weights then
+        move by ``meta_step`` times the mean of the adapted-minus-meta differences. BatchNorm
+        buffers of the meta model are not updated (as in the authors' code).
+
+        Parameters
+        ----------
+        X : list of 2-D arrays
+            Source images (any sizes); cut into patches with ``patch_size`` and ``stride``.
+        y : list of 2-D arrays
+            Their masks.
+        groups : array-like of shape (n_images,)
+            Source dataset of each image; one Reptile task per distinct value.
+
+        Returns
+        -------
+        self
+        """
+        self._check_params()
+        images = check_images(X)
+        masks = check_masks(y, images)
+        groups = np.asarray(groups)
+        if groups.shape != (len(images),):
+            raise ValueError(f"groups must have one entry per image ({len(images)}), got shape {groups.shape}")
+        if int(self.meta_iterations) < 0 or int(self.inner_steps) < 1 or int(self.meta_shots) < 1:
+            raise ValueError("meta_iterations must be >= 0; inner_steps and meta_shots >= 1")
+        if not self.initialized_:
+            self.initialize()
+        tasks = []
+        for g in np.unique(groups):
+            idx = np.flatnonzero(groups == g)
+            patches = PatchSet.from_images([images[i] for i in idx], self.patch_size, self.stride)
+            tasks.append((patches, patches.with_arrays([masks[i] for i in idx])))
+        rng = np.random.default_rng(derive_seed(self.random_state, "meta-tasks"))
+        seed = derive_seed(self.random_state, "meta")
+        if seed is not None:
+            torch.manual_seed(seed)
+        weight_decay = float(getattr(self, "optimizer__weight_decay", self.weight_decay))
+        meta = self.module_
+        learner = copy.deepcopy(meta).train()
+        meta_params = list(meta.parameters())
+        self.meta_history_ = []
+        for _ in tqdm(range(int(self.meta_iterations)), desc="meta-fit (Reptile)",
+                      disable=not self.verbose):
+            theta = [p.detach().clone() for p in meta_params]
+            delta = [torch.zeros_like(p) for p in meta_params]
+            losses = []
+            for patches, mask_patches in tasks:
+                with torch.no_grad():
+                    for p, t in zip(learner.parameters(), theta):
+                        p.copy_(t)
+                optimizer = torch.optim.Adam(learner.parameters(), lr=self.inner_lr,
+                                             weight_decay=weight_decay)
+                pick = rng.integers(0, len(patches), size=int(self.meta_shots))
+                xb = torch.from_numpy(patches[pick]).to(self.device)
+                yb = torch.from_numpy(mask_patches[pick].astype(np.float32))[:, None]
+                for _step in range(int(self.inner_steps)):
+                    optimizer.zero_grad()
+                    loss = self.criterion_(self._forward_with(learner, xb), yb.to(self.device))
+                    loss.backward()
+                    optimizer.step()
+                losses.append(float(loss.detach()))
+                with torch.no_grad():
+                    for d, p, t in zip(delta, learner.parameters(), theta):
+                        d.add_(p - t)
+            with torch.no_grad():
+                for p, t, d in zip(meta_params, theta, delta):
+                    p.copy_(t + float(self.meta_step) * d / len(tasks))
+            self.meta_history_.append(float(np.mean(losses)))
+        self.initialize_optimizer()
+        return self
+
+    def _forward_with(self, module, x_uint8):
+        original = self.module_
+        try:
+            self.module_ = module
+            return self.infer(x_uint8)
+        finally:
+            self.module_ = original
+
+    def to_affine(self, gamma=0.1, beta=0.0):
+        """Switch every BatchNorm to a fresh affine one (γ=gamma, β=beta) — the paper's
+        target-side switch after meta-training — and start a fresh optimizer.
+
+        Returns
+        -------
+        self
+        """
+        self.check_is_fitted()
+        switch_to_affine(self.module_, gamma, beta)
+        self.initialize_optimizer()
+        return self
+
+    # ------------------------------------------------------------------ prediction
+    def patch_logits(self, patches, mc_dropout=None):
+        """Logits of uint8 patches with BatchNorm in eval mode (running statistics).
+
+        Used by the selectors. Runs in batches of ``inference_batch_size`` under the
+        segmenter's precision setting.
+
+        Parameters
+        ----------
+        patches : ndarray of shape (n, h, w), dtype uint8
+            Same-size patches; h and w divisible by 8.
+        mc_dropout : float or None, default=None
+            If given, the dropout layer before the last convolution is active with this
+            probability (MC dropout); BatchNorm stays in eval mode.
+
+        Returns
+        -------
+        logits : torch.Tensor of shape (n, h, w), float32, on the segmenter's device
+        """
+        self.check_is_fitted()
+        patches = np.asarray(patches)
+        if patches.ndim != 3 or patches.dtype != np.uint8:
+            raise ValueError(f"patches must be a uint8 array (n, h, w), got {patches.dtype} {patches.shape}")
+        if patches.shape[1] % 8 or patches.shape[2] % 8:
+            raise ValueError(f"patch height and width must be divisible by 8, got {patches.shape[1:]}")
+        module = self.module_
+        was_training = module.training
+        module.eval()
+        try:
+            context = enable_mc_dropout(module, mc_dropout) if mc_dropout else _nullcontext()
+            with context:
+                step = int(self.inference_batch_size)
+                out = [
+                    forward_patches(module, patches[s : s + step], device=self.device,
+                                    dtype=self._amp_dtype, channels_last=self._channels_last)
+                    for s in range(0, len(patches), step)
+                ]
+        finally:
+            module.train(was_training)
+        if not out:
+            return torch.zeros((0,) + patches.shape[1:], device=self.device)
+        return torch.cat(out)
+
+    def predict_proba(self, X):
+        """Full-resolution foreground probability maps.
+
+        Images of any size are padded (reflect) to a multiple of 8 and cropped back.
+        BatchNorm follows ``bn_mode``.
+
+        Parameters
+        ----------
+        X : list of 2-D arrays or ndarray of shape (n, H, W)
+
+        Returns
+        -------
+        proba : list of ndarray of shape (H_i, W_i), float32
+        """
+        self.check_is_fitted()
+        self._check_params()
+        images = check_images(X)
+        logits = predict_logit_maps(self.module_, images, bn_mode=self.bn_mode,
+                                    device=self.device, dtype=self._amp_dtype,
+                                    channels_last=self._channels_last,
+                                    max_pixels=int(self.max_pixels))
+        return [(1.0 / (1.0 + np.exp(-z))).astype(np.float32) for z in logits]
+
+    def predict(self, X):
+        """Boolean foreground masks: ``predict_proba(X) >= threshold``."""
+        return [p >= self.threshold for p in self.predict_proba(X)]
+
+    def score(self, X, y):
+        """Mean foreground IoU of :meth:`predict` (so ``GridSearchCV(scoring=None)`` works)."""
+        return mean_iou(y, self.predict(X))
+
+    # ------------------------------------------------------------------ persistence
+    def load_params(self, f_params=None, *args, **kwargs):
+        """skorch's ``load_params``; a state dict with affine BatchNorm (e.g. a PLFT
+        checkpoint) first switches this segmenter's BatchNorm to affine."""
+        if f_params is not None:
+            if not self.initialized_:
+                self.initialize()
+            state = torch.load(f_params, map_location=self.device, weights_only=True)
+            affine_ckpt = any(k.endswith("1.weight") and k.startswith("conv") for k in state)
+            affine_now = any(getattr(m, "affine", False) for m in self.module_.modules()
+                             if isinstance(m, torch.nn.BatchNorm2d))
+            if affine_ckpt and not affine_now:
+                switch_to_affine(self.module_)
+                self.initialize_optimizer()
+        return super().load_params(f_params, *args, **kwargs)
+
+
+class _nullcontext:
+    def __enter__(self):
+        return None
+
+    def __exit__(self, *exc):
+        return False

@@ -1,0 +1,30 @@
+"""Selection strategies: which unlabelled patches (or images) to annotate first.
+
+Every selector is a scikit-learn ``BaseEstimator`` with ``score(X, estimator)`` (one score
+per candidate, higher = annotate first), ``select(X, n, estimator)`` (the ``n`` best
+candidate indices) and ``pixel_scores(X, estimator)`` (per-pixel score maps):
+
+* :class:`ConsistencySelector` — the paper's augmentation-consistency score (SPEC §5.1);
+* :class:`EntropySelector` — mean pixel entropy of one deterministic pass;
+* :class:`MCDropoutSelector` — entropy of the MC-dropout mean prediction;
+* :class:`RandomSelector` — uniform, without replacement.
+"""
+from ._augment import AUGMENTATIONS, autocontrast, brightness, sharpness, smooth
+from ._base import BaseSelector
+from ._consistency import ConsistencySelector
+from ._random import RandomSelector
+from ._uncertainty import EntropySelector, MCDropoutSelector, binary_entropy
+
+__all__ = [
+    "AUGMENTATIONS",
+    "BaseSelector",
+    "ConsistencySelector",
+    "EntropySelector",
+    "MCDropoutSelector",
+    "RandomSelector",
+    "autocontrast",
+    "binary_entropy",
+    "brightness",
+    "sharpness",
+    "smooth",
+]
