@@ -15,15 +15,12 @@ __all__ = ["FewShotSegmentation"]
 
 
 def _as_object_array(X, name):
-    if isinstance(X, np.ndarray) and X.dtype != object:
-        if X.ndim < 3:
-            raise ValueError(f"{name} must be a list of 2-D images or a stack (n, H, W)")
-        out = np.empty(len(X), dtype=object)
-        out[:] = list(X)
-        return out
+    if isinstance(X, np.ndarray) and X.dtype != object and X.ndim < 3:
+        raise ValueError(f"{name} must be a list of 2-D images or a stack (n, H, W)")
     items = list(X)
     out = np.empty(len(items), dtype=object)
-    out[:] = items
+    for i, item in enumerate(items):  # element-wise: never converts (or reads) the items
+        out[i] = item
     return out
 
 
@@ -37,8 +34,21 @@ def _meta_fit(segmenter, images, masks, groups):
     return seg
 
 
-def _pseudo_label_fine_tune(segmenter, pseudo_labeler, images, epochs, batch_size, affine):
-    """Target-side BatchNorm switch and pseudo-label fine-tuning (PLFT), cacheable."""
+def model_fingerprint(segmenter):
+    """A hash of a fitted segmenter's parameters and weights, stable across pickling.
+
+    joblib hashes objects by pickling them, and a torch module's pickle is not stable across
+    a save/load round trip, so cache keys use this fingerprint instead of the model.
+    """
+    import joblib
+
+    state = {k: v.detach().cpu().numpy() for k, v in segmenter.module_.state_dict().items()}
+    return joblib.hash((segmenter.get_params(deep=False), state))
+
+
+def _pseudo_label_fine_tune(segmenter, fingerprint, pseudo_labeler, images, epochs, batch_size,
+                            affine):
+    """Target-side BatchNorm switch and PLFT; cached by ``fingerprint``, not ``segmenter``."""
     seg = copy.deepcopy(segmenter)
     if affine:
         seg.to_affine()
@@ -97,6 +107,10 @@ class FewShotSegmentation(BaseEstimator):
         Support fine-tuning epochs (batch = the segmenter's ``batch_size``).
     switch_affine : bool, default=True
         Replace BatchNorm by affine BatchNorm (γ = 0.1, β = 0) before target training.
+    min_foreground : int or None, default=None
+        Drop candidate patches whose *true* mask has fewer foreground pixels (the authors'
+        360-pixel filter, SPEC §3.3). It reads every pool mask (recorded by the oracle in
+        ``filter_reads_``), so it is off by default and only for reproducing the paper.
     memory : None, str or joblib.Memory, default=None
         Cache of source pre-training and PLFT, which do not depend on the selector or the
         number of shots: a grid over selectors and shots pre-trains once per target.
@@ -152,7 +166,7 @@ class FewShotSegmentation(BaseEstimator):
 
     def __init__(self, segmenter=None, pseudo_labeler="default", selector=None, n_shots=1,
                  patches_per_shot="auto", pl_epochs=100, pl_batch_size=128, finetune_epochs=20,
-                 switch_affine=True, memory=None, random_state=None):
+                 switch_affine=True, min_foreground=None, memory=None, random_state=None):
         self.segmenter = segmenter
         self.pseudo_labeler = pseudo_labeler
         self.selector = selector
@@ -162,6 +176,7 @@ class FewShotSegmentation(BaseEstimator):
         self.pl_batch_size = pl_batch_size
         self.finetune_epochs = finetune_epochs
         self.switch_affine = switch_affine
+        self.min_foreground = min_foreground
         self.memory = memory
         self.random_state = random_state
 
@@ -194,26 +209,13 @@ class FewShotSegmentation(BaseEstimator):
         pps = self.patches_per_shot
         if not (pps == "auto" or (isinstance(pps, numbers.Integral) and pps >= 1)):
             raise ValueError(f"patches_per_shot must be a positive integer or 'auto', got {pps!r}")
+        mf = self.min_foreground
+        if mf is not None and (not isinstance(mf, numbers.Integral) or mf < 0):
+            raise ValueError(f"min_foreground must be None or a non-negative integer, got {mf!r}")
 
     # ------------------------------------------------------------------ fit
-    def fit(self, X, y, sample_domain=None):
-        """Run the method for the target images of ``X``.
-
-        Parameters
-        ----------
-        X : list or object array of 2-D images
-            Source images and the target pool (the unlabelled images to choose from).
-        y : list or object array of masks
-            One per image. Target masks are read only through the oracle, for the selected
-            candidates.
-        sample_domain : array-like of int, shape (n_images,)
-            Positive = source dataset id, negative = target (one target dataset per fit). If
-            None, every image is target and the segmenter must already be fitted.
-
-        Returns
-        -------
-        self
-        """
+    def _roles(self, X, y, sample_domain):
+        """Validate inputs and split them into sources and the target pool."""
         self._check_params()
         X = _as_object_array(X, "X")
         y = _as_object_array(y, "y")
@@ -232,29 +234,82 @@ class FewShotSegmentation(BaseEstimator):
                 "FewShotSegmentation adapts to one target dataset per fit; got target domains "
                 f"{targets.tolist()}. With GridSearchCV and LeaveOneDatasetOut use refit=False."
             )
-        segmenter, pseudo_labeler, selector = self._components()
-        seed = derive_seed(self.random_state, "segmenter")
-        if seed is not None and getattr(segmenter, "random_state", None) is None:
-            segmenter = clone(segmenter).set_params(random_state=seed)
-        memory = check_memory(self.memory)
-
         src = sample_domain > 0
         tgt = sample_domain < 0
-        pool = check_images(X[tgt], name="target images")
-        if src.any():
-            src_images = check_images(X[src], name="source images")
-            src_masks = check_masks(y[src], src_images, name="source masks")
-            meta = memory.cache(_meta_fit)(segmenter, src_images, src_masks, sample_domain[src])
-        elif getattr(segmenter, "initialized_", False):
+        return {
+            "X_src": X[src], "y_src": y[src], "groups": sample_domain[src],
+            "pool": check_images(X[tgt], name="target images"), "y_pool": y[tgt],
+            "target": int(targets[0]),
+        }
+
+    def _pretrained(self, roles, unlabelled=None):
+        """Source pre-training then PLFT (both cached in ``memory``)."""
+        segmenter, pseudo_labeler, _ = self._components()
+        seed = derive_seed(self.random_state, "segmenter")
+        prefitted = getattr(segmenter, "initialized_", False)
+        if seed is not None and segmenter.random_state is None and not prefitted:
+            segmenter = clone(segmenter).set_params(random_state=seed)
+        memory = check_memory(self.memory)
+        if len(roles["X_src"]):
+            src_images = check_images(roles["X_src"], name="source images")
+            src_masks = check_masks(roles["y_src"], src_images, name="source masks")
+            meta = memory.cache(_meta_fit)(segmenter, src_images, src_masks, roles["groups"])
+        elif prefitted:
             meta = segmenter
         else:
             raise ValueError("no source images (sample_domain > 0) and the segmenter is not "
                              "fitted: give sources to pre-train on, or a fitted segmenter")
-        plft = memory.cache(_pseudo_label_fine_tune)(
-            meta, pseudo_labeler, pool, self.pl_epochs, self.pl_batch_size, self.switch_affine)
+        plft_images = list(roles["pool"])
+        if unlabelled is not None:
+            plft_images += check_images(unlabelled, name="unlabelled")
+        plft = memory.cache(_pseudo_label_fine_tune, ignore=["segmenter"])
+        return plft(meta, model_fingerprint(meta), pseudo_labeler, plft_images, self.pl_epochs,
+                    self.pl_batch_size, self.switch_affine)
 
+    def prepare(self, X, y, sample_domain=None, unlabelled=None):
+        """Run (or load from ``memory``) source pre-training and PLFT only.
+
+        Experiment runners call this once per target/split to fill the cache before
+        running many selectors and shot counts in parallel. Reads no target mask.
+
+        Returns
+        -------
+        plft_segmenter : FCRNSegmenter
+        """
+        return self._pretrained(self._roles(X, y, sample_domain), unlabelled)
+
+    def fit(self, X, y, sample_domain=None, unlabelled=None):
+        """Run the method for the target images of ``X``.
+
+        Parameters
+        ----------
+        X : list or object array of 2-D images
+            Source images and the target pool (the unlabelled images to choose from).
+        y : list or object array of masks
+            One per image. Target masks are read only through the oracle, for the selected
+            candidates (and, with ``min_foreground``, for the documented filter).
+        sample_domain : array-like of int, shape (n_images,)
+            Positive = source dataset id, negative = target (one target dataset per fit). If
+            None, every image is target and the segmenter must already be fitted.
+        unlabelled : list of 2-D images, optional
+            Extra unlabelled target images used for PLFT only, never selected from (the
+            authors also pseudo-label-fine-tuned on the test images; transductive).
+
+        Returns
+        -------
+        self
+        """
+        roles = self._roles(X, y, sample_domain)
+        _, _, selector = self._components()
+        plft = self._pretrained(roles, unlabelled)
+        pool = roles["pool"]
         candidates = PatchSet.from_images(pool, plft.patch_size, plft.stride)
-        oracle = Oracle(y[tgt], shapes=[im.shape for im in pool])
+        oracle = Oracle(roles["y_pool"], shapes=[im.shape for im in pool])
+        if self.min_foreground is not None:
+            counts = oracle.foreground_counts(candidates)
+            candidates = candidates.subset(np.flatnonzero(counts >= int(self.min_foreground)))
+            if len(candidates) == 0:
+                raise ValueError(f"no candidate patch has {self.min_foreground} foreground pixels")
         image_unit = getattr(selector, "unit", "patch") == "image"
         if image_unit:
             n_select = self.n_shots
@@ -275,6 +330,9 @@ class FewShotSegmentation(BaseEstimator):
 
         model = copy.deepcopy(plft)
         model.initialize_optimizer()
+        seed = derive_seed(self.random_state, "finetune")
+        if seed is not None and model.random_state is None:
+            model.random_state = seed
         if self.finetune_epochs:
             model.partial_fit(support, support_masks, epochs=self.finetune_epochs)
         self.segmenter_ = model
@@ -284,7 +342,7 @@ class FewShotSegmentation(BaseEstimator):
         self.support_indices_ = np.asarray(chosen)
         self.support_scores_ = np.asarray(selector.scores_)[chosen]
         self.oracle_ = oracle
-        self.target_domain_ = int(targets[0])
+        self.target_domain_ = roles["target"]
         return self
 
     # ------------------------------------------------------------------ predict

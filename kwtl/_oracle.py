@@ -26,6 +26,9 @@ class Oracle:
         ``(image_index, row, col, height, width)`` of every revealed region, in order.
     n_revealed_pixels_ : int
         Total revealed pixels (a region revealed twice counts twice).
+    filter_reads_ : int
+        Patches whose foreground was counted by :meth:`foreground_counts` (label reads that
+        are not annotations; zero unless the authors' patch filter is used).
 
     Examples
     --------
@@ -46,6 +49,7 @@ class Oracle:
         self._checked = {}
         self.revealed_ = []
         self.n_revealed_pixels_ = 0
+        self.filter_reads_ = 0
 
     def __len__(self):
         return len(self._masks)
@@ -71,6 +75,19 @@ class Oracle:
         self.revealed_.append((image, int(row), int(col), height, width))
         self.n_revealed_pixels_ += height * width
         return m[row : row + height, col : col + width].copy()
+
+    def foreground_counts(self, patches):
+        """Foreground pixel count under each patch, for the authors' patch filter.
+
+        This reads labels of patches that are not revealed to the learner; every call adds
+        the number of patches to ``filter_reads_`` so the leak is on record.
+        """
+        ph, pw = patches.patch_size
+        counts = np.empty(len(patches), dtype=np.int64)
+        for k, (i, r, c) in enumerate(patches.coords):
+            counts[k] = np.count_nonzero(self._mask(int(i))[r : r + ph, c : c + pw])
+        self.filter_reads_ += len(patches)
+        return counts
 
     def reveal_patches(self, patches):
         """Reveal the masks under the patches of a :class:`~kwtl.datasets.PatchSet`.

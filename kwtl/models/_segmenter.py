@@ -133,6 +133,10 @@ class FCRNSegmenter(NeuralNet):
     inner_lr : float, default=1e-3
     meta_step : float, default=1.0
         Reptile step ε: θ ← θ + ε · mean_i(φ_i − θ).
+    meta_stride : None, int, pair, or dict, default=None
+        Patch-grid step of the source images in :meth:`meta_fit`: None uses ``stride``; a
+        dict maps a group (source dataset) to its step (the paper's source steps differ per
+        dataset, SPEC §3.3), with key ``"default"`` for the others.
     random_state : int, RandomState or None, default=None
         Seeds weight initialisation, shuffling and meta-task sampling.
     **kwargs
@@ -184,6 +188,7 @@ class FCRNSegmenter(NeuralNet):
         inner_steps=30,
         inner_lr=1e-3,
         meta_step=1.0,
+        meta_stride=None,
         random_state=None,
         **kwargs,
     ):
@@ -213,6 +218,7 @@ class FCRNSegmenter(NeuralNet):
         self.inner_steps = inner_steps
         self.inner_lr = inner_lr
         self.meta_step = meta_step
+        self.meta_stride = meta_stride
         self.random_state = random_state
 
     # ------------------------------------------------------------------ set-up
@@ -357,7 +363,8 @@ class FCRNSegmenter(NeuralNet):
         tasks = []
         for g in np.unique(groups):
             idx = np.flatnonzero(groups == g)
-            patches = PatchSet.from_images([images[i] for i in idx], self.patch_size, self.stride)
+            patches = PatchSet.from_images([images[i] for i in idx], self.patch_size,
+                                           self._meta_stride_for(g))
             tasks.append((patches, patches.with_arrays([masks[i] for i in idx])))
         rng = np.random.default_rng(derive_seed(self.random_state, "meta-tasks"))
         seed = derive_seed(self.random_state, "meta")
@@ -397,6 +404,15 @@ class FCRNSegmenter(NeuralNet):
             self.meta_history_.append(float(np.mean(losses)))
         self.initialize_optimizer()
         return self
+
+    def _meta_stride_for(self, group):
+        step = self.meta_stride
+        if step is None:
+            return self.stride
+        if isinstance(step, dict):
+            key = group.item() if hasattr(group, "item") else group
+            return step.get(key, step.get("default", self.stride))
+        return step
 
     def _forward_with(self, module, x_uint8):
         original = self.module_

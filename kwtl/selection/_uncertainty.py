@@ -170,7 +170,8 @@ class MCDropoutSelector(BaseSelector):
                 yield
         else:
             with torch.random.fork_rng(devices=[]):
-                torch.manual_seed(seed)
+                # CPU generator only: torch.manual_seed would also reseed (unforked) GPUs
+                torch.random.default_generator.manual_seed(seed)
                 yield
 
     def _pixel_scores(self, patches, estimator):
