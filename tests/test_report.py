@@ -288,7 +288,7 @@ def test_write_report(tmp_path, records):
     images = {"EM": {"p0": np.zeros((32, 32)), "p1": np.arange(1024.0).reshape(32, 32)},
               "TNBC": {"p0": np.zeros((32, 32))}}  # TNBC lacks the chosen image p1
     metadata = {"command": "kwtl-run --profile cpu", "machine": "test box", "wall_time_s": 12.5,
-                "profile": "cpu"}
+                "profile": "cpu", "options": {"n_repeats": 5, "targets": ["EM", "TNBC"]}}
     with pytest.warns(RuntimeWarning, match="p1"):
         paths = write_report(tmp_path, images=images, metadata=metadata,
                              paper_table=PAPER_TABLE2)
@@ -313,8 +313,9 @@ def test_write_report(tmp_path, records):
         assert len(list(csv.DictReader(f))) == len(wilcoxon_table(records))
 
     report = (tmp_path / "report.md").read_text()
-    for value in metadata.values():
-        assert str(value) in report
+    for key in ("command", "machine", "wall_time_s", "profile"):
+        assert f"**{key}**: {metadata[key]}" in report
+    assert '`{"n_repeats": 5, "targets": ["EM", "TNBC"]}`' in report
     for row in summary:
         assert f"{row['mean']:.1f} ± {row['std']:.1f}" in report
     assert "## Wilcoxon" in report and "(miou_vs_shots.png)" in report

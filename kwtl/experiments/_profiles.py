@@ -20,7 +20,7 @@ PROFILES = {
             "meta_shots": 8, "inner_lr": 1e-3,
         },
         "patches_per_shot": 10,
-        "pl_epochs": 5,
+        "pl_epochs": 20,
         "pl_batch_size": 32,
         "finetune_epochs": 20,
         "pseudo_labeler": "default",

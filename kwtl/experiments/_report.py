@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 from scipy import stats
 
-from kwtl.experiments._paper import PAPER_TABLE2, PAPER_TARGETS, paper_comparison_rows
+from ._paper import PAPER_TABLE2, PAPER_TARGETS, paper_comparison_rows
 
 __all__ = [
     "SELECTOR_ORDER",
@@ -740,7 +740,11 @@ def _markdown_report(records, summary, tests, metadata, method, selections, comp
     lines = ["# kwtl report", ""]
     lines += ["## Run", ""]
     for key, value in metadata.items():
-        lines.append(f"- **{key}**: {_format_value(value, '.6g')}")
+        if isinstance(value, (dict, list, tuple)):
+            shown = "`" + json.dumps(_jsonable(value), allow_nan=False) + "`"
+        else:
+            shown = _format_value(value, ".6g")
+        lines.append(f"- **{key}**: {shown}")
     lines.append(f"- **result records**: {len(records)}")
     lines.append("")
 
@@ -782,7 +786,8 @@ def _markdown_report(records, summary, tests, metadata, method, selections, comp
             rows = [dict(target=r["target"], selector=r["selector"], n_shots=r["n_shots"],
                          kwtl=f"{r['kwtl_mean']:.1f} ± {r['kwtl_std']:.1f}",
                          paper=f"{r['paper_mean']:.1f} ± {r['paper_std']:.1f}",
-                         difference=r["difference"])
+                         # + 0.0 turns a rounded -0.0 into 0.0
+                         difference=round(r["difference"], 1) + 0.0)
                     for r in comparison]
             lines.append(format_markdown_table(
                 rows, ["target", "selector", "n_shots", "kwtl", "paper", "difference"],
