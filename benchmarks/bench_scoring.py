@@ -1,0 +1,839 @@
+#!/usr/bin/env python
+"""Benchmark kwtl's patch scoring against a plain fp32, NCHW, batch-by-batch PyTorch loop.
+
+Issue 5 (performance). Three modes, selected by flags (several may be combined):
+
+* default (``compare``): on the same model (same weights, deep-copied) and the same patches,
+  time kwtl's ``ConsistencySelector.score`` (clean + 3 augmentations = 4 forward passes per
+  patch), ``MCDropoutSelector.score`` (``--mc-passes`` passes) and optionally
+  ``EntropySelector.score`` against a reference loop written the way the authors' code runs:
+  fp32, NCHW, ``module.eval()``, batch by batch, ``x = uint8 / 127.5 - 1``, the same score
+  formulas. Prints patches/s of both, the speed-up, the peak RSS of each phase, and the
+  agreement of the scores (top-10 % overlap and Spearman's rho).
+* ``--pool-scaling``: kwtl only, pools of 1k, 4k, 16k, 64k patches (``--pool-sizes``) cut
+  lazily (a ``PatchSet``) from EM images, each pool scored in a fresh subprocess: time and
+  peak RSS of that process.
+* ``--em-pool``: kwtl only, every patch of the 132 EM pool images (256², stride 30: 61,776
+  patches) scored with ``ConsistencySelector`` in a fresh subprocess: time and peak RSS
+  (target < 2 GiB). ``--max-patches`` caps the pool for a smoke run.
+
+Run ``python benchmarks/bench_scoring.py --help`` for the options; see benchmarks/README.md
+for the commands behind RESULTS.md. Nothing here is timed inside the test suite.
+"""
+import argparse
+import copy
+import json
+import math
+import os
+import platform
+import resource
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from kwtl.datasets import PatchSet, make_cells, patch_coordinates, read_image, read_mask
+from kwtl.models import FCRNSegmenter, enable_mc_dropout, resolve_precision
+from kwtl.selection import (
+    AUGMENTATIONS,
+    ConsistencySelector,
+    EntropySelector,
+    MCDropoutSelector,
+)
+
+_HERE = Path(__file__).resolve().parent
+_DEFAULT_DATA = _HERE.parent.parent / "shared" / "data"
+_DEFAULT_SPLITS = _HERE.parent.parent / "shared" / "reference" / "splits.json"
+_EXTENSIONS = (".png", ".tif", ".tiff")
+_CONSISTENCY_AUGS = ("autocontrast", "brightness", "sharpness")
+_MIB = 1024.0
+
+
+# ============================================================================================
+# memory
+# ============================================================================================
+def _status_kib(field):
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith(field + ":"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return None
+
+
+def _ru_maxrss_mib(who=resource.RUSAGE_SELF):
+    value = resource.getrusage(who).ru_maxrss
+    return value / (1024.0 * 1024.0) if sys.platform == "darwin" else value / _MIB
+
+
+def current_rss_mib():
+    kib = _status_kib("VmRSS")
+    if kib is not None:
+        return kib / _MIB
+    import psutil
+
+    return psutil.Process().memory_info().rss / (1024.0 * 1024.0)
+
+
+def peak_rss_mib():
+    """Peak RSS of this process since start (or since the last reset), MiB."""
+    kib = _status_kib("VmHWM")
+    return kib / _MIB if kib is not None else _ru_maxrss_mib()
+
+
+_PROCESS_PEAK = [0.0]
+
+
+def process_peak_rss_mib():
+    """Peak RSS of this process over its whole life (survives the per-phase resets)."""
+    return max(_PROCESS_PEAK[0], peak_rss_mib())
+
+
+def _reset_peak_rss():
+    """Reset the kernel's high-water mark (Linux >= 4.0); False if not possible."""
+    _PROCESS_PEAK[0] = max(_PROCESS_PEAK[0], peak_rss_mib())
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        return True
+    except OSError:
+        return False
+
+
+class PeakRSS:
+    """Peak RSS (MiB) reached inside a ``with`` block.
+
+    Exact on Linux (the kernel's high-water mark is reset on entry, ``/proc/self/clear_refs``);
+    elsewhere RSS is sampled every 10 ms by a background thread.
+    """
+
+    def __enter__(self):
+        self.exact = _reset_peak_rss()
+        self.start = current_rss_mib()
+        self._samples = [self.start]
+        if not self.exact:
+            self._stop = threading.Event()
+
+            def sample():
+                while not self._stop.wait(0.01):
+                    self._samples.append(current_rss_mib())
+
+            self._thread = threading.Thread(target=sample, daemon=True)
+            self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        if self.exact:
+            self.peak = peak_rss_mib()
+        else:
+            self._stop.set()
+            self._thread.join()
+            self.peak = max(self._samples + [current_rss_mib()])
+        _PROCESS_PEAK[0] = max(_PROCESS_PEAK[0], self.peak)
+        return False
+
+
+# ============================================================================================
+# data
+# ============================================================================================
+def _image_files(folder):
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    return sorted(p for p in folder.iterdir()
+                  if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in _EXTENSIONS)
+
+
+def _mask_for(image_file):
+    masks = image_file.parent.parent / "masks"
+    for ext in _EXTENSIONS:
+        candidate = masks / (image_file.stem + ext)
+        if candidate.is_file():
+            return candidate
+    raise FileNotFoundError(f"no mask for {image_file} in {masks}")
+
+
+def em_files(data_root, splits_path=None, dataset="EM"):
+    """``(pool_files, test_files)`` of a dataset: the authors' split 0 if available.
+
+    EM: 132 pool (``unlabelled[0]``) and 33 test images of the sorted file list; without
+    ``splits.json`` the last ``floor(0.2 n)`` files are the test set.
+    """
+    files = _image_files(Path(data_root) / dataset / "images")
+    if not files:
+        return [], []
+    table = None
+    if splits_path is not None and Path(splits_path).is_file():
+        try:
+            table = json.loads(Path(splits_path).read_text()).get(dataset)
+        except (OSError, ValueError):
+            table = None
+    if table is not None:
+        pool_idx = [int(i) for i in table["unlabelled"]["0"]]
+        test_idx = [int(i) for i in table["test"]["0"]]
+        if max(pool_idx + test_idx) < len(files) and len(pool_idx) + len(test_idx) == len(files):
+            return [files[i] for i in pool_idx], [files[i] for i in test_idx]
+    n_test = max(1, int(math.floor(0.2 * len(files))))
+    return files[: len(files) - n_test], files[len(files) - n_test:]
+
+
+def load_images(files, masks=False):
+    images = [read_image(f) for f in files]
+    if not masks:
+        return images, None
+    return images, [read_mask(_mask_for(f)) for f in files]
+
+
+def synthetic_images(n, patch_size, seed, masks=False, domain="em"):
+    """EM-like synthetic images of the EM image size (768 x 1024) when no data is found."""
+    shape = (max(768, 2 * patch_size), max(1024, 2 * patch_size))
+    images, truth = make_cells(n_images=n, image_size=shape, domain=domain, random_state=seed)
+    return list(images), (list(truth) if masks else None)
+
+
+def repeat_to(arrays, n):
+    """``n`` arrays, cycling through ``arrays`` by reference (no copy)."""
+    return [arrays[i % len(arrays)] for i in range(n)]
+
+
+# ============================================================================================
+# model
+# ============================================================================================
+def make_segmenter(args, **overrides):
+    params = dict(module__width=args.width, patch_size=args.patch_size, stride=args.stride,
+                  precision=args.precision, batch_size=args.train_batch_size,
+                  lr=args.train_lr, random_state=args.seed, device=args.device)
+    if args.kwtl_batch_size is not None:
+        params["inference_batch_size"] = args.kwtl_batch_size
+    params.update(overrides)
+    return FCRNSegmenter(**params).initialize()
+
+
+def _load_state(path):
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
+def segmenter_with_state(args, state):
+    """A segmenter (affine BatchNorm) holding ``state`` (affine or not: meta weights are
+    switched to affine as in the paper)."""
+    width = int(state["conv1.0.weight"].shape[0])
+    if width != args.width:
+        print(f"note: the weights have width {width}; using it instead of --width {args.width}")
+        args.width = width
+    seg = make_segmenter(args)
+    affine = "conv1.1.weight" in state
+    if not affine:
+        seg.module_.load_state_dict(state)
+        seg.to_affine()
+    else:
+        seg.to_affine()
+        seg.module_.load_state_dict(state)
+    return seg
+
+
+def _as_input(batch_uint8, device):
+    """The authors' input: fp32 NCHW, ``x / 127.5 - 1`` (kwtl's ``normalize_uint8``)."""
+    x = torch.from_numpy(np.ascontiguousarray(batch_uint8)).to(device=device)
+    return x.to(torch.float32).div_(127.5).sub_(1.0).unsqueeze(1)
+
+
+def calibrate_bn(module, patches, device, batch_size=8):
+    """Set the BatchNorm running statistics to the average batch statistics of ``patches``
+    (one fp32 train-mode pass, cumulative average), so that eval-mode scores are meaningful."""
+    bns = [m for m in module.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    momenta = [m.momentum for m in bns]
+    was_training = module.training
+    for m in bns:
+        m.reset_running_stats()
+        m.momentum = None
+    module.train()
+    with torch.no_grad():
+        for s in range(0, len(patches), batch_size):
+            module(_as_input(patches[s : s + batch_size], device))
+    for m, momentum in zip(bns, momenta):
+        m.momentum = momentum
+    module.train(was_training)
+    module.eval()
+
+
+def pretrain(seg, images, masks, args, rng):
+    """A few kwtl training steps so that the model is not random (scores then spread out)."""
+    if args.train_steps <= 0:
+        return
+    xs = PatchSet.from_images(images, args.patch_size, args.stride)
+    ys = xs.with_arrays(masks)
+    for _ in range(args.train_steps):
+        idx = np.sort(rng.choice(len(xs), size=min(args.train_batch_size, len(xs)), replace=False))
+        x = torch.from_numpy(xs[idx])[:, None]
+        y = torch.from_numpy(ys[idx].astype(np.float32))[:, None]
+        seg.train_step((x, y))
+
+
+# ============================================================================================
+# the reference loops (authors' way: fp32, NCHW, batch by batch)
+# ============================================================================================
+def _pil_augment(batch, name, magnitude):
+    from PIL import Image, ImageEnhance, ImageOps
+
+    out = np.empty_like(batch)
+    for i, patch in enumerate(batch):
+        img = Image.fromarray(np.ascontiguousarray(patch))  # mode "L"
+        if name == "autocontrast":
+            img = ImageOps.autocontrast(img)
+        elif name == "brightness":
+            img = ImageEnhance.Brightness(img).enhance(magnitude)
+        elif name == "sharpness":
+            img = ImageEnhance.Sharpness(img).enhance(magnitude)
+        else:
+            raise ValueError(name)
+        out[i] = np.asarray(img)
+    return out
+
+
+def _augment(batch, name, magnitude, how):
+    if how == "pil":
+        return _pil_augment(batch, name, magnitude)
+    return AUGMENTATIONS[name](batch, magnitude)
+
+
+def _entropy(p):
+    return torch.special.entr(p) + torch.special.entr(1.0 - p)
+
+
+def ref_consistency(module, pool, batch_size, device, magnitude, augment="kwtl", threshold=0.5):
+    """Sum over the 3 augmentations of per-pixel BCE-with-logits against the hard mask of the
+    clean prediction, mean over pixels."""
+    module.eval()
+    scores = np.empty(len(pool), dtype=np.float64)
+    with torch.no_grad():
+        for idx, batch in pool.iter_batches(batch_size):
+            clean = module(_as_input(batch, device))[:, 0]
+            target = (torch.sigmoid(clean) >= threshold).to(torch.float32)
+            total = torch.zeros_like(clean)
+            for name in _CONSISTENCY_AUGS:
+                z = module(_as_input(_augment(batch, name, magnitude, augment), device))[:, 0]
+                total += F.binary_cross_entropy_with_logits(z, target, reduction="none")
+            scores[idx] = total.mean(dim=(1, 2)).double().cpu().numpy()
+    return scores
+
+
+def ref_mc_dropout(module, pool, batch_size, device, n_passes, p, seed):
+    """Entropy of the mean of ``n_passes`` dropout predictions (only Dropout2d active),
+    mean over pixels."""
+    torch.manual_seed(seed)
+    module.eval()
+    scores = np.empty(len(pool), dtype=np.float64)
+    with torch.no_grad(), enable_mc_dropout(module, p):
+        for idx, batch in pool.iter_batches(batch_size):
+            x = _as_input(batch, device)
+            mean = None
+            for _ in range(n_passes):
+                prob = torch.sigmoid(module(x)[:, 0])
+                mean = prob if mean is None else mean + prob
+            scores[idx] = _entropy(mean / n_passes).mean(dim=(1, 2)).double().cpu().numpy()
+    return scores
+
+
+def ref_entropy(module, pool, batch_size, device):
+    module.eval()
+    scores = np.empty(len(pool), dtype=np.float64)
+    with torch.no_grad():
+        for idx, batch in pool.iter_batches(batch_size):
+            prob = torch.sigmoid(module(_as_input(batch, device))[:, 0])
+            scores[idx] = _entropy(prob).mean(dim=(1, 2)).double().cpu().numpy()
+    return scores
+
+
+# ============================================================================================
+# helpers
+# ============================================================================================
+def _sync(device):
+    if torch.device(device).type == "cuda":
+        torch.cuda.synchronize()
+
+
+def timed(fn, device, repeats=1):
+    """Run ``fn`` ``repeats`` times; return (last result, list of seconds, peak RSS MiB)."""
+    times, result, peak = [], None, 0.0
+    for _ in range(repeats):
+        _sync(device)
+        with PeakRSS() as mem:
+            t0 = time.perf_counter()
+            result = fn()
+            _sync(device)
+            times.append(time.perf_counter() - t0)
+        peak = max(peak, mem.peak)
+    return result, times, peak
+
+
+def agreement(a, b, fraction=0.1):
+    """Top-``fraction`` overlap |top_k(a) ∩ top_k(b)| / k (k = ceil(fraction n), ties to the
+    lower index as kwtl's ``select``) and Spearman's rho."""
+    from scipy.stats import spearmanr
+
+    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    k = max(1, int(math.ceil(fraction * len(a))))
+    top_a = np.argsort(-a, kind="stable")[:k]
+    top_b = np.argsort(-b, kind="stable")[:k]
+    overlap = len(np.intersect1d(top_a, top_b)) / k
+    rho = float(spearmanr(a, b)[0]) if len(a) > 2 else float("nan")
+    return {"k": k, "top10_overlap": overlap, "spearman": rho,
+            "max_abs_diff": float(np.max(np.abs(a - b))),
+            "score_std": float(np.std(b))}
+
+
+def environment(args):
+    cpu = platform.processor() or ""
+    try:
+        with open("/proc/cpuinfo") as f:
+            info = f.read()
+        for line in info.splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+        flags = set()
+        for line in info.splitlines():
+            if line.startswith("flags"):
+                flags = set(line.split(":", 1)[1].split())
+                break
+        isa = sorted(flags & {"avx2", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile"})
+    except OSError:
+        isa = []
+    amp = resolve_precision(args.precision, args.device)
+    env = {
+        "python": platform.python_version(), "torch": torch.__version__,
+        "threads": torch.get_num_threads(), "cpu": cpu, "cpu_count": os.cpu_count(),
+        "isa": isa, "device": str(args.device),
+        "precision": args.precision, "resolved_precision": "fp32" if amp is None else "bf16",
+        "channels_last": amp is not None,
+    }
+    if torch.device(args.device).type == "cuda":
+        env["gpu"] = torch.cuda.get_device_name()
+    return env
+
+
+def _print_env(env):
+    print("environment: " + ", ".join(f"{k}={v}" for k, v in env.items()))
+
+
+def _fmt(value, spec):
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "-"
+    return format(value, spec)
+
+
+def print_table(rows, columns):
+    header = [c[0] for c in columns]
+    body = [[_fmt(r.get(c[1]), c[2]) if c[2] else str(r.get(c[1], "-")) for c in columns]
+            for r in rows]
+    widths = [max(len(h), *(len(line[i]) for line in body)) if body else len(h)
+              for i, h in enumerate(header)]
+    print("  ".join(h.rjust(w) for h, w in zip(header, widths)))
+    print("  ".join("-" * w for w in widths))
+    for line in body:
+        print("  ".join(v.rjust(w) for v, w in zip(line, widths)))
+
+
+# ============================================================================================
+# compare mode
+# ============================================================================================
+def _make_selector(name, args, random_state=None):
+    if name == "consistency":
+        return ConsistencySelector(magnitude=args.magnitude, batch_size=args.kwtl_chunk)
+    if name == "mc_dropout":
+        return MCDropoutSelector(n_passes=args.mc_passes, p=args.mc_p, batch_size=args.kwtl_chunk,
+                                 random_state=args.seed if random_state is None else random_state)
+    if name == "entropy":
+        return EntropySelector(batch_size=args.kwtl_chunk)
+    raise ValueError(f"unknown selector {name!r}")
+
+
+def _reference(name, module, pool, args):
+    if name == "consistency":
+        return ref_consistency(module, pool, args.batch_size, args.device, args.magnitude,
+                               augment=args.ref_augment)
+    if name == "mc_dropout":
+        return ref_mc_dropout(module, pool, args.batch_size, args.device, args.mc_passes,
+                              args.mc_p, seed=args.seed)
+    return ref_entropy(module, pool, args.batch_size, args.device)
+
+
+def _forward_passes(name, args):
+    return {"consistency": 1 + len(_CONSISTENCY_AUGS), "mc_dropout": args.mc_passes,
+            "entropy": 1}[name]
+
+
+def prepare_model_and_pool(args):
+    """Pool of ``--n-patches`` random patches of the EM pool images, and the scoring model."""
+    rng = np.random.default_rng(args.seed)
+    pool_files, test_files = em_files(args.data, args.splits)
+    if pool_files and not args.synthetic:
+        images, _ = load_images(pool_files)
+        train_images, train_masks = load_images(test_files[: args.train_images], masks=True)
+        source = f"EM images from {args.data} ({len(images)} pool images)"
+    else:
+        images, _ = synthetic_images(4, args.patch_size, args.seed)
+        train_images, train_masks = synthetic_images(args.train_images, args.patch_size,
+                                                     args.seed + 1, masks=True)
+        source = "synthetic EM-like images (kwtl.datasets.make_cells, domain='em')"
+    grid = PatchSet.from_images(images, args.patch_size, args.stride)
+    n = min(args.n_patches, len(grid))
+    pool = grid.subset(np.sort(rng.choice(len(grid), size=n, replace=False)))
+    calib = grid[np.sort(rng.choice(len(grid), size=min(args.calib_patches, len(grid)),
+                                    replace=False))]
+    if args.weights:
+        seg = segmenter_with_state(args, _load_state(args.weights))
+    else:
+        seg = make_segmenter(args).to_affine()
+    pretrain(seg, train_images, train_masks, args, rng)
+    calibrate_bn(seg.module_, calib, args.device)
+    return seg, pool, source
+
+
+def run_compare(args):
+    seg, pool, source = prepare_model_and_pool(args)
+    reference = copy.deepcopy(seg.module_).to(memory_format=torch.contiguous_format).float().eval()
+    n = len(pool)
+    print(f"pool: {n} patches {args.patch_size}x{args.patch_size} of {source}; FCRN width "
+          f"{args.width}, affine BN, BN running stats calibrated on {args.calib_patches} patches, "
+          f"{args.train_steps} pre-training steps")
+    print(f"kwtl: precision={args.precision} (resolved {'fp32' if seg._amp_dtype is None else 'bf16'}"
+          f", channels_last={seg._channels_last}), inference_batch_size="
+          f"{seg.inference_batch_size}, selector chunk={args.kwtl_chunk or seg.inference_batch_size}"
+          f"; reference: fp32 NCHW, batch {args.batch_size}, augmentations: {args.ref_augment}")
+    warm = pool.subset(np.arange(min(n, max(args.batch_size, seg.inference_batch_size))))
+    rows, details = [], {}
+    for name in args.selectors:
+        passes = _forward_passes(name, args)
+        # warm-up (oneDNN primitive creation, allocator) outside the timings
+        _make_selector(name, args).score(warm, seg)
+        _reference(name, reference, warm, args)
+        print(f"[{name}] kwtl ...", flush=True)
+        kwtl_scores, kwtl_times, kwtl_peak = timed(
+            lambda: _make_selector(name, args).score(pool, seg), args.device, args.repeats)
+        print(f"[{name}] reference ...", flush=True)
+        ref_scores, ref_times, ref_peak = timed(
+            lambda: _reference(name, reference, pool, args), args.device, args.repeats)
+        agree = agreement(kwtl_scores, ref_scores)
+        kwtl_rate = n / float(np.median(kwtl_times))
+        ref_rate = n / float(np.median(ref_times))
+        row_ref = {"selector": name, "path": "fp32 NCHW loop", "batch": args.batch_size,
+                   "passes": passes, "seconds": float(np.median(ref_times)),
+                   "patches_s": ref_rate, "speedup": 1.0, "peak_rss": ref_peak}
+        row_kwtl = {"selector": name, "path": "kwtl", "batch": seg.inference_batch_size,
+                    "passes": passes, "seconds": float(np.median(kwtl_times)),
+                    "patches_s": kwtl_rate, "speedup": kwtl_rate / ref_rate,
+                    "peak_rss": kwtl_peak, "top10": agree["top10_overlap"],
+                    "spearman": agree["spearman"]}
+        rows += [row_ref, row_kwtl]
+        details[name] = {"kwtl_seconds": kwtl_times, "reference_seconds": ref_times,
+                         "agreement": agree, "kwtl_peak_rss_mib": kwtl_peak,
+                         "reference_peak_rss_mib": ref_peak, "n_patches": n,
+                         "forward_passes_per_patch": passes}
+        if name == "mc_dropout" and not args.no_mc_noise_floor:
+            # Monte-Carlo noise floor: kwtl against itself with other dropout masks
+            other = _make_selector(name, args, random_state=args.seed + 1).score(pool, seg)
+            floor = agreement(other, kwtl_scores)
+            details[name]["noise_floor_kwtl_vs_kwtl_other_seed"] = floor
+            rows.append({"selector": name, "path": "kwtl vs kwtl (other seed)",
+                         "top10": floor["top10_overlap"], "spearman": floor["spearman"]})
+    return rows, details
+
+
+# ============================================================================================
+# pool-scaling and EM-pool modes (one subprocess per pool)
+# ============================================================================================
+def _run_worker(spec, args, state_path):
+    """Run this script in a fresh process on ``spec``; return its result dict."""
+    with tempfile.TemporaryDirectory() as tmp:
+        spec_path = Path(tmp) / "spec.json"
+        out_path = Path(tmp) / "result.json"
+        spec = dict(spec, state=str(state_path), out=str(out_path), args=_worker_args(args))
+        spec_path.write_text(json.dumps(spec))
+        proc = subprocess.Popen([sys.executable, os.path.abspath(__file__), "--_worker",
+                                 str(spec_path)])
+        child_peak = None
+        if hasattr(os, "wait4"):
+            _, status, usage = os.wait4(proc.pid, 0)
+            proc.returncode = os.waitstatus_to_exitcode(status)
+            child_peak = (usage.ru_maxrss / (1024.0 * 1024.0) if sys.platform == "darwin"
+                          else usage.ru_maxrss / _MIB)
+        else:  # pragma: no cover
+            proc.wait()
+        if proc.returncode != 0:
+            raise RuntimeError(f"worker for {spec['mode']} failed with exit code {proc.returncode}")
+        result = json.loads(out_path.read_text())
+    result["peak_rss_mib_wait4"] = child_peak
+    return result
+
+
+_WORKER_KEYS = ("width", "patch_size", "stride", "precision", "train_batch_size", "train_lr",
+                "seed", "device", "kwtl_batch_size", "kwtl_chunk", "magnitude", "mc_passes",
+                "mc_p", "threads", "data", "splits", "synthetic", "pool_selector")
+
+
+def _worker_args(args):
+    return {k: (str(getattr(args, k)) if isinstance(getattr(args, k), Path) else getattr(args, k))
+            for k in _WORKER_KEYS}
+
+
+def worker_main(spec_path):
+    spec = json.loads(Path(spec_path).read_text())
+    args = argparse.Namespace(**spec["args"])
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    t_start = time.perf_counter()
+    seg = segmenter_with_state(args, _load_state(spec["state"]))
+    seg.module_.eval()
+    rss_model = current_rss_mib()
+    selector = _make_selector(args.pool_selector, args)
+    n = int(spec["n_patches"])
+    if spec["mode"] == "em":
+        pool_files, _ = em_files(args.data, args.splits)
+        n_images = int(spec["n_images"])
+        if pool_files and not args.synthetic:
+            images, _ = load_images(pool_files[:n_images])
+            images = repeat_to(images, n_images)
+            source = f"EM pool images ({len(set(map(id, images)))} distinct)"
+        else:
+            images = repeat_to(synthetic_images(4, args.patch_size, args.seed)[0], n_images)
+            source = "synthetic EM-like images (4 distinct, repeated by reference)"
+        coords = patch_coordinates([im.shape for im in images], args.patch_size, args.stride)
+        n_total = len(coords)
+        if n:  # --max-patches
+            coords = coords[:n]
+    else:  # a pool of exactly n patches, from as many (repeated) images as needed
+        pool_files, _ = em_files(args.data, args.splits)
+        all_files = sorted(_image_files(Path(args.data) / "EM" / "images"))
+        if all_files and not args.synthetic:
+            probe = read_image(all_files[0])
+            per_image = len(patch_coordinates([probe.shape], args.patch_size, args.stride))
+            need = int(math.ceil(n / per_image))
+            distinct, _ = load_images(all_files[: min(need, len(all_files))])
+            source = f"EM images ({len(distinct)} distinct)"
+        else:
+            distinct = synthetic_images(4, args.patch_size, args.seed)[0]
+            per_image = len(patch_coordinates([distinct[0].shape], args.patch_size, args.stride))
+            need = int(math.ceil(n / per_image))
+            source = "synthetic EM-like images (4 distinct)"
+        images = repeat_to(distinct, need)
+        coords = patch_coordinates([im.shape for im in images], args.patch_size, args.stride)[:n]
+        n_total = len(coords)
+    pool = PatchSet(images, coords, args.patch_size)
+    distinct_bytes = sum(im.nbytes for im in {id(im): im for im in images}.values())
+    rss_data = current_rss_mib()
+    # warm-up on one chunk, outside the timing
+    chunk = args.kwtl_chunk or seg.inference_batch_size
+    selector.score(pool.subset(np.arange(min(len(pool), chunk))), seg)
+    rss_warm = current_rss_mib()
+    _sync(args.device)
+    t0 = time.perf_counter()
+    scores = selector.score(pool, seg)
+    _sync(args.device)
+    seconds = time.perf_counter() - t0
+    result = {
+        "mode": spec["mode"], "selector": args.pool_selector, "n_patches": len(pool),
+        "n_patches_full_pool": n_total, "n_images": len(images), "source": source,
+        "image_mib": distinct_bytes / (1024.0 * 1024.0),
+        "seconds": seconds, "patches_s": len(pool) / seconds,
+        "rss_after_model_mib": rss_model, "rss_after_data_mib": rss_data,
+        "rss_after_warmup_mib": rss_warm, "peak_rss_mib": _ru_maxrss_mib(),
+        "scores_finite": bool(np.isfinite(scores).all()),
+        "score_min": float(np.min(scores)), "score_max": float(np.max(scores)),
+        "wall_seconds_total": time.perf_counter() - t_start,
+        "threads": torch.get_num_threads(),
+    }
+    if torch.device(args.device).type == "cuda":
+        result["cuda_max_allocated_mib"] = torch.cuda.max_memory_allocated() / 2**20
+    Path(spec["out"]).write_text(json.dumps(result))
+
+
+def _scoring_state(args, tmpdir):
+    """The model of the subprocess modes: ``--weights`` or a seeded, BN-calibrated FCRN."""
+    rng = np.random.default_rng(args.seed)
+    if args.weights:
+        seg = segmenter_with_state(args, _load_state(args.weights))
+    else:
+        seg = make_segmenter(args).to_affine()
+    pool_files, _ = em_files(args.data, args.splits)
+    if pool_files and not args.synthetic:
+        images, _ = load_images(pool_files[:8])
+    else:
+        images, _ = synthetic_images(2, args.patch_size, args.seed)
+    grid = PatchSet.from_images(images, args.patch_size, args.stride)
+    calib = grid[np.sort(rng.choice(len(grid), size=min(args.calib_patches, len(grid)),
+                                    replace=False))]
+    calibrate_bn(seg.module_, calib, args.device)
+    path = Path(tmpdir) / "state.pt"
+    torch.save({k: v.detach().cpu().contiguous() for k, v in seg.module_.state_dict().items()}, path)
+    return path
+
+
+def run_pool_scaling(args, state_path):
+    rows = []
+    for n in args.pool_sizes:
+        print(f"[pool-scaling] {n} patches ({args.pool_selector}) in a fresh process ...",
+              flush=True)
+        res = _run_worker({"mode": "pool", "n_patches": int(n)}, args, state_path)
+        rows.append(res)
+    return rows
+
+
+def run_em_pool(args, state_path):
+    print(f"[em-pool] {args.em_images} EM images, {args.patch_size}², stride {args.stride}, "
+          f"{args.pool_selector}"
+          + (f", capped at {args.max_patches} patches" if args.max_patches else "")
+          + " in a fresh process ...", flush=True)
+    return _run_worker({"mode": "em", "n_patches": int(args.max_patches or 0),
+                        "n_images": int(args.em_images)}, args, state_path)
+
+
+# ============================================================================================
+# main
+# ============================================================================================
+def build_parser():
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--n-patches", type=int, default=256,
+                   help="patches of the side-by-side comparison (random patches of the EM pool)")
+    p.add_argument("--patch-size", type=int, default=256)
+    p.add_argument("--stride", type=int, default=30, help="patch grid step")
+    p.add_argument("--width", type=int, default=32, help="FCRN width (channels of conv1)")
+    p.add_argument("--batch-size", type=int, default=8,
+                   help="patches per forward pass of the fp32 reference loop (authors' eval: 256)")
+    p.add_argument("--kwtl-batch-size", type=int, default=None,
+                   help="FCRNSegmenter.inference_batch_size (None: kwtl's default)")
+    p.add_argument("--kwtl-chunk", type=int, default=None,
+                   help="selector batch_size, patches per scoring chunk (None: inference_batch_size)")
+    p.add_argument("--precision", default="auto", choices=("auto", "fp32", "bf16"),
+                   help="kwtl's precision (the reference is always fp32)")
+    p.add_argument("--selectors", nargs="+", default=["consistency", "mc_dropout"],
+                   choices=("consistency", "mc_dropout", "entropy"))
+    p.add_argument("--magnitude", type=float, default=1.3, help="consistency magnitude")
+    p.add_argument("--mc-passes", type=int, default=10)
+    p.add_argument("--mc-p", type=float, default=0.5, help="MC dropout probability")
+    p.add_argument("--no-mc-noise-floor", action="store_true",
+                   help="skip the second kwtl MC-dropout run with other masks (noise floor)")
+    p.add_argument("--ref-augment", default="kwtl", choices=("kwtl", "pil"),
+                   help="reference augmentations: kwtl's vectorised (bit-identical) functions, "
+                        "or Pillow patch by patch as the authors did")
+    p.add_argument("--repeats", type=int, default=1, help="timed repeats (median reported)")
+    p.add_argument("--train-steps", type=int, default=20,
+                   help="kwtl training steps on EM test images before scoring (0: untrained)")
+    p.add_argument("--train-batch-size", type=int, default=8)
+    p.add_argument("--train-lr", type=float, default=1e-3)
+    p.add_argument("--train-images", type=int, default=4)
+    p.add_argument("--calib-patches", type=int, default=32,
+                   help="patches of the train-mode pass that sets the BN running statistics")
+    p.add_argument("--weights", default=None,
+                   help="state dict (.pt) to start from (e.g. a PLFT checkpoint) instead of the "
+                        "seeded paper initialisation")
+    p.add_argument("--data", type=Path, default=_DEFAULT_DATA,
+                   help="folder with EM/images and EM/masks (else synthetic data)")
+    p.add_argument("--splits", type=Path, default=_DEFAULT_SPLITS,
+                   help="the authors' splits.json (EM pool = unlabelled[0])")
+    p.add_argument("--synthetic", action="store_true", help="use synthetic data even if EM exists")
+    p.add_argument("--threads", type=int, default=None, help="torch.set_num_threads")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--pool-scaling", action="store_true",
+                   help="score pools of --pool-sizes patches with kwtl, one subprocess each")
+    p.add_argument("--pool-sizes", type=int, nargs="+", default=[1000, 4000, 16000, 64000])
+    p.add_argument("--pool-selector", default="consistency",
+                   choices=("consistency", "mc_dropout", "entropy"),
+                   help="selector of --pool-scaling and --em-pool")
+    p.add_argument("--em-pool", action="store_true",
+                   help="score all patches of the EM pool images in a subprocess")
+    p.add_argument("--em-images", type=int, default=132, help="images of --em-pool")
+    p.add_argument("--max-patches", type=int, default=None,
+                   help="cap the --em-pool pool (smoke runs)")
+    p.add_argument("--compare", action="store_true",
+                   help="also run the side-by-side comparison with --pool-scaling/--em-pool")
+    p.add_argument("--json", type=Path, default=None, help="write all results to this file")
+    p.add_argument("--_worker", default=None, help=argparse.SUPPRESS)
+    return p
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
+    if args._worker:
+        worker_main(args._worker)
+        return 0
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    torch.manual_seed(args.seed)
+    env = environment(args)
+    _print_env(env)
+    out = {"env": env, "args": {k: str(v) if isinstance(v, Path) else v
+                                for k, v in vars(args).items() if k != "_worker"},
+           "command": " ".join([Path(sys.argv[0]).as_posix()] + sys.argv[1:])}
+    t0 = time.perf_counter()
+    do_compare = args.compare or not (args.pool_scaling or args.em_pool)
+    if do_compare:
+        rows, details = run_compare(args)
+        out["compare"] = {"rows": rows, "details": details}
+    if args.pool_scaling or args.em_pool:
+        with tempfile.TemporaryDirectory() as tmp:
+            state = _scoring_state(args, tmp)
+            if args.pool_scaling:
+                out["pool_scaling"] = run_pool_scaling(args, state)
+            if args.em_pool:
+                out["em_pool"] = run_em_pool(args, state)
+    out["process_peak_rss_mib"] = process_peak_rss_mib()
+    out["wall_seconds"] = time.perf_counter() - t0
+
+    # ---------------------------------------------------------------------------- report
+    print()
+    if do_compare:
+        print(f"== scoring, side by side ({args.n_patches} patches {args.patch_size}², width "
+              f"{args.width}, {env['threads']} threads, device {args.device}) ==")
+        print_table(out["compare"]["rows"], [
+            ("selector", "selector", None), ("path", "path", None), ("batch", "batch", None),
+            ("passes", "passes", None), ("time[s]", "seconds", ".2f"),
+            ("patches/s", "patches_s", ".2f"), ("x fp32", "speedup", ".2f"),
+            ("top10%", "top10", ".3f"), ("spearman", "spearman", ".4f"),
+            ("peakRSS[MiB]", "peak_rss", ".0f")])
+        for name, d in out["compare"]["details"].items():
+            ratio = float(np.median(d["reference_seconds"]) / np.median(d["kwtl_seconds"]))
+            print(f"{name}: kwtl {ratio:.2f}x the fp32 loop (target >= 5x: "
+                  f"{'PASS' if ratio >= 5 else 'FAIL'}), top-10% overlap "
+                  f"{d['agreement']['top10_overlap']:.3f} (target >= 0.95: "
+                  f"{'PASS' if d['agreement']['top10_overlap'] >= 0.95 else 'FAIL'}), "
+                  f"Spearman {d['agreement']['spearman']:.4f}")
+    if args.pool_scaling:
+        print(f"\n== pool scaling ({args.pool_selector}, kwtl only, one process per pool) ==")
+        print_table(out["pool_scaling"], [
+            ("patches", "n_patches", None), ("images", "n_images", None),
+            ("images[MiB]", "image_mib", ".0f"), ("time[s]", "seconds", ".1f"),
+            ("patches/s", "patches_s", ".2f"), ("RSS model[MiB]", "rss_after_model_mib", ".0f"),
+            ("RSS +data[MiB]", "rss_after_data_mib", ".0f"),
+            ("peakRSS[MiB]", "peak_rss_mib", ".0f")])
+    if args.em_pool:
+        r = out["em_pool"]
+        print(f"\n== EM pool ({r['source']}) ==")
+        print_table([r], [
+            ("patches", "n_patches", None), ("full pool", "n_patches_full_pool", None),
+            ("images", "n_images", None), ("time[s]", "seconds", ".1f"),
+            ("patches/s", "patches_s", ".2f"), ("peakRSS[MiB]", "peak_rss_mib", ".0f")])
+        ok = r["peak_rss_mib"] < 2048
+        print(f"EM pool peak RSS {r['peak_rss_mib']:.0f} MiB (target < 2048 MiB: "
+              f"{'PASS' if ok else 'FAIL'}); scores finite: {r['scores_finite']}")
+    print(f"\nprocess peak RSS {out['process_peak_rss_mib']:.0f} MiB, wall {out['wall_seconds']:.1f} s")
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(out, indent=2, default=float))
+        print(f"results written to {args.json}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
