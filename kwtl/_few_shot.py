@@ -68,6 +68,14 @@ def _pseudo_label_fine_tune(segmenter, fingerprint, pseudo_labeler, images, epoc
     return seg
 
 
+def _score_candidates(selector, fingerprint, candidates, segmenter):
+    """Selection scores of every candidate; cached by ``fingerprint``, not ``segmenter``.
+
+    Scores do not depend on the budget, so one scoring pass serves every shot count.
+    """
+    return selector.score(candidates, segmenter)
+
+
 class FewShotSegmentation(BaseEstimator):
     """Choose which target patches to annotate, then fine-tune on them (Dawoud et al. 2023).
 
@@ -317,7 +325,10 @@ class FewShotSegmentation(BaseEstimator):
             n_select = self.n_shots * max(1, int(round(len(candidates) / len(pool))))
         else:
             n_select = self.n_shots * int(self.patches_per_shot)
-        chosen = selector.select(candidates, n_select, plft)
+        scoring = check_memory(self.memory).cache(_score_candidates, ignore=["segmenter"])
+        scores = scoring(selector, model_fingerprint(plft), candidates, plft)
+        selector.scores_ = scores
+        chosen = selector.rank(scores, n_select)
 
         if image_unit:
             keep = np.isin(candidates.coords[:, 0], chosen)

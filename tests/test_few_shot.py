@@ -156,9 +156,17 @@ def test_memory_caches_pretraining_across_selectors(packed, tmp_path):
     for v, w in zip(a.plft_segmenter_.module_.state_dict().values(),
                     b.plft_segmenter_.module_.state_dict().values()):
         assert np.array_equal(v.numpy(), w.numpy())
-    n_entries = len(list(tmp_path.rglob("output.pkl")))
+    def entries(stage):
+        return len([p for p in tmp_path.rglob("output.pkl") if stage in p.parts])
+
     tiny_method(selector=ConsistencySelector(), memory=memory).fit(X, y, d)
-    assert len(list(tmp_path.rglob("output.pkl"))) == n_entries == 2
+    assert entries("_meta_fit") == 1 and entries("_pseudo_label_fine_tune") == 1
+    assert entries("_score_candidates") == 3  # one per selector
+    # scores do not depend on the budget: one scoring pass serves every shot count
+    c = tiny_method(selector=ConsistencySelector(), n_shots=2, memory=memory).fit(X, y, d)
+    assert entries("_score_candidates") == 3
+    assert np.array_equal(c.support_indices_[:3],
+                          tiny_method(selector=ConsistencySelector()).fit(X, y, d).support_indices_)
 
 
 def test_without_pseudo_labels_and_with_prefitted_segmenter(packed):

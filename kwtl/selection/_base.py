@@ -143,25 +143,43 @@ class BaseSelector(BaseEstimator):
         Sets ``scores_``, the float64 scores of all candidates (as returned by
         :meth:`score`), on the selector.
         """
-        if isinstance(n, bool) or not isinstance(n, numbers.Integral):
-            raise ValueError(f"n must be a positive integer, got {n!r}")
-        n = int(n)
-        if n < 1:
-            raise ValueError(f"n must be a positive integer (at least 1), got {n}")
         self._validate_common()
         self._validate_params()
         estimator = self._check_estimator(estimator, X)
         pool = self._make_pool(X, estimator)
-        n_candidates = self._n_candidates(pool)
+        self._check_n(n, self._n_candidates(pool))
+        scores = self._score_pool(pool, estimator)
+        self.scores_ = scores
+        return self.rank(scores, n)
+
+    def _check_n(self, n, n_candidates):
+        if isinstance(n, bool) or not isinstance(n, numbers.Integral):
+            raise ValueError(f"n must be a positive integer, got {n!r}")
+        if n < 1:
+            raise ValueError(f"n must be a positive integer (at least 1), got {n}")
         if n > n_candidates:
             what = "patches" if self.unit == "patch" else "images"
             raise ValueError(
                 f"more shots than candidates: asked for n={n} but the pool has only "
                 f"{n_candidates} candidate {what}"
             )
-        scores = self._score_pool(pool, estimator)
-        self.scores_ = scores
-        return np.argsort(-scores, kind="stable")[:n].astype(np.intp)
+
+    def rank(self, scores, n):
+        """The ``n`` best candidates of a score vector, best first (as :meth:`select`).
+
+        Ties keep the lower index first (stable sort); NaN ranks last. Useful with scores
+        computed once (e.g. cached) and several budgets ``n``.
+
+        Examples
+        --------
+        >>> from kwtl.selection import RandomSelector
+        >>> RandomSelector().rank([0.2, 0.9, 0.2, float("nan")], 3).tolist()
+        [1, 0, 2]
+        """
+        scores = np.asarray(scores, dtype=np.float64)
+        self._check_n(n, len(scores))
+        order = np.argsort(-np.where(np.isnan(scores), -np.inf, scores), kind="stable")
+        return order[: int(n)].astype(np.intp)
 
     def pixel_scores(self, X, estimator, indices=None):
         """Per-pixel score maps of candidate patches.
