@@ -25,12 +25,9 @@ import copy
 import json
 import math
 import os
-import platform
-import resource
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
@@ -39,8 +36,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from kwtl.datasets import PatchSet, make_cells, patch_coordinates, read_image, read_mask
-from kwtl.models import FCRNSegmenter, enable_mc_dropout, resolve_precision
+from kwtl.datasets import PatchSet, patch_coordinates, read_image
+from kwtl.models import FCRNSegmenter, enable_mc_dropout
 from kwtl.selection import (
     AUGMENTATIONS,
     ConsistencySelector,
@@ -48,10 +45,16 @@ from kwtl.selection import (
     MCDropoutSelector,
 )
 
-_HERE = Path(__file__).resolve().parent
-_DEFAULT_DATA = _HERE.parent.parent / "shared" / "data"
-_DEFAULT_SPLITS = _HERE.parent.parent / "shared" / "reference" / "splits.json"
-_EXTENSIONS = (".png", ".tif", ".tiff")
+try:  # run as a script: benchmarks/ is on sys.path
+    from _common import (DEFAULT_DATA, DEFAULT_SPLITS, PeakRSS, current_rss_mib, environment,
+                         image_files, load_images, print_env, print_table, process_peak_rss_mib,
+                         repeat_to, ru_maxrss_mib, split_files, sync, synthetic_images)
+except ImportError:  # imported as benchmarks.bench_scoring
+    from benchmarks._common import (DEFAULT_DATA, DEFAULT_SPLITS, PeakRSS, current_rss_mib,
+                                    environment, image_files, load_images, print_env,
+                                    print_table, process_peak_rss_mib, repeat_to,
+                                    ru_maxrss_mib, split_files, sync, synthetic_images)
+
 _CONSISTENCY_AUGS = ("autocontrast", "brightness", "sharpness")
 _MIB = 1024.0
 
@@ -212,11 +215,11 @@ def timed(fn, device, repeats=1):
     peak RSS growth over the RSS at the start of the call, MiB)."""
     times, result, peak, growth = [], None, 0.0, 0.0
     for _ in range(repeats):
-        _sync(device)
+        sync(device)
         with PeakRSS() as mem:
             t0 = time.perf_counter()
             result = fn()
-            _sync(device)
+            sync(device)
             times.append(time.perf_counter() - t0)
         peak = max(peak, mem.peak)
         growth = max(growth, mem.peak - mem.start)
@@ -271,7 +274,7 @@ def _forward_passes(name, args):
 def prepare_model_and_pool(args):
     """Pool of ``--n-patches`` random patches of the EM pool images, and the scoring model."""
     rng = np.random.default_rng(args.seed)
-    pool_files, test_files = em_files(args.data, args.splits)
+    pool_files, test_files = split_files(args.data, args.splits)
     if pool_files and not args.synthetic:
         images, _ = load_images(pool_files)
         train_images, train_masks = load_images(test_files[: args.train_images], masks=True)
@@ -396,7 +399,7 @@ def worker_main(spec_path):
     selector = _make_selector(args.pool_selector, args)
     n = int(spec["n_patches"])
     if spec["mode"] == "em":
-        pool_files, _ = em_files(args.data, args.splits)
+        pool_files, _ = split_files(args.data, args.splits)
         n_images = int(spec["n_images"])
         if pool_files and not args.synthetic:
             images, _ = load_images(pool_files[:n_images])
@@ -410,7 +413,7 @@ def worker_main(spec_path):
         if n:  # --max-patches
             coords = coords[:n]
     else:  # a pool of exactly n patches, from as many (repeated) images as needed
-        all_files = sorted(_image_files(Path(args.data) / "EM" / "images"))
+        all_files = sorted(image_files(Path(args.data) / "EM" / "images"))
         if all_files and not args.synthetic:
             probe = read_image(all_files[0])
             per_image = len(patch_coordinates([probe.shape], args.patch_size, args.stride))
@@ -432,10 +435,10 @@ def worker_main(spec_path):
     chunk = args.kwtl_chunk or seg.inference_batch_size
     selector.score(pool.subset(np.arange(min(len(pool), chunk))), seg)
     rss_warm = current_rss_mib()
-    _sync(args.device)
+    sync(args.device)
     t0 = time.perf_counter()
     scores = selector.score(pool, seg)
-    _sync(args.device)
+    sync(args.device)
     seconds = time.perf_counter() - t0
     result = {
         "mode": spec["mode"], "selector": args.pool_selector, "n_patches": len(pool),
@@ -443,7 +446,7 @@ def worker_main(spec_path):
         "image_mib": distinct_bytes / (1024.0 * 1024.0),
         "seconds": seconds, "patches_s": len(pool) / seconds,
         "rss_after_model_mib": rss_model, "rss_after_data_mib": rss_data,
-        "rss_after_warmup_mib": rss_warm, "peak_rss_mib": _ru_maxrss_mib(),
+        "rss_after_warmup_mib": rss_warm, "peak_rss_mib": ru_maxrss_mib(),
         "scores_finite": bool(np.isfinite(scores).all()),
         "score_min": float(np.min(scores)), "score_max": float(np.max(scores)),
         "wall_seconds_total": time.perf_counter() - t_start,
@@ -461,7 +464,7 @@ def _scoring_state(args, tmpdir):
         seg = segmenter_with_state(args, _load_state(args.weights))
     else:
         seg = make_segmenter(args).to_affine()
-    pool_files, _ = em_files(args.data, args.splits)
+    pool_files, _ = split_files(args.data, args.splits)
     if pool_files and not args.synthetic:
         images, _ = load_images(pool_files[:8])
     else:
@@ -534,9 +537,9 @@ def build_parser():
     p.add_argument("--weights", default=None,
                    help="state dict (.pt) to start from (e.g. a PLFT checkpoint) instead of the "
                         "seeded paper initialisation")
-    p.add_argument("--data", type=Path, default=_DEFAULT_DATA,
+    p.add_argument("--data", type=Path, default=DEFAULT_DATA,
                    help="folder with EM/images and EM/masks (else synthetic data)")
-    p.add_argument("--splits", type=Path, default=_DEFAULT_SPLITS,
+    p.add_argument("--splits", type=Path, default=DEFAULT_SPLITS,
                    help="the authors' splits.json (EM pool = unlabelled[0])")
     p.add_argument("--synthetic", action="store_true", help="use synthetic data even if EM exists")
     p.add_argument("--threads", type=int, default=None, help="torch.set_num_threads")
@@ -569,7 +572,7 @@ def main(argv=None):
         torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
     env = environment(args)
-    _print_env(env)
+    print_env(env)
     out = {"env": env, "args": {k: str(v) if isinstance(v, Path) else v
                                 for k, v in vars(args).items() if k != "_worker"},
            "command": " ".join([Path(sys.argv[0]).as_posix()] + sys.argv[1:])}

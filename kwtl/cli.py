@@ -35,6 +35,9 @@ def _parser():
     run.add_argument("--repeats", type=int, metavar="N", help="random pool/test splits per target")
     run.add_argument("--profile", default=None, metavar="NAME",
                      help="quick (synthetic default), cpu (real data on a CPU) or paper (GPU)")
+    run.add_argument("--min-foreground", metavar="N|none",
+                     help="override the profile's ground-truth patch filter (the authors' "
+                          "360-pixel rule; it reads labels): a pixel count, or 'none'")
     run.add_argument("--device", default="cpu", help="torch device: cpu or cuda (default cpu)")
     run.add_argument("--out", default="kwtl_output", metavar="DIR",
                      help="output folder; rerunning with the same folder resumes (default kwtl_output)")
@@ -58,12 +61,21 @@ def _run(args):
         raise ValueError("--repeats must be at least 1")
     if args.shots is not None and min(args.shots) < 1:
         raise ValueError("--shots must be positive")
+    overrides = {}
+    if args.min_foreground is not None:
+        value = args.min_foreground.strip().lower()
+        try:
+            overrides["min_foreground"] = None if value == "none" else int(value)
+        except ValueError:
+            raise ValueError(f"--min-foreground must be an integer or 'none', got {value!r}") from None
+        if overrides["min_foreground"] is not None and overrides["min_foreground"] < 0:
+            raise ValueError("--min-foreground must be non-negative")
     started = time.perf_counter()
     experiment = run_experiment(
         args.out, profile=profile, data=args.data, n_jobs=args.n_jobs,
         progress=not args.no_progress, targets=args.target, selectors=args.selectors,
         shots=tuple(args.shots) if args.shots else None, repeats=args.repeats,
-        random_state=args.seed, device=args.device)
+        random_state=args.seed, device=args.device, profile_overrides=overrides)
     print()
     print(selector_shots_table(experiment.records()))
     print()

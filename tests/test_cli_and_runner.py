@@ -139,3 +139,11 @@ def test_cli_run_prints_table(tmp_path, capsys, monkeypatch):
     assert "| em" in text and "random" in text and "1-shot" in text
     summary = json.loads((out / "results.json").read_text())
     assert summary
+
+
+def test_min_foreground_override_none_is_applied(tmp_path):
+    exp = Experiment(tmp_path, profile="cpu", data=None, targets=["em"],
+                     profile_overrides={**TINY, "min_foreground": None})
+    assert exp.profile["min_foreground"] is None
+    assert Experiment(tmp_path, profile="cpu", targets=["em"],
+                      profile_overrides=TINY).profile["min_foreground"] == 23

@@ -91,7 +91,8 @@ class Experiment:
                  shots=None, repeats=None, random_state=0, device="cpu", profile_overrides=None):
         self.out_dir = Path(out_dir)
         self.profile = get_profile(profile, targets=targets, selectors=selectors, shots=shots,
-                                   repeats=repeats, **(profile_overrides or {}))
+                                   repeats=repeats)
+        self.profile.update(profile_overrides or {})  # explicit overrides apply even if None
         self.random_state = int(random_state)
         self.device = device
         if data is None:
@@ -294,8 +295,12 @@ def _run_job(experiment, job):
     test_images, test_masks = list(X[test]), list(y[test])
     predictions = method.predict(test_images)
     per_image = [iou_score(m, p) for m, p in zip(test_masks, predictions)]
-    plft_pred = method.plft_segmenter_.predict(test_images)
-    plft = [iou_score(m, p) for m, p in zip(test_masks, plft_pred)]
+    from .._few_shot import model_fingerprint
+
+    evaluate = joblib.Memory(experiment.out_dir / "cache", verbose=0).cache(
+        _per_image_iou, ignore=["segmenter"])
+    plft = evaluate(method.plft_segmenter_, model_fingerprint(method.plft_segmenter_),
+                    test_images, test_masks)
     names = _names_of(bench, X, target)
     pool_positions = [k for k in train if d[k] < 0]
     test_names = [names[id(X[k])] for k in test]
@@ -312,6 +317,11 @@ def _run_job(experiment, job):
     }
     _atomic_write_text(experiment.result_path(job), json.dumps(record))
     return record
+
+
+def _per_image_iou(segmenter, fingerprint, images, masks):
+    """IoU of each image; cached by the model ``fingerprint`` (the PLFT model is shared)."""
+    return [iou_score(m, p) for m, p in zip(masks, segmenter.predict(images))]
 
 
 def _names_of(bench, X, target):
