@@ -45,15 +45,18 @@ from kwtl.selection import (
     MCDropoutSelector,
 )
 
-try:  # run as a script: benchmarks/ is on sys.path
-    from _common import (DEFAULT_DATA, DEFAULT_SPLITS, PeakRSS, current_rss_mib, environment,
-                         image_files, load_images, print_env, print_table, process_peak_rss_mib,
-                         repeat_to, ru_maxrss_mib, split_files, sync, synthetic_images)
-except ImportError:  # imported as benchmarks.bench_scoring
-    from benchmarks._common import (DEFAULT_DATA, DEFAULT_SPLITS, PeakRSS, current_rss_mib,
-                                    environment, image_files, load_images, print_env,
-                                    print_table, process_peak_rss_mib, repeat_to,
-                                    ru_maxrss_mib, split_files, sync, synthetic_images)
+try:  # run as a script (benchmarks/ is on sys.path)
+    from _perf_common import (
+        DEFAULT_DATA, DEFAULT_SPLITS, PeakRSS, current_rss_mib, environment, image_files,
+        load_images, print_env, print_table, process_peak_rss_mib, repeat_to, ru_maxrss_mib,
+        split_files, sync, synthetic_images,
+    )
+except ImportError:  # imported as a module of the benchmarks folder
+    from benchmarks._perf_common import (
+        DEFAULT_DATA, DEFAULT_SPLITS, PeakRSS, current_rss_mib, environment, image_files,
+        load_images, print_env, print_table, process_peak_rss_mib, repeat_to, ru_maxrss_mib,
+        split_files, sync, synthetic_images,
+    )
 
 _CONSISTENCY_AUGS = ("autocontrast", "brightness", "sharpness")
 _MIB = 1024.0
@@ -105,7 +108,6 @@ def calibrate_bn(module, patches, device, batch_size=8):
     (one fp32 train-mode pass, cumulative average), so that eval-mode scores are meaningful."""
     bns = [m for m in module.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
     momenta = [m.momentum for m in bns]
-    was_training = module.training
     for m in bns:
         m.reset_running_stats()
         m.momentum = None
@@ -115,7 +117,6 @@ def calibrate_bn(module, patches, device, batch_size=8):
             module(_as_input(patches[s : s + batch_size], device))
     for m, momentum in zip(bns, momenta):
         m.momentum = momentum
-    module.train(was_training)
     module.eval()
 
 

@@ -47,14 +47,16 @@ import torch
 from kwtl.datasets import PatchSet
 from kwtl.models import FCRNSegmenter, weighted_bce_with_logits
 
-try:  # run as a script: benchmarks/ is on sys.path
-    from _common import (DEFAULT_DATA, DEFAULT_SPLITS, PeakRSS, environment, load_images,
-                         print_env, print_table, process_peak_rss_mib, split_files, sync,
-                         synthetic_images)
-except ImportError:  # imported as benchmarks.bench_training
-    from benchmarks._common import (DEFAULT_DATA, DEFAULT_SPLITS, PeakRSS, environment,
-                                    load_images, print_env, print_table, process_peak_rss_mib,
-                                    split_files, sync, synthetic_images)
+try:  # run as a script (benchmarks/ is on sys.path)
+    from _perf_common import (
+        DEFAULT_DATA, DEFAULT_SPLITS, PeakRSS, environment, load_images, print_env,
+        print_table, process_peak_rss_mib, split_files, sync, synthetic_images,
+    )
+except ImportError:  # imported as a module of the benchmarks folder
+    from benchmarks._perf_common import (
+        DEFAULT_DATA, DEFAULT_SPLITS, PeakRSS, environment, load_images, print_env,
+        print_table, process_peak_rss_mib, split_files, sync, synthetic_images,
+    )
 
 _DOMAINS = {"EM": "em", "ssTEM": "sstem"}
 
@@ -202,7 +204,7 @@ def _cuda_peak(device):
 def run_timing_isolated(args, argv):
     """Every configuration in a fresh process (exact per-configuration peak RSS)."""
     rows = []
-    base = [a for a in argv if a not in ("--isolate", "--end-to-end")]
+    base = [a for a in argv if a not in ("--isolate", "--end-to-end", "--quality", "--with-timing")]
     for batch_size in args.batch_sizes:
         jobs = [] if args.skip_reference else [["--only", "reference"]]
         jobs += [["--only", "kwtl", "--precision", p, "--micro-batch-sizes", str(m or "none")]

@@ -36,8 +36,8 @@ from kwtl.pseudo_label import PAPER_PRESETS, PseudoLabeler, estimate_polarity
 
 domains = {
     # synthetic domain: (images, masks), name of the paper dataset it imitates
-    "fluorescence": (make_cells(3, 96, "fluorescence", random_state=0), "B5"),
-    "em": (make_cells(3, 96, "em", random_state=0), "EM"),
+    "fluorescence": (make_cells(3, 128, "fluorescence", random_state=0), "B5"),
+    "em": (make_cells(3, 128, "em", random_state=0), "EM"),
 }
 for domain, ((images, _), _) in domains.items():
     print(f"{domain:13} estimated polarity per image: {[estimate_polarity(x) for x in images]}")
