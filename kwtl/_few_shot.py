@@ -1,6 +1,7 @@
 """FewShotSegmentation: the paper's whole method as one scikit-learn estimator."""
 import copy
 import numbers
+import warnings
 
 import numpy as np
 from sklearn.base import BaseEstimator, clone
@@ -47,23 +48,24 @@ def model_fingerprint(segmenter):
 
 
 def _pseudo_label_fine_tune(segmenter, fingerprint, pseudo_labeler, images, epochs, batch_size,
-                            affine):
+                            affine, recalibrate):
     """Target-side BatchNorm switch and PLFT; cached by ``fingerprint``, not ``segmenter``."""
     seg = copy.deepcopy(segmenter)
     if affine:
         seg.to_affine()
     else:
         seg.initialize_optimizer()
-    if pseudo_labeler is None or epochs == 0:
-        return seg
-    labels = clone(pseudo_labeler).fit_transform(images)
     patches = PatchSet.from_images(images, seg.patch_size, seg.stride)
-    own_batch = seg.batch_size
-    seg.batch_size = batch_size
-    try:
-        seg.partial_fit(patches, patches.with_arrays(labels), epochs=epochs)
-    finally:
-        seg.batch_size = own_batch
+    if pseudo_labeler is not None and epochs > 0:
+        labels = clone(pseudo_labeler).fit_transform(images)
+        own_batch = seg.batch_size
+        seg.batch_size = batch_size
+        try:
+            seg.partial_fit(patches, patches.with_arrays(labels), epochs=epochs)
+        finally:
+            seg.batch_size = own_batch
+    if recalibrate:
+        seg.recalibrate_batchnorm(patches)
     seg.initialize_optimizer()  # fine-tuning starts with a fresh optimizer
     return seg
 
@@ -115,9 +117,14 @@ class FewShotSegmentation(BaseEstimator):
         Support fine-tuning epochs (batch = the segmenter's ``batch_size``).
     switch_affine : bool, default=True
         Replace BatchNorm by affine BatchNorm (γ = 0.1, β = 0) before target training.
+    recalibrate_batchnorm : bool, default=True
+        After PLFT, set the BatchNorm running statistics (used by the selectors, which score
+        in eval mode as the paper does) to averages over the PLFT patches. The paper's
+        100-epoch PLFT lets the momentum averages converge; shorter schedules do not, and then
+        every candidate scores alike. Set False for the authors' exact behaviour.
     min_foreground : int or None, default=None
         Drop candidate patches whose *true* mask has fewer foreground pixels (the authors'
-        360-pixel filter, SPEC §3.3). It reads every pool mask (recorded by the oracle in
+        360-pixel filter). It reads every pool mask (recorded by the oracle in
         ``filter_reads_``), so it is off by default and only for reproducing the paper.
     memory : None, str or joblib.Memory, default=None
         Cache of source pre-training and PLFT, which do not depend on the selector or the
@@ -174,7 +181,8 @@ class FewShotSegmentation(BaseEstimator):
 
     def __init__(self, segmenter=None, pseudo_labeler="default", selector=None, n_shots=1,
                  patches_per_shot="auto", pl_epochs=100, pl_batch_size=128, finetune_epochs=20,
-                 switch_affine=True, min_foreground=None, memory=None, random_state=None):
+                 switch_affine=True, recalibrate_batchnorm=True, min_foreground=None,
+                 memory=None, random_state=None):
         self.segmenter = segmenter
         self.pseudo_labeler = pseudo_labeler
         self.selector = selector
@@ -184,6 +192,7 @@ class FewShotSegmentation(BaseEstimator):
         self.pl_batch_size = pl_batch_size
         self.finetune_epochs = finetune_epochs
         self.switch_affine = switch_affine
+        self.recalibrate_batchnorm = recalibrate_batchnorm
         self.min_foreground = min_foreground
         self.memory = memory
         self.random_state = random_state
@@ -241,7 +250,7 @@ class FewShotSegmentation(BaseEstimator):
             raise ValueError(
                 "FewShotSegmentation adapts to one target dataset per fit; got target domains "
                 f"{targets.tolist()}. With GridSearchCV and LeaveOneDatasetOut use refit=False."
-            )
+           )
         src = sample_domain > 0
         tgt = sample_domain < 0
         return {
@@ -272,7 +281,7 @@ class FewShotSegmentation(BaseEstimator):
             plft_images += check_images(unlabelled, name="unlabelled")
         plft = memory.cache(_pseudo_label_fine_tune, ignore=["segmenter"])
         return plft(meta, model_fingerprint(meta), pseudo_labeler, plft_images, self.pl_epochs,
-                    self.pl_batch_size, self.switch_affine)
+                    self.pl_batch_size, self.switch_affine, self.recalibrate_batchnorm)
 
     def prepare(self, X, y, sample_domain=None, unlabelled=None):
         """Run (or load from ``memory``) source pre-training and PLFT only.
@@ -325,8 +334,18 @@ class FewShotSegmentation(BaseEstimator):
             n_select = self.n_shots * max(1, int(round(len(candidates) / len(pool))))
         else:
             n_select = self.n_shots * int(self.patches_per_shot)
-        scoring = check_memory(self.memory).cache(_score_candidates, ignore=["segmenter"])
-        scores = scoring(selector, model_fingerprint(plft), candidates, plft)
+        if getattr(selector, "_stochastic", False) and selector.random_state is None:
+            scores = selector.score(candidates, plft)  # an unseeded draw must not be reused
+        else:
+            scoring = check_memory(self.memory).cache(_score_candidates, ignore=["segmenter"])
+            scores = scoring(selector, model_fingerprint(plft), candidates, plft)
+        if not getattr(selector, "_stochastic", False) and len(scores) > 1 \
+                and np.ptp(scores) <= 1e-12 * max(1.0, float(np.max(np.abs(scores)))):
+            warnings.warn(
+                f"all {len(scores)} candidates have the same {type(selector).__name__} score, "
+                "so the selection is just the first candidates; the PLFT model is probably "
+                "untrained (more PLFT steps, e.g. more pl_epochs or a smaller pl_batch_size)",
+                RuntimeWarning, stacklevel=2)
         selector.scores_ = scores
         chosen = selector.rank(scores, n_select)
 

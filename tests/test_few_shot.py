@@ -283,3 +283,25 @@ def test_grid_search_over_selectors_with_leave_one_dataset_out(packed, n_jobs):
     n_splits = 3 * 2  # 3 targets x 2 repeats: per-target, per-repeat scores
     scores = np.array([results[f"split{k}_test_score"] for k in range(n_splits)])
     assert scores.shape == (6, 8) and np.all((scores >= 0) & (scores <= 1))
+
+
+def test_unseeded_random_selection_is_not_cached(packed, tmp_path):
+    X, y, d = one_target(packed)
+    memory = joblib.Memory(tmp_path, verbose=0)
+    draws = {tuple(map(tuple, FewShotSegmentation(
+        segmenter=tiny_segmenter(random_state=0), selector=RandomSelector(), n_shots=1,
+        patches_per_shot=3, pl_epochs=1, pl_batch_size=8, finetune_epochs=0,
+        memory=memory).fit(X, y, d).support_coords_.tolist())) for _ in range(4)}
+    assert len(draws) > 1
+
+
+def test_all_tied_scores_warn(packed):
+    X, y, d = one_target(packed)
+
+    class Constant(EntropySelector):
+        def _pixel_scores(self, patches, estimator):
+            import torch
+            return torch.zeros(patches.shape)
+
+    with pytest.warns(RuntimeWarning, match="same Constant score"):
+        tiny_method(selector=Constant()).fit(X, y, d)

@@ -286,3 +286,34 @@ def test_meta_fit_groups_length_error(data):
     images, masks = data
     with pytest.raises(ValueError, match="one entry per image"):
         small(meta_iterations=1).meta_fit(images, masks, groups=[0, 1])
+
+
+def test_mc_dropout_proba_equals_full_stochastic_passes(fitted):
+    patches = np.random.default_rng(1).integers(0, 255, (6, 16, 16), dtype=np.uint8)
+    mode = fitted.module_.dropout.training
+    torch.manual_seed(3)
+    fast = fitted.mc_dropout_proba(patches, p=0.5, n_passes=4)
+    torch.manual_seed(3)
+    slow = torch.stack([torch.sigmoid(fitted.patch_logits(patches, mc_dropout=0.5))
+                        for _ in range(4)]).mean(0)
+    torch.testing.assert_close(fast, slow, rtol=1e-5, atol=1e-6)
+    assert fitted.module_.dropout.p == 0.0 and fitted.module_.dropout.training == mode
+
+
+def test_recalibrate_batchnorm_sets_population_statistics(fitted, data):
+    images, _ = data
+    seg = pickle.loads(pickle.dumps(fitted)).to_affine()  # fresh running stats 0 / 1
+    weights = copy.deepcopy(seg.module_.state_dict())
+    seg.recalibrate_batchnorm(images)
+    # conv1's BN input is the first convolution of the patches: compare with a direct computation
+    from kwtl.datasets import PatchSet
+    patches = PatchSet.from_images(images, 16, 8)
+    x = torch.from_numpy(patches[np.arange(len(patches))]).float().div(127.5).sub(1)[:, None]
+    with torch.no_grad():
+        conv = seg.module_.conv1[0](x)
+    torch.testing.assert_close(seg.module_.conv1[1].running_mean, conv.mean((0, 2, 3)),
+                               rtol=1e-4, atol=1e-5)
+    for k, v in seg.module_.state_dict().items():
+        if "running" not in k and "num_batches" not in k:
+            assert torch.equal(v, weights[k]), k  # no weight changed
+    assert seg.module_.conv1[1].momentum == 0.1

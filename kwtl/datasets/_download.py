@@ -1,7 +1,7 @@
 """Downloading public datasets into the ``images/`` + ``masks/`` layout of :func:`load_folder`.
 
 Only ssTEM is redistributed in a form that can be fetched without registration; the other
-benchmarks' sources are listed in ``reference/SPEC.md`` §7.3.
+benchmarks' sources are listed in the user guide's data section.
 """
 import io
 import os
@@ -89,7 +89,7 @@ def _install_sstem_zip(zip_path, root, folder="ssTEM", overwrite=False):
             raise ValueError(
                 f"{zip_path}: slices without both a raw image and a mitochondria mask: "
                 f"{unpaired}"
-            )
+           )
 
         staging = Path(tempfile.mkdtemp(prefix=f".{folder}-", dir=root))
         try:
@@ -103,7 +103,7 @@ def _install_sstem_zip(zip_path, root, folder="ssTEM", overwrite=False):
                     raise ValueError(
                         f"{mito[number]} has shape {mask.shape} but {raw[number]} has "
                         f"shape {image.shape}"
-                    )
+                   )
                 _write_png(image, staging / "images" / name)
                 _write_png(np.where(mask > 127, 255, 0).astype(np.uint8),
                            staging / "masks" / name)

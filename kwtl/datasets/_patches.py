@@ -1,6 +1,6 @@
 """Patch extraction with provenance, lazy patch sets, and stitching back.
 
-The grid is the authors' (SPEC §3.3): top-left offsets ``0, s, 2s, ...`` along each axis,
+The grid is the authors': top-left offsets ``0, s, 2s, ...`` along each axis,
 only windows that lie fully inside the image, row-major order. ``cover_border=True`` adds one
 last window flush with the bottom/right edge so that every pixel is covered.
 """
@@ -69,7 +69,7 @@ def patch_coordinates(shapes, patch_size, stride, cover_border=False):
             raise ValueError(
                 f"image {i} of shape {(h, w)} is smaller than the patch size {(ph, pw)}; "
                 "use a smaller patch_size"
-            )
+           )
         rr = _axis_offsets(h, ph, sh, cover_border)
         cc = _axis_offsets(w, pw, sw, cover_border)
         grid = np.stack(np.meshgrid(rr, cc, indexing="ij"), axis=-1).reshape(-1, 2)
@@ -184,7 +184,7 @@ class PatchSet:
         return (
             f"PatchSet(n_patches={len(self)}, patch_size={self.patch_size}, "
             f"n_images={len(self.arrays)})"
-        )
+       )
 
 
 def extract_patches(images, patch_size, stride, cover_border=False):

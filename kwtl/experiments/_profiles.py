@@ -53,7 +53,7 @@ PROFILES = {
         "min_foreground": 23,
         "magnitude": 1.3,
     },
-    # The paper's sizes (SPEC §2-6); meant for a GPU.
+    # The paper's sizes; meant for a GPU.
     "paper": {
         "description": "the paper's sizes: 256x256 patches, Reptile 300x30, PLFT 100 epochs, "
                        "fine-tuning 20 epochs, 10 repeats, PLFT on all target images, 360-pixel filter",
@@ -72,6 +72,7 @@ PROFILES = {
         "pseudo_labeler": "paper",
         "transductive_plft": True,
         "min_foreground": 360,
+        "recalibrate_batchnorm": False,  # the authors' momentum running statistics
         "magnitude": {"B5": 1.7, "B39": 1.7, "default": 1.3},
     },
 }

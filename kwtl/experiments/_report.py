@@ -109,7 +109,7 @@ def _group(records):
                 f"duplicate result for {key} repeat {repeat}; keeping the later record",
                 RuntimeWarning,
                 stacklevel=3,
-            )
+           )
         by_repeat[repeat] = _as_float(record["miou"])
     return cells
 
@@ -160,7 +160,7 @@ def load_results(out_dir):
         records.append(record)
     records.sort(
         key=lambda r: (str(r["target"]), str(r["selector"]), int(r["n_shots"]), int(r["repeat"]))
-    )
+   )
     return records
 
 
@@ -168,7 +168,7 @@ def summary_table(records):
     """Mean ± std of the mIoU over repeats, in %, per (target, selector, shots).
 
     The standard deviation is numpy's default population std (``ddof=0``), the summary the
-    authors' code intends (SPEC §6.3; their 2020 code used ``ddof=1``, the paper does not say).
+    authors' code intends (; their 2020 code used ``ddof=1``, the paper does not say).
 
     Parameters
     ----------
@@ -195,7 +195,7 @@ def summary_table(records):
     rows = []
     for target, selector, shots in sorted(
         cells, key=lambda k: (_target_key(k[0]), _selector_key(k[1]), k[2])
-    ):
+   ):
         by_repeat = cells[(target, selector, shots)]
         values = 100.0 * np.array([by_repeat[r] for r in sorted(by_repeat)], dtype=float)
         rows.append(
@@ -206,8 +206,8 @@ def summary_table(records):
                 mean=float(np.mean(values)),
                 std=float(np.std(values, ddof=0)),
                 n_repeats=int(values.size),
-            )
-        )
+           )
+       )
     return rows
 
 
@@ -251,19 +251,19 @@ def wilcoxon_table(records, method="consistency", alternative="greater", alpha=0
     rows = []
     keys = sorted(
         {(t, n) for t, s, n in cells if s == method}, key=lambda k: (_target_key(k[0]), k[1])
-    )
+   )
     for target, shots in keys:
         ours = cells[(target, method, shots)]
         baselines = sorted(
             {s for t, s, n in cells if t == target and n == shots and s != method},
             key=_selector_key,
-        )
+       )
         for baseline in baselines:
             theirs = cells[(target, baseline, shots)]
             common = sorted(
                 r for r in set(ours) & set(theirs)
                 if math.isfinite(ours[r]) and math.isfinite(theirs[r])
-            )
+           )
             x = np.array([ours[r] for r in common], dtype=float)
             y = np.array([theirs[r] for r in common], dtype=float)
             statistic = p_value = math.nan
@@ -294,8 +294,8 @@ def wilcoxon_table(records, method="consistency", alternative="greater", alpha=0
                     p_value=p_value,
                     significant=bool(math.isfinite(p_value) and p_value < alpha),
                     note=note,
-                )
-            )
+               )
+           )
     return rows
 
 
@@ -528,7 +528,7 @@ def plot_miou_vs_shots(records, path, title=None):
                 [r["n_shots"] for r in cells], [r["mean"] for r in cells],
                 yerr=[r["std"] for r in cells], label=label, marker="o", capsize=3,
                 color=_selector_colour(selector, others),
-            )
+           )
         shots = sorted({r["n_shots"] for r in mine})
         ax.set_xticks(shots)
         ax.set_xlabel("shots (annotated images)")
@@ -700,7 +700,7 @@ def write_report(out_dir, records=None, images=None, metadata=None, paper_table=
     payload = dict(metadata=metadata, n_records=len(records), summary=summary, wilcoxon=tests)
     paths["results_json"] = _atomic_write_text(
         out / "results.json", json.dumps(_jsonable(payload), indent=2, allow_nan=False) + "\n"
-    )
+   )
     paths["wilcoxon_csv"] = _atomic_write_text(out / "wilcoxon.csv",
                                                _csv_text(tests, _WILCOXON_COLUMNS))
     paths["miou_vs_shots"] = plot_miou_vs_shots(records, out / "miou_vs_shots.png")
@@ -729,7 +729,7 @@ def write_report(out_dir, records=None, images=None, metadata=None, paper_table=
         comparison = paper_comparison_rows(summary, paper_table)
         paths["paper_comparison"] = _atomic_write_text(
             out / "paper_comparison.csv", _csv_text(comparison, _COMPARISON_COLUMNS)
-        )
+       )
 
     md = _markdown_report(records, summary, tests, metadata, method, selections, comparison)
     paths["report"] = _atomic_write_text(out / "report.md", md)
@@ -768,7 +768,7 @@ def _markdown_report(records, summary, tests, metadata, method, selections, comp
              "note"],
             headers=["target", "shots", "baseline", "pairs", "W", "p", "p < 0.05", "note"],
             floatfmt={"statistic": ".1f", "p_value": ".4g"},
-        ))
+       ))
         n_sig = sum(r["significant"] for r in tests)
         lines += [f"Significant in {n_sig} of {len(tests)} comparisons.", ""]
     else:
@@ -793,7 +793,7 @@ def _markdown_report(records, summary, tests, metadata, method, selections, comp
                 rows, ["target", "selector", "n_shots", "kwtl", "paper", "difference"],
                 headers=["target", "selector", "shots", "kwtl", "paper", "difference"],
                 floatfmt={"difference": "+.1f"},
-            ))
+           ))
         else:
             lines += ["No cell in common with the paper's table.", ""]
     return "\n".join(lines).rstrip("\n") + "\n"

@@ -237,6 +237,7 @@ class Experiment:
             n_shots=int(n_shots), patches_per_shot=per_target(p["patches_per_shot"], target),
             pl_epochs=int(p["pl_epochs"]), pl_batch_size=int(p["pl_batch_size"]),
             finetune_epochs=int(p["finetune_epochs"]), min_foreground=p.get("min_foreground"),
+            recalibrate_batchnorm=bool(p.get("recalibrate_batchnorm", True)),
             memory=joblib.Memory(self.out_dir / "cache", verbose=0),
             random_state=self.random_state)
 

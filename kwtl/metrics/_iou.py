@@ -1,4 +1,4 @@
-"""Foreground intersection-over-union, the paper's metric (SPEC §6.3)."""
+"""Foreground intersection-over-union, the paper's metric."""
 import numpy as np
 from sklearn.metrics import make_scorer
 

@@ -1,4 +1,4 @@
-"""The FCRN network of the paper (SPEC §1) and its BatchNorm switch."""
+"""The FCRN network of the paper  and its BatchNorm switch."""
 import torch
 from torch import nn
 
@@ -85,12 +85,20 @@ class FCRN(nn.Module):
                 nn.init.constant_(m.weight, 0.1)
                 nn.init.zeros_(m.bias)
 
-    def forward(self, x):
-        """Logits of shape ``(N, 1, H, W)`` for input ``(N, 1, H, W)``, H and W divisible by 8."""
+    def features(self, x):
+        """Output of ``conv1 … conv7`` (everything before the dropout layer and ``conv8``)."""
         for block in (self.conv1, self.conv2, self.conv3, self.conv4, self.conv5, self.conv6,
                       self.conv7):
             x = block(x)
-        return self.conv8(self.dropout(x))
+        return x
+
+    def head(self, features):
+        """Dropout then ``conv8``: logits from :meth:`features`."""
+        return self.conv8(self.dropout(features))
+
+    def forward(self, x):
+        """Logits of shape ``(N, 1, H, W)`` for input ``(N, 1, H, W)``, H and W divisible by 8."""
+        return self.head(self.features(x))
 
     @classmethod
     def from_state_dict(cls, state_dict, **kwargs):
@@ -109,7 +117,7 @@ class FCRN(nn.Module):
 def switch_to_affine(module, gamma=0.1, beta=0.0):
     """Replace every BatchNorm2d by a fresh affine one (γ = ``gamma``, β = ``beta``).
 
-    This is the authors' target-side switch (SPEC §1): the new layers have fresh running
+    This is the authors' target-side switch: the new layers have fresh running
     statistics (mean 0, variance 1), the same ``eps``/``momentum``, and live on the same
     device. Works in place and returns ``module``.
 

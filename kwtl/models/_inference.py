@@ -2,7 +2,7 @@
 
 ``bn_mode="running"`` is ordinary eval mode. ``bn_mode="batch"`` normalises every
 BatchNorm layer with the statistics of *all* images being predicted, which is what the
-authors' code did under PyTorch 1.3.1 (the whole test set in one batch, SPEC §6.3). When the
+authors' code did under PyTorch 1.3.1 (the whole test set in one batch). When the
 images do not fit in one batch, the statistics are pooled layer by layer: the statistics of
 layer k are accumulated over all images with layers 1..k-1 already fixed, so the result does not
 depend on how images are batched (up to floating-point summation order) and memory stays bounded.
@@ -17,7 +17,8 @@ from torch import nn
 
 from ..utils import normalize_uint8
 
-__all__ = ["predict_logit_maps", "forward_patches"]
+__all__ = ["predict_logit_maps", "forward_patches", "mc_dropout_mean_proba",
+           "pooled_batchnorm_statistics"]
 
 _MULTIPLE = 8  # three 2x2 max-pools
 
@@ -89,6 +90,34 @@ def forward_patches(module, patches, *, device="cpu", dtype=None, channels_last=
     return out.float()[:, 0]
 
 
+def mc_dropout_mean_proba(module, patches, *, n_passes, device="cpu", dtype=None,
+                          channels_last=False):
+    """Mean foreground probability over ``n_passes`` stochastic passes (MC dropout).
+
+    The module must be in MC-dropout mode (eval, dropout active; see
+    :func:`~kwtl.models.enable_mc_dropout`). When it has ``features``/``head`` (as
+    :class:`~kwtl.models.FCRN`), the deterministic part before the dropout layer runs once
+    and only the head is repeated: the same distribution of outputs as ``n_passes`` full
+    passes at a fraction of the cost.
+
+    Returns
+    -------
+    proba : torch.Tensor of shape (B, H, W), float32, on ``device``
+    """
+    x = _to_input(patches, device, channels_last)
+    total = None
+    with torch.no_grad(), _autocast(device, dtype):
+        if hasattr(module, "features") and hasattr(module, "head"):
+            feats = module.features(x)
+            passes = (module.head(feats) for _ in range(int(n_passes)))
+        else:
+            passes = (module(x) for _ in range(int(n_passes)))
+        for logits in passes:
+            prob = torch.sigmoid(logits.float()[:, 0])
+            total = prob if total is None else total.add_(prob)
+    return total.div_(int(n_passes))
+
+
 def _accumulate_bn_input(bn, stats):
     def hook(_module, args):
         x = args[0].detach().to(torch.float64)
@@ -131,7 +160,7 @@ def predict_logit_maps(module, images, *, bn_mode="batch", device="cpu", dtype=N
     batches = list(_batches_by_shape(images, max_pixels))
     bns = [m for m in net.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
     if bn_mode == "batch" and bns and len(batches) > 1:
-        _fix_pooled_statistics(net, bns, images, batches, device, dtype, channels_last)
+        pooled_batchnorm_statistics(net, bns, images, batches, device, dtype, channels_last)
     elif bn_mode == "batch" and bns:
         for bn in bns:  # train mode on a copy: normalise with this single batch's statistics
             bn.train()
@@ -149,7 +178,7 @@ def predict_logit_maps(module, images, *, bn_mode="batch", device="cpu", dtype=N
     return out
 
 
-def _fix_pooled_statistics(net, bns, images, batches, device, dtype, channels_last):
+def pooled_batchnorm_statistics(net, bns, images, batches, device, dtype, channels_last):
     """Set each BatchNorm's running statistics to the pooled statistics of its input."""
     with torch.no_grad():
         for bn in bns:

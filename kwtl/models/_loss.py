@@ -1,4 +1,4 @@
-"""The weighted binary cross-entropy of the paper (Eq. 2, SPEC §2)."""
+"""The weighted binary cross-entropy of the paper (Eq. 2)."""
 import torch
 import torch.nn.functional as F
 from torch import nn

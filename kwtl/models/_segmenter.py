@@ -13,7 +13,8 @@ from ..datasets import PatchSet
 from ..metrics import mean_iou
 from ..utils import check_images, check_masks, derive_seed, normalize_uint8
 from ._fcrn import FCRN, enable_mc_dropout, switch_to_affine
-from ._inference import forward_patches, predict_logit_maps
+from ._inference import (forward_patches, mc_dropout_mean_proba, pooled_batchnorm_statistics,
+                         predict_logit_maps)
 from ._loss import WeightedBCEWithLogitsLoss
 
 __all__ = ["FCRNSegmenter", "PatchDataset", "resolve_precision"]
@@ -87,7 +88,7 @@ class FCRNSegmenter(NeuralNet):
     module : torch.nn.Module class or instance, default=FCRN
         The network; ``module__width``, ``module__dropout`` etc. configure it.
     criterion : default=WeightedBCEWithLogitsLoss
-        The paper's weighted BCE with a per-patch background/foreground ratio (SPEC §2).
+        The paper's weighted BCE with a per-patch background/foreground ratio.
     optimizer : default=torch.optim.Adam
     lr : float, default=1e-4
         Learning rate (the paper's fine-tuning and PLFT).
@@ -117,7 +118,11 @@ class FCRNSegmenter(NeuralNet):
     micro_batch_size : int or None, default=None
         Split each training batch into micro-batches whose gradients are accumulated into one
         optimizer step (same loss average). BatchNorm then normalises each micro-batch with
-        its own statistics ("ghost" batch norm); None trains on whole batches.
+        its own statistics ("ghost" batch norm) and updates its running averages once per
+        micro-batch (momentum 0.1 each), i.e. ``batch_size / micro_batch_size`` times per
+        step: the running averages (used by the selectors and ``bn_mode="running"``) follow
+        the data faster; ``bn_mode="batch"`` prediction does not use them. None trains on
+        whole batches.
     inference_batch_size : int, default=16
         Patches per forward pass when scoring patches (:meth:`patch_logits`).
     max_pixels : int, default=2**23
@@ -136,7 +141,7 @@ class FCRNSegmenter(NeuralNet):
     meta_stride : None, int, pair, or dict, default=None
         Patch-grid step of the source images in :meth:`meta_fit`: None uses ``stride``; a
         dict maps a group (source dataset) to its step (the paper's source steps differ per
-        dataset, SPEC §3.3), with key ``"default"`` for the others.
+        dataset), with key ``"default"`` for the others.
     random_state : int, RandomState or None, default=None
         Seeds weight initialisation, shuffling and meta-task sampling.
     **kwargs
@@ -191,7 +196,7 @@ class FCRNSegmenter(NeuralNet):
         meta_stride=None,
         random_state=None,
         **kwargs,
-    ):
+   ):
         super().__init__(
             module,
             criterion,
@@ -202,7 +207,7 @@ class FCRNSegmenter(NeuralNet):
             train_split=train_split,
             verbose=verbose,
             **kwargs,
-        )
+       )
         self.weight_decay = weight_decay
         self.shuffle = shuffle
         self.patch_size = patch_size
@@ -329,7 +334,7 @@ class FCRNSegmenter(NeuralNet):
 
     # ------------------------------------------------------------------ meta-training
     def meta_fit(self, X, y, groups):
-        """Source pre-training by first-order Reptile, one task per group (SPEC §2).
+        """Source pre-training by first-order Reptile, one task per group.
 
         Each meta-iteration visits the groups in sorted order. For each, a copy of the meta
         weights takes ``inner_steps`` Adam steps (``inner_lr``, the optimizer's weight decay) on
@@ -422,6 +427,44 @@ class FCRNSegmenter(NeuralNet):
         finally:
             self.module_ = original
 
+    def recalibrate_batchnorm(self, X, max_patches=4096):
+        """Set BatchNorm running statistics to averages over ``X`` ("precise BN").
+
+        Eval-mode consumers (the selectors, ``bn_mode="running"``) use the running
+        statistics, which follow training only with momentum 0.1: after a short schedule —
+        e.g. right after the switch to affine BatchNorm — they are far from the statistics
+        of the data and every patch gets nearly the same prediction. This uses up to
+        ``max_patches`` patches of ``X`` (evenly spaced, no
+        randomness): layer by layer, each BatchNorm gets the exact mean and (biased) variance
+        of its input over those patches, with the earlier layers already normalised this
+        way. No weight changes.
+
+        Parameters
+        ----------
+        X : list of 2-D images or PatchSet
+        max_patches : int, default=4096
+
+        Returns
+        -------
+        self
+        """
+        self.check_is_fitted()
+        patches, _ = self._patch_sets(X)
+        n = len(patches)
+        idx = np.unique(np.linspace(0, n - 1, min(n, int(max_patches))).round().astype(int))
+        chosen = list(patches[idx])
+        step = int(self.inference_batch_size)
+        batches = [list(range(s, min(s + step, len(chosen)))) for s in range(0, len(chosen), step)]
+        bns = [m for m in self.module_.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+        was_training = self.module_.training
+        try:
+            self.module_.eval()
+            pooled_batchnorm_statistics(self.module_, bns, chosen, batches, self.device,
+                                        self._amp_dtype, self._channels_last)
+        finally:
+            self.module_.train(was_training)
+        return self
+
     def to_affine(self, gamma=0.1, beta=0.0):
         """Switch every BatchNorm to a fresh affine one (γ=gamma, β=beta) — the paper's
         target-side switch after meta-training — and start a fresh optimizer.
@@ -454,12 +497,7 @@ class FCRNSegmenter(NeuralNet):
         -------
         logits : torch.Tensor of shape (n, h, w), float32, on the segmenter's device
         """
-        self.check_is_fitted()
-        patches = np.asarray(patches)
-        if patches.ndim != 3 or patches.dtype != np.uint8:
-            raise ValueError(f"patches must be a uint8 array (n, h, w), got {patches.dtype} {patches.shape}")
-        if patches.shape[1] % 8 or patches.shape[2] % 8:
-            raise ValueError(f"patch height and width must be divisible by 8, got {patches.shape[1:]}")
+        patches = self._check_patches(patches)
         module = self.module_
         was_training = module.training
         module.eval()
@@ -477,6 +515,44 @@ class FCRNSegmenter(NeuralNet):
         if not out:
             return torch.zeros((0,) + patches.shape[1:], device=self.device)
         return torch.cat(out)
+
+    def mc_dropout_proba(self, patches, p=0.5, n_passes=10):
+        """Mean probability of ``n_passes`` MC-dropout passes over uint8 patches.
+
+        Dropout (probability ``p``) is active only in the layer before the last convolution
+        and BatchNorm uses its running statistics; the network part before the dropout layer
+        is computed once per batch and only the last convolution is repeated.
+
+        Returns
+        -------
+        proba : torch.Tensor of shape (n, h, w), float32, on the segmenter's device
+        """
+        patches = self._check_patches(patches)
+        if int(n_passes) < 1:
+            raise ValueError(f"n_passes must be at least 1, got {n_passes}")
+        module = self.module_
+        was_training = module.training
+        try:
+            with enable_mc_dropout(module, p):
+                step = int(self.inference_batch_size)
+                out = [mc_dropout_mean_proba(module, patches[s : s + step], n_passes=n_passes,
+                                             device=self.device, dtype=self._amp_dtype,
+                                             channels_last=self._channels_last)
+                       for s in range(0, len(patches), step)]
+        finally:
+            module.train(was_training)
+        if not out:
+            return torch.zeros((0,) + patches.shape[1:], device=self.device)
+        return torch.cat(out)
+
+    def _check_patches(self, patches):
+        self.check_is_fitted()
+        patches = np.asarray(patches)
+        if patches.ndim != 3 or patches.dtype != np.uint8:
+            raise ValueError(f"patches must be a uint8 array (n, h, w), got {patches.dtype} {patches.shape}")
+        if patches.shape[1] % 8 or patches.shape[2] % 8:
+            raise ValueError(f"patch height and width must be divisible by 8, got {patches.shape[1:]}")
+        return patches
 
     def predict_proba(self, X):
         """Full-resolution foreground probability maps.

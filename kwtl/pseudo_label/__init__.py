@@ -1,4 +1,4 @@
-"""Pseudo-labels for pseudo-label fine-tuning (paper §3.2; SPEC §4.1).
+"""Pseudo-labels for pseudo-label fine-tuning (paper §3.2).
 
 :class:`PseudoLabeler` turns unlabelled target images into binary masks with classical image
 processing (histogram equalisation + threshold + dilation as in the paper, Otsu, or k-means),

@@ -1,4 +1,4 @@
-"""Pseudo-label generation for pseudo-label fine-tuning (paper §3.2, SPEC §4.1).
+"""Pseudo-label generation for pseudo-label fine-tuning (paper §3.2).
 
 The authors' pipeline (``preprocessing.py: preprocess_Groundtruth_pl``) is: global histogram
 equalisation (OpenCV ``equalizeHist``) → inverse binary threshold at a per-dataset ``τ`` →
@@ -28,8 +28,8 @@ __all__ = [
 _METHODS = ("threshold", "otsu", "kmeans")
 _POLARITIES = ("dark", "bright", "auto")
 
-#: Parameters reproducing the authors' pseudo-labels for the paper's five target datasets
-#: (SPEC §4.1).  ``PseudoLabeler.for_dataset(name)`` builds an estimator from them.
+#: Parameters reproducing the authors' pseudo-labels for the paper's five target datasets.
+#: ``PseudoLabeler.for_dataset(name)`` builds an estimator from them.
 #:
 #: * TNBC, EM: equalise, ``x_eq <= τ`` (τ = 20 / 140), dilate 2×2 ones twice.
 #: * ssTEM: equalise, ``x_eq <= 140``, no dilation (the released code skips it).
@@ -97,7 +97,7 @@ def equalize_hist(image):
         raise ValueError(
             f"equalize_hist expects a 2-D uint8 image, got dtype {image.dtype} and shape "
             f"{image.shape}; convert it with kwtl.utils.as_uint8_image"
-        )
+       )
     hist = np.bincount(image.ravel(), minlength=256)
     total = image.size
     first = int(np.flatnonzero(hist)[0])
@@ -222,7 +222,7 @@ def _check_int(value, name, low=None, high=None):
 
 
 class PseudoLabeler(TransformerMixin, BaseEstimator):
-    """Binary pseudo-labels from classical image processing (paper §3.2, SPEC §4.1).
+    """Binary pseudo-labels from classical image processing (paper §3.2).
 
     Each image is converted to 2-D ``uint8`` grey (:func:`kwtl.utils.check_images`: RGB by
     ITU-R 601 luma, 16-bit rescaled by ``255 / max``), labelled independently, then optionally
@@ -295,7 +295,7 @@ class PseudoLabeler(TransformerMixin, BaseEstimator):
         dilation_size=2,
         dilation_iterations=0,
         random_state=None,
-    ):
+   ):
         self.method = method
         self.polarity = polarity
         self.threshold = threshold
@@ -333,7 +333,7 @@ class PseudoLabeler(TransformerMixin, BaseEstimator):
         if key is None:
             raise ValueError(
                 f"unknown dataset {name!r}; known presets: {', '.join(PAPER_PRESETS)}"
-            )
+           )
         params = dict(PAPER_PRESETS[key])
         params.update(overrides)
         return cls(**params)
@@ -418,7 +418,7 @@ class PseudoLabeler(TransformerMixin, BaseEstimator):
             n_clusters=2,
             n_init=_KMEANS_N_INIT,
             random_state=seed,
-        )
+       )
         km.fit(levels.reshape(-1, 1).astype(np.float64), sample_weight=hist[levels])
         centres = km.cluster_centers_.ravel()
         fg_centre = centres.min() if polarity == "dark" else centres.max()

@@ -4,7 +4,7 @@ Every selector is a scikit-learn ``BaseEstimator`` with ``score(X, estimator)`` 
 per candidate, higher = annotate first), ``select(X, n, estimator)`` (the ``n`` best
 candidate indices) and ``pixel_scores(X, estimator)`` (per-pixel score maps):
 
-* :class:`ConsistencySelector` — the paper's augmentation-consistency score (SPEC §5.1);
+* :class:`ConsistencySelector` — the paper's augmentation-consistency score;
 * :class:`EntropySelector` — mean pixel entropy of one deterministic pass;
 * :class:`MCDropoutSelector` — entropy of the MC-dropout mean prediction;
 * :class:`RandomSelector` — uniform, without replacement.

@@ -76,6 +76,8 @@ class BaseSelector(BaseEstimator):
 
     #: Whether scoring runs the segmenter (False for :class:`RandomSelector`).
     _uses_network = True
+    #: Whether scores are random draws (then they are reproducible only with a seed).
+    _stochastic = False
 
     def __init__(self, *, unit="patch", reduction="mean", batch_size=None, random_state=None):
         self.unit = unit

@@ -12,7 +12,7 @@ __all__ = ["ConsistencySelector"]
 
 
 class ConsistencySelector(BaseSelector):
-    """Select the candidates whose predictions change most under augmentation (SPEC §5.1).
+    """Select the candidates whose predictions change most under augmentation.
 
     For a patch ``x`` with logit map ``z(x)`` (segmenter in eval mode: BatchNorm running
     statistics, no dropout), the reference mask is the thresholded clean prediction
@@ -94,7 +94,7 @@ class ConsistencySelector(BaseSelector):
         except TypeError:
             raise ValueError(
                 f"augmentations must be a sequence of names or callables, got {self.augmentations!r}"
-            ) from None
+           ) from None
         if not augmentations:
             raise ValueError("augmentations must name at least one augmentation")
         functions = []
@@ -107,7 +107,7 @@ class ConsistencySelector(BaseSelector):
                 raise ValueError(
                     f"unknown augmentation {aug!r}; known augmentations are "
                     f"{sorted(AUGMENTATIONS)} (or pass a callable f(batch, magnitude))"
-                )
+               )
         return functions
 
     def _pixel_scores(self, patches, estimator):
@@ -119,7 +119,7 @@ class ConsistencySelector(BaseSelector):
                 raise ValueError(
                     f"augmentation {fn!r} must return a uint8 batch of shape {patches.shape}, "
                     f"got {out.dtype} {out.shape}"
-                )
+               )
             copies.append(out)
         logits = estimator.patch_logits(np.concatenate(copies))
         clean = logits[:k]
@@ -127,5 +127,5 @@ class ConsistencySelector(BaseSelector):
         reference = (torch.sigmoid(clean) >= float(self.threshold)).to(augmented.dtype)
         loss = F.binary_cross_entropy_with_logits(
             augmented, reference.expand_as(augmented), reduction="none"
-        )
+       )
         return loss.sum(dim=0)

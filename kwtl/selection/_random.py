@@ -14,7 +14,7 @@ class RandomSelector(BaseSelector):
     a uniform sample of ``n`` distinct candidates in random order. The network is never
     called. With ``unit="image"`` every source image is equally likely, whatever its number
     of patches. (The authors' code draws patch indices *with* replacement and can never draw
-    the last patch, SPEC §5.2; this is the intended behaviour instead.)
+    the last patch; this is the intended behaviour instead.)
 
     Parameters
     ----------
@@ -56,6 +56,8 @@ class RandomSelector(BaseSelector):
 
     _uses_network = False
 
+    _stochastic = True
+
     def __init__(self, *, unit="patch", reduction="mean", batch_size=None, random_state=None):
         super().__init__(unit=unit, reduction=reduction, batch_size=batch_size,
                          random_state=random_state)
@@ -73,4 +75,4 @@ class RandomSelector(BaseSelector):
         raise NotImplementedError(
             "RandomSelector scores candidates without looking at their pixels; it has no "
             "per-pixel score maps"
-        )
+       )

@@ -43,7 +43,7 @@ def _entropy_from_logits(z):
 
 
 class EntropySelector(BaseSelector):
-    """Select the candidates with the most uncertain prediction (paper baseline, SPEC §5.2).
+    """Select the candidates with the most uncertain prediction (paper baseline).
 
     One deterministic pass (BatchNorm running statistics, no dropout), ``p = σ(z)``, and the
     per-pixel binary entropy ``−p log p − (1−p) log(1−p)`` (natural log, computed stably
@@ -87,7 +87,7 @@ class EntropySelector(BaseSelector):
 
 
 class MCDropoutSelector(BaseSelector):
-    """Select by the entropy of the MC-dropout mean prediction (paper baseline, SPEC §5.2).
+    """Select by the entropy of the MC-dropout mean prediction (paper baseline).
 
     ``n_passes`` stochastic passes with the dropout layer before the last convolution active
     with probability ``p`` (BatchNorm stays in eval mode), ``p̄ = mean_t σ(z_t)``, and the
@@ -139,6 +139,8 @@ class MCDropoutSelector(BaseSelector):
     True
     """
 
+    _stochastic = True
+
     def __init__(self, n_passes=10, p=0.5, *, unit="patch", reduction="mean", batch_size=None,
                  random_state=None):
         super().__init__(unit=unit, reduction=reduction, batch_size=batch_size,
@@ -175,8 +177,12 @@ class MCDropoutSelector(BaseSelector):
                 yield
 
     def _pixel_scores(self, patches, estimator):
-        mean = None
-        for _ in range(int(self.n_passes)):
-            prob = torch.sigmoid(estimator.patch_logits(patches, mc_dropout=float(self.p)))
-            mean = prob if mean is None else mean.add_(prob)
-        return binary_entropy(mean.div_(int(self.n_passes)))
+        if hasattr(estimator, "mc_dropout_proba"):
+            mean = estimator.mc_dropout_proba(patches, p=float(self.p), n_passes=int(self.n_passes))
+        else:  # any segmenter with patch_logits: full stochastic passes
+            mean = None
+            for _ in range(int(self.n_passes)):
+                prob = torch.sigmoid(estimator.patch_logits(patches, mc_dropout=float(self.p)))
+                mean = prob if mean is None else mean.add_(prob)
+            mean = mean.div_(int(self.n_passes))
+        return binary_entropy(mean)
