@@ -123,7 +123,7 @@ class FCRNSegmenter(NeuralNet):
         step: the running averages (used by the selectors and ``bn_mode="running"``) follow
         the data faster; ``bn_mode="batch"`` prediction does not use them. None trains on
         whole batches.
-    inference_batch_size : int, default=16
+    inference_batch_size : int, default=8
         Patches per forward pass when scoring patches (:meth:`patch_logits`).
     max_pixels : int, default=2**23
         Pixels per forward pass in :meth:`predict_proba` (bounds memory on large images).
@@ -185,7 +185,7 @@ class FCRNSegmenter(NeuralNet):
         bn_mode="batch",
         precision="auto",
         micro_batch_size=None,
-        inference_batch_size=16,
+        inference_batch_size=8,
         max_pixels=2**23,
         threshold=0.5,
         meta_iterations=300,
