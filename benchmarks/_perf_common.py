@@ -231,3 +231,12 @@ def print_table(rows, columns):
         print("  ".join(v.rjust(w) for v, w in zip(line, widths)))
 
 
+
+
+def write_json(path, results):
+    """Write a script's results as JSON (``--json``), creating the folder; no-op for None."""
+    if path is None:
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(results, indent=2, default=float))
+    print(f"results written to {path}")

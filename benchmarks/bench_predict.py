@@ -36,12 +36,12 @@ from kwtl.models import FCRNSegmenter
 try:  # run as a script (benchmarks/ is on sys.path)
     from _perf_common import (
         DEFAULT_DATA, DEFAULT_SPLITS, current_rss_mib, environment, load_images, print_env,
-        print_table, ru_maxrss_mib, split_files, sync,
+        print_table, ru_maxrss_mib, split_files, sync, write_json,
     )
 except ImportError:  # imported as a module of the benchmarks folder
     from benchmarks._perf_common import (
         DEFAULT_DATA, DEFAULT_SPLITS, current_rss_mib, environment, load_images, print_env,
-        print_table, ru_maxrss_mib, split_files, sync,
+        print_table, ru_maxrss_mib, split_files, sync, write_json,
     )
 
 _DOMAINS = {"EM": "em", "ssTEM": "sstem"}
@@ -221,10 +221,7 @@ def main(argv=None):
         ("x fp32", "speedup", ".2f"), ("RSS before[MiB]", "rss_before_mib", ".0f"),
         ("peakRSS[MiB]", "peak_rss_mib", ".0f"), ("mIoU", "miou", ".4f"),
         ("max|dp|", "max_abs_dp", ".4f"), ("mask agree", "mask_agreement", ".5f")])
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(out, indent=2, default=float))
-        print(f"results written to {args.json}")
+    write_json(args.json, out)
     return 0
 
 

@@ -49,13 +49,13 @@ try:  # run as a script (benchmarks/ is on sys.path)
     from _perf_common import (
         DEFAULT_DATA, DEFAULT_SPLITS, PeakRSS, current_rss_mib, environment, image_files,
         load_images, print_env, print_table, process_peak_rss_mib, repeat_to, ru_maxrss_mib,
-        split_files, sync, synthetic_images,
+        split_files, sync, synthetic_images, write_json,
     )
 except ImportError:  # imported as a module of the benchmarks folder
     from benchmarks._perf_common import (
         DEFAULT_DATA, DEFAULT_SPLITS, PeakRSS, current_rss_mib, environment, image_files,
         load_images, print_env, print_table, process_peak_rss_mib, repeat_to, ru_maxrss_mib,
-        split_files, sync, synthetic_images,
+        split_files, sync, synthetic_images, write_json,
     )
 
 _CONSISTENCY_AUGS = ("autocontrast", "brightness", "sharpness")
@@ -631,10 +631,7 @@ def main(argv=None):
         print(f"EM pool peak RSS {r['peak_rss_mib']:.0f} MiB (target < 2048 MiB: "
               f"{'PASS' if ok else 'FAIL'}); scores finite: {r['scores_finite']}")
     print(f"\nprocess peak RSS {out['process_peak_rss_mib']:.0f} MiB, wall {out['wall_seconds']:.1f} s")
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(out, indent=2, default=float))
-        print(f"results written to {args.json}")
+    write_json(args.json, out)
     return 0
 
 

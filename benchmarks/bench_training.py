@@ -50,12 +50,12 @@ from kwtl.models import FCRNSegmenter, weighted_bce_with_logits
 try:  # run as a script (benchmarks/ is on sys.path)
     from _perf_common import (
         DEFAULT_DATA, DEFAULT_SPLITS, PeakRSS, environment, load_images, print_env,
-        print_table, process_peak_rss_mib, split_files, sync, synthetic_images,
+        print_table, process_peak_rss_mib, split_files, sync, synthetic_images, write_json,
     )
 except ImportError:  # imported as a module of the benchmarks folder
     from benchmarks._perf_common import (
         DEFAULT_DATA, DEFAULT_SPLITS, PeakRSS, environment, load_images, print_env,
-        print_table, process_peak_rss_mib, split_files, sync, synthetic_images,
+        print_table, process_peak_rss_mib, split_files, sync, synthetic_images, write_json,
     )
 
 _DOMAINS = {"EM": "em", "ssTEM": "sstem"}
@@ -495,10 +495,7 @@ def main(argv=None):
             print(f"fp32 reference across seeds: mIoU {np.mean(ref):.4f} +- {np.std(ref):.4f} "
                   "(seed-to-seed spread, for scale)")
     print(f"\nprocess peak RSS {out['process_peak_rss_mib']:.0f} MiB, wall {out['wall_seconds']:.1f} s")
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(out, indent=2, default=float))
-        print(f"results written to {args.json}")
+    write_json(args.json, out)
     return 0
 
 
