@@ -16,6 +16,7 @@ import torch
 
 from kwtl.datasets import make_cells, read_image, read_mask
 from kwtl.models import resolve_precision
+from kwtl.utils import tune_malloc
 
 _HERE = Path(__file__).resolve().parent
 DEFAULT_DATA = _HERE.parent.parent / "shared" / "data"
@@ -179,6 +180,22 @@ def sync(device):
         torch.cuda.synchronize()
 
 
+def add_process_args(parser):
+    """``--threads`` and ``--malloc``: the process settings every benchmark records."""
+    parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads")
+    parser.add_argument("--malloc", choices=("default", "tuned"), default="default",
+                        help="'tuned' calls kwtl.utils.tune_malloc() at start-up (as `kwtl run` "
+                             "does): freed large buffers are reused instead of re-mapped; it "
+                             "applies to the whole process, i.e. to both the reference and kwtl")
+
+
+def setup_process(args):
+    """Apply ``--threads`` and ``--malloc`` to this process (workers call it too)."""
+    if getattr(args, "threads", None):
+        torch.set_num_threads(args.threads)
+    args.malloc_applied = tune_malloc() if getattr(args, "malloc", "default") == "tuned" else False
+
+
 def environment(args):
     cpu = platform.processor() or ""
     try:
@@ -203,6 +220,7 @@ def environment(args):
         "isa": isa, "device": str(args.device),
         "precision": args.precision, "resolved_precision": "fp32" if amp is None else "bf16",
         "channels_last": amp is not None,
+        "malloc": "tuned" if getattr(args, "malloc_applied", False) else "default",
     }
     if torch.device(args.device).type == "cuda":
         env["gpu"] = torch.cuda.get_device_name()

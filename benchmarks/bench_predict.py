@@ -35,12 +35,14 @@ from kwtl.models import FCRNSegmenter
 
 try:  # run as a script (benchmarks/ is on sys.path)
     from _perf_common import (
-        DEFAULT_DATA, DEFAULT_SPLITS, current_rss_mib, environment, load_images, print_env,
+        DEFAULT_DATA, DEFAULT_SPLITS, add_process_args, current_rss_mib, environment, load_images,
+        print_env, setup_process,
         print_table, ru_maxrss_mib, split_files, sync, write_json,
     )
 except ImportError:  # imported as a module of the benchmarks folder
     from benchmarks._perf_common import (
-        DEFAULT_DATA, DEFAULT_SPLITS, current_rss_mib, environment, load_images, print_env,
+        DEFAULT_DATA, DEFAULT_SPLITS, add_process_args, current_rss_mib, environment, load_images,
+        print_env, setup_process,
         print_table, ru_maxrss_mib, split_files, sync, write_json,
     )
 
@@ -93,8 +95,7 @@ def _state(args, images, masks, tmp):
 def worker_main(spec_path):
     spec = json.loads(Path(spec_path).read_text())
     args = argparse.Namespace(**spec["args"])
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    setup_process(args)
     images, masks, _ = _images(args)
     state = torch.load(spec["state"], map_location="cpu", weights_only=True)
     rss_data = current_rss_mib()
@@ -170,7 +171,7 @@ def build_parser():
     p.add_argument("--data", type=Path, default=DEFAULT_DATA)
     p.add_argument("--splits", type=Path, default=DEFAULT_SPLITS)
     p.add_argument("--synthetic", action="store_true")
-    p.add_argument("--threads", type=int, default=None)
+    add_process_args(p)
     p.add_argument("--device", default="cpu")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", type=Path, default=None)
@@ -183,8 +184,7 @@ def main(argv=None):
     if args._worker:
         worker_main(args._worker)
         return 0
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    setup_process(args)
     env = environment(args)
     print_env(env)
     images, masks, source = _images(args)

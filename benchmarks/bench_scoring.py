@@ -47,13 +47,13 @@ from kwtl.selection import (
 
 try:  # run as a script (benchmarks/ is on sys.path)
     from _perf_common import (
-        DEFAULT_DATA, DEFAULT_SPLITS, PeakRSS, current_rss_mib, environment, image_files,
+        DEFAULT_DATA, DEFAULT_SPLITS, PeakRSS, add_process_args, setup_process, current_rss_mib, environment, image_files,
         load_images, print_env, print_table, process_peak_rss_mib, repeat_to, ru_maxrss_mib,
         split_files, sync, synthetic_images, write_json,
     )
 except ImportError:  # imported as a module of the benchmarks folder
     from benchmarks._perf_common import (
-        DEFAULT_DATA, DEFAULT_SPLITS, PeakRSS, current_rss_mib, environment, image_files,
+        DEFAULT_DATA, DEFAULT_SPLITS, PeakRSS, add_process_args, setup_process, current_rss_mib, environment, image_files,
         load_images, print_env, print_table, process_peak_rss_mib, repeat_to, ru_maxrss_mib,
         split_files, sync, synthetic_images, write_json,
     )
@@ -380,7 +380,7 @@ def _run_worker(spec, args, state_path):
 
 _WORKER_KEYS = ("width", "patch_size", "stride", "precision", "train_batch_size", "train_lr",
                 "seed", "device", "kwtl_batch_size", "kwtl_chunk", "magnitude", "mc_passes",
-                "mc_p", "threads", "data", "splits", "synthetic", "pool_selector")
+                "mc_p", "threads", "malloc", "data", "splits", "synthetic", "pool_selector")
 
 
 def _worker_args(args):
@@ -391,8 +391,7 @@ def _worker_args(args):
 def worker_main(spec_path):
     spec = json.loads(Path(spec_path).read_text())
     args = argparse.Namespace(**spec["args"])
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    setup_process(args)
     t_start = time.perf_counter()
     seg = segmenter_with_state(args, _load_state(spec["state"]))
     seg.module_.eval()
@@ -543,7 +542,7 @@ def build_parser():
     p.add_argument("--splits", type=Path, default=DEFAULT_SPLITS,
                    help="the authors' splits.json (EM pool = unlabelled[0])")
     p.add_argument("--synthetic", action="store_true", help="use synthetic data even if EM exists")
-    p.add_argument("--threads", type=int, default=None, help="torch.set_num_threads")
+    add_process_args(p)
     p.add_argument("--device", default="cpu")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--pool-scaling", action="store_true",
@@ -569,8 +568,7 @@ def main(argv=None):
     if args._worker:
         worker_main(args._worker)
         return 0
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    setup_process(args)
     torch.manual_seed(args.seed)
     env = environment(args)
     print_env(env)

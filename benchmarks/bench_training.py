@@ -49,12 +49,14 @@ from kwtl.models import FCRNSegmenter, weighted_bce_with_logits
 
 try:  # run as a script (benchmarks/ is on sys.path)
     from _perf_common import (
-        DEFAULT_DATA, DEFAULT_SPLITS, PeakRSS, environment, load_images, print_env,
+        DEFAULT_DATA, DEFAULT_SPLITS, PeakRSS, add_process_args, environment, load_images,
+        print_env, setup_process,
         print_table, process_peak_rss_mib, split_files, sync, synthetic_images, write_json,
     )
 except ImportError:  # imported as a module of the benchmarks folder
     from benchmarks._perf_common import (
-        DEFAULT_DATA, DEFAULT_SPLITS, PeakRSS, environment, load_images, print_env,
+        DEFAULT_DATA, DEFAULT_SPLITS, PeakRSS, add_process_args, environment, load_images,
+        print_env, setup_process,
         print_table, process_peak_rss_mib, split_files, sync, synthetic_images, write_json,
     )
 
@@ -430,7 +432,7 @@ def build_parser():
     p.add_argument("--data", type=Path, default=DEFAULT_DATA)
     p.add_argument("--splits", type=Path, default=DEFAULT_SPLITS)
     p.add_argument("--synthetic", action="store_true", help="use synthetic data even if found")
-    p.add_argument("--threads", type=int, default=None, help="torch.set_num_threads")
+    add_process_args(p)
     p.add_argument("--device", default="cpu")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", type=Path, default=None, help="write all results to this file")
@@ -440,8 +442,7 @@ def build_parser():
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else list(argv)
     args = build_parser().parse_args(argv)
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    setup_process(args)
     torch.manual_seed(args.seed)
     env = environment(argparse.Namespace(precision=args.precision[0], device=args.device))
     print_env(env)

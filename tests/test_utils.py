@@ -57,3 +57,20 @@ def test_normalize_and_seeds():
     assert derive_seed(3, "a") == derive_seed(3, "a") != derive_seed(4, "a")
     with pytest.raises(TypeError):
         derive_seed("seed")
+
+
+def test_tune_malloc_is_idempotent_and_checks_its_argument():
+    import sys
+
+    from kwtl.utils import tune_malloc
+    from kwtl.utils._allocator import _glibc
+
+    first = tune_malloc()
+    assert first == (_glibc() is not None)
+    if sys.platform.startswith("linux") and _glibc() is not None:
+        assert first is True
+    assert tune_malloc() is first
+    with pytest.raises(ValueError, match="threshold"):
+        tune_malloc(0)
+    with pytest.raises(ValueError, match="threshold"):
+        tune_malloc(2**31)

@@ -23,6 +23,7 @@ from .._few_shot import FewShotSegmentation
 from ..datasets import load_benchmark, make_synthetic_benchmark
 from ..metrics import iou_score
 from ..model_selection import LeaveOneDatasetOut, authors_splits, benchmark_to_Xy
+from ..utils import tune_malloc
 from ._profiles import get_profile, per_target
 
 __all__ = ["Experiment", "run_experiment", "SELECTOR_NAMES", "make_selector"]
@@ -281,12 +282,14 @@ def _splits_file():
 
 
 def _prepare_split(experiment, target, repeat):
+    tune_malloc()  # in each worker process (see kwtl.utils.tune_malloc)
     X, y, d, train, test = experiment.split(target, repeat)
     experiment.estimator(target).prepare(X[train], y[train], d[train],
                                          unlabelled=experiment.unlabelled(X, test))
 
 
 def _run_job(experiment, job):
+    tune_malloc()
     target, repeat, selector, shots = job
     start = time.perf_counter()
     X, y, d, train, test = experiment.split(target, repeat)

@@ -1,5 +1,6 @@
 """The FCRN network and the segmentation estimator."""
 from ._fcrn import FCRN, enable_mc_dropout, switch_to_affine
+from ._fold import fold_batchnorm
 from ._loss import WeightedBCEWithLogitsLoss, weighted_bce_with_logits
 from ._segmenter import FCRNSegmenter, PatchDataset, resolve_precision
 
@@ -9,6 +10,7 @@ __all__ = [
     "PatchDataset",
     "WeightedBCEWithLogitsLoss",
     "enable_mc_dropout",
+    "fold_batchnorm",
     "resolve_precision",
     "switch_to_affine",
     "weighted_bce_with_logits",

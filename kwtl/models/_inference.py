@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..utils import normalize_uint8
+from ._fold import fold_batchnorm
 
 __all__ = ["predict_logit_maps", "forward_patches", "mc_dropout_mean_proba",
            "pooled_batchnorm_statistics"]
@@ -161,6 +162,9 @@ def predict_logit_maps(module, images, *, bn_mode="batch", device="cpu", dtype=N
     bns = [m for m in net.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
     if bn_mode == "batch" and bns and len(batches) > 1:
         pooled_batchnorm_statistics(net, bns, images, batches, device, dtype, channels_last)
+        net = fold_batchnorm(net)  # the statistics are now fixed: eval-mode arithmetic
+    elif bn_mode == "running":
+        net = fold_batchnorm(net)
     elif bn_mode == "batch" and bns:
         for bn in bns:  # train mode on a copy: normalise with this single batch's statistics
             bn.train()

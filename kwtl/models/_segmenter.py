@@ -13,6 +13,7 @@ from ..datasets import PatchSet
 from ..metrics import mean_iou
 from ..utils import check_images, check_masks, derive_seed, normalize_uint8
 from ._fcrn import FCRN, enable_mc_dropout, switch_to_affine
+from ._fold import FoldedModuleCache
 from ._inference import (forward_patches, mc_dropout_mean_proba, pooled_batchnorm_statistics,
                          predict_logit_maps)
 from ._loss import WeightedBCEWithLogitsLoss
@@ -498,20 +499,15 @@ class FCRNSegmenter(NeuralNet):
         logits : torch.Tensor of shape (n, h, w), float32, on the segmenter's device
         """
         patches = self._check_patches(patches)
-        module = self.module_
-        was_training = module.training
-        module.eval()
-        try:
-            context = enable_mc_dropout(module, mc_dropout) if mc_dropout else _nullcontext()
-            with context:
-                step = int(self.inference_batch_size)
-                out = [
-                    forward_patches(module, patches[s : s + step], device=self.device,
-                                    dtype=self._amp_dtype, channels_last=self._channels_last)
-                    for s in range(0, len(patches), step)
-                ]
-        finally:
-            module.train(was_training)
+        module = self._inference_module()
+        context = enable_mc_dropout(module, mc_dropout) if mc_dropout else _nullcontext()
+        with context:
+            step = int(self.inference_batch_size)
+            out = [
+                forward_patches(module, patches[s : s + step], device=self.device,
+                                dtype=self._amp_dtype, channels_last=self._channels_last)
+                for s in range(0, len(patches), step)
+            ]
         if not out:
             return torch.zeros((0,) + patches.shape[1:], device=self.device)
         return torch.cat(out)
@@ -530,20 +526,29 @@ class FCRNSegmenter(NeuralNet):
         patches = self._check_patches(patches)
         if int(n_passes) < 1:
             raise ValueError(f"n_passes must be at least 1, got {n_passes}")
-        module = self.module_
-        was_training = module.training
-        try:
-            with enable_mc_dropout(module, p):
-                step = int(self.inference_batch_size)
-                out = [mc_dropout_mean_proba(module, patches[s : s + step], n_passes=n_passes,
-                                             device=self.device, dtype=self._amp_dtype,
-                                             channels_last=self._channels_last)
-                       for s in range(0, len(patches), step)]
-        finally:
-            module.train(was_training)
+        module = self._inference_module()
+        with enable_mc_dropout(module, p):
+            step = int(self.inference_batch_size)
+            out = [mc_dropout_mean_proba(module, patches[s : s + step], n_passes=n_passes,
+                                         device=self.device, dtype=self._amp_dtype,
+                                         channels_last=self._channels_last)
+                   for s in range(0, len(patches), step)]
         if not out:
             return torch.zeros((0,) + patches.shape[1:], device=self.device)
         return torch.cat(out)
+
+    def _inference_module(self):
+        """Eval-mode copy of ``module_`` with BatchNorm folded into the convolutions (see
+        :func:`~kwtl.models.fold_batchnorm`); rebuilt only when ``module_`` has changed."""
+        cache = self.__dict__.get("_folded_cache_")
+        if cache is None:
+            cache = self._folded_cache_ = FoldedModuleCache()
+        return cache.get(self.module_)
+
+    def __getstate__(self):
+        state = super().__getstate__()
+        state.pop("_folded_cache_", None)  # a derived copy of module_: rebuilt on demand
+        return state
 
     def _check_patches(self, patches):
         self.check_is_fitted()
