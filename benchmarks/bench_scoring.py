@@ -543,6 +543,9 @@ def build_parser():
                    help="the authors' splits.json (EM pool = unlabelled[0])")
     p.add_argument("--synthetic", action="store_true", help="use synthetic data even if EM exists")
     add_process_args(p)
+    p.add_argument("--cross-malloc", action="store_true",
+                   help="run the comparison with the default and the tuned allocator, each in "
+                        "a fresh process, and report all four rates and the ratios")
     p.add_argument("--device", default="cpu")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--pool-scaling", action="store_true",
@@ -563,10 +566,84 @@ def build_parser():
     return p
 
 
+def _strip_options(argv, flags, valued):
+    out, skip = [], False
+    for a in argv:
+        if skip:
+            skip = False
+            continue
+        if a in flags:
+            continue
+        if a in valued:
+            skip = True
+            continue
+        if any(a.startswith(v + "=") for v in valued):
+            continue
+        out.append(a)
+    return out
+
+
+def run_cross_malloc(args, argv):
+    """The side-by-side comparison twice, each in a fresh process: with glibc's default
+    allocator and with ``kwtl.utils.tune_malloc``. Both ratios of the same environment are
+    reported, and the ratio of kwtl as ``kwtl run`` runs it (tuned) to the reference loop as the
+    authors' code runs (default allocator)."""
+    base = _strip_options(argv, {"--cross-malloc"}, {"--malloc", "--json"})
+    runs = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for mode in ("default", "tuned"):
+            path = Path(tmp) / f"{mode}.json"
+            print(f"[cross-malloc] comparison with malloc={mode} in a fresh process ...", flush=True)
+            cmd = [sys.executable, os.path.abspath(__file__)] + base + [
+                "--malloc", mode, "--json", str(path)]
+            proc = subprocess.run(cmd, stdout=subprocess.DEVNULL)
+            if proc.returncode:
+                raise RuntimeError(f"the malloc={mode} run failed with exit code {proc.returncode}")
+            runs[mode] = json.loads(path.read_text())
+    rows = []
+    for name in args.selectors:
+        d = {mode: runs[mode]["compare"]["details"][name] for mode in runs}
+        n = d["default"]["n_patches"]
+        rate = {(mode, path): n / float(np.median(d[mode][f"{path}_seconds"]))
+                for mode in d for path in ("reference", "kwtl")}
+        rows.append({
+            "selector": name,
+            "ref_default": rate["default", "reference"], "ref_tuned": rate["tuned", "reference"],
+            "kwtl_default": rate["default", "kwtl"], "kwtl_tuned": rate["tuned", "kwtl"],
+            "ratio_default": rate["default", "kwtl"] / rate["default", "reference"],
+            "ratio_tuned": rate["tuned", "kwtl"] / rate["tuned", "reference"],
+            "ratio_deployed": rate["tuned", "kwtl"] / rate["default", "reference"],
+            "top10": d["tuned"]["agreement"]["top10_overlap"],
+            "spearman": d["tuned"]["agreement"]["spearman"],
+        })
+    return {"rows": rows, "runs": runs}
+
+
 def main(argv=None):
+    argv = sys.argv[1:] if argv is None else list(argv)
     args = build_parser().parse_args(argv)
     if args._worker:
         worker_main(args._worker)
+        return 0
+    if args.cross_malloc:
+        out = {"command": " ".join([Path(sys.argv[0]).as_posix()] + argv)}
+        out.update(run_cross_malloc(args, argv))
+        print("\n== scoring patches/s: glibc default allocator vs kwtl.utils.tune_malloc, "
+              "each in a fresh process ==")
+        print_table(out["rows"], [
+            ("selector", "selector", None), ("ref default", "ref_default", ".2f"),
+            ("ref tuned", "ref_tuned", ".2f"), ("kwtl default", "kwtl_default", ".2f"),
+            ("kwtl tuned", "kwtl_tuned", ".2f"), ("x same env default", "ratio_default", ".2f"),
+            ("x same env tuned", "ratio_tuned", ".2f"),
+            ("x kwtl run vs authors", "ratio_deployed", ".2f"), ("top10%", "top10", ".3f"),
+            ("spearman", "spearman", ".4f")])
+        for r in out["rows"]:
+            print(f"{r['selector']}: kwtl as `kwtl run` runs it (tuned malloc) is "
+                  f"{r['ratio_deployed']:.2f}x the fp32 loop as the authors run it (default "
+                  f"malloc) (target >= 5x: {'PASS' if r['ratio_deployed'] >= 5 else 'FAIL'}); "
+                  f"in the same environment {r['ratio_default']:.2f}x (default) and "
+                  f"{r['ratio_tuned']:.2f}x (tuned)")
+        write_json(args.json, out)
         return 0
     setup_process(args)
     torch.manual_seed(args.seed)

@@ -96,6 +96,15 @@ class FCRN(nn.Module):
         """Dropout then ``conv8``: logits from :meth:`features`."""
         return self.conv8(self.dropout(features))
 
+    def stages(self):
+        """The submodules whose composition, in this order, is :meth:`forward`.
+
+        Lets inference code resume a forward pass from a stored intermediate activation
+        (see :func:`~kwtl.models._inference.pooled_batchnorm_statistics`).
+        """
+        return [self.conv1, self.conv2, self.conv3, self.conv4, self.conv5, self.conv6,
+                self.conv7, self.dropout, self.conv8]
+
     def forward(self, x):
         """Logits of shape ``(N, 1, H, W)`` for input ``(N, 1, H, W)``, H and W divisible by 8."""
         return self.head(self.features(x))

@@ -132,7 +132,7 @@ def _accumulate_bn_input(bn, stats):
 
 
 def predict_logit_maps(module, images, *, bn_mode="batch", device="cpu", dtype=None,
-                       channels_last=False, max_pixels=2**22):
+                       channels_last=False, max_pixels=2**22, cache_bytes=None):
     """Full-resolution logit maps of uint8 images.
 
     Parameters
@@ -149,7 +149,11 @@ def predict_logit_maps(module, images, *, bn_mode="batch", device="cpu", dtype=N
     max_pixels : int
         Pixels per forward batch (memory bound). With ``bn_mode="batch"``, when all images
         have one shape and fit in one batch, a single forward pass computes the statistics;
-        otherwise they are pooled layer by layer (about five forward passes).
+        otherwise they are pooled layer by layer.
+    cache_bytes : int or None
+        Memory for intermediate activations kept between the layer-by-layer passes of
+        ``bn_mode="batch"`` (see :func:`pooled_batchnorm_statistics`); None means
+        ``64 * max_pixels`` bytes, 0 recomputes every pass from the images.
 
     Returns
     -------
@@ -161,7 +165,10 @@ def predict_logit_maps(module, images, *, bn_mode="batch", device="cpu", dtype=N
     batches = list(_batches_by_shape(images, max_pixels))
     bns = [m for m in net.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
     if bn_mode == "batch" and bns and len(batches) > 1:
-        pooled_batchnorm_statistics(net, bns, images, batches, device, dtype, channels_last)
+        if cache_bytes is None:
+            cache_bytes = 64 * int(max_pixels)
+        pooled_batchnorm_statistics(net, bns, images, batches, device, dtype, channels_last,
+                                    cache_bytes=int(cache_bytes))
         net = fold_batchnorm(net)  # the statistics are now fixed: eval-mode arithmetic
     elif bn_mode == "running":
         net = fold_batchnorm(net)
@@ -182,23 +189,89 @@ def predict_logit_maps(module, images, *, bn_mode="batch", device="cpu", dtype=N
     return out
 
 
-def pooled_batchnorm_statistics(net, bns, images, batches, device, dtype, channels_last):
-    """Set each BatchNorm's running statistics to the pooled statistics of its input."""
+def pooled_batchnorm_statistics(net, bns, images, batches, device, dtype, channels_last,
+                                cache_bytes=0):
+    """Set each BatchNorm's running statistics to the pooled statistics of its input.
+
+    Layer k's statistics need layers 1..k-1 fixed, so a plain implementation runs one partial
+    forward pass over all images per BatchNorm. When ``net`` has a ``stages()`` method (an
+    ordered list of submodules whose composition is the forward pass, as
+    :meth:`FCRN.stages`) and ``cache_bytes > 0``, the output of the last finished stage is kept
+    for all batches whenever it fits in ``cache_bytes``, and later passes resume from it: about
+    two forward passes in all instead of one partial pass per BatchNorm. Same arithmetic,
+    same result.
+    """
+    stages = _checked_stages(net, bns) if cache_bytes and cache_bytes > 0 else None
     with torch.no_grad():
-        for bn in bns:
-            stats = {}
-            handle = _accumulate_bn_input(bn, stats)
+        if stages is None:
+            for bn in bns:
+                _pool_statistics(bn, lambda: (_padded_input([images[i] for i in idx], device,
+                                                            channels_last) for idx in batches),
+                                 lambda x: net(x), device, dtype)
+            return
+        cached, start = None, 0  # cached[b]: output of stages[:start] for batch b
+
+        def inputs():
+            if cached is not None:
+                return iter(cached)
+            return (_padded_input([images[i] for i in idx], device, channels_last)
+                    for idx in batches)
+
+        for s, stage in enumerate(stages):
+            run = stages[start : s + 1]
+            for bn in [m for m in stage.modules() if m in bns]:
+                _pool_statistics(bn, inputs, lambda x, run=run: _chain(run, x), device, dtype)
+            if not any(m in bns for later in stages[s + 1 :] for m in later.modules()):
+                break
+            advanced = _advance(inputs(), stages[start : s + 1], len(batches), cache_bytes,
+                                device, dtype)
+            if advanced is not None:
+                cached, start = advanced, s + 1
+
+
+def _chain(stages, x):
+    for stage in stages:
+        x = stage(x)
+    return x
+
+
+def _pool_statistics(bn, inputs, forward, device, dtype):
+    stats = {}
+    handle = _accumulate_bn_input(bn, stats)
+    try:
+        for x in inputs():
             try:
-                for idx in batches:
-                    x = _padded_input([images[i] for i in idx], device, channels_last)
-                    try:
-                        with _autocast(device, dtype):
-                            net(x)
-                    except _StopForward:
-                        pass
-            finally:
-                handle.remove()
-            mean = stats["sum"] / stats["count"]
-            var = (stats["sumsq"] / stats["count"] - mean * mean).clamp(min=0.0)
-            bn.running_mean.copy_(mean.to(bn.running_mean.dtype))
-            bn.running_var.copy_(var.to(bn.running_var.dtype))
+                with _autocast(device, dtype):
+                    forward(x)
+            except _StopForward:
+                pass
+    finally:
+        handle.remove()
+    mean = stats["sum"] / stats["count"]
+    var = (stats["sumsq"] / stats["count"] - mean * mean).clamp(min=0.0)
+    bn.running_mean.copy_(mean.to(bn.running_mean.dtype))
+    bn.running_var.copy_(var.to(bn.running_var.dtype))
+
+
+def _advance(inputs, stages, n_batches, cache_bytes, device, dtype):
+    """Outputs of ``stages`` for every batch, or None if they would exceed ``cache_bytes``."""
+    out, used = [], 0
+    for b, x in enumerate(inputs):
+        with _autocast(device, dtype):
+            y = _chain(stages, x)
+        used += y.numel() * y.element_size()
+        if used * n_batches / (b + 1) > cache_bytes:  # projected total over all batches
+            return None
+        out.append(y)
+    return out
+
+
+def _checked_stages(net, bns):
+    stages = getattr(net, "stages", None)
+    if not callable(stages):
+        return None
+    stages = list(stages())
+    inside = {m for stage in stages for m in stage.modules()}
+    if not stages or not all(bn in inside for bn in bns):
+        return None
+    return stages

@@ -484,7 +484,8 @@ class FCRNSegmenter(NeuralNet):
         """Logits of uint8 patches with BatchNorm in eval mode (running statistics).
 
         Used by the selectors. Runs in batches of ``inference_batch_size`` under the
-        segmenter's precision setting.
+        segmenter's precision setting, on a copy of the network with BatchNorm folded into
+        the convolutions (:func:`~kwtl.models.fold_batchnorm`; kept until the weights change).
 
         Parameters
         ----------
