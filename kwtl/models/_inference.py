@@ -161,20 +161,20 @@ def predict_logit_maps(module, images, *, bn_mode="batch", device="cpu", dtype=N
     """
     if bn_mode not in ("batch", "running"):
         raise ValueError(f"bn_mode must be 'batch' or 'running', got {bn_mode!r}")
-    net = copy.deepcopy(module).eval()
     batches = list(_batches_by_shape(images, max_pixels))
-    bns = [m for m in net.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
-    if bn_mode == "batch" and bns and len(batches) > 1:
-        if cache_bytes is None:
-            cache_bytes = 64 * int(max_pixels)
-        pooled_batchnorm_statistics(net, bns, images, batches, device, dtype, channels_last,
-                                    cache_bytes=int(cache_bytes))
-        net = fold_batchnorm(net)  # the statistics are now fixed: eval-mode arithmetic
-    elif bn_mode == "running":
-        net = fold_batchnorm(net)
-    elif bn_mode == "batch" and bns:
-        for bn in bns:  # train mode on a copy: normalise with this single batch's statistics
-            bn.train()
+    if bn_mode == "running":
+        net = fold_batchnorm(module)  # an eval-mode copy
+    else:
+        net = copy.deepcopy(module).eval()
+        bns = [m for m in net.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+        if bns and len(batches) > 1:
+            if cache_bytes is None:
+                cache_bytes = 64 * int(max_pixels)
+            pooled_batchnorm_statistics(net, bns, images, batches, device, dtype,
+                                        channels_last, cache_bytes=int(cache_bytes))
+            net = fold_batchnorm(net)  # the statistics are now fixed: eval-mode arithmetic
+        for bn in bns if len(batches) == 1 else ():
+            bn.train()  # train mode on a copy: normalise with this single batch's statistics
             bn.momentum = None
     out = [None] * len(images)
     with torch.no_grad():

@@ -503,15 +503,7 @@ class FCRNSegmenter(NeuralNet):
         module = self._inference_module()
         context = enable_mc_dropout(module, mc_dropout) if mc_dropout else _nullcontext()
         with context:
-            step = int(self.inference_batch_size)
-            out = [
-                forward_patches(module, patches[s : s + step], device=self.device,
-                                dtype=self._amp_dtype, channels_last=self._channels_last)
-                for s in range(0, len(patches), step)
-            ]
-        if not out:
-            return torch.zeros((0,) + patches.shape[1:], device=self.device)
-        return torch.cat(out)
+            return self._in_chunks(forward_patches, module, patches)
 
     def mc_dropout_proba(self, patches, p=0.5, n_passes=10):
         """Mean probability of ``n_passes`` MC-dropout passes over uint8 patches.
@@ -529,11 +521,14 @@ class FCRNSegmenter(NeuralNet):
             raise ValueError(f"n_passes must be at least 1, got {n_passes}")
         module = self._inference_module()
         with enable_mc_dropout(module, p):
-            step = int(self.inference_batch_size)
-            out = [mc_dropout_mean_proba(module, patches[s : s + step], n_passes=n_passes,
-                                         device=self.device, dtype=self._amp_dtype,
-                                         channels_last=self._channels_last)
-                   for s in range(0, len(patches), step)]
+            return self._in_chunks(mc_dropout_mean_proba, module, patches, n_passes=n_passes)
+
+    def _in_chunks(self, forward, module, patches, **kwargs):
+        """``forward`` over ``inference_batch_size`` patches at a time, concatenated."""
+        step = int(self.inference_batch_size)
+        out = [forward(module, patches[s : s + step], device=self.device, dtype=self._amp_dtype,
+                       channels_last=self._channels_last, **kwargs)
+               for s in range(0, len(patches), step)]
         if not out:
             return torch.zeros((0,) + patches.shape[1:], device=self.device)
         return torch.cat(out)
