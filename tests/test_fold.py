@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from kwtl.models import FCRN, FCRNSegmenter, fold_batchnorm, switch_to_affine
-from kwtl.models._fold import FoldedModuleCache
+from kwtl.models._fold import ChannelsLastMaxPool2d, FoldedModuleCache, SingleOutputConv2d
 
 
 def _randomise_batchnorm(module, seed=0, negative_gamma=False):
@@ -75,7 +75,8 @@ def test_transpose_convolution_and_relu_pool_swap():
     )
     _randomise_batchnorm(net, seed=3, negative_gamma=True).eval()
     folded = fold_batchnorm(net)
-    assert [type(m).__name__ for m in folded] == ["ConvTranspose2d", "MaxPool2d", "ReLU", "Conv2d"]
+    assert [type(m).__name__ for m in folded] == [
+        "ConvTranspose2d", "ChannelsLastMaxPool2d", "ReLU", "Conv2d"]
     x = torch.randn(2, 3, 6, 6)
     with torch.no_grad():
         torch.testing.assert_close(folded(x), net(x), rtol=1e-5, atol=1e-5)
@@ -160,3 +161,106 @@ def test_segmenter_pickle_drops_the_folded_copy():
     restored = pickle.loads(pickle.dumps(seg))
     assert "_folded_cache_" not in restored.__dict__
     torch.testing.assert_close(restored.patch_logits(patches), expected)
+
+
+def _channels_last(x):
+    return x.contiguous(memory_format=torch.channels_last)
+
+
+@pytest.mark.parametrize("shape", [(2, 3, 6, 8), (1, 5, 7, 9), (2, 1, 4, 4), (1, 4, 2, 3)])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_channels_last_max_pool_equals_max_pool(shape, dtype, channels_last):
+    x = torch.randn(shape, generator=torch.Generator().manual_seed(0)).to(dtype)
+    if channels_last:
+        x = _channels_last(x)
+    got = ChannelsLastMaxPool2d()(x)
+    expected = nn.MaxPool2d(2, 2)(x)
+    assert torch.equal(got, expected)  # max is exact: no rounding allowed
+    if channels_last and shape[1] > 1 and min(got.shape[2:]) > 1:
+        assert got.is_contiguous(memory_format=torch.channels_last)
+
+
+def test_max_pool_too_small_input_raises_as_max_pool():
+    x = _channels_last(torch.randn(1, 4, 1, 3))
+    with pytest.raises(RuntimeError, match="too small"):
+        ChannelsLastMaxPool2d()(x)
+
+
+def test_max_pool_by_hand():
+    x = torch.tensor([[1.0, 5.0, -2.0], [3.0, 0.0, 9.0], [7.0, 8.0, 4.0]])  # odd: floor mode
+    x = _channels_last(torch.stack([x, -x])[None])  # (1, 2, 3, 3)
+    out = ChannelsLastMaxPool2d()(x)
+    np.testing.assert_array_equal(out[0, :, 0, 0].numpy(), [5.0, 0.0])  # max 1,5,3,0 and of −
+
+
+@pytest.mark.parametrize("pool, supported", [
+    (nn.MaxPool2d(2), True), (nn.MaxPool2d((2, 2), stride=(2, 2)), True),
+    (nn.MaxPool2d(3), False), (nn.MaxPool2d(2, stride=1), False), (nn.MaxPool2d(2, padding=1), False),
+    (nn.MaxPool2d(2, ceil_mode=True), False), (nn.MaxPool2d(2, return_indices=True), False),
+    (nn.MaxPool2d(2, dilation=2), False),
+])
+def test_max_pool_replacement_only_when_equivalent(pool, supported):
+    assert ChannelsLastMaxPool2d.supports(pool) is supported
+    folded = fold_batchnorm(nn.Sequential(pool))
+    assert isinstance(folded[0], ChannelsLastMaxPool2d) is supported
+
+
+@pytest.mark.parametrize("kernel", [1, 3, 5, (3, 5)])
+@pytest.mark.parametrize("hw", [(8, 8), (5, 9), (2, 3), (1, 1)])
+@pytest.mark.parametrize("bias", [True, False])
+def test_single_output_conv_equals_conv(kernel, hw, bias):
+    torch.manual_seed(0)
+    k = (kernel, kernel) if isinstance(kernel, int) else kernel
+    conv = nn.Conv2d(6, 1, k, padding=(k[0] // 2, k[1] // 2), bias=bias)
+    fast = SingleOutputConv2d.from_conv(conv)
+    assert fast.weight is conv.weight and fast.bias is conv.bias
+    x = torch.randn(3, 6, *hw, dtype=torch.float64)
+    with torch.no_grad():
+        conv64 = conv.double()
+        expected = conv64(x)
+        for inp in (x, _channels_last(x)):  # NCHW: the ordinary kernel; NHWC: the matrix product
+            torch.testing.assert_close(fast(inp), expected, rtol=1e-12, atol=1e-12)
+
+
+def test_single_output_conv_by_hand():
+    """Two channels, 3x3 kernel of ones and twos on a 2x2 image: every output pixel sees the
+    whole image (zero padding), so each output is sum(x0) + 2 * sum(x1) + bias."""
+    conv = nn.Conv2d(2, 1, 3, padding=1)
+    with torch.no_grad():
+        conv.weight.copy_(torch.stack([torch.ones(3, 3), 2 * torch.ones(3, 3)])[None])
+        conv.bias.fill_(0.5)
+    x = _channels_last(torch.tensor([[[[1.0, 2.0], [3.0, 4.0]], [[0.0, -1.0], [1.0, 0.5]]]]))
+    out = SingleOutputConv2d.from_conv(conv)(x)
+    np.testing.assert_allclose(out.detach().numpy(), np.full((1, 1, 2, 2), 10 + 2 * 0.5 + 0.5))
+
+
+def test_single_output_conv_under_bf16_autocast_is_float32_and_close():
+    torch.manual_seed(0)
+    conv = nn.Conv2d(32, 1, 3, padding=1)
+    x = _channels_last(torch.randn(2, 32, 16, 16))
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        got = SingleOutputConv2d.from_conv(conv)(x)
+        approx = conv(x)
+    exact = conv(x).detach()
+    assert got.dtype == torch.float32 and approx.dtype == torch.bfloat16
+    # bf16 keeps 8 significant bits: both errors are a few 2**-9 of the output's scale
+    # (a missing or misplaced tap would be off by a whole term, ~0.1 of it)
+    scale = exact.abs().max()
+    assert (got - exact).abs().max() <= 2 ** -6 * scale
+    assert (approx.float() - exact).abs().max() <= 2 ** -6 * scale
+
+
+@pytest.mark.parametrize("conv, supported", [
+    (nn.Conv2d(4, 1, 3, padding=1), True), (nn.Conv2d(4, 1, (1, 5), padding=(0, 2)), True),
+    (nn.Conv2d(4, 2, 3, padding=1), False), (nn.Conv2d(4, 1, 3, padding=0), False),
+    (nn.Conv2d(4, 1, 3, padding=1, stride=2), False), (nn.Conv2d(4, 1, 3, padding=2, dilation=2), False),
+    (nn.Conv2d(4, 1, 2, padding=1), False), (nn.Conv2d(4, 1, 3, padding=1, padding_mode="reflect"), False),
+])
+def test_single_output_conv_replacement_only_when_equivalent(conv, supported):
+    assert SingleOutputConv2d.supports(conv) is supported
+    folded = fold_batchnorm(conv)
+    assert isinstance(folded, SingleOutputConv2d) is supported
+    if not supported:
+        with pytest.raises(ValueError, match="one-output"):
+            SingleOutputConv2d.from_conv(conv)
