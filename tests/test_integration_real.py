@@ -1,5 +1,4 @@
 """Integration tests on the real datasets in ../shared/data (CI has them beside the checkout)."""
-import numpy as np
 import pytest
 
 from kwtl.datasets import load_benchmark

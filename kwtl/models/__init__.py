@@ -1,13 +1,15 @@
 """The FCRN network and the segmentation estimator."""
 from ._fcrn import FCRN, enable_mc_dropout, switch_to_affine
-from ._fold import fold_batchnorm
+from ._fold import ChannelsLastMaxPool2d, SingleOutputConv2d, fold_batchnorm
 from ._loss import WeightedBCEWithLogitsLoss, weighted_bce_with_logits
 from ._segmenter import FCRNSegmenter, PatchDataset, resolve_precision
 
 __all__ = [
+    "ChannelsLastMaxPool2d",
     "FCRN",
     "FCRNSegmenter",
     "PatchDataset",
+    "SingleOutputConv2d",
     "WeightedBCEWithLogitsLoss",
     "enable_mc_dropout",
     "fold_batchnorm",

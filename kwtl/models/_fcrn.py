@@ -1,5 +1,4 @@
-"""The FCRN network of the paper  and its BatchNorm switch."""
-import torch
+"""The FCRN network of the paper and its BatchNorm switch."""
 from torch import nn
 
 __all__ = ["FCRN", "switch_to_affine", "enable_mc_dropout"]

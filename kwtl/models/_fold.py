@@ -13,7 +13,6 @@ floating-point rounding.
 import copy
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 __all__ = ["fold_batchnorm", "FoldedModuleCache", "ChannelsLastMaxPool2d", "SingleOutputConv2d"]
