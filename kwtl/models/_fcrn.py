@@ -134,7 +134,7 @@ def switch_to_affine(module, gamma=0.1, beta=0.0):
     >>> net = switch_to_affine(FCRN())
     >>> sum(p.numel() for p in net.parameters())
     987585
-    >>> round(float(net.conv3[1].weight[0]), 6)
+    >>> round(float(net.conv3[1].weight[0].detach()), 6)
     0.1
     """
     for name, child in list(module.named_children()):

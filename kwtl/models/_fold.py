@@ -20,17 +20,20 @@ __all__ = ["fold_batchnorm", "FoldedModuleCache", "ChannelsLastMaxPool2d", "Sing
 _CONVS = (nn.Conv2d, nn.ConvTranspose2d)
 
 
-def _is_channels_last(x):
-    return x.dim() == 4 and x.is_contiguous(memory_format=torch.channels_last)
+def _is_channels_last_on_cpu(x):
+    # measured on CPU (oneDNN) only; cuDNN has its own kernels for these layers
+    return (x.device.type == "cpu" and x.dim() == 4
+            and x.is_contiguous(memory_format=torch.channels_last))
 
 
 class ChannelsLastMaxPool2d(nn.MaxPool2d):
     """``MaxPool2d(2, 2)`` computed as two element-wise maxima on a channels-last tensor.
 
     PyTorch's channels-last max-pool kernel is slow on narrow, large feature maps (on this
-    project's CPU, 30 ms for 8×32×256² bf16 against 6 ms here); two ``torch.maximum`` calls on
-    strided views of the NHWC layout read the input once, contiguously. Other memory formats
-    use the ordinary kernel. Built by :func:`fold_batchnorm` for inference-only copies.
+    project's CPU, several times slower for 8×32×256² bf16 than this); two ``torch.maximum``
+    calls on strided views of the NHWC layout read the input once, contiguously. Other memory
+    formats and devices other than the CPU use the ordinary kernel. Built by
+    :func:`fold_batchnorm` for inference-only copies.
 
     Examples
     --------
@@ -54,7 +57,7 @@ class ChannelsLastMaxPool2d(nn.MaxPool2d):
                 and not pool.return_indices)
 
     def forward(self, x):
-        if not _is_channels_last(x) or x.shape[1] == 1 or min(x.shape[2:]) < 2:
+        if not _is_channels_last_on_cpu(x) or x.shape[1] == 1 or min(x.shape[2:]) < 2:
             return super().forward(x)  # (too small inputs: the ordinary kernel's error)
         n, c, h, w = x.shape
         # floor mode: an odd last row/column is dropped; splitting a dimension is always a view
@@ -71,8 +74,9 @@ class SingleOutputConv2d(nn.Conv2d):
     usual speed. Here the ``k×k`` taps are one product ``(k·k, C) @ (C, N·H·W)`` on the
     channels-last input, and the output is the sum of the ``k·k`` shifted tap planes,
     accumulated in float32. Under bf16 autocast the tap planes are rounded to bf16 (as a bf16
-    convolution rounds its output) and the output is float32. Other memory formats use the
-    ordinary kernel. Built by :func:`fold_batchnorm` for inference-only copies.
+    convolution rounds its output) and the output is float32. Other memory formats and
+    devices other than the CPU use the ordinary kernel. Built by :func:`fold_batchnorm` for
+    inference-only copies.
 
     Examples
     --------
@@ -104,7 +108,7 @@ class SingleOutputConv2d(nn.Conv2d):
         return new.train(conv.training)
 
     def forward(self, x):
-        if not _is_channels_last(x):
+        if not _is_channels_last_on_cpu(x):
             return super().forward(x)
         n, c, h, w = x.shape
         kh, kw = self.kernel_size
