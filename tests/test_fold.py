@@ -204,6 +204,7 @@ def test_max_pool_replacement_only_when_equivalent(pool, supported):
     assert ChannelsLastMaxPool2d.supports(pool) is supported
     folded = fold_batchnorm(nn.Sequential(pool))
     assert isinstance(folded[0], ChannelsLastMaxPool2d) is supported
+    assert type(fold_batchnorm(nn.Sequential(pool), replace_layers=False)[0]) is nn.MaxPool2d
 
 
 @pytest.mark.parametrize("kernel", [1, 3, 5, (3, 5)])
@@ -261,6 +262,7 @@ def test_single_output_conv_replacement_only_when_equivalent(conv, supported):
     assert SingleOutputConv2d.supports(conv) is supported
     folded = fold_batchnorm(conv)
     assert isinstance(folded, SingleOutputConv2d) is supported
+    assert type(fold_batchnorm(conv, replace_layers=False)) is nn.Conv2d
     if not supported:
         with pytest.raises(ValueError, match="one-output"):
             SingleOutputConv2d.from_conv(conv)

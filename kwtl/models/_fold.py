@@ -209,7 +209,7 @@ def _replace_layers(module):
         setattr(module, name, _faster_layer(child))
 
 
-def fold_batchnorm(module):
+def fold_batchnorm(module, *, replace_layers=True):
     """An inference-only copy of ``module`` with eval-mode BatchNorm folded into convolutions.
 
     Inside every ``nn.Sequential``, a ``Conv2d``/``ConvTranspose2d`` (``groups=1``) directly
@@ -224,6 +224,9 @@ def fold_batchnorm(module):
     Parameters
     ----------
     module : torch.nn.Module
+    replace_layers : bool, default=True
+        Also swap in :class:`ChannelsLastMaxPool2d` and :class:`SingleOutputConv2d`. ``False``
+        folds only (for comparisons, or to keep PyTorch's own kernels).
 
     Returns
     -------
@@ -249,8 +252,9 @@ def fold_batchnorm(module):
     if isinstance(folded, nn.Sequential):
         folded = _fold_sequential(folded)
     _fold_children(folded)
-    _replace_layers(folded)
-    folded = _faster_layer(folded)
+    if replace_layers:
+        _replace_layers(folded)
+        folded = _faster_layer(folded)
     return folded.eval().requires_grad_(False)
 
 
