@@ -57,20 +57,15 @@ def _conv_gflop(layer, x, y):
     return 2.0 * macs / 1e9
 
 
-def _autocast(args):
-    dtype = resolve_precision(args.precision, args.device)
-    if dtype is None:
-        return torch.autocast(device_type=torch.device(args.device).type, enabled=False), None
-    return torch.autocast(device_type=torch.device(args.device).type, dtype=dtype), dtype
-
-
-def profile(net, x, args):
-    """Per-layer medians (ms) and the whole-forward median (ms) of ``net`` on ``x``."""
+def profile(net, x, dtype, args):
+    """Per-layer medians (ms) and the whole-forward median (ms) of ``net`` on ``x`` under
+    autocast to ``dtype`` (None: no autocast)."""
     layers = _layers(net)
     samples = [[] for _ in layers]
     shapes, gflops = [None] * len(layers), [None] * len(layers)
     whole = []
-    autocast, _ = _autocast(args)
+    autocast = torch.autocast(device_type=torch.device(args.device).type, dtype=dtype,
+                              enabled=dtype is not None)
     with torch.no_grad(), autocast:
         for r in range(args.warmup + args.repeats):
             h = x
@@ -111,7 +106,7 @@ def run(args):
                 m.weight.copy_(torch.rand(m.num_features, generator=gen) + 0.5)
                 m.bias.copy_(torch.randn(m.num_features, generator=gen) * 0.1)
     net = net.eval().to(args.device)
-    _, dtype = _autocast(args)
+    dtype = resolve_precision(args.precision, args.device)
     x = torch.rand(args.batch_size, 1, args.patch_size, args.patch_size,
                    generator=gen).mul(2).sub(1).to(args.device)
     if dtype is not None:  # kwtl's bf16 path runs channels-last
@@ -122,7 +117,7 @@ def run(args):
     out = {"variants": {}}
     reference = None
     for name, module in variants.items():
-        rows, whole_ms, y = profile(module, x, args)
+        rows, whole_ms, y = profile(module, x, dtype, args)
         if reference is None:
             reference = y
         out["variants"][name] = {

@@ -47,15 +47,15 @@ from kwtl.selection import (
 
 try:  # run as a script (benchmarks/ is on sys.path)
     from _perf_common import (
-        DEFAULT_DATA, DEFAULT_SPLITS, PeakRSS, add_process_args, setup_process, current_rss_mib, environment, image_files,
-        load_images, print_env, print_table, process_peak_rss_mib, repeat_to, ru_maxrss_mib,
-        split_files, sync, synthetic_images, write_json,
+        DEFAULT_DATA, DEFAULT_SPLITS, PeakRSS, add_process_args, current_rss_mib, environment,
+        image_files, load_images, print_env, print_table, process_peak_rss_mib, repeat_to,
+        ru_maxrss_mib, setup_process, split_files, sync, synthetic_images, write_json,
     )
 except ImportError:  # imported as a module of the benchmarks folder
     from benchmarks._perf_common import (
-        DEFAULT_DATA, DEFAULT_SPLITS, PeakRSS, add_process_args, setup_process, current_rss_mib, environment, image_files,
-        load_images, print_env, print_table, process_peak_rss_mib, repeat_to, ru_maxrss_mib,
-        split_files, sync, synthetic_images, write_json,
+        DEFAULT_DATA, DEFAULT_SPLITS, PeakRSS, add_process_args, current_rss_mib, environment,
+        image_files, load_images, print_env, print_table, process_peak_rss_mib, repeat_to,
+        ru_maxrss_mib, setup_process, split_files, sync, synthetic_images, write_json,
     )
 
 _CONSISTENCY_AUGS = ("autocontrast", "brightness", "sharpness")

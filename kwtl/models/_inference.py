@@ -173,9 +173,10 @@ def predict_logit_maps(module, images, *, bn_mode="batch", device="cpu", dtype=N
             pooled_batchnorm_statistics(net, bns, images, batches, device, dtype,
                                         channels_last, cache_bytes=int(cache_bytes))
             net = fold_batchnorm(net)  # the statistics are now fixed: eval-mode arithmetic
-        for bn in bns if len(batches) == 1 else ():
-            bn.train()  # train mode on a copy: normalise with this single batch's statistics
-            bn.momentum = None
+        else:
+            for bn in bns:  # train mode on a copy: normalise with this single batch's statistics
+                bn.train()
+                bn.momentum = None
     out = [None] * len(images)
     with torch.no_grad():
         for idx in batches:

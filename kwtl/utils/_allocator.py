@@ -47,7 +47,8 @@ def tune_malloc(threshold=1 << 30):
     global _applied
     threshold = int(threshold)
     if not 0 < threshold < 2**31:
-        raise ValueError(f"threshold must be a positive number of bytes below 2**31, got {threshold}")
+        raise ValueError(
+            f"threshold must be a positive number of bytes below 2**31, got {threshold}")
     if _applied == threshold:
         return True
     libc = _glibc()
