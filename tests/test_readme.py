@@ -18,9 +18,21 @@ def test_readme_quick_start_runs(capsys):
     assert "[" in capsys.readouterr().out
 
 
-def test_readme_commands_match_ci():
+def _literal_blocks(section):
+    """The literal blocks (``::`` then lines indented by four spaces) of a README section."""
+    return [block.strip() for block in re.findall(r"::\n\n((?:    .*\n)+)", section)]
+
+
+def test_readme_commands_are_exactly_what_ci_runs():
     text = README.read_text()
+    section = re.search(r"^Install and test[^\n]*\n-+\n(.*?)\n\S[^\n]*\n-+\n", text, re.S | re.M)
+    install, tests = _literal_blocks(section.group(1))[:2]
     ci = (README.parent / ".ci" / "run").read_text()
-    install = re.search(r"^    (python -m pip install .*)$", text, re.M).group(1)
-    tests = re.search(r"^    (python -m pytest.*)$", text, re.M).group(1)
-    assert install in ci and tests in ci
+    ci_install = re.search(r"^INSTALL='(.*)'$", ci, re.M).group(1)
+    ci_tests = re.search(r"^TEST='(.*)'$", ci, re.M).group(1)
+    assert (ci_install, ci_tests) == (install, tests)
+    # a fresh machine: a new virtual environment, torch constrained, the tests' extras
+    assert install.startswith("python -m venv .venv && . .venv/bin/activate && ")
+    assert '-c requirements/constraints.txt -e ".[tests]"' in install
+    assert tests == "python -m pytest"
+    assert 'eval "$INSTALL"' in ci and 'eval "$TEST"' in ci
