@@ -161,10 +161,10 @@ def test_memory_caches_pretraining_across_selectors(packed, tmp_path):
 
     tiny_method(selector=ConsistencySelector(), memory=memory).fit(X, y, d)
     assert entries("_meta_fit") == 1 and entries("_pseudo_label_fine_tune") == 1
-    assert entries("_score_candidates") == 3  # one per selector
+    assert entries("_cached_scores") == 3  # one per selector
     # scores do not depend on the budget: one scoring pass serves every shot count
     c = tiny_method(selector=ConsistencySelector(), n_shots=2, memory=memory).fit(X, y, d)
-    assert entries("_score_candidates") == 3
+    assert entries("_cached_scores") == 3
     assert np.array_equal(c.support_indices_[:3],
                           tiny_method(selector=ConsistencySelector()).fit(X, y, d).support_indices_)
 

@@ -281,8 +281,7 @@ def test_random_never_calls_the_network(images):
     assert picked.shape == (3,)
     with pytest.raises(ValueError, match="estimator"):
         RandomSelector().score(images, None)
-    with pytest.raises(NotImplementedError):
-        RandomSelector().pixel_scores(images, Exploding())
+    assert not hasattr(RandomSelector(), "pixel_scores")  # it never looks at pixels
 
 
 # ---------------------------------------------------------------------- image-level units

@@ -299,7 +299,7 @@ def _run_job(experiment, job):
     test_images, test_masks = list(X[test]), list(y[test])
     predictions = method.predict(test_images)
     per_image = [iou_score(m, p) for m, p in zip(test_masks, predictions)]
-    from .._few_shot import model_fingerprint
+    from ..utils._fingerprint import model_fingerprint
 
     evaluate = joblib.Memory(experiment.out_dir / "cache", verbose=0).cache(
         _per_image_iou, ignore=["segmenter"])
