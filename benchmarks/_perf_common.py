@@ -15,8 +15,8 @@ from pathlib import Path
 import torch
 
 from kwtl.datasets import make_cells, read_image, read_mask
-from kwtl.models import resolve_precision
-from kwtl.utils import tune_malloc
+from kwtl.models._segmenter import resolve_precision
+from kwtl.utils._allocator import tune_malloc
 
 _HERE = Path(__file__).resolve().parent
 DEFAULT_DATA = _HERE.parent.parent / "shared" / "data"

@@ -26,7 +26,9 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from kwtl.models import FCRN, fold_batchnorm, resolve_precision
+from kwtl.models import FCRN
+from kwtl.models._fold import fold_batchnorm
+from kwtl.models._segmenter import resolve_precision
 
 try:  # run as a script (benchmarks/ is on sys.path)
     from _perf_common import (add_process_args, environment, print_env, print_table,

@@ -37,7 +37,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from kwtl.datasets import PatchSet, patch_coordinates, read_image
-from kwtl.models import FCRNSegmenter, enable_mc_dropout
+from kwtl.models import FCRNSegmenter
+from kwtl.models._fcrn import enable_mc_dropout
 from kwtl.selection import (
     AUGMENTATIONS,
     ConsistencySelector,

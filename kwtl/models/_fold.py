@@ -239,7 +239,8 @@ def fold_batchnorm(module, *, replace_layers=True):
     Examples
     --------
     >>> import torch
-    >>> from kwtl.models import FCRN, fold_batchnorm
+    >>> from kwtl.models import FCRN
+    >>> from kwtl.models._fold import fold_batchnorm
     >>> net = FCRN(width=4, init="default").eval()
     >>> folded = fold_batchnorm(net)
     >>> sum(isinstance(m, torch.nn.BatchNorm2d) for m in folded.modules())

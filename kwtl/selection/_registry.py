@@ -3,7 +3,7 @@ from ._consistency import ConsistencySelector
 from ._random import RandomSelector
 from ._uncertainty import EntropySelector, MCDropoutSelector
 
-__all__ = ["SELECTORS", "make_selector"]
+__all__ = ["PAPER_SELECTORS", "SELECTORS", "make_selector"]
 
 #: Selector classes by the short name used on the command line and in result files, in the
 #: order reports list them. A new selector becomes available to ``kwtl run --selectors``,
@@ -14,6 +14,9 @@ SELECTORS = {
     "mc_dropout": MCDropoutSelector,
     "random": RandomSelector,
 }
+
+#: The paper's four selectors (Dawoud et al. 2023, Tab. 2), by short name.
+PAPER_SELECTORS = ("consistency", "entropy", "mc_dropout", "random")
 
 
 def make_selector(name, **params):

@@ -34,7 +34,7 @@ SELECTORS = ("consistency", "entropy", "mc_dropout", "random")
 TARGETS = ("EM", "TNBC")
 SHOTS = (1, 3)
 N_REPEATS = 5
-SPEC = Path(__file__).resolve().parents[1] / ".." / "shared" / "reference" / "SPEC.md"
+SPEC = Path(__file__).resolve().parents[2] / ".." / "shared" / "reference" / "SPEC.md"
 
 
 def _miou_values():
