@@ -468,7 +468,7 @@ class FCRNSegmenter(NeuralNet):
 
         Used by the selectors. Runs in batches of ``inference_batch_size`` under the
         segmenter's precision setting, on a copy of the network with BatchNorm folded into
-        the convolutions (:func:`~kwtl.models.fold_batchnorm`; kept until the weights change).
+        the convolutions (``kwtl.models._fold.fold_batchnorm``; kept until the weights change).
 
         Parameters
         ----------
@@ -518,7 +518,7 @@ class FCRNSegmenter(NeuralNet):
 
     def _inference_module(self):
         """Eval-mode copy of ``module_`` with BatchNorm folded into the convolutions (see
-        :func:`~kwtl.models.fold_batchnorm`); rebuilt only when ``module_`` has changed."""
+        ``kwtl.models._fold.fold_batchnorm``); rebuilt only when ``module_`` has changed."""
         cache = self.__dict__.get("_folded_cache_")
         if cache is None:
             cache = self._folded_cache_ = FoldedModuleCache()

@@ -1,13 +1,10 @@
 """Selectors: scores against independent computations, aggregation, and one test class per
 public selector built on the shared template (``selector_template.py``)."""
-import copy
-
 import numpy as np
 import pytest
 import torch
 from PIL import Image, ImageEnhance, ImageOps
 from scipy.special import entr
-from sklearn.base import clone
 
 from kwtl.datasets import PatchSet
 from kwtl.models import FCRNSegmenter
