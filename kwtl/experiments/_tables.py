@@ -311,6 +311,8 @@ def format_markdown_table(rows, columns, headers=None, floatfmt=".3g"):
     |-----|-----|
     | x   | 0.5 |
     """
+    # hand-written: tabulate's "github" format pads header cells by two more characters,
+    # which would change the layout of every committed report.md and results table
     columns = list(columns)
     headers = list(columns if headers is None else headers)
     if len(headers) != len(columns):
