@@ -15,8 +15,8 @@ from pathlib import Path
 import torch
 
 from kwtl.datasets import make_cells, read_image, read_mask
-from kwtl.models import resolve_precision
-from kwtl.utils import tune_malloc
+from kwtl.models._segmenter import resolve_precision
+from kwtl.utils._allocator import tune_malloc
 
 _HERE = Path(__file__).resolve().parent
 DEFAULT_DATA = _HERE.parent.parent / "shared" / "data"
@@ -184,7 +184,7 @@ def add_process_args(parser):
     """``--threads`` and ``--malloc``: the process settings every benchmark records."""
     parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads")
     parser.add_argument("--malloc", choices=("default", "tuned"), default="default",
-                        help="'tuned' calls kwtl.utils.tune_malloc() at start-up (as `kwtl run` "
+                        help="'tuned' calls kwtl.utils._allocator.tune_malloc() at start-up (as `kwtl run` "
                              "does): freed large buffers are reused instead of re-mapped; it "
                              "applies to the whole process, i.e. to both the reference and kwtl")
 

@@ -6,10 +6,10 @@ script times one forward pass of a batch of 256² patches, layer by layer, for t
 of the same eval-mode network (same weights):
 
 * ``eval``: the network as it is (Conv, BatchNorm, ReLU, MaxPool);
-* ``folded``: :func:`kwtl.models.fold_batchnorm` with ``replace_layers=False`` (BatchNorm
+* ``folded``: ``kwtl.models._fold.fold_batchnorm`` with ``replace_layers=False`` (BatchNorm
   folded into the convolutions, ReLU after the max-pool);
 * ``folded+layers``: what kwtl runs (``fold_batchnorm`` default): also
-  :class:`~kwtl.models.ChannelsLastMaxPool2d` and :class:`~kwtl.models.SingleOutputConv2d`.
+  ``kwtl.models._fold.ChannelsLastMaxPool2d`` and ``kwtl.models._fold.SingleOutputConv2d``.
 
 Each layer's time is the median over ``--repeats`` forward passes (after warm-up), and the
 whole forward is timed separately without the per-layer clock reads. The convolutions'
@@ -26,7 +26,9 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from kwtl.models import FCRN, fold_batchnorm, resolve_precision
+from kwtl.models import FCRN
+from kwtl.models._fold import fold_batchnorm
+from kwtl.models._segmenter import resolve_precision
 
 try:  # run as a script (benchmarks/ is on sys.path)
     from _perf_common import (add_process_args, environment, print_env, print_table,

@@ -37,7 +37,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from kwtl.datasets import PatchSet, patch_coordinates, read_image
-from kwtl.models import FCRNSegmenter, enable_mc_dropout
+from kwtl.models import FCRNSegmenter
+from kwtl.models._fcrn import enable_mc_dropout
 from kwtl.selection import (
     AUGMENTATIONS,
     ConsistencySelector,
@@ -585,7 +586,7 @@ def _strip_options(argv, flags, valued):
 
 def run_cross_malloc(args, argv):
     """The side-by-side comparison twice, each in a fresh process: with glibc's default
-    allocator and with ``kwtl.utils.tune_malloc``. Both ratios of the same environment are
+    allocator and with ``kwtl.utils._allocator.tune_malloc``. Both ratios of the same environment are
     reported, and the ratio of kwtl as ``kwtl run`` runs it (tuned) to the reference loop as the
     authors' code runs (default allocator)."""
     base = _strip_options(argv, {"--cross-malloc"}, {"--malloc", "--json"})
@@ -628,7 +629,7 @@ def main(argv=None):
     if args.cross_malloc:
         out = {"command": " ".join([Path(sys.argv[0]).as_posix()] + argv)}
         out.update(run_cross_malloc(args, argv))
-        print("\n== scoring patches/s: glibc default allocator vs kwtl.utils.tune_malloc, "
+        print("\n== scoring patches/s: glibc default allocator vs kwtl.utils._allocator.tune_malloc, "
               "each in a fresh process ==")
         print_table(out["rows"], [
             ("selector", "selector", None), ("ref default", "ref_default", ".2f"),

@@ -45,7 +45,8 @@ import numpy as np
 import torch
 
 from kwtl.datasets import PatchSet
-from kwtl.models import FCRNSegmenter, weighted_bce_with_logits
+from kwtl.models import FCRNSegmenter
+from kwtl.models._loss import weighted_bce_with_logits
 
 try:  # run as a script (benchmarks/ is on sys.path)
     from _perf_common import (

@@ -70,9 +70,9 @@ _DATA_DOCS = {
         ":func:`~kwtl.experiments.run_experiment`: ``{name: {setting: value}}``. "
         "See :ref:`cli-profiles` for what each profile is for and its full definition.",
     ],
-    "kwtl.experiments.SELECTOR_NAMES": [
-        "Short names of the four selectors, as used by ``kwtl run --selectors`` and "
-        ":func:`~kwtl.experiments.make_selector`.",
+    "kwtl.selection.SELECTORS": [
+        "Selector classes by short name, as used by ``kwtl run --selectors``, the profiles, "
+        "the result files and :func:`~kwtl.selection.make_selector`.",
     ],
 }
 

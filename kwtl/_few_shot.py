@@ -1,7 +1,6 @@
 """FewShotSegmentation: the paper's whole method as one scikit-learn estimator."""
 import copy
 import numbers
-import warnings
 
 import numpy as np
 from sklearn.base import BaseEstimator, clone
@@ -11,6 +10,7 @@ from ._oracle import Oracle
 from .datasets import PatchSet
 from .metrics import mean_iou
 from .utils import check_images, check_masks, derive_seed
+from .utils._fingerprint import model_fingerprint
 
 __all__ = ["FewShotSegmentation"]
 
@@ -35,18 +35,6 @@ def _meta_fit(segmenter, images, masks, groups):
     return seg
 
 
-def model_fingerprint(segmenter):
-    """A hash of a fitted segmenter's parameters and weights, stable across pickling.
-
-    joblib hashes objects by pickling them, and a torch module's pickle is not stable across
-    a save/load round trip, so cache keys use this fingerprint instead of the model.
-    """
-    import joblib
-
-    state = {k: v.detach().cpu().numpy() for k, v in segmenter.module_.state_dict().items()}
-    return joblib.hash((segmenter.get_params(deep=False), state))
-
-
 def _pseudo_label_fine_tune(segmenter, fingerprint, pseudo_labeler, images, epochs, batch_size,
                             affine, recalibrate):
     """Target-side BatchNorm switch and PLFT; cached by ``fingerprint``, not ``segmenter``."""
@@ -68,14 +56,6 @@ def _pseudo_label_fine_tune(segmenter, fingerprint, pseudo_labeler, images, epoc
         seg.recalibrate_batchnorm(patches)
     seg.initialize_optimizer()  # fine-tuning starts with a fresh optimizer
     return seg
-
-
-def _score_candidates(selector, fingerprint, candidates, segmenter):
-    """Selection scores of every candidate; cached by ``fingerprint``, not ``segmenter``.
-
-    Scores do not depend on the budget, so one scoring pass serves every shot count.
-    """
-    return selector.score(candidates, segmenter)
 
 
 class FewShotSegmentation(BaseEstimator):
@@ -259,29 +239,59 @@ class FewShotSegmentation(BaseEstimator):
             "target": int(targets[0]),
         }
 
-    def _pretrained(self, roles, unlabelled=None):
-        """Source pre-training then PLFT (both cached in ``memory``)."""
-        segmenter, pseudo_labeler, _ = self._components()
+    def _candidates(self, roles, segmenter):
+        """The candidate patches of the target pool and the oracle over its masks.
+
+        Reads no mask unless ``min_foreground`` (the authors' documented filter) is set.
+        """
+        pool = roles["pool"]
+        candidates = PatchSet.from_images(pool, segmenter.patch_size, segmenter.stride)
+        oracle = Oracle(roles["y_pool"], shapes=[im.shape for im in pool])
+        if self.min_foreground is not None:
+            counts = oracle.foreground_counts(candidates)
+            candidates = candidates.subset(np.flatnonzero(counts >= int(self.min_foreground)))
+            if len(candidates) == 0:
+                raise ValueError(f"no candidate patch has {self.min_foreground} foreground pixels")
+        return candidates, oracle
+
+    def _pretrain(self, segmenter, roles):
+        """Source pre-training (Reptile), cached in ``memory``; a fitted segmenter without
+        sources is used as it is."""
         seed = derive_seed(self.random_state, "segmenter")
         prefitted = getattr(segmenter, "initialized_", False)
         if seed is not None and segmenter.random_state is None and not prefitted:
             segmenter = clone(segmenter).set_params(random_state=seed)
-        memory = check_memory(self.memory)
         if len(roles["X_src"]):
             src_images = check_images(roles["X_src"], name="source images")
             src_masks = check_masks(roles["y_src"], src_images, name="source masks")
-            meta = memory.cache(_meta_fit)(segmenter, src_images, src_masks, roles["groups"])
-        elif prefitted:
-            meta = segmenter
-        else:
-            raise ValueError("no source images (sample_domain > 0) and the segmenter is not "
-                             "fitted: give sources to pre-train on, or a fitted segmenter")
+            return check_memory(self.memory).cache(_meta_fit)(
+                segmenter, src_images, src_masks, roles["groups"])
+        if prefitted:
+            return segmenter
+        raise ValueError("no source images (sample_domain > 0) and the segmenter is not "
+                         "fitted: give sources to pre-train on, or a fitted segmenter")
+
+    def _pseudo_label_fine_tune(self, source_model, pseudo_labeler, roles, unlabelled=None):
+        """The target-side BatchNorm switch and PLFT on the pool (and ``unlabelled``),
+        cached in ``memory`` by the source model's fingerprint."""
         plft_images = list(roles["pool"])
         if unlabelled is not None:
             plft_images += check_images(unlabelled, name="unlabelled")
-        plft = memory.cache(_pseudo_label_fine_tune, ignore=["segmenter"])
-        return plft(meta, model_fingerprint(meta), pseudo_labeler, plft_images, self.pl_epochs,
-                    self.pl_batch_size, self.switch_affine, self.recalibrate_batchnorm)
+        plft = check_memory(self.memory).cache(_pseudo_label_fine_tune, ignore=["segmenter"])
+        return plft(source_model, model_fingerprint(source_model), pseudo_labeler, plft_images,
+                    self.pl_epochs, self.pl_batch_size, self.switch_affine,
+                    self.recalibrate_batchnorm)
+
+    def _fine_tune(self, plft, support_patches, support_masks):
+        """Support fine-tuning of a copy of the PLFT model on the revealed masks."""
+        model = copy.deepcopy(plft)
+        model.initialize_optimizer()
+        seed = derive_seed(self.random_state, "finetune")
+        if seed is not None and model.random_state is None:
+            model.random_state = seed
+        if self.finetune_epochs:
+            model.partial_fit(support_patches, support_masks, epochs=self.finetune_epochs)
+        return model
 
     def prepare(self, X, y, sample_domain=None, unlabelled=None):
         """Run (or load from ``memory``) source pre-training and PLFT only.
@@ -293,7 +303,10 @@ class FewShotSegmentation(BaseEstimator):
         -------
         plft_segmenter : FCRNSegmenter
         """
-        return self._pretrained(self._roles(X, y, sample_domain), unlabelled)
+        roles = self._roles(X, y, sample_domain)
+        segmenter, pseudo_labeler, _ = self._components()
+        return self._pseudo_label_fine_tune(self._pretrain(segmenter, roles), pseudo_labeler,
+                                            roles, unlabelled)
 
     def fit(self, X, y, sample_domain=None, unlabelled=None):
         """Run the method for the target images of ``X``.
@@ -317,60 +330,23 @@ class FewShotSegmentation(BaseEstimator):
         self
         """
         roles = self._roles(X, y, sample_domain)
-        _, _, selector = self._components()
-        plft = self._pretrained(roles, unlabelled)
-        pool = roles["pool"]
-        candidates = PatchSet.from_images(pool, plft.patch_size, plft.stride)
-        oracle = Oracle(roles["y_pool"], shapes=[im.shape for im in pool])
-        if self.min_foreground is not None:
-            counts = oracle.foreground_counts(candidates)
-            candidates = candidates.subset(np.flatnonzero(counts >= int(self.min_foreground)))
-            if len(candidates) == 0:
-                raise ValueError(f"no candidate patch has {self.min_foreground} foreground pixels")
-        image_unit = getattr(selector, "unit", "patch") == "image"
-        if image_unit:
-            n_select = self.n_shots
-        elif self.patches_per_shot == "auto":
-            n_select = self.n_shots * max(1, int(round(len(candidates) / len(pool))))
-        else:
-            n_select = self.n_shots * int(self.patches_per_shot)
-        if getattr(selector, "_stochastic", False) and selector.random_state is None:
-            scores = selector.score(candidates, plft)  # an unseeded draw must not be reused
-        else:
-            scoring = check_memory(self.memory).cache(_score_candidates, ignore=["segmenter"])
-            scores = scoring(selector, model_fingerprint(plft), candidates, plft)
-        if not getattr(selector, "_stochastic", False) and len(scores) > 1 \
-                and np.ptp(scores) <= 1e-12 * max(1.0, float(np.max(np.abs(scores)))):
-            warnings.warn(
-                f"all {len(scores)} candidates have the same {type(selector).__name__} score, "
-                "so the selection is just the first candidates; the PLFT model is probably "
-                "untrained (more PLFT steps, e.g. more pl_epochs or a smaller pl_batch_size)",
-                RuntimeWarning, stacklevel=2)
-        selector.scores_ = scores
-        chosen = selector.rank(scores, n_select)
+        segmenter, pseudo_labeler, selector = self._components()
+        candidates, oracle = self._candidates(roles, segmenter)
+        selector.budget(candidates, self.n_shots, self.patches_per_shot)  # fail before training
+        # the method's steps, each one call
+        source_model = self._pretrain(segmenter, roles)
+        plft = self._pseudo_label_fine_tune(source_model, pseudo_labeler, roles, unlabelled)
+        support = selector.select_support(candidates, plft, self.n_shots,
+                                          self.patches_per_shot, memory=self.memory)
+        support_masks = oracle.reveal_patches(support.patches)
+        self.segmenter_ = self._fine_tune(plft, support.patches, support_masks)
 
-        if image_unit:
-            keep = np.isin(candidates.coords[:, 0], chosen)
-            support = candidates.subset(np.flatnonzero(keep))
-            self.support_coords_ = np.column_stack([chosen, np.zeros((len(chosen), 2), int)])
-        else:
-            support = candidates.subset(chosen)
-            self.support_coords_ = candidates.coords[chosen]
-        support_masks = oracle.reveal_patches(support)
-
-        model = copy.deepcopy(plft)
-        model.initialize_optimizer()
-        seed = derive_seed(self.random_state, "finetune")
-        if seed is not None and model.random_state is None:
-            model.random_state = seed
-        if self.finetune_epochs:
-            model.partial_fit(support, support_masks, epochs=self.finetune_epochs)
-        self.segmenter_ = model
         self.plft_segmenter_ = plft
         self.selector_ = selector
         self.candidates_ = candidates
-        self.support_indices_ = np.asarray(chosen)
-        self.support_scores_ = np.asarray(selector.scores_)[chosen]
+        self.support_indices_ = support.indices
+        self.support_coords_ = support.coords
+        self.support_scores_ = support.scores
         self.oracle_ = oracle
         self.target_domain_ = roles["target"]
         return self

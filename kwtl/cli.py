@@ -3,8 +3,10 @@ import argparse
 import os
 import sys
 import time
+from pathlib import Path
 
 from . import __version__
+from .selection import SELECTORS
 
 _DESCRIPTION = """\
 kwtl: knowing what to label (Dawoud et al., WACV 2023).
@@ -30,7 +32,7 @@ def _parser():
     run.add_argument("--target", nargs="+", metavar="NAME",
                      help="target dataset(s); default: the profile's")
     run.add_argument("--selectors", nargs="+", metavar="NAME",
-                     help="consistency, entropy, mc_dropout, random; default: all four")
+                     help=f"{', '.join(SELECTORS)}; default: the profile's")
     run.add_argument("--shots", nargs="+", type=int, metavar="K", help="shot counts, e.g. 1 3 5")
     run.add_argument("--repeats", type=int, metavar="N", help="random pool/test splits per target")
     run.add_argument("--profile", default=None, metavar="NAME",
@@ -38,6 +40,11 @@ def _parser():
     run.add_argument("--min-foreground", metavar="N|none",
                      help="override the profile's ground-truth patch filter (the authors' "
                           "360-pixel rule; it reads labels): a pixel count, or 'none'")
+    run.add_argument("--splits", metavar="FILE|none",
+                     help="the authors' splits.json (fixed test sets of ssTEM and EM); default: "
+                          "$KWTL_SPLITS, else reference/splits.json in a parent folder of --data "
+                          "(e.g. ../shared/reference/splits.json for --data ../shared/data); "
+                          "'none' draws seeded random splits")
     run.add_argument("--device", default="cpu", help="torch device: cpu or cuda (default cpu)")
     run.add_argument("--out", default="kwtl_output", metavar="DIR",
                      help="output folder; rerunning with the same folder resumes (default kwtl_output)")
@@ -70,18 +77,50 @@ def _run(args):
             raise ValueError(f"--min-foreground must be an integer or 'none', got {value!r}") from None
         if overrides["min_foreground"] is not None and overrides["min_foreground"] < 0:
             raise ValueError("--min-foreground must be non-negative")
+    splits = _splits_file(args.splits, args.data)
     started = time.perf_counter()
     experiment = run_experiment(
         args.out, profile=profile, data=args.data, n_jobs=args.n_jobs,
         progress=not args.no_progress, targets=args.target, selectors=args.selectors,
         shots=tuple(args.shots) if args.shots else None, repeats=args.repeats,
-        random_state=args.seed, device=args.device, profile_overrides=overrides)
+        random_state=args.seed, device=args.device, profile_overrides=overrides, splits=splits)
     print()
     print(selector_shots_table(experiment.records()))
     print()
     print(f"mIoU in % (mean +- std over repeats); {time.perf_counter() - started:.0f} s.")
     print(f"Results, plots and report.md in {os.path.abspath(args.out)}")
     return 0
+
+
+def _splits_file(option, data):
+    """The splits file: ``--splits``, else ``$KWTL_SPLITS``, else ``reference/splits.json``
+    in a parent folder of ``--data``; None for the synthetic data or 'none'."""
+    if option is not None:
+        return None if option.strip().lower() == "none" else Path(option)
+    env = os.environ.get("KWTL_SPLITS")
+    if env:
+        return Path(env)
+    if data is None:
+        return None
+    for folder in Path(data).resolve().parents:
+        candidate = folder / "reference" / "splits.json"
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def _tune_process():
+    """Process-wide settings of the application (never set by the library).
+
+    glibc malloc keeps freed large buffers (1.5-2x faster passes on CPU, see
+    ``kwtl.utils._allocator``); the same thresholds go to joblib's worker processes through
+    the environment, which glibc reads at their start-up.
+    """
+    from .utils._allocator import malloc_environment, tune_malloc
+
+    if tune_malloc():
+        for key, value in malloc_environment().items():
+            os.environ.setdefault(key, value)
 
 
 def main(argv=None):
@@ -91,9 +130,7 @@ def main(argv=None):
     if args.command is None:
         parser.print_help()
         return 2
-    from .utils import tune_malloc
-
-    tune_malloc()  # an application may set process-wide options: 1.5-2x faster passes on CPU
+    _tune_process()
     try:
         return _run(args)
     except (ValueError, FileNotFoundError, KeyError) as err:

@@ -161,10 +161,10 @@ def test_memory_caches_pretraining_across_selectors(packed, tmp_path):
 
     tiny_method(selector=ConsistencySelector(), memory=memory).fit(X, y, d)
     assert entries("_meta_fit") == 1 and entries("_pseudo_label_fine_tune") == 1
-    assert entries("_score_candidates") == 3  # one per selector
+    assert entries("_cached_scores") == 3  # one per selector
     # scores do not depend on the budget: one scoring pass serves every shot count
     c = tiny_method(selector=ConsistencySelector(), n_shots=2, memory=memory).fit(X, y, d)
-    assert entries("_score_candidates") == 3
+    assert entries("_cached_scores") == 3
     assert np.array_equal(c.support_indices_[:3],
                           tiny_method(selector=ConsistencySelector()).fit(X, y, d).support_indices_)
 
@@ -282,7 +282,14 @@ def test_grid_search_over_selectors_with_leave_one_dataset_out(packed, n_jobs):
     assert len(results["params"]) == 8
     n_splits = 3 * 2  # 3 targets x 2 repeats: per-target, per-repeat scores
     scores = np.array([results[f"split{k}_test_score"] for k in range(n_splits)])
-    assert scores.shape == (6, 8) and np.all((scores >= 0) & (scores <= 1))
+    assert scores.shape == (6, 8) and np.all(np.isfinite(scores))
+    # each cell is the score of the method fitted on that split with those parameters
+    splits = list(LeaveOneDatasetOut(n_repeats=2, random_state=0).split(X, y, d))
+    for k, i in [(0, 0), (5, 7), (3, 2)]:
+        train, test = splits[k]
+        method = clone(tiny_method()).set_params(**results["params"][i])
+        method.fit(X[train], y[train], sample_domain=d[train])
+        assert scores[k, i] == pytest.approx(method.score(X[test], y[test]), abs=1e-12)
 
 
 def test_unseeded_random_selection_is_not_cached(packed, tmp_path):

@@ -2,6 +2,7 @@
 import re
 from pathlib import Path
 
+import numpy as np
 import sklearn
 
 README = Path(__file__).resolve().parents[1] / "README.rst"
@@ -11,11 +12,18 @@ def test_readme_quick_start_runs(capsys):
     text = README.read_text()
     block = re.search(r"\.\. code-block:: python\n\n((?:    .*\n|\n)+)", text).group(1)
     code = "\n".join(line[4:] for line in block.splitlines())
+    namespace = {}
     try:
-        exec(compile(code, str(README), "exec"), {})
+        exec(compile(code, str(README), "exec"), namespace)
     finally:
         sklearn.set_config(enable_metadata_routing=False)
-    assert "[" in capsys.readouterr().out
+    results = namespace["grid"].cv_results_
+    means = results["mean_test_score"]
+    # 2 selectors x 2 shot counts, each scored on 3 targets x 2 repeats, all finite
+    assert means.shape == (4,) and np.all(np.isfinite(means))
+    splits = np.array([results[f"split{k}_test_score"] for k in range(6)])
+    np.testing.assert_allclose(splits.mean(axis=0), means)
+    assert capsys.readouterr().out.strip() == str(means)
 
 
 def _literal_blocks(section):

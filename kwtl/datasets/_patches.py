@@ -155,6 +155,8 @@ class PatchSet:
             tail = self.arrays[0].shape[2:] if self.arrays else ()
             dtype = self.arrays[0].dtype if self.arrays else np.uint8
             return np.empty((0, ph, pw) + tail, dtype=dtype)
+        # one slice per patch: coords are arbitrary (subsets, border-aligned last patches), so
+        # skimage's view_as_windows, which needs a regular grid, does not do this job
         return np.stack([self.arrays[i][r : r + ph, c : c + pw] for i, r, c in coords])
 
     def subset(self, index):

@@ -1,9 +1,11 @@
 """Named experiment profiles: every size, epoch count and option of a run in one place."""
 import copy
 
+from ..selection._registry import PAPER_SELECTORS
+
 __all__ = ["PROFILES", "get_profile"]
 
-_SELECTORS = ("consistency", "entropy", "mc_dropout", "random")
+_SELECTORS = PAPER_SELECTORS
 
 PROFILES = {
     # The embedded default of ``kwtl run``: synthetic data, a few minutes on 2 CPU cores.

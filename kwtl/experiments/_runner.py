@@ -12,7 +12,6 @@ import json
 import os
 import platform
 import re
-import tempfile
 import time
 from pathlib import Path
 
@@ -23,42 +22,13 @@ from .._few_shot import FewShotSegmentation
 from ..datasets import load_benchmark, make_synthetic_benchmark
 from ..metrics import iou_score
 from ..model_selection import LeaveOneDatasetOut, authors_splits, benchmark_to_Xy
-from ..utils import tune_malloc
+from ..model_selection._split import domain_ids
+from ..selection import make_selector as _make_selector
+from ..utils._atomic import atomic_write_text as _atomic_write_text
+from ..utils._fingerprint import model_fingerprint
 from ._profiles import get_profile, per_target
 
-__all__ = ["Experiment", "run_experiment", "SELECTOR_NAMES", "make_selector"]
-
-SELECTOR_NAMES = ("consistency", "entropy", "mc_dropout", "random")
-
-
-def make_selector(name, magnitude=1.3, random_state=None):
-    """A selector by its short name (``consistency``, ``entropy``, ``mc_dropout``, ``random``)."""
-    from ..selection import ConsistencySelector, EntropySelector, MCDropoutSelector, RandomSelector
-
-    if name == "consistency":
-        return ConsistencySelector(magnitude=magnitude, random_state=random_state)
-    if name == "entropy":
-        return EntropySelector(random_state=random_state)
-    if name == "mc_dropout":
-        return MCDropoutSelector(random_state=random_state)
-    if name == "random":
-        return RandomSelector(random_state=random_state)
-    raise ValueError(f"unknown selector {name!r}; choose from {list(SELECTOR_NAMES)}")
-
-
-def _atomic_write_text(path, text):
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
+__all__ = ["Experiment", "run_experiment"]
 
 @functools.lru_cache(maxsize=2)
 def _load_data(spec_json):
@@ -86,11 +56,20 @@ class Experiment:
     device : str, default="cpu"
     profile_overrides : dict, optional
         Further profile keys to override (e.g. ``{"pl_epochs": 1}``).
+    splits : str, Path or None, default=None
+        The authors' ``splits.json`` (fixed test sets, see
+        :func:`~kwtl.model_selection.authors_splits`), applied to the datasets it fits
+        (ssTEM and EM); None draws seeded random 80/20 splits. Nothing is looked up on disk:
+        ``kwtl run`` finds the file beside the data and passes it here.
     """
 
     def __init__(self, out_dir, profile="quick", data=None, targets=None, selectors=None,
-                 shots=None, repeats=None, random_state=0, device="cpu", profile_overrides=None):
+                 shots=None, repeats=None, random_state=0, device="cpu", profile_overrides=None,
+                 splits=None):
         self.out_dir = Path(out_dir)
+        self.splits = None if splits is None else Path(splits)
+        if self.splits is not None and not self.splits.is_file():
+            raise FileNotFoundError(f"splits file not found: {self.splits}")
         self.profile = get_profile(profile, targets=targets, selectors=selectors, shots=shots,
                                    repeats=repeats)
         self.profile.update(profile_overrides or {})  # explicit overrides apply even if None
@@ -105,7 +84,7 @@ class Experiment:
             # every dataset present is a source for the others
             self.spec = {"kind": "folder", "root": str(root.resolve()), "names": None}
         for name in self.profile["selectors"]:
-            make_selector(name)  # fail early on a typo
+            _make_selector(name)  # fail early on a typo
         shots = [int(k) for k in self.profile["shots"]]
         if not shots or min(shots) < 1:
             raise ValueError(f"shots must be positive integers, got {self.profile['shots']}")
@@ -197,15 +176,19 @@ class Experiment:
         """``(X, y, sample_domain, train, test)`` for one target and repeat."""
         bench = self.benchmark
         X, y, d = benchmark_to_Xy(bench, targets=[target])
-        fixed = None
-        if self.spec["kind"] == "folder":
-            fixed = _authors_fixed_splits(bench)
+        fixed = None if self.splits is None else authors_splits(bench, self.splits)
         cv = LeaveOneDatasetOut(n_repeats=int(self.profile["repeats"]), test_size=0.2,
                                 random_state=self.random_state, fixed_splits=fixed)
         for k, (train, test) in enumerate(cv.split(X, y, d)):
             if k == repeat:
                 return X, y, d, train, test
         raise IndexError(f"no repeat {repeat}")
+
+    def image_names(self, target, positions):
+        """File names of the images at ``positions`` of :meth:`split`'s ``X`` for ``target``."""
+        bench = self.benchmark
+        index = benchmark_to_Xy(bench, targets=[target], return_index=True)[3]
+        return [str(bench.names[index[k]]) for k in positions]
 
     def estimator(self, target, selector="consistency", n_shots=1):
         """The configured :class:`~kwtl.FewShotSegmentation` for a target."""
@@ -214,13 +197,12 @@ class Experiment:
 
         p = self.profile
         seg_params = dict(p["segmenter"])
-        bench_names = list(self.benchmark.datasets)
         if "target_strides" in p:
             seg_params["stride"] = per_target(p["target_strides"], target) or seg_params["stride"]
         if "source_strides" in p:
             seg_params["meta_stride"] = {
-                k + 1: p["source_strides"].get(name, seg_params["stride"])
-                for k, name in enumerate(bench_names)}
+                domain: p["source_strides"].get(name, seg_params["stride"])
+                for name, domain in domain_ids(self.benchmark).items()}
         segmenter = FCRNSegmenter(device=self.device, random_state=self.random_state, **seg_params)
         if p["pseudo_labeler"] == "paper":
             try:
@@ -234,7 +216,7 @@ class Experiment:
         magnitude = per_target(p.get("magnitude", 1.3), target)
         return FewShotSegmentation(
             segmenter=segmenter, pseudo_labeler=pseudo,
-            selector=make_selector(selector, magnitude=magnitude, random_state=self.random_state),
+            selector=_make_selector(selector, magnitude=magnitude, random_state=self.random_state),
             n_shots=int(n_shots), patches_per_shot=per_target(p["patches_per_shot"], target),
             pl_epochs=int(p["pl_epochs"]), pl_batch_size=int(p["pl_batch_size"]),
             finetune_epochs=int(p["finetune_epochs"]), min_foreground=p.get("min_foreground"),
@@ -263,52 +245,28 @@ def _machine():
             "torch": torch.__version__, "torch_threads": torch.get_num_threads()}
 
 
-def _authors_fixed_splits(bench):
-    path = _splits_file()
-    return authors_splits(bench, path) if path is not None else None
-
-
-def _splits_file():
-    """The authors' splits.json if it is available beside the data (``KWTL_SPLITS`` wins)."""
-    env = os.environ.get("KWTL_SPLITS")
-    if env:
-        return Path(env)
-    here = Path(__file__).resolve()
-    for parent in here.parents:
-        candidate = parent.parent / "shared" / "reference" / "splits.json"
-        if candidate.exists():
-            return candidate
-    return None
-
-
 def _prepare_split(experiment, target, repeat):
-    tune_malloc()  # in each worker process (see kwtl.utils.tune_malloc)
     X, y, d, train, test = experiment.split(target, repeat)
     experiment.estimator(target).prepare(X[train], y[train], d[train],
                                          unlabelled=experiment.unlabelled(X, test))
 
 
 def _run_job(experiment, job):
-    tune_malloc()
     target, repeat, selector, shots = job
     start = time.perf_counter()
     X, y, d, train, test = experiment.split(target, repeat)
-    bench = experiment.benchmark
     method = experiment.estimator(target, selector, shots)
     method.fit(X[train], y[train], d[train], unlabelled=experiment.unlabelled(X, test))
     test_images, test_masks = list(X[test]), list(y[test])
     predictions = method.predict(test_images)
     per_image = [iou_score(m, p) for m, p in zip(test_masks, predictions)]
-    from .._few_shot import model_fingerprint
-
     evaluate = joblib.Memory(experiment.out_dir / "cache", verbose=0).cache(
         _per_image_iou, ignore=["segmenter"])
     plft = evaluate(method.plft_segmenter_, model_fingerprint(method.plft_segmenter_),
                     test_images, test_masks)
-    names = _names_of(bench, X, target)
     pool_positions = [k for k in train if d[k] < 0]
-    test_names = [names[id(X[k])] for k in test]
-    pool_names = [names[id(X[k])] for k in pool_positions]
+    test_names = experiment.image_names(target, test)
+    pool_names = experiment.image_names(target, pool_positions)
     record = {
         "target": target, "selector": selector, "n_shots": int(shots), "repeat": int(repeat),
         "miou": float(np.mean(per_image)), "per_image_iou": [float(v) for v in per_image],
@@ -326,11 +284,6 @@ def _run_job(experiment, job):
 def _per_image_iou(segmenter, fingerprint, images, masks):
     """IoU of each image; cached by the model ``fingerprint`` (the PLFT model is shared)."""
     return [iou_score(m, p) for m, p in zip(masks, segmenter.predict(images))]
-
-
-def _names_of(bench, X, target):
-    lookup = {id(im): name for im, name in zip(bench.images, bench.names)}
-    return {id(x): lookup.get(id(x), "?") for x in X}
 
 
 def run_experiment(out_dir, profile="quick", data=None, n_jobs=1, report=True, progress=True,

@@ -1,4 +1,4 @@
 """Segmentation metrics."""
-from ._iou import SMOOTH, iou_score, mean_iou, mean_iou_scorer
+from ._iou import iou_score, mean_iou, mean_iou_scorer
 
-__all__ = ["SMOOTH", "iou_score", "mean_iou", "mean_iou_scorer"]
+__all__ = ["iou_score", "mean_iou", "mean_iou_scorer"]

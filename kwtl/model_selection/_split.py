@@ -4,14 +4,19 @@ import numbers
 from pathlib import Path
 
 import numpy as np
-from sklearn.utils.metadata_routing import _MetadataRequester
+from sklearn.model_selection import BaseCrossValidator
 
 from ..utils import derive_seed
 
 __all__ = ["LeaveOneDatasetOut", "benchmark_to_Xy", "authors_splits"]
 
 
-def benchmark_to_Xy(benchmark, targets=None):
+def domain_ids(benchmark):
+    """``{dataset name: domain id}``: dataset ``k`` of ``benchmark.datasets`` has id ``k + 1``."""
+    return {name: k + 1 for k, name in enumerate(benchmark.datasets)}
+
+
+def benchmark_to_Xy(benchmark, targets=None, return_index=False):
     """Pack a benchmark into ``X, y, sample_domain`` for :class:`LeaveOneDatasetOut`.
 
     Following skada's convention, every dataset appears once as a source (label ``+id``)
@@ -27,11 +32,16 @@ def benchmark_to_Xy(benchmark, targets=None):
         ``datasets``).
     targets : list of str, optional
         Datasets that may be targets (default: all).
+    return_index : bool, default=False
+        Also return, for every packed image, its position in ``benchmark.images`` (e.g. to
+        look up ``benchmark.names``).
 
     Returns
     -------
     X, y : object ndarray of images and masks
     sample_domain : ndarray of int
+    index : ndarray of int
+        Only with ``return_index=True``.
 
     Examples
     --------
@@ -47,30 +57,39 @@ def benchmark_to_Xy(benchmark, targets=None):
     if unknown:
         raise ValueError(f"unknown target datasets {unknown}; the benchmark has {names}")
     per_image = np.asarray(benchmark.dataset)
-    ids = {name: k + 1 for k, name in enumerate(names)}
+    ids = domain_ids(benchmark)
     order = [i for name in names for i in np.flatnonzero(per_image == name)]
-    X, y, d = [], [], []
+    X, y, d, index = [], [], [], []
     for sign, allowed in ((1, names), (-1, targets)):
         for i in order:
             if per_image[i] in allowed:
                 X.append(benchmark.images[i])
                 y.append(benchmark.masks[i])
                 d.append(sign * ids[per_image[i]])
+                index.append(i)
     X_arr = np.empty(len(X), dtype=object)
     X_arr[:] = X
     y_arr = np.empty(len(y), dtype=object)
     y_arr[:] = y
+    if return_index:
+        return X_arr, y_arr, np.asarray(d, dtype=int), np.asarray(index, dtype=int)
     return X_arr, y_arr, np.asarray(d, dtype=int)
 
 
-class LeaveOneDatasetOut(_MetadataRequester):
+class LeaveOneDatasetOut(BaseCrossValidator):
     """Each dataset in turn is the target; its images split into pool and test, repeatedly.
 
     For target ``t`` and repeat ``r``: train = all source copies of the *other* datasets
     (``sample_domain == +d``, ``d != t``) plus the target pool (a random ``1 - test_size`` of
     the ``sample_domain == -t`` images); test = the remaining target images. This is the
     paper's protocol (80 % pool / 20 % test, 10 repeats). ``sample_domain`` is routed to
-    :meth:`split` by scikit-learn's metadata routing (``enable_metadata_routing=True``).
+    :meth:`split` by scikit-learn's metadata routing (``enable_metadata_routing=True``): the
+    splitter requests it through the documented class attribute
+    ``__metadata_request__split`` of :class:`sklearn.model_selection.BaseCrossValidator`.
+
+    With :class:`~sklearn.model_selection.GridSearchCV` use ``refit=False``: a refit would
+    fit one :class:`~kwtl.FewShotSegmentation` on every target at once, which is not the
+    method; the search refuses ``refit=True`` before it runs any split.
 
     Parameters
     ----------
@@ -123,8 +142,8 @@ class LeaveOneDatasetOut(_MetadataRequester):
         if not 0.0 < float(self.test_size) < 1.0:
             raise ValueError(f"test_size must be in (0, 1), got {self.test_size!r}")
 
-    def get_n_splits(self, X=None, y=None, sample_domain=None):
-        """Number of splits: targets × repeats."""
+    def get_n_splits(self, X=None, y=None, sample_domain=None, groups=None):
+        """Number of splits: targets × repeats (``groups`` is accepted and ignored)."""
         self._check()
         return len(self._targets(sample_domain)[1]) * int(self.n_repeats)
 
@@ -134,10 +153,15 @@ class LeaveOneDatasetOut(_MetadataRequester):
         _, targets = self._targets(sample_domain)
         return [(t, r) for t in targets for r in range(int(self.n_repeats))]
 
-    def split(self, X=None, y=None, sample_domain=None):
-        """Yield ``(train, test)`` index arrays, target by target, repeat by repeat."""
+    def split(self, X=None, y=None, sample_domain=None, groups=None):
+        """Yield ``(train, test)`` index arrays, target by target, repeat by repeat.
+
+        ``groups`` is accepted (scikit-learn passes it when metadata routing is off) and
+        ignored; the splits come from ``sample_domain``.
+        """
         self._check()
         d, targets = self._targets(sample_domain)
+        _refuse_refit_of_search()
         for t in targets:
             target_idx = np.flatnonzero(d == -t)
             sources = np.flatnonzero((d > 0) & (d != t))
@@ -171,6 +195,36 @@ class LeaveOneDatasetOut(_MetadataRequester):
                 + (", fixed_splits=..." if self.fixed_splits is not None else "") + ")")
 
 
+def _refuse_refit_of_search(max_depth=8):
+    """Fail before any split runs when a scikit-learn search would refit on every target.
+
+    A search's ``refit=True`` fits one estimator on all the data after the splits, i.e. on
+    every target at once, which :class:`~kwtl.FewShotSegmentation` refuses; without this
+    check the error would come only after every split had run. The caller is found on the
+    stack (scikit-learn passes no such information to a splitter).
+    """
+    import inspect
+
+    from sklearn.model_selection._search import BaseSearchCV
+
+    frame = inspect.currentframe().f_back
+    try:
+        for _ in range(max_depth):
+            frame = frame.f_back if frame is not None else None
+            if frame is None:
+                return
+            caller = frame.f_locals.get("self")
+            if isinstance(caller, BaseSearchCV):
+                if caller.refit:
+                    raise ValueError(
+                        f"{type(caller).__name__}(refit={caller.refit!r}) with "
+                        "LeaveOneDatasetOut would refit one model on every target at once; "
+                        "use refit=False (cv_results_ holds the table)")
+                return
+    finally:
+        del frame
+
+
 def authors_splits(benchmark, path):
     """The authors' 10 fixed test sets for the benchmark's datasets (by domain id).
 
@@ -190,7 +244,7 @@ def authors_splits(benchmark, path):
         raise ValueError(f"cannot read the splits file {path}: {err}") from None
     per_image = np.asarray(benchmark.dataset)
     out = {}
-    for k, name in enumerate(benchmark.datasets):
+    for name, domain in domain_ids(benchmark).items():
         if name not in table:
             continue
         n = int(np.sum(per_image == name))
@@ -199,5 +253,5 @@ def authors_splits(benchmark, path):
         expected = n - len(table[name]["unlabelled"]["0"])
         if any(t.max() >= n for t in tests) or len(tests[0]) != expected:
             continue  # a substitute dataset of another size: the indices do not apply
-        out[k + 1] = tests
+        out[domain] = tests
     return out

@@ -1,19 +1,11 @@
-"""The FCRN network and the segmentation estimator."""
-from ._fcrn import FCRN, enable_mc_dropout, switch_to_affine
-from ._fold import ChannelsLastMaxPool2d, SingleOutputConv2d, fold_batchnorm
-from ._loss import WeightedBCEWithLogitsLoss, weighted_bce_with_logits
-from ._segmenter import FCRNSegmenter, PatchDataset, resolve_precision
+"""The FCRN network and the segmentation estimator.
 
-__all__ = [
-    "ChannelsLastMaxPool2d",
-    "FCRN",
-    "FCRNSegmenter",
-    "PatchDataset",
-    "SingleOutputConv2d",
-    "WeightedBCEWithLogitsLoss",
-    "enable_mc_dropout",
-    "fold_batchnorm",
-    "resolve_precision",
-    "switch_to_affine",
-    "weighted_bce_with_logits",
-]
+Performance internals (BatchNorm folding, channels-last pooling, precision resolution, the
+torch patch dataset) live in private modules (``kwtl.models._fold``, ``_segmenter``) and are
+not part of the API.
+"""
+from ._fcrn import FCRN
+from ._loss import WeightedBCEWithLogitsLoss
+from ._segmenter import FCRNSegmenter
+
+__all__ = ["FCRN", "FCRNSegmenter", "WeightedBCEWithLogitsLoss"]

@@ -96,7 +96,7 @@ def mc_dropout_mean_proba(module, patches, *, n_passes, device="cpu", dtype=None
     """Mean foreground probability over ``n_passes`` stochastic passes (MC dropout).
 
     The module must be in MC-dropout mode (eval, dropout active; see
-    :func:`~kwtl.models.enable_mc_dropout`). When it has ``features``/``head`` (as
+    ``kwtl.models._fcrn.enable_mc_dropout``). When it has ``features``/``head`` (as
     :class:`~kwtl.models.FCRN`), the deterministic part before the dropout layer runs once
     and only the head is repeated: the same distribution of outputs as ``n_passes`` full
     passes at a fraction of the cost.

@@ -1,5 +1,5 @@
 """FCRNSegmenter: the paper's FCRN as a scikit-learn/skorch estimator on images."""
-import copy
+import contextlib
 
 import numpy as np
 import torch
@@ -7,7 +7,6 @@ from skorch import NeuralNet
 from skorch.dataset import unpack_data
 from skorch.utils import is_dataset, to_device
 from torch.utils.data import Dataset
-from tqdm.auto import tqdm
 
 from ..datasets import PatchSet
 from ..metrics import mean_iou
@@ -17,6 +16,7 @@ from ._fold import FoldedModuleCache
 from ._inference import (forward_patches, mc_dropout_mean_proba, pooled_batchnorm_statistics,
                          predict_logit_maps)
 from ._loss import WeightedBCEWithLogitsLoss
+from ._reptile import first_order_reptile
 
 __all__ = ["FCRNSegmenter", "PatchDataset", "resolve_precision"]
 
@@ -248,6 +248,8 @@ class FCRNSegmenter(NeuralNet):
         return self._amp_dtype is not None
 
     def initialize_module(self):
+        """skorch hook: check parameters, seed the weight initialisation from
+        ``random_state``, and use channels-last memory when bf16 is on."""
         self._check_params()
         seed = derive_seed(self.random_state, "init")
         if seed is not None:
@@ -259,17 +261,21 @@ class FCRNSegmenter(NeuralNet):
         return self
 
     def get_params_for_optimizer(self, prefix, named_parameters):
+        """skorch hook: ``weight_decay`` is the optimizer's default weight decay."""
         args, kwargs = super().get_params_for_optimizer(prefix, named_parameters)
         kwargs.setdefault("weight_decay", self.weight_decay)
         return args, kwargs
 
     def get_params_for(self, prefix):
+        """skorch hook: ``shuffle`` is the training iterator's default."""
         params = super().get_params_for(prefix)
         if prefix == "iterator_train":
             params.setdefault("shuffle", self.shuffle)
         return params
 
     def on_train_begin(self, net, X=None, y=None, **kwargs):
+        """skorch hook: seed each training call's shuffling from ``random_state`` and the
+        call's number, so repeated ``partial_fit`` calls draw different, reproducible orders."""
         super().on_train_begin(net, X=X, y=y, **kwargs)
         self.n_train_calls_ = getattr(self, "n_train_calls_", 0) + 1
         seed = derive_seed(self.random_state, "train", self.n_train_calls_)
@@ -293,10 +299,12 @@ class FCRNSegmenter(NeuralNet):
         return patches, (None if masks is None else patches.with_arrays(masks))
 
     def check_data(self, X, y=None):
+        """skorch hook: training needs masks."""
         if y is None and not is_dataset(X):
             raise ValueError("y is required: one mask per image (foreground = non-zero)")
 
     def get_dataset(self, X, y=None):
+        """skorch hook: images (or a PatchSet) become a lazy dataset of grid patches."""
         if is_dataset(X):
             return X
         self._check_params()
@@ -305,6 +313,13 @@ class FCRNSegmenter(NeuralNet):
 
     # ------------------------------------------------------------------ steps
     def infer(self, x, **fit_params):
+        """skorch hook: forward ``module_`` on a batch (uint8 batches are normalised here,
+        under the segmenter's precision setting; see :meth:`_forward`)."""
+        return self._forward(self.module_, x, **fit_params)
+
+    def _forward(self, module, x, **fit_params):
+        """``module`` on a batch: uint8 → [-1, 1], channel axis, bf16 autocast in
+        channels-last memory format when ``precision`` asks for it; float32 logits."""
         x = to_device(x, self.device)
         if x.dtype == torch.uint8:
             x = normalize_uint8(x)
@@ -312,13 +327,15 @@ class FCRNSegmenter(NeuralNet):
             x = x.unsqueeze(1)
         dtype = self._amp_dtype
         if dtype is None:
-            return self.module_(x, **fit_params)
+            return module(x, **fit_params)
         x = x.contiguous(memory_format=torch.channels_last)
         with torch.autocast(device_type=torch.device(self.device).type, dtype=dtype):
-            out = self.module_(x, **fit_params)
+            out = module(x, **fit_params)
         return out.float()
 
     def train_step_single(self, batch, **fit_params):
+        """skorch hook: one optimizer step's gradients, accumulated over micro-batches of
+        ``micro_batch_size`` (same loss average as one batch)."""
         self._set_training(True)
         Xi, yi = unpack_data(batch)
         n = len(Xi)
@@ -377,37 +394,11 @@ class FCRNSegmenter(NeuralNet):
         if seed is not None:
             torch.manual_seed(seed)
         weight_decay = float(getattr(self, "optimizer__weight_decay", self.weight_decay))
-        meta = self.module_
-        learner = copy.deepcopy(meta).train()
-        meta_params = list(meta.parameters())
-        self.meta_history_ = []
-        for _ in tqdm(range(int(self.meta_iterations)), desc="meta-fit (Reptile)",
-                      disable=not self.verbose):
-            theta = [p.detach().clone() for p in meta_params]
-            delta = [torch.zeros_like(p) for p in meta_params]
-            losses = []
-            for patches, mask_patches in tasks:
-                with torch.no_grad():
-                    for p, t in zip(learner.parameters(), theta):
-                        p.copy_(t)
-                optimizer = torch.optim.Adam(learner.parameters(), lr=self.inner_lr,
-                                             weight_decay=weight_decay)
-                pick = rng.integers(0, len(patches), size=int(self.meta_shots))
-                xb = torch.from_numpy(patches[pick]).to(self.device)
-                yb = torch.from_numpy(mask_patches[pick].astype(np.float32))[:, None]
-                for _step in range(int(self.inner_steps)):
-                    optimizer.zero_grad()
-                    loss = self.criterion_(self._forward_with(learner, xb), yb.to(self.device))
-                    loss.backward()
-                    optimizer.step()
-                losses.append(float(loss.detach()))
-                with torch.no_grad():
-                    for d, p, t in zip(delta, learner.parameters(), theta):
-                        d.add_(p - t)
-            with torch.no_grad():
-                for p, t, d in zip(meta_params, theta, delta):
-                    p.copy_(t + float(self.meta_step) * d / len(tasks))
-            self.meta_history_.append(float(np.mean(losses)))
+        self.meta_history_ = first_order_reptile(
+            self.module_, tasks, self._forward, self.criterion_,
+            meta_iterations=self.meta_iterations, meta_shots=self.meta_shots,
+            inner_steps=self.inner_steps, inner_lr=self.inner_lr, weight_decay=weight_decay,
+            meta_step=self.meta_step, device=self.device, rng=rng, progress=bool(self.verbose))
         self.initialize_optimizer()
         return self
 
@@ -419,14 +410,6 @@ class FCRNSegmenter(NeuralNet):
             key = group.item() if hasattr(group, "item") else group
             return step.get(key, step.get("default", self.stride))
         return step
-
-    def _forward_with(self, module, x_uint8):
-        original = self.module_
-        try:
-            self.module_ = module
-            return self.infer(x_uint8)
-        finally:
-            self.module_ = original
 
     def recalibrate_batchnorm(self, X, max_patches=4096):
         """Set BatchNorm running statistics to averages over ``X`` ("precise BN").
@@ -485,7 +468,7 @@ class FCRNSegmenter(NeuralNet):
 
         Used by the selectors. Runs in batches of ``inference_batch_size`` under the
         segmenter's precision setting, on a copy of the network with BatchNorm folded into
-        the convolutions (:func:`~kwtl.models.fold_batchnorm`; kept until the weights change).
+        the convolutions (``kwtl.models._fold.fold_batchnorm``; kept until the weights change).
 
         Parameters
         ----------
@@ -501,7 +484,7 @@ class FCRNSegmenter(NeuralNet):
         """
         patches = self._check_patches(patches)
         module = self._inference_module()
-        context = enable_mc_dropout(module, mc_dropout) if mc_dropout else _nullcontext()
+        context = enable_mc_dropout(module, mc_dropout) if mc_dropout else contextlib.nullcontext()
         with context:
             return self._in_chunks(forward_patches, module, patches)
 
@@ -535,7 +518,7 @@ class FCRNSegmenter(NeuralNet):
 
     def _inference_module(self):
         """Eval-mode copy of ``module_`` with BatchNorm folded into the convolutions (see
-        :func:`~kwtl.models.fold_batchnorm`); rebuilt only when ``module_`` has changed."""
+        ``kwtl.models._fold.fold_batchnorm``); rebuilt only when ``module_`` has changed."""
         cache = self.__dict__.get("_folded_cache_")
         if cache is None:
             cache = self._folded_cache_ = FoldedModuleCache()
@@ -602,10 +585,3 @@ class FCRNSegmenter(NeuralNet):
                 self.initialize_optimizer()
         return super().load_params(f_params, *args, **kwargs)
 
-
-class _nullcontext:
-    def __enter__(self):
-        return None
-
-    def __exit__(self, *exc):
-        return False

@@ -1,19 +1,27 @@
 """Selection strategies: which unlabelled patches (or images) to annotate first.
 
-Every selector is a scikit-learn ``BaseEstimator`` with ``score(X, estimator)`` (one score
-per candidate, higher = annotate first), ``select(X, n, estimator)`` (the ``n`` best
-candidate indices) and ``pixel_scores(X, estimator)`` (per-pixel score maps):
+Every selector is a scikit-learn estimator following the contract of :class:`BaseSelector`:
+``score(X, estimator)`` (one score per candidate, higher = annotate first),
+``select(X, n, estimator)`` (the ``n`` best candidate indices) and
+``select_support(X, estimator, n_shots, patches_per_shot)`` (the method's selection step:
+budget, cached scores, choice, image expansion). What a selector may ask of the model is the
+:class:`SelectionModel` protocol. Pixel-scoring selectors (:class:`PixelSelector`) also give
+``pixel_scores(X, estimator)`` (per-pixel score maps):
 
 * :class:`ConsistencySelector` — the paper's augmentation-consistency score;
 * :class:`EntropySelector` — mean pixel entropy of one deterministic pass;
 * :class:`MCDropoutSelector` — entropy of the MC-dropout mean prediction;
 * :class:`RandomSelector` — uniform, without replacement.
+
+:data:`SELECTORS` maps short names (``kwtl run --selectors``) to these classes.
 """
-from ._augment import AUGMENTATIONS, autocontrast, brightness, sharpness, smooth
-from ._base import BaseSelector
+from ._augment import AUGMENTATIONS, autocontrast, brightness, sharpness
+from ._base import BaseSelector, PixelSelector, Support
 from ._consistency import ConsistencySelector
+from ._protocol import SelectionModel
 from ._random import RandomSelector
-from ._uncertainty import EntropySelector, MCDropoutSelector, binary_entropy
+from ._registry import SELECTORS, make_selector
+from ._uncertainty import EntropySelector, MCDropoutSelector
 
 __all__ = [
     "AUGMENTATIONS",
@@ -21,10 +29,13 @@ __all__ = [
     "ConsistencySelector",
     "EntropySelector",
     "MCDropoutSelector",
+    "PixelSelector",
     "RandomSelector",
+    "SELECTORS",
+    "SelectionModel",
+    "Support",
     "autocontrast",
-    "binary_entropy",
     "brightness",
+    "make_selector",
     "sharpness",
-    "smooth",
 ]

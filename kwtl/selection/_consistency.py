@@ -6,12 +6,12 @@ import torch
 import torch.nn.functional as F
 
 from ._augment import AUGMENTATIONS
-from ._base import BaseSelector
+from ._base import PixelSelector
 
 __all__ = ["ConsistencySelector"]
 
 
-class ConsistencySelector(BaseSelector):
+class ConsistencySelector(PixelSelector):
     """Select the candidates whose predictions change most under augmentation.
 
     For a patch ``x`` with logit map ``z(x)`` (segmenter in eval mode: BatchNorm running
@@ -45,7 +45,7 @@ class ConsistencySelector(BaseSelector):
     batch_size : int or None, default=None
     random_state : None, int or RandomState, default=None
         Unused (the score is deterministic); kept for a uniform API.
-        See :class:`~kwtl.selection.BaseSelector` for the common parameters.
+        See :class:`~kwtl.selection.PixelSelector` for the common parameters.
 
     Attributes
     ----------

@@ -2,7 +2,7 @@
 import numpy as np
 
 from ..utils import derive_seed
-from ._base import BaseSelector
+from ._base import BaseSelector, _check_positive_int_or_none, _check_reduction
 
 __all__ = ["RandomSelector"]
 
@@ -38,7 +38,7 @@ class RandomSelector(BaseSelector):
     -----
     ``estimator`` may be None when ``X`` is a :class:`~kwtl.datasets.PatchSet` or a patch
     stack; for a list of images it supplies ``patch_size`` and ``stride`` of the grid.
-    :meth:`pixel_scores` is not available (the scores do not look at pixels). With
+    It has no per-pixel score maps (the scores do not look at pixels). With
     ``unit="image"`` an image without any patch in the pool scores ``-inf``, as for the
     other selectors.
 
@@ -54,13 +54,17 @@ class RandomSelector(BaseSelector):
     True
     """
 
-    _uses_network = False
-
-    _stochastic = True
+    stochastic = True
 
     def __init__(self, *, unit="patch", reduction="mean", batch_size=None, random_state=None):
-        super().__init__(unit=unit, reduction=reduction, batch_size=batch_size,
-                         random_state=random_state)
+        self.unit = unit
+        self.reduction = reduction
+        self.batch_size = batch_size
+        self.random_state = random_state
+
+    def _validate_params(self):
+        _check_reduction(self.reduction)  # unused, validated for a uniform API
+        _check_positive_int_or_none(self.batch_size, "batch_size")
 
     def _score_pool(self, pool, estimator):
         rng = np.random.default_rng(derive_seed(self.random_state, "random-selector"))
@@ -71,8 +75,3 @@ class RandomSelector(BaseSelector):
             scores[~has_patch] = -np.inf
         return scores
 
-    def _pixel_scores(self, patches, estimator):
-        raise NotImplementedError(
-            "RandomSelector scores candidates without looking at their pixels; it has no "
-            "per-pixel score maps"
-       )

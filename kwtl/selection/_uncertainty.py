@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 
 from ..utils import derive_seed
-from ._base import BaseSelector
+from ._base import PixelSelector
 
 __all__ = ["EntropySelector", "MCDropoutSelector", "binary_entropy"]
 
@@ -42,7 +42,7 @@ def _entropy_from_logits(z):
     return p * F.softplus(-z) + (1.0 - p) * F.softplus(z)
 
 
-class EntropySelector(BaseSelector):
+class EntropySelector(PixelSelector):
     """Select the candidates with the most uncertain prediction (paper baseline).
 
     One deterministic pass (BatchNorm running statistics, no dropout), ``p = σ(z)``, and the
@@ -57,7 +57,7 @@ class EntropySelector(BaseSelector):
     batch_size : int or None, default=None
     random_state : None, int or RandomState, default=None
         Unused (the score is deterministic); kept for a uniform API.
-        See :class:`~kwtl.selection.BaseSelector` for the common parameters.
+        See :class:`~kwtl.selection.PixelSelector` for the common parameters.
 
     Attributes
     ----------
@@ -86,7 +86,7 @@ class EntropySelector(BaseSelector):
         return _entropy_from_logits(estimator.patch_logits(patches))
 
 
-class MCDropoutSelector(BaseSelector):
+class MCDropoutSelector(PixelSelector):
     """Select by the entropy of the MC-dropout mean prediction (paper baseline).
 
     ``n_passes`` stochastic passes with the dropout layer before the last convolution active
@@ -110,7 +110,7 @@ class MCDropoutSelector(BaseSelector):
         start of every :meth:`score` / :meth:`select` / :meth:`pixel_scores` call, so the
         global torch random state is left untouched and repeated calls agree. With None the
         global torch generator is used (and advanced).
-        See :class:`~kwtl.selection.BaseSelector` for the common parameters.
+        See :class:`~kwtl.selection.PixelSelector` for the common parameters.
 
     Attributes
     ----------
@@ -139,7 +139,7 @@ class MCDropoutSelector(BaseSelector):
     True
     """
 
-    _stochastic = True
+    stochastic = True
 
     def __init__(self, n_passes=10, p=0.5, *, unit="patch", reduction="mean", batch_size=None,
                  random_state=None):

@@ -3,7 +3,7 @@ import ctypes
 import ctypes.util
 import sys
 
-__all__ = ["tune_malloc"]
+__all__ = ["malloc_environment", "tune_malloc"]
 
 _M_TRIM_THRESHOLD = -1
 _M_MMAP_THRESHOLD = -3
@@ -22,8 +22,9 @@ def tune_malloc(threshold=1 << 30):
     2× for a plain fp32 loop).
 
     The setting is process-wide and cannot be undone; the process keeps its peak memory
-    instead of handing it back between passes (peak RSS itself does not grow). ``kwtl run``
-    and the experiment runner's workers call this; scripts may call it once at start-up.
+    instead of handing it back between passes (peak RSS itself does not grow). Only
+    applications set it: ``kwtl run`` calls it (and passes :func:`malloc_environment` to its
+    worker processes); scripts may call it once at start-up. The library never does.
     It does nothing, and returns False, where the C library is not glibc (macOS, Windows,
     musl).
 
@@ -40,7 +41,7 @@ def tune_malloc(threshold=1 << 30):
 
     Examples
     --------
-    >>> from kwtl.utils import tune_malloc
+    >>> from kwtl.utils._allocator import tune_malloc
     >>> isinstance(tune_malloc(), bool)
     True
     """
@@ -58,6 +59,18 @@ def tune_malloc(threshold=1 << 30):
         libc.mallopt(_M_TRIM_THRESHOLD, ctypes.c_int(threshold)))
     _applied = threshold if ok else None
     return ok
+
+
+def malloc_environment(threshold=1 << 30):
+    """The glibc environment variables that apply :func:`tune_malloc` to a new process.
+
+    Examples
+    --------
+    >>> sorted(malloc_environment())
+    ['MALLOC_MMAP_THRESHOLD_', 'MALLOC_TRIM_THRESHOLD_']
+    """
+    return {"MALLOC_MMAP_THRESHOLD_": str(int(threshold)),
+            "MALLOC_TRIM_THRESHOLD_": str(int(threshold))}
 
 
 def _glibc():

@@ -6,13 +6,8 @@ import pytest
 from sklearn.base import clone
 from sklearn.utils.validation import check_is_fitted
 
-from kwtl.pseudo_label import (
-    PAPER_PRESETS,
-    PseudoLabeler,
-    dilate,
-    equalize_hist,
-    estimate_polarity,
-)
+from kwtl.pseudo_label import PAPER_PRESETS, PseudoLabeler, estimate_polarity
+from kwtl.pseudo_label._pseudo_label import dilate, equalize_hist
 
 
 # --------------------------------------------------------------------------- helpers

@@ -3,7 +3,8 @@ import numpy as np
 import pytest
 from PIL import Image, ImageEnhance, ImageFilter, ImageOps
 
-from kwtl.selection import AUGMENTATIONS, autocontrast, brightness, sharpness, smooth
+from kwtl.selection import AUGMENTATIONS, autocontrast, brightness, sharpness
+from kwtl.selection._augment import smooth
 
 FACTORS = [0.0, 0.5, 1.0, 1.3, 1.6, 1.7, 2.5, -0.4, 0.3333]
 SHAPES = [(1, 1), (2, 5), (3, 3), (7, 4), (16, 16), (33, 20), (64, 64)]

@@ -124,7 +124,14 @@ def test_cli_help_and_errors(capsys, tmp_path):
     assert main(["run", "--selectors", "best", "--out", str(tmp_path / "o")]) == 2
     assert "unknown selector" in capsys.readouterr().err
     assert main(["run", "--repeats", "0", "--out", str(tmp_path / "o")]) == 2
-    assert main(["run", "--device", "cuda:0", "--out", str(tmp_path / "o")]) in (0, 2)
+    assert "--repeats must be at least 1" in capsys.readouterr().err
+
+
+@pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="CUDA is available here")
+def test_cli_refuses_cuda_without_cuda(capsys, tmp_path):
+    assert main(["run", "--device", "cuda:0", "--out", str(tmp_path / "o")]) == 2
+    assert "CUDA is not available" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()
 
 
 def test_cli_run_prints_table(tmp_path, capsys, monkeypatch):
@@ -137,8 +144,13 @@ def test_cli_run_prints_table(tmp_path, capsys, monkeypatch):
     assert code == 0
     text = capsys.readouterr().out
     assert "| em" in text and "random" in text and "1-shot" in text
-    summary = json.loads((out / "results.json").read_text())
-    assert summary
+    written = json.loads((out / "results.json").read_text())
+    rows = {(r["selector"], r["n_shots"]): r for r in written["summary"]}
+    assert set(rows) == {("random", 1), ("entropy", 1)} and written["n_records"] == 2
+    for selector in ("random", "entropy"):  # one repeat: the mean is that run's mIoU
+        record = json.loads((out / "results" / f"em__{selector}__1shot__r0.json").read_text())
+        assert rows[(selector, 1)]["mean"] == pytest.approx(100 * record["miou"])  # in %
+        assert f"{100 * record['miou']:.1f} ± 0.0" in text
 
 
 def test_min_foreground_override_none_is_applied(tmp_path):

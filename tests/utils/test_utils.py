@@ -1,3 +1,5 @@
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -60,17 +62,35 @@ def test_normalize_and_seeds():
 
 
 def test_tune_malloc_is_idempotent_and_checks_its_argument():
+    # in a child process: the setting is process-wide, and the test process keeps its own
+    import subprocess
     import sys
 
-    from kwtl.utils import tune_malloc
-    from kwtl.utils._allocator import _glibc
+    code = """
+import sys
+from kwtl.utils._allocator import _glibc, tune_malloc
+first = tune_malloc()
+assert first == (_glibc() is not None)
+if sys.platform.startswith("linux") and _glibc() is not None:
+    assert first is True
+assert tune_malloc() is first
+for bad in (0, 2**31):
+    try:
+        tune_malloc(bad)
+    except ValueError as err:
+        assert "threshold" in str(err)
+    else:
+        raise AssertionError("no error for threshold %d" % bad)
+print("ok")
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         cwd=Path(__file__).resolve().parents[2])
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "ok"
 
-    first = tune_malloc()
-    assert first == (_glibc() is not None)
-    if sys.platform.startswith("linux") and _glibc() is not None:
-        assert first is True
-    assert tune_malloc() is first
-    with pytest.raises(ValueError, match="threshold"):
-        tune_malloc(0)
-    with pytest.raises(ValueError, match="threshold"):
-        tune_malloc(2**31)
+
+def test_malloc_environment_matches_tune_malloc_thresholds():
+    from kwtl.utils._allocator import malloc_environment
+
+    assert malloc_environment(1 << 20) == {"MALLOC_MMAP_THRESHOLD_": "1048576",
+                                           "MALLOC_TRIM_THRESHOLD_": "1048576"}

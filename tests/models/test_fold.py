@@ -7,7 +7,9 @@ import pytest
 import torch
 from torch import nn
 
-from kwtl.models import FCRN, FCRNSegmenter, fold_batchnorm, switch_to_affine
+from kwtl.models import FCRN, FCRNSegmenter
+from kwtl.models._fcrn import switch_to_affine
+from kwtl.models._fold import fold_batchnorm
 from kwtl.models._fold import ChannelsLastMaxPool2d, FoldedModuleCache, SingleOutputConv2d
 
 

@@ -5,8 +5,9 @@ import numpy as np
 import pytest
 import torch
 
-from kwtl.models import (FCRN, WeightedBCEWithLogitsLoss, enable_mc_dropout, switch_to_affine,
-                         weighted_bce_with_logits)
+from kwtl.models import FCRN, WeightedBCEWithLogitsLoss
+from kwtl.models._fcrn import enable_mc_dropout, switch_to_affine
+from kwtl.models._loss import weighted_bce_with_logits
 
 # Parameter counts of SPEC §1, written out by hand per layer (c = 32).
 HAND_COUNT = 1 * 32 * 9 + 32 * 64 * 9 + 64 * 128 * 9 + 128 * 512 * 9 \

@@ -18,23 +18,22 @@ from kwtl.experiments._paper import (
     PAPER_TARGETS,
     paper_comparison_rows,
 )
-from kwtl.experiments._report import (
-    _atomic_write,
+from kwtl.experiments._figures import plot_miou_vs_shots, plot_selection
+from kwtl.experiments._report import write_report
+from kwtl.experiments._tables import (
     format_markdown_table,
     load_results,
-    plot_miou_vs_shots,
-    plot_selection,
     selector_shots_table,
     summary_table,
     wilcoxon_table,
-    write_report,
 )
+from kwtl.utils._atomic import atomic_write as _atomic_write
 
 SELECTORS = ("consistency", "entropy", "mc_dropout", "random")
 TARGETS = ("EM", "TNBC")
 SHOTS = (1, 3)
 N_REPEATS = 5
-SPEC = Path(__file__).resolve().parents[1] / ".." / "shared" / "reference" / "SPEC.md"
+SPEC = Path(__file__).resolve().parents[2] / ".." / "shared" / "reference" / "SPEC.md"
 
 
 def _miou_values():

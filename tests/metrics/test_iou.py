@@ -2,7 +2,8 @@ import numpy as np
 import pytest
 from sklearn.base import BaseEstimator
 
-from kwtl.metrics import SMOOTH, iou_score, mean_iou, mean_iou_scorer
+from kwtl.metrics import iou_score, mean_iou, mean_iou_scorer
+from kwtl.metrics._iou import SMOOTH
 
 
 def test_iou_hand_cases():

@@ -9,7 +9,8 @@ from sklearn.base import clone
 from sklearn.exceptions import NotFittedError
 from sklearn.utils import estimator_checks
 
-from kwtl.models import FCRN, FCRNSegmenter, switch_to_affine
+from kwtl.models import FCRN, FCRNSegmenter
+from kwtl.models._fcrn import switch_to_affine
 
 
 def blobs(n, size=32, seed=0):
@@ -216,7 +217,7 @@ def test_meta_fit_reptile_matches_manual_adam(data):
     opt = torch.optim.Adam(manual.parameters(), lr=1e-3, weight_decay=5e-4)
     x = torch.from_numpy(np.stack([image] * 5)).float().div(127.5).sub(1.0)[:, None]
     y = torch.from_numpy(np.stack([mask] * 5).astype(np.float32))[:, None]
-    from kwtl.models import weighted_bce_with_logits
+    from kwtl.models._loss import weighted_bce_with_logits
     for _ in range(4):
         opt.zero_grad()
         weighted_bce_with_logits(manual(x), y).backward()
