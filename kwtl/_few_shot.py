@@ -8,6 +8,7 @@ from sklearn.base import BaseEstimator, clone
 from sklearn.utils.validation import check_is_fitted, check_memory
 
 from ._oracle import Oracle
+from ._preflight import FEW_SHOT_CONSTRAINTS, check_before_training, n_to_select
 from .datasets import PatchSet
 from .metrics import mean_iou
 from .utils import check_images, check_masks, derive_seed
@@ -178,6 +179,7 @@ class FewShotSegmentation(BaseEstimator):
 
     __metadata_request__fit = {"sample_domain": True}
     __metadata_request__score = {"sample_domain": True}
+    _parameter_constraints = FEW_SHOT_CONSTRAINTS  # checked in fit (kwtl._preflight)
 
     def __init__(self, segmenter=None, pseudo_labeler="default", selector=None, n_shots=1,
                  patches_per_shot="auto", pl_epochs=100, pl_batch_size=128, finetune_epochs=20,
@@ -316,7 +318,8 @@ class FewShotSegmentation(BaseEstimator):
         -------
         self
         """
-        roles = self._roles(X, y, sample_domain)
+        # every check that can run before Reptile/PLFT (parameters, images, masks, budget)
+        roles = check_before_training(self, X, y, sample_domain, unlabelled)
         _, _, selector = self._components()
         plft = self._pretrained(roles, unlabelled)
         pool = roles["pool"]
@@ -328,12 +331,7 @@ class FewShotSegmentation(BaseEstimator):
             if len(candidates) == 0:
                 raise ValueError(f"no candidate patch has {self.min_foreground} foreground pixels")
         image_unit = getattr(selector, "unit", "patch") == "image"
-        if image_unit:
-            n_select = self.n_shots
-        elif self.patches_per_shot == "auto":
-            n_select = self.n_shots * max(1, int(round(len(candidates) / len(pool))))
-        else:
-            n_select = self.n_shots * int(self.patches_per_shot)
+        n_select = n_to_select(self, selector, len(candidates), len(pool))
         if getattr(selector, "_stochastic", False) and selector.random_state is None:
             scores = selector.score(candidates, plft)  # an unseeded draw must not be reused
         else:
