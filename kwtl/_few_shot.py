@@ -12,13 +12,15 @@ from ._preflight import FEW_SHOT_CONSTRAINTS, check_before_training, n_to_select
 from .datasets import PatchSet
 from .metrics import mean_iou
 from .utils import check_images, check_masks, derive_seed
+from .utils._image import _as_list
 
 __all__ = ["FewShotSegmentation"]
 
 
 def _as_object_array(X, name):
-    if isinstance(X, np.ndarray) and X.dtype != object and X.ndim < 3:
-        raise ValueError(f"{name} must be a list of 2-D images or a stack (n, H, W)")
+    if X is None or isinstance(X, (str, bytes, numbers.Number)) or \
+            (isinstance(X, np.ndarray) and X.dtype != object):
+        X = _as_list(X, name)  # the shared errors for a single image, a string, None ...
     items = list(X)
     out = np.empty(len(items), dtype=object)
     for i, item in enumerate(items):  # element-wise: never converts (or reads) the items

@@ -47,7 +47,7 @@ def _check_target_masks(masks, pool):
     reaches the learner). Other objects (placeholders, lazy loaders of masks that an
     annotator has not drawn yet) are left alone; the oracle checks them if it reveals them."""
     for i, (mask, image) in enumerate(zip(masks, pool)):
-        if isinstance(mask, np.ndarray):
+        if isinstance(mask, (np.ndarray, list, tuple)):
             checked = as_mask(mask, name=f"target masks[{i}]")
             if checked.shape != image.shape:
                 raise ValueError(f"target masks[{i}] has shape {checked.shape} but its image "
@@ -81,6 +81,9 @@ def check_before_training(estimator, X, y, sample_domain=None, unlabelled=None):
     for hook in ("_validate_common", "_validate_params"):
         if hasattr(selector, hook):
             getattr(selector, hook)()
+    if X is not None and not isinstance(X, (str, bytes)) and hasattr(X, "__len__") \
+            and len(X) == 0:
+        raise ValueError("X is empty: at least one source or target image is needed")
     roles = estimator._roles(X, y, sample_domain)
     if len(roles["X_src"]):
         src = check_images(roles["X_src"], name="source images", min_size=8)

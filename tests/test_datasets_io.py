@@ -325,7 +325,7 @@ def test_load_benchmark_requested_missing(tmp_path):
 def test_load_benchmark_missing_root(tmp_path):
     with pytest.raises(FileNotFoundError):
         load_benchmark(tmp_path / "absent")
-    with pytest.raises(FileNotFoundError, match="none of the benchmark folders"):
+    with pytest.raises(FileNotFoundError, match="no dataset folder"):
         load_benchmark(tmp_path)
 
 

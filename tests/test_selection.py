@@ -396,8 +396,20 @@ def test_template_bad_parameters(name, seg, pool):
     for params in ({"unit": "pixel"}, {"reduction": "median"}, {"batch_size": 0}):
         with pytest.raises(ValueError, match=next(iter(params))):
             SELECTORS[name](**params).score(pool, seg)
-    with pytest.raises(ValueError, match="uint8"):
-        SELECTORS[name]().score(np.zeros((3, PATCH, PATCH), np.float32), seg)
+    with pytest.raises(ValueError, match="wrap it in a list"):  # one RGB image, not H images
+        SELECTORS[name]().score(np.zeros((2 * PATCH, 2 * PATCH, 3), np.uint8), seg)
+
+
+def test_template_stack_is_images_cut_into_patches(name, seg, images):
+    """An (n, H, W) stack means n images everywhere in kwtl: cut into the grid, any dtype."""
+    same = [im for im in images if im.shape == images[0].shape]
+    stack = np.stack(same)
+    expected = SELECTORS[name](random_state=0).score(same, seg)
+    got = SELECTORS[name](random_state=0).score(stack, seg)
+    assert len(got) > len(stack)  # patches, not whole images
+    np.testing.assert_array_equal(got, expected)
+    as_float = SELECTORS[name](random_state=0).score(stack.astype(np.float32), seg)
+    np.testing.assert_array_equal(as_float, expected)  # 8-bit values in float: same picture
 
 
 def test_template_unfitted_estimator(name, pool):

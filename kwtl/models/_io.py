@@ -17,8 +17,8 @@ import hashlib
 import io
 import json
 import os
+import pickle
 import tempfile
-import zipfile
 from pathlib import Path
 
 import torch
@@ -174,21 +174,37 @@ def _read_sidecar(path):
     return meta
 
 
-def _torch_load(source, name):
+def _kind_of(head):
+    """What the first bytes of a file say it is."""
+    if head.startswith(b"PK\x03\x04"):
+        return "zip"  # torch.save's format since torch 1.6
+    if head[:1] == b"\x80":
+        return "pickle"  # torch's legacy format (a pickle stream)
+    try:
+        head.decode("utf-8")
+        return "text"
+    except UnicodeDecodeError:
+        return "other"
+
+
+def _torch_load(source, name, head):
+    kind = _kind_of(head)
+    if kind == "text":
+        raise ModelFileError(f"cannot load {name}: it is a text file, not a PyTorch weights "
+                             f"file (it starts with {head[:24]!r})")
+    if kind == "other":
+        raise ModelFileError(f"cannot load {name}: it is not a PyTorch weights file "
+                             f"(unknown header {head[:8]!r})")
     try:
         return torch.load(source, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises many unrelated types on bad data
         text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        if isinstance(exc, (EOFError, zipfile.BadZipFile)) or "central directory" in text \
-                or "truncated" in text.lower() or "failed finding" in text:
-            problem = "the file is truncated or damaged"
-        elif isinstance(exc, __import__("pickle").UnpicklingError) and "Weights only" in text:
+        if isinstance(exc, pickle.UnpicklingError) and "Weights only" in str(exc):
             problem = ("it holds Python objects, not only tensors, and kwtl never runs code "
                        "from a model file")
-        elif isinstance(exc, __import__("pickle").UnpicklingError) or isinstance(exc, UnicodeError):
-            problem = "it is not a PyTorch weights file (text or another format?)"
         else:
-            problem = f"torch cannot read it ({type(exc).__name__}: {text})"
+            problem = (f"the file is truncated or damaged ({type(exc).__name__}: "
+                       f"{text[:120]})")
         raise ModelFileError(f"cannot load {name}: {problem}") from None
 
 
@@ -218,7 +234,7 @@ def read_weights(f):
         if not data:
             raise ModelFileError(f"cannot load {name}: the file is empty")
         meta = None
-        state = _torch_load(io.BytesIO(data), name)
+        state = _torch_load(io.BytesIO(data), name, data[:64])
     else:
         path = Path(os.fspath(f))
         name = str(path)
@@ -239,7 +255,9 @@ def read_weights(f):
                 raise ModelFileError(
                     f"cannot load {name}: sha256 checksum mismatch with its sidecar: the file "
                     "is damaged or was changed after saving")
-        state = _torch_load(path, name)
+        with open(path, "rb") as handle:
+            head = handle.read(64)
+        state = _torch_load(path, name, head)
     if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
         state = state["state_dict"]
     if not isinstance(state, dict) or not all(

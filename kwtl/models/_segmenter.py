@@ -651,7 +651,8 @@ class FCRNSegmenter(NeuralNet):
         affine. Plain state dicts without a sidecar (the authors' weights) load too."""
         if f_params is not None and kwargs.get("checkpoint") is None:
             state, _ = read_weights(f_params)
-            name = getattr(f_params, "name", None) or str(f_params)
+            name = (getattr(f_params, "name", "the file object") if hasattr(f_params, "read")
+                    else str(f_params))
             trial = self if self.initialized_ else clone(self).initialize()
             module = copy.deepcopy(trial.module_)
             affine_ckpt = any(k.startswith("conv") and k.endswith(".1.weight") for k in state)

@@ -1,5 +1,6 @@
 """Shared validation, conversion and seeding helpers."""
 from ._allocator import tune_malloc
+from ._cache import quiet_damaged_cache_logs
 from ._image import (PERCENTILES, as_mask, as_uint8_image, check_images, check_masks,
                      check_training_masks, mask_classes, normalize_uint8,
                      patch_foreground_counts)
@@ -18,6 +19,9 @@ __all__ = [
     "mask_classes",
     "normalize_uint8",
     "patch_foreground_counts",
+    "quiet_damaged_cache_logs",
     "tune_malloc",
     "validate_params",
 ]
+
+quiet_damaged_cache_logs()  # a damaged cache entry is recomputed with one log line
