@@ -1,8 +1,10 @@
 """Bad inputs and injected faults: what is refused, what is recomputed, what is lost.
 
-Runs, on the embedded synthetic benchmark (quick profile, one target, 8 jobs):
+Runs the experiment runner behind ``kwtl run`` on the embedded synthetic benchmark with a
+tiny version of the quick profile (one target, 8 jobs; see ``TINY``) in a child process,
+the way ``kwtl run`` does:
 
-1. ``kwtl run`` killed with SIGKILL after its first results, then the same command again:
+1. the run killed with SIGKILL after its first results, then the same command again:
    every result written before the kill must be unchanged and the run must complete;
 2. every cache entry (joblib ``output.pkl``) and one result file truncated to half, then the
    same command again: the damaged entries are recomputed, reported in one line each;
@@ -38,10 +40,29 @@ def _hashes(folder):
             for p in sorted(Path(folder).glob("*.json"))}
 
 
-def _kwtl_run(out, extra=()):
-    return [sys.executable, "-m", "kwtl", "run", "--no-progress", "--target", "em",
-            "--selectors", "random", "entropy", "--shots", "1", "2", "--repeats", "2",
-            "--out", str(out), *extra]
+#: The quick profile made tiny so that a run takes seconds on a busy 2-core machine.
+TINY = {"data": {"n_images": 6, "image_size": 64, "random_state": 0},
+        "segmenter": {"module__width": 4, "module__init": "default", "patch_size": 32,
+                      "stride": 16, "lr": 1e-3, "batch_size": 16, "meta_iterations": 3,
+                      "inner_steps": 2, "meta_shots": 4, "precision": "fp32"},
+        "patches_per_shot": 4, "pl_epochs": 2, "finetune_epochs": 2}
+
+_CHILD = """
+import sys, warnings
+from kwtl.cli import _one_line_warning
+from kwtl.experiments import run_experiment
+warnings.formatwarning = _one_line_warning
+run_experiment(sys.argv[1], profile="quick", targets=["em"], selectors=["random", "entropy"],
+               shots=(1, 2), repeats=2, progress=False, profile_overrides={tiny})
+"""
+
+
+def _kwtl_run(out):
+    return [sys.executable, "-c", _CHILD.replace("{tiny}", repr(TINY)), str(out)]
+
+
+def _kwtl_cli(out):
+    return [sys.executable, "-m", "kwtl", "run", "--no-progress", "--out", str(out)]
 
 
 def _env():
@@ -99,7 +120,7 @@ def users_folder(tmp):
     for name, text in (("report.md", "notes\n"), ("results.csv", "a\n"), ("results.json", "{}")):
         (mine / name).write_text(text)
     before = _hashes(mine) | {"report.md": hashlib.sha256(b"notes\n").hexdigest()}
-    run = subprocess.run(_kwtl_run(mine), env=_env(), capture_output=True, text=True)
+    run = subprocess.run(_kwtl_cli(mine), env=_env(), capture_output=True, text=True)
     after = _hashes(mine) | {"report.md": hashlib.sha256((mine / "report.md").read_bytes())
                              .hexdigest()}
     return {"exit_code": run.returncode, "stderr_lines": len(run.stderr.strip().splitlines()),
