@@ -7,17 +7,20 @@ from sklearn.base import BaseEstimator, clone
 from sklearn.utils.validation import check_is_fitted, check_memory
 
 from ._oracle import Oracle
+from ._preflight import FEW_SHOT_CONSTRAINTS, check_before_training
 from .datasets import PatchSet
 from .metrics import mean_iou
 from .utils import check_images, check_masks, derive_seed
 from .utils._fingerprint import model_fingerprint
+from .utils._image import _as_list
 
 __all__ = ["FewShotSegmentation"]
 
 
 def _as_object_array(X, name):
-    if isinstance(X, np.ndarray) and X.dtype != object and X.ndim < 3:
-        raise ValueError(f"{name} must be a list of 2-D images or a stack (n, H, W)")
+    if X is None or isinstance(X, (str, bytes, numbers.Number)) or \
+            (isinstance(X, np.ndarray) and X.dtype != object):
+        X = _as_list(X, name)  # the shared errors for a single image, a string, None ...
     items = list(X)
     out = np.empty(len(items), dtype=object)
     for i, item in enumerate(items):  # element-wise: never converts (or reads) the items
@@ -158,6 +161,7 @@ class FewShotSegmentation(BaseEstimator):
 
     __metadata_request__fit = {"sample_domain": True}
     __metadata_request__score = {"sample_domain": True}
+    _parameter_constraints = FEW_SHOT_CONSTRAINTS  # checked in fit (kwtl._preflight)
 
     def __init__(self, segmenter=None, pseudo_labeler="default", selector=None, n_shots=1,
                  patches_per_shot="auto", pl_epochs=100, pl_batch_size=128, finetune_epochs=20,
@@ -329,7 +333,8 @@ class FewShotSegmentation(BaseEstimator):
         -------
         self
         """
-        roles = self._roles(X, y, sample_domain)
+        # every check that can run before Reptile/PLFT (parameters, images, masks, budget)
+        roles = check_before_training(self, X, y, sample_domain, unlabelled)
         segmenter, pseudo_labeler, selector = self._components()
         candidates, oracle = self._candidates(roles, segmenter)
         selector.budget(candidates, self.n_shots, self.patches_per_shot)  # fail before training

@@ -1,8 +1,10 @@
 """The ``kwtl`` command line: ``kwtl run`` runs the main job."""
 import argparse
+import json
 import os
 import sys
 import time
+import warnings
 from pathlib import Path
 
 from . import __version__
@@ -47,7 +49,14 @@ def _parser():
                           "'none' draws seeded random splits")
     run.add_argument("--device", default="cpu", help="torch device: cpu or cuda (default cpu)")
     run.add_argument("--out", default="kwtl_output", metavar="DIR",
-                     help="output folder; rerunning with the same folder resumes (default kwtl_output)")
+                     help="output folder (default kwtl_output); a folder kwtl made is resumed, "
+                          "a non-empty folder kwtl did not make is refused")
+    mode = run.add_mutually_exclusive_group()
+    mode.add_argument("--resume", action="store_true",
+                      help="require --out to hold a kwtl run and continue it")
+    mode.add_argument("--force", action="store_true",
+                      help="write into a non-empty --out that kwtl did not make (files named "
+                           "like kwtl's outputs, e.g. report.md, are replaced)")
     run.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     run.add_argument("--n-jobs", type=int, default=1, metavar="N",
                      help="parallel jobs (joblib; default 1)")
@@ -78,6 +87,9 @@ def _run(args):
         if overrides["min_foreground"] is not None and overrides["min_foreground"] < 0:
             raise ValueError("--min-foreground must be non-negative")
     splits = _splits_file(args.splits, args.data)
+    if args.data is not None and not os.path.isdir(args.data):
+        raise FileNotFoundError(f"--data {args.data}: data folder not found")
+    prepare_output_dir(args.out, force=args.force, resume=args.resume)
     started = time.perf_counter()
     experiment = run_experiment(
         args.out, profile=profile, data=args.data, n_jobs=args.n_jobs,
@@ -123,6 +135,74 @@ def _tune_process():
             os.environ.setdefault(key, value)
 
 
+#: File that marks a folder as made by ``kwtl run`` (``experiment.json`` counts too).
+OUTPUT_MARKER = ".kwtl-output"
+
+
+class OutputFolderError(ValueError):
+    """``--out`` cannot be used without risking a user's files."""
+
+
+def prepare_output_dir(out, force=False, resume=False):
+    """Apply the output-folder policy of ``kwtl run`` and claim the folder.
+
+    * a missing folder is created (with its parents);
+    * an empty folder, or one kwtl made (it holds :data:`OUTPUT_MARKER` or
+      ``experiment.json``), is used; a kwtl run in it is resumed;
+    * a non-empty folder that kwtl did not make is refused, unless ``force``;
+    * ``resume`` requires a folder that kwtl made;
+    * a path that is a file, or a place where the folder or its marker cannot be written,
+      is refused.
+
+    Nothing is written unless the folder is accepted; then the marker is written.
+
+    Returns
+    -------
+    path : Path
+
+    Raises
+    ------
+    OutputFolderError
+        With a one-line message naming the folder and the problem.
+    """
+    path = Path(out)
+    marker = path / OUTPUT_MARKER
+    if path.exists() and not path.is_dir():
+        raise OutputFolderError(f"--out {path} is a file, not a folder")
+    if path.is_dir():
+        try:
+            entries = sorted(p.name for p in path.iterdir())
+        except OSError as exc:
+            raise OutputFolderError(f"--out {path}: cannot read the folder ({exc.strerror})") from None
+        ours = OUTPUT_MARKER in entries or "experiment.json" in entries
+        if resume and not ours:
+            raise OutputFolderError(f"--resume: {path} holds no kwtl run to resume")
+        if entries and not ours and not force:
+            shown = ", ".join(entries[:3]) + (f" and {len(entries) - 3} more" if len(entries) > 3 else "")
+            raise OutputFolderError(
+                f"--out {path} is not empty and was not made by kwtl (it holds {shown}); "
+                "choose another --out, or pass --force to write kwtl's files into it")
+    elif resume:
+        raise OutputFolderError(f"--resume: {path} does not exist, there is nothing to resume")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        if not marker.exists():
+            from . import __version__
+
+            marker.write_text(json.dumps({"made_by": "kwtl run", "kwtl_version": __version__})
+                              + "\n")
+        elif not os.access(path, os.W_OK):
+            raise PermissionError(13, "Permission denied")
+    except OSError as exc:
+        raise OutputFolderError(
+            f"--out {path}: cannot write there ({exc.strerror or type(exc).__name__})") from None
+    return path
+
+
+def _one_line_warning(message, category, filename, lineno, line=None):
+    return f"kwtl: warning: {message}\n"
+
+
 def main(argv=None):
     """Entry point of the ``kwtl`` console script."""
     parser = _parser()
@@ -131,15 +211,22 @@ def main(argv=None):
         parser.print_help()
         return 2
     _tune_process()
-    try:
+    formatwarning, warnings.formatwarning = warnings.formatwarning, _one_line_warning
+    try:  # the command line reports warnings in single lines
         return _run(args)
-    except (ValueError, FileNotFoundError, KeyError) as err:
+    except (ValueError, KeyError) as err:
         print(f"kwtl: error: {err}", file=sys.stderr)
+        return 2
+    except OSError as err:  # missing data, unwritable output, full disk ...
+        where = f" {err.filename}" if getattr(err, "filename", None) else ""
+        print(f"kwtl: error:{where} {err.strerror or err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("kwtl: interrupted; finished results are kept; rerun the same command to resume",
               file=sys.stderr)
         return 130
+    finally:
+        warnings.formatwarning = formatwarning
 
 
 if __name__ == "__main__":  # pragma: no cover

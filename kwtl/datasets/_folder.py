@@ -3,9 +3,9 @@
 A dataset folder holds ``images/`` and ``masks/`` with one mask per image, paired by file stem
 (``images/a.tif`` pairs with ``masks/a.png``). PNG files are decoded with Pillow and TIFF files
 with tifffile; the raw pixel array is then converted with
-:func:`kwtl.utils.as_uint8_image` (RGB to ITU-R 601 luma, 16-bit rescaled by ``255 / max``)
-and :func:`kwtl.utils.as_mask` (any non-zero value is foreground), never through Pillow's
-lossy mode conversions.
+the rules of :func:`kwtl.utils.check_images` (RGB to ITU-R 601 luma, 16-bit
+percentile-normalised) and :func:`kwtl.utils.check_masks` (binary, 0/255 or instance labels;
+probabilities and negative values refused), never through Pillow's lossy mode conversions.
 """
 from pathlib import Path
 
@@ -115,8 +115,8 @@ def read_image(path):
     """Read one PNG or TIFF image as a 2-D 8-bit grey image.
 
     RGB(A) and palette images are converted to grey by ITU-R 601 luma (alpha ignored);
-    16-bit (or wider) images whose maximum exceeds 255 are rescaled linearly by
-    ``255 / max`` (see :func:`kwtl.utils.as_uint8_image`).
+    16-bit (or wider) images with values above 255 are normalised by percentiles (the
+    intensity policy of :func:`kwtl.utils.check_images`).
 
     Parameters
     ----------
@@ -216,11 +216,21 @@ def _list_image_files(folder, what):
     return by_stem
 
 
-def load_folder(path, images_dir="images", masks_dir="masks"):
+def _strip_suffix(files, suffix):
+    """Mask files keyed by their image's stem (``a_masks.tif`` -> ``a``)."""
+    out = {}
+    for stem, file in files.items():
+        if stem.endswith(suffix) and len(stem) > len(suffix):
+            out[stem[: -len(suffix)]] = file
+    return out
+
+
+def load_folder(path, images_dir="images", masks_dir="masks", mask_suffix=None):
     """Load a dataset folder of images and their masks.
 
-    Images and masks are paired by file stem (``images/a.tif`` pairs with ``masks/a.png``)
-    and returned in sorted image file-name order, the order in which the authors' split
+    Images and masks are paired by file stem (``images/a.tif`` pairs with ``masks/a.png``;
+    with a ``mask_suffix`` such as ``"_masks"``, ``a.tif`` pairs with ``a_masks.tif``, the
+    Cellpose convention) and returned in sorted image file-name order, the order in which the authors' split
     indices (``reference/splits.json``) number the images. Files with other extensions and
     hidden files are ignored.
 
@@ -231,7 +241,13 @@ def load_folder(path, images_dir="images", masks_dir="masks"):
     images_dir : str or None, default="images"
         Sub-folder of ``path`` holding the images; ``None`` reads the images from ``path``.
     masks_dir : str or None, default="masks"
-        Sub-folder of ``path`` holding the masks; ``None`` loads the images only.
+        Sub-folder of ``path`` holding the masks; ``None`` loads the images only. It may be
+        the images' folder (e.g. ``masks_dir="."`` with ``images_dir=None``): then files
+        whose stem ends with ``mask_suffix`` are masks, never images.
+    mask_suffix : str or None, default=None
+        Stem suffix that marks mask files (``"_masks"``: ``a_masks.tif`` is the mask of
+        ``a.tif``). None means ``""`` for separate folders and ``"_masks"`` when images and
+        masks share one folder (a file is never paired with itself).
 
     Returns
     -------
@@ -272,6 +288,17 @@ def load_folder(path, images_dir="images", masks_dir="masks"):
         raise FileNotFoundError(f"dataset folder not found: {root}")
     image_folder = root / images_dir if images_dir is not None else root
     image_files = _list_image_files(image_folder, "images")
+    same_folder = masks_dir is not None and (root / masks_dir).resolve() == image_folder.resolve()
+    if mask_suffix is None:
+        mask_suffix = "_masks" if same_folder else ""
+    if not isinstance(mask_suffix, str):
+        raise TypeError(f"mask_suffix must be a str or None, got {mask_suffix!r}")
+    if same_folder and not mask_suffix:
+        raise ValueError(
+            f"images and masks are both read from {image_folder}: give a mask_suffix "
+            "(e.g. '_masks') so that no file is paired with itself")
+    if same_folder:
+        image_files = {s: f for s, f in image_files.items() if not s.endswith(mask_suffix)}
     if not image_files:
         raise ValueError(
             f"no images ({', '.join(IMAGE_EXTENSIONS)}) found in {image_folder}"
@@ -286,6 +313,8 @@ def load_folder(path, images_dir="images", masks_dir="masks"):
                 "images only)"
             )
         mask_files = _list_image_files(mask_folder, "masks")
+        if mask_suffix:
+            mask_files = _strip_suffix(mask_files, mask_suffix)
         no_mask = [f.name for s, f in image_files.items() if s not in mask_files]
         no_image = [f.name for s, f in mask_files.items() if s not in image_files]
         if no_mask or no_image:
@@ -344,10 +373,11 @@ def load_benchmark(root, names=None):
         :func:`load_folder`.
     names : str or list of str, default=None
         Datasets to load, in this order: benchmark names (keys of :data:`BENCHMARK_FOLDERS`,
-        case-insensitive) or folder names under ``root``. ``None`` loads every benchmark of
-        :data:`BENCHMARK_FOLDERS` whose folder exists, in that order. A dataset given by its
-        benchmark folder is reported under its benchmark name (``"B39"``); any other folder
-        under its folder name.
+        case-insensitive) or folder names under ``root``. ``None`` loads every dataset
+        folder of ``root`` (a folder with ``images/`` and ``masks/``): the benchmark folders
+        of :data:`BENCHMARK_FOLDERS` first, in that order, then the others sorted by name
+        (hidden folders are skipped). A dataset given by its benchmark folder is reported
+        under its benchmark name (``"B39"``); any other folder under its folder name.
 
     Returns
     -------
@@ -363,8 +393,8 @@ def load_benchmark(root, names=None):
     Raises
     ------
     FileNotFoundError
-        If ``root`` or a requested dataset folder does not exist, or ``names=None`` and no
-        benchmark folder exists.
+        If ``root`` or a requested dataset folder does not exist, or ``names=None`` and
+        ``root`` holds no dataset folder.
     ValueError
         If a name is unknown or repeated, or a folder is invalid (see :func:`load_folder`).
 
@@ -380,10 +410,14 @@ def load_benchmark(root, names=None):
         raise FileNotFoundError(f"benchmark data folder not found: {root}")
     if names is None:
         selected = [(b, f) for b, f in BENCHMARK_FOLDERS.items() if (root / f).is_dir()]
+        known = {f for _, f in selected}
+        selected += [(d.name, d.name) for d in sorted(root.iterdir(), key=lambda d: d.name)
+                     if d.name not in known and not d.name.startswith(".")
+                     and (d / "images").is_dir() and (d / "masks").is_dir()]
         if not selected:
             raise FileNotFoundError(
-                f"none of the benchmark folders {list(BENCHMARK_FOLDERS.values())} "
-                f"exists in {root}"
+                f"no dataset folder (a folder with images/ and masks/) in {root}; the "
+                f"benchmark folders are {list(BENCHMARK_FOLDERS.values())}"
             )
     else:
         if isinstance(names, str):

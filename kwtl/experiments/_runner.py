@@ -13,6 +13,7 @@ import os
 import platform
 import re
 import time
+import warnings
 from pathlib import Path
 
 import joblib
@@ -114,8 +115,8 @@ class Experiment:
         return self.out_dir / "results" / f"{safe}__{selector}__{shots}shot__r{repeat}.json"
 
     def pending(self):
-        """Jobs whose result file does not exist yet."""
-        return [job for job in self.jobs if not self.result_path(job).exists()]
+        """Jobs without a readable result file (a damaged one is recomputed)."""
+        return [job for job in self.jobs if _read_record(self.result_path(job)) is None]
 
     def identity(self):
         """What must match for results in ``out_dir`` to be reused (not the job list)."""
@@ -147,6 +148,7 @@ class Experiment:
         """Run every pending job; finished results are kept (resume). Returns the records."""
         self._claim_out_dir()
         todo = self.pending()
+        self._check_budgets(todo)
         # Stage 1: pre-training and PLFT once per (target, repeat), so parallel jobs only
         # load them from the cache.
         splits = sorted({(t, r) for t, r, _, _ in todo})
@@ -162,14 +164,25 @@ class Experiment:
             pass
         return self.records()
 
+    def _check_budgets(self, todo):
+        """Fail before any training if a job's budget exceeds its pool (or an input is bad)."""
+        from .._preflight import check_before_training
+
+        largest = {}
+        for target, _, selector, shots in todo:
+            unit = getattr(_make_selector(selector), "unit", "patch")
+            key = (target, unit)
+            if shots > largest.get(key, (0, None))[0]:
+                largest[key] = (shots, selector)
+        for (target, _), (shots, selector) in largest.items():
+            X, y, d, train, _ = self.split(target, 0)
+            check_before_training(self.estimator(target, selector, shots), X[train], y[train],
+                                  d[train])
+
     def records(self):
         """The finished results, in job order."""
-        out = []
-        for job in self.jobs:
-            path = self.result_path(job)
-            if path.exists():
-                out.append(json.loads(path.read_text()))
-        return out
+        records = (_read_record(self.result_path(job), warn=False) for job in self.jobs)
+        return [r for r in records if r is not None]
 
     # -------------------------------------------------------------- per-split pieces
     def split(self, target, repeat):
@@ -235,6 +248,23 @@ class Experiment:
                 "shots": [int(k) for k in self.profile["shots"]],
                 "repeats": int(self.profile["repeats"]), "seed": self.random_state,
                 "device": self.device, "machine": _machine()}
+
+
+def _read_record(path, warn=True):
+    """A finished job's record, or None when missing or damaged (one warning line)."""
+    try:
+        record = json.loads(Path(path).read_text())
+        if isinstance(record, dict) and "miou" in record:
+            return record
+        problem = "not a result record"
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError) as exc:
+        problem = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+    if warn:
+        warnings.warn(f"damaged result file {path} ({problem}); the job runs again",
+                      RuntimeWarning, stacklevel=3)
+    return None
 
 
 def _machine():

@@ -9,6 +9,12 @@ __all__ = ["weighted_bce_with_logits", "WeightedBCEWithLogitsLoss"]
 def foreground_weights(target):
     """Per-sample positive weight ``N_bg / N_fg`` (1 where a sample has no foreground).
 
+    A sample that is all foreground gets weight ``0 / N_fg = 0`` (the authors' formula), so
+    it contributes exactly 0 to the loss: training masks that are all foreground teach
+    nothing. kwtl's mask policy therefore refuses such training masks
+    (:func:`kwtl.utils.check_training_masks`) and warns when no training patch has both
+    classes; the weight itself is kept as the paper's.
+
     Parameters
     ----------
     target : torch.Tensor of shape (B, ...)

@@ -1,8 +1,13 @@
 """FCRNSegmenter: the paper's FCRN as a scikit-learn/skorch estimator on images."""
 import contextlib
+import copy
+import numbers
+import os
+import warnings
 
 import numpy as np
 import torch
+from sklearn.base import clone
 from skorch import NeuralNet
 from skorch.dataset import unpack_data
 from skorch.utils import is_dataset, to_device
@@ -10,9 +15,13 @@ from torch.utils.data import Dataset
 
 from ..datasets import PatchSet
 from ..metrics import mean_iou
-from ..utils import check_images, check_masks, derive_seed, normalize_uint8
+from ..utils import (check_images, check_masks, check_training_masks, derive_seed,
+                     normalize_uint8, validate_params)
+from ..utils._image import patch_foreground_counts
+from ..utils._validation import Interval, Options, Pair
 from ._fcrn import FCRN, enable_mc_dropout, switch_to_affine
 from ._fold import FoldedModuleCache
+from ._io import check_state_dict, read_weights, save_weights
 from ._inference import (forward_patches, mc_dropout_mean_proba, pooled_batchnorm_statistics,
                          predict_logit_maps)
 from ._loss import WeightedBCEWithLogitsLoss
@@ -169,6 +178,32 @@ class FCRNSegmenter(NeuralNet):
     True
     """
 
+    # --- parameter validation (kwtl.utils.validate_params), checked before any training
+    _positive_int = Interval(numbers.Integral, 1, None, closed="left")
+    _parameter_constraints = {
+        "lr": [Interval(numbers.Real, 0, None, closed="neither")],
+        "weight_decay": [Interval(numbers.Real, 0, None, closed="left")],
+        "max_epochs": [Interval(numbers.Integral, 0, None, closed="left")],
+        "batch_size": [_positive_int],
+        "shuffle": ["boolean"],
+        "patch_size": [Interval(numbers.Integral, 8, None, closed="left")],
+        "stride": [_positive_int, Pair(_positive_int)],
+        "bn_mode": [Options(("batch", "running"))],
+        "precision": [Options(("auto", "fp32", "bf16"))],
+        "micro_batch_size": [None, _positive_int],
+        "inference_batch_size": [_positive_int],
+        "max_pixels": [Interval(numbers.Integral, 64, None, closed="left")],
+        "threshold": [Interval(numbers.Real, 0, 1, closed="neither")],
+        "meta_iterations": [Interval(numbers.Integral, 0, None, closed="left")],
+        "meta_shots": [_positive_int],
+        "inner_steps": [_positive_int],
+        "inner_lr": [Interval(numbers.Real, 0, None, closed="neither")],
+        "meta_step": [Interval(numbers.Real, 0, None, closed="left")],
+        "meta_stride": [None, _positive_int, Pair(_positive_int), dict],
+        "random_state": [None, numbers.Integral, np.random.RandomState],
+    }
+    # ---
+
     def __init__(
         self,
         module=FCRN,
@@ -229,6 +264,9 @@ class FCRNSegmenter(NeuralNet):
 
     # ------------------------------------------------------------------ set-up
     def _check_params(self):
+        validate_params(type(self).__name__, {k: getattr(self, k, None) for k in
+                                              self._parameter_constraints},
+                        self._parameter_constraints)
         if int(self.patch_size) < 8 or int(self.patch_size) % 8:
             raise ValueError(f"patch_size must be a positive multiple of 8, got {self.patch_size}")
         if self.bn_mode not in ("batch", "running"):
@@ -292,9 +330,13 @@ class FCRNSegmenter(NeuralNet):
                 raise ValueError("X and y PatchSets have different patch coordinates")
             if len(X) == 0:
                 raise ValueError("X contains no patches")
+            if y is not None:
+                _warn_if_one_class(y)
             return X, y
-        images = check_images(X)
+        images = check_images(X, min_size=8)
         masks = None if y is None else check_masks(y, images)
+        if masks is not None:
+            check_training_masks(masks)
         patches = PatchSet.from_images(images, self.patch_size, self.stride)
         return patches, (None if masks is None else patches.with_arrays(masks))
 
@@ -374,8 +416,9 @@ class FCRNSegmenter(NeuralNet):
         self
         """
         self._check_params()
-        images = check_images(X)
+        images = check_images(X, min_size=8)
         masks = check_masks(y, images)
+        check_training_masks(masks)
         groups = np.asarray(groups)
         if groups.shape != (len(images),):
             raise ValueError(f"groups must have one entry per image ({len(images)}), got shape {groups.shape}")
@@ -554,7 +597,7 @@ class FCRNSegmenter(NeuralNet):
         """
         self.check_is_fitted()
         self._check_params()
-        images = check_images(X)
+        images = check_images(X, min_size=8)
         logits = predict_logit_maps(self.module_, images, bn_mode=self.bn_mode,
                                     device=self.device, dtype=self._amp_dtype,
                                     channels_last=self._channels_last,
@@ -570,18 +613,62 @@ class FCRNSegmenter(NeuralNet):
         return mean_iou(y, self.predict(X))
 
     # ------------------------------------------------------------------ persistence
+    def save_params(self, f_params=None, *args, **kwargs):
+        """skorch's ``save_params``; ``f_params`` given as a path is written by
+        :func:`kwtl.models.save_weights`: weights-only tensors plus a JSON sidecar
+        (``f_params + ".json"``) with the kwtl version, architecture, parameters and sha256
+        checksums, both written atomically."""
+        if isinstance(f_params, (str, os.PathLike)):
+            self.check_is_fitted()
+            params = {k: v for k, v in self.get_params(deep=False).items()
+                      if not k.startswith("callbacks")}
+            save_weights(self.module_, f_params, parameters=params)
+            f_params = None
+        return super().save_params(f_params, *args, **kwargs)
+
     def load_params(self, f_params=None, *args, **kwargs):
-        """skorch's ``load_params``; a state dict with affine BatchNorm (e.g. a PLFT
-        checkpoint) first switches this segmenter's BatchNorm to affine."""
-        if f_params is not None:
+        """skorch's ``load_params``, verified: ``f_params`` is read without running code
+        (tensors only), checked against its sidecar (size, sha256) when there is one, and
+        against the network (keys and shapes, e.g. ``width``); only then copied in. A file
+        that fails any check raises :class:`~kwtl.models.ModelFileError` naming the file and
+        the problem, and the segmenter is left untouched. A state dict with affine
+        BatchNorm (e.g. a PLFT checkpoint) first switches this segmenter's BatchNorm to
+        affine. Plain state dicts without a sidecar (the authors' weights) load too."""
+        if f_params is not None and kwargs.get("checkpoint") is None:
+            state, _ = read_weights(f_params)
+            name = (getattr(f_params, "name", "the file object") if hasattr(f_params, "read")
+                    else str(f_params))
+            trial = self if self.initialized_ else clone(self).initialize()
+            module = copy.deepcopy(trial.module_)
+            affine_ckpt = any(k.startswith("conv") and k.endswith(".1.weight") for k in state)
+            if affine_ckpt and not _is_affine(module):
+                switch_to_affine(module)
+            check_state_dict(module, state, name)
+            module.load_state_dict(state)  # dry run on the copy: must not fail below
             if not self.initialized_:
                 self.initialize()
-            state = torch.load(f_params, map_location=self.device, weights_only=True)
-            affine_ckpt = any(k.endswith("1.weight") and k.startswith("conv") for k in state)
-            affine_now = any(getattr(m, "affine", False) for m in self.module_.modules()
-                             if isinstance(m, torch.nn.BatchNorm2d))
-            if affine_ckpt and not affine_now:
+            if affine_ckpt and not _is_affine(self.module_):
                 switch_to_affine(self.module_)
                 self.initialize_optimizer()
+            self.module_.load_state_dict(state)
+            f_params = None
         return super().load_params(f_params, *args, **kwargs)
+
+
+def _is_affine(module):
+    return any(getattr(m, "affine", False) for m in module.modules()
+               if isinstance(m, torch.nn.BatchNorm2d))
+
+
+def _warn_if_one_class(mask_patches):
+    """Warn (not fail) when no training patch has both classes: legitimately possible for a
+    selected support set, but then the model learns only one class from it."""
+    counts = patch_foreground_counts(mask_patches)
+    area = mask_patches.patch_size[0] * mask_patches.patch_size[1]
+    if len(counts) and not np.any((counts > 0) & (counts < area)):
+        n_empty = int(np.sum(counts == 0))
+        warnings.warn(
+            f"none of the {len(counts)} training patches has both foreground and background "
+            f"({n_empty} all background, {len(counts) - n_empty} all foreground): the weighted "
+            "BCE learns only background from them", UserWarning, stacklevel=4)
 

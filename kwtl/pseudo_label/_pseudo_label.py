@@ -35,7 +35,7 @@ _POLARITIES = ("dark", "bright", "auto")
 #: * ssTEM: equalise, ``x_eq <= 140``, no dilation (the released code skips it).
 #: * B39: ``x_eq > 0`` (bright foreground), i.e. ``x_eq >= 1``.  The authors read the 16-bit
 #:   images with OpenCV, which keeps the high byte (``v // 256``), so most background became 0.
-#:   kwtl's loaders rescale 16-bit images by ``255 / max`` instead, and on 8-bit images this rule
+#:   kwtl normalises 16-bit images by percentiles instead, and on 8-bit images this rule
 #:   labels every pixel above the darkest level: prefer ``method="otsu"`` there.
 #: * B5: the released code path crashes (undefined threshold) and then overwrites the PL with
 #:   zeros, so there is no authors' rule to reproduce.  kwtl uses Otsu's threshold with bright
@@ -225,7 +225,7 @@ class PseudoLabeler(TransformerMixin, BaseEstimator):
     """Binary pseudo-labels from classical image processing (paper §3.2).
 
     Each image is converted to 2-D ``uint8`` grey (:func:`kwtl.utils.check_images`: RGB by
-    ITU-R 601 luma, 16-bit rescaled by ``255 / max``), labelled independently, then optionally
+    ITU-R 601 luma, 16-bit percentile-normalised), labelled independently, then optionally
     dilated.  The transformer is stateless: :meth:`fit` only validates the parameters and the
     images, and :meth:`transform` may be called without it.
 

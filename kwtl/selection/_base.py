@@ -137,8 +137,9 @@ class BaseSelector(abc.ABC, BaseEstimator):
     * a list (or object array) of 2-D images: converted with
       :func:`~kwtl.utils.check_images` and cut into the segmenter's grid,
       ``PatchSet.from_images(images, estimator.patch_size, estimator.stride)``;
-    * a uint8 ndarray ``(n, h, w)``: a stack of patches, each one candidate scored whole (to
-      cut a stack of *images* into patches, pass ``list(stack)``).
+    * an ndarray stack ``(n, H, W)``: n images, like everywhere in kwtl (converted with
+      :func:`~kwtl.utils.check_images` and cut into the segmenter's grid like a list); to
+      score a stack of ready-made patches whole, pass ``PatchSet.from_stack(stack)``.
 
     Patch height and width must be divisible by 8 (the network's three poolings).
 
@@ -196,7 +197,7 @@ class BaseSelector(abc.ABC, BaseEstimator):
 
         Parameters
         ----------
-        X : PatchSet, list of 2-D images, or uint8 ndarray of shape (n, h, w)
+        X : PatchSet, list of 2-D images, or ndarray stack of images (n, H, W)
             The unlabelled pool (see the class notes).
         estimator : SelectionModel
             A fitted (or at least initialised) segmenter, e.g. an
@@ -222,7 +223,7 @@ class BaseSelector(abc.ABC, BaseEstimator):
 
         Parameters
         ----------
-        X : PatchSet, list of 2-D images, or uint8 ndarray of shape (n, h, w)
+        X : PatchSet, list of 2-D images, or ndarray stack of images (n, H, W)
             The unlabelled pool (see the class notes).
         n : int
             Number of candidates to select, ``1 <= n <= n_candidates``.
@@ -331,7 +332,7 @@ class BaseSelector(abc.ABC, BaseEstimator):
 
         Parameters
         ----------
-        X : PatchSet, list of 2-D images, or uint8 ndarray of shape (n, h, w)
+        X : PatchSet, list of 2-D images, or ndarray stack of images (n, H, W)
             The unlabelled pool (see the class notes).
         estimator : SelectionModel
             The (PLFT) model the scores are computed with.
@@ -406,10 +407,11 @@ class BaseSelector(abc.ABC, BaseEstimator):
     def _check_estimator(self, estimator, X):
         required = tuple(self.required_methods)
         if not required:
-            if estimator is None and not isinstance(X, (PatchSet, np.ndarray)):
+            if estimator is None and not isinstance(X, PatchSet):
                 raise ValueError(
                     "an estimator (for its patch_size and stride) is needed to cut images "
-                    "into candidate patches; pass the segmenter, a PatchSet or a patch stack"
+                    "into candidate patches; pass the segmenter, or a PatchSet (e.g. "
+                    "PatchSet.from_stack(patches) for ready-made patches)"
                 )
             return estimator
         missing = [m for m in required if not callable(getattr(estimator, m, None))]
@@ -428,14 +430,6 @@ class BaseSelector(abc.ABC, BaseEstimator):
     def _make_pool(self, X, estimator):
         if isinstance(X, PatchSet):
             pool = X
-        elif isinstance(X, np.ndarray) and X.dtype != object and X.ndim == 3:
-            if X.dtype != np.uint8:
-                raise ValueError(
-                    f"a 3-D array is read as a stack of uint8 patches (n, h, w), got dtype "
-                    f"{X.dtype}; convert it to uint8 or pass a list of images to be cut into "
-                    "patches"
-                )
-            pool = PatchSet.from_stack(X)
         else:
             images = check_images(X)
             if estimator is None:
@@ -524,7 +518,7 @@ class PixelSelector(BaseSelector):
 
         Parameters
         ----------
-        X : PatchSet, list of 2-D images, or uint8 ndarray of shape (n, h, w)
+        X : PatchSet, list of 2-D images, or ndarray stack of images (n, H, W)
             The unlabelled pool (see the class notes).
         estimator : FCRNSegmenter
             A fitted (or at least initialised) segmenter.

@@ -45,8 +45,9 @@ class RandomSelector(BaseSelector):
     Examples
     --------
     >>> import numpy as np
+    >>> from kwtl.datasets import PatchSet
     >>> from kwtl.selection import RandomSelector
-    >>> patches = np.zeros((10, 16, 16), dtype=np.uint8)
+    >>> patches = PatchSet.from_stack(np.zeros((10, 16, 16), dtype=np.uint8))
     >>> picked = RandomSelector(random_state=0).select(patches, 3, estimator=None)
     >>> len(set(picked.tolist()))
     3

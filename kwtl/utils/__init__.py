@@ -3,14 +3,24 @@
 Process-wide settings (``kwtl.utils._allocator.tune_malloc``) belong to applications (the
 ``kwtl`` command line), not to the library.
 """
-from ._image import as_mask, as_uint8_image, check_images, check_masks, normalize_uint8
+from ._cache import quiet_damaged_cache_logs
+from ._image import (PERCENTILES, as_mask, as_uint8_image, check_images, check_masks,
+                     check_training_masks, mask_classes, normalize_uint8)
 from ._random import derive_seed
+from ._validation import InvalidParameterError, validate_params
 
 __all__ = [
+    "InvalidParameterError",
+    "PERCENTILES",
     "as_mask",
     "as_uint8_image",
     "check_images",
     "check_masks",
+    "check_training_masks",
     "derive_seed",
+    "mask_classes",
     "normalize_uint8",
+    "validate_params",
 ]
+
+quiet_damaged_cache_logs()  # a damaged cache entry is recomputed with one log line

@@ -51,11 +51,13 @@ def test_read_grey_png_8bit(tmp_path):
     np.testing.assert_array_equal(out, image)
 
 
-def test_read_16bit_tiff_is_rescaled_by_max(tmp_path):
+def test_read_16bit_tiff_is_percentile_normalised(tmp_path):
     image = np.array([[0, 1000], [2000, 4000]], dtype=np.uint16)
     tifffile.imwrite(tmp_path / "a.tif", image)
     out = read_image(tmp_path / "a.tif")
-    np.testing.assert_array_equal(out, [[0, 64], [128, 255]])
+    # 1st percentile 30, 99.8th 3988 (linear interpolation of the sorted 4 values):
+    # 1000 -> 970 * 255 / 3958 = 62.5 -> 62; 2000 -> 126.9 -> 127; 4000 clipped to 255
+    np.testing.assert_array_equal(out, [[0, 62], [127, 255]])
 
 
 def test_read_16bit_tiff_below_255_is_kept(tmp_path):
@@ -64,11 +66,12 @@ def test_read_16bit_tiff_below_255_is_kept(tmp_path):
     np.testing.assert_array_equal(read_image(tmp_path / "a.tiff"), image)
 
 
-def test_read_16bit_png_is_rescaled_not_clipped(tmp_path):
+def test_read_16bit_png_is_percentile_normalised_not_clipped_at_255(tmp_path):
     image = np.array([[0, 30000], [60000, 15000]], dtype=np.uint16)
     Image.fromarray(image).save(tmp_path / "a.png")
     out = read_image(tmp_path / "a.png")
-    np.testing.assert_array_equal(out, np.rint(image * (255 / 60000)).astype(np.uint8))
+    # percentiles 450 and 59820: 30000 -> 29550 * 255 / 59370 = 126.9 -> 127
+    np.testing.assert_array_equal(out, [[0, 127], [255, 62]])
 
 
 def test_read_rgb_png_uses_luma(tmp_path):
@@ -322,7 +325,7 @@ def test_load_benchmark_requested_missing(tmp_path):
 def test_load_benchmark_missing_root(tmp_path):
     with pytest.raises(FileNotFoundError):
         load_benchmark(tmp_path / "absent")
-    with pytest.raises(FileNotFoundError, match="none of the benchmark folders"):
+    with pytest.raises(FileNotFoundError, match="no dataset folder"):
         load_benchmark(tmp_path)
 
 

@@ -121,9 +121,20 @@ class SelectorTemplate:
         with pytest.raises(ValueError, match="empty"):
             selector.score([], seg)
 
-    def test_float_stack_is_refused(self, seg):
-        with pytest.raises(ValueError, match="uint8"):
-            self.make().score(np.zeros((3, PATCH, PATCH), np.float32), seg)
+    def test_single_rgb_image_is_refused(self, seg):
+        with pytest.raises(ValueError, match="wrap it in a list"):  # one RGB image, not H images
+            self.make().score(np.zeros((2 * PATCH, 2 * PATCH, 3), np.uint8), seg)
+
+    def test_stack_is_images_cut_into_patches(self, seg, images):
+        """An (n, H, W) stack means n images everywhere in kwtl: cut into the grid, any dtype."""
+        same = [im for im in images if im.shape == images[0].shape]
+        stack = np.stack(same)
+        expected = self.make(random_state=0).score(same, seg)
+        got = self.make(random_state=0).score(stack, seg)
+        assert len(got) > len(stack)  # patches, not whole images
+        np.testing.assert_array_equal(got, expected)
+        as_float = self.make(random_state=0).score(stack.astype(np.float32), seg)
+        np.testing.assert_array_equal(as_float, expected)  # 8-bit values in float: same picture
 
     def test_unfitted_estimator(self, pool):
         unfitted = FCRNSegmenter(module__width=4, patch_size=PATCH, stride=STRIDE,
@@ -152,7 +163,7 @@ class SelectorTemplate:
 
     def test_inputs_agree(self, seg, pool, images):
         """Images, the equivalent PatchSet and the stacked patches give the same scores."""
-        stack = pool[np.arange(len(pool))]
+        stack = PatchSet.from_stack(pool[np.arange(len(pool))])
         from_pool = self.make(random_state=0).score(pool, seg)
         np.testing.assert_array_equal(self.make(random_state=0).score(images, seg), from_pool)
         np.testing.assert_array_equal(self.make(random_state=0).score(stack, seg), from_pool)
