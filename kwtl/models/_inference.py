@@ -146,7 +146,10 @@ def forward_tiled(forward, module, images, *, tile_size=DEFAULT_TILE_SIZE,
         for c in range(0, W, tile):
             r0, r1 = max(0, r - margin), min(H, r + tile + margin)
             c0, c1 = max(0, c - margin), min(W, c + tile + margin)
-            maps = forward(module, images[:, r0:r1, c0:c1], device=device, dtype=dtype,
+            region = images[:, r0:r1, c0:c1]
+            if not region.flags.writeable:  # torch.from_numpy warns on read-only arrays
+                region = region.copy()
+            maps = forward(module, region, device=device, dtype=dtype,
                            channels_last=channels_last, **kwargs)
             rr, cc = min(r + tile, h), min(c + tile, w)
             if rr > r and cc > c:
