@@ -95,11 +95,14 @@ def run_agreement(args):
         for g in args.groups:
             rows[f"dense_consistency_g{g}"] = []
         times = {k: 0.0 for k in rows}
-        n_candidates_total, n_images = 0, 0
+        n_candidates_total, n_images, used = 0, 0, set()
         for split in args.splits:
             files = pool_files(dataset, split)
-            chosen = np.linspace(0, len(files) - 1, args.images_per_split).round().astype(int)
-            for f in [files[i] for i in chosen]:
+            # distinct images across splits (the pools of different splits overlap)
+            fresh = [f for f in files if f not in used]
+            chosen = rng.choice(len(fresh), min(args.images_per_split, len(fresh)), replace=False)
+            for f in [fresh[i] for i in sorted(chosen)]:
+                used.add(f)
                 image = read_image(f)
                 full = PatchSet.from_images([image], 256, 30)
                 pick = np.sort(rng.choice(len(full), min(args.candidates_per_image, len(full)),
@@ -119,6 +122,7 @@ def run_agreement(args):
                     values, seconds = timed(fn)
                     rows[name].append(values)
                     times[name] += seconds
+                report.setdefault("images", []).append([dataset, split, f.name])
                 print(f"{dataset} split {split} {f.name}: {len(full)} candidates, "
                       f"load {load_average()}", flush=True)
                 report["datasets"][dataset] = _summary(rows, times, n_images,
