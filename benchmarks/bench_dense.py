@@ -34,7 +34,7 @@ from scipy.stats import spearmanr
 
 from kwtl.datasets import PatchSet, read_image
 from kwtl.models import FCRNSegmenter
-from kwtl.selection import ConsistencySelector, EntropySelector
+from kwtl.selection import ConsistencySelector, EntropySelector, MCDropoutSelector
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _perf_common import DEFAULT_DATA, DEFAULT_SPLITS, PeakRSS, image_files  # noqa: E402
@@ -94,6 +94,8 @@ def run_agreement(args):
         rows = {"exact_consistency": [], "exact_entropy": [], "dense_entropy": []}
         for g in args.groups:
             rows[f"dense_consistency_g{g}"] = []
+        if args.mc:
+            rows.update({"exact_mc": [], "mc_exact_seed1": [], "dense_mc": []})
         times = {k: 0.0 for k in rows}
         n_candidates_total, n_images, used = 0, 0, set()
         for split in args.splits:
@@ -118,7 +120,13 @@ def run_agreement(args):
                      lambda: EntropySelector(dense=True).score(full, seg)[pick]),
                 ] + [(f"dense_consistency_g{g}",
                       lambda g=g: ConsistencySelector(dense=True, contrast_groups=g)
-                      .score(full, seg)[pick]) for g in args.groups]:
+                      .score(full, seg)[pick]) for g in args.groups] + ([
+                    ("exact_mc", lambda: MCDropoutSelector(random_state=0).score(sample, seg)),
+                    ("mc_exact_seed1",  # Monte-Carlo noise floor: exact vs exact, other seed
+                     lambda: MCDropoutSelector(random_state=1).score(sample, seg)),
+                    ("dense_mc", lambda: MCDropoutSelector(dense=True, random_state=0)
+                     .score(full, seg)[pick]),
+                ] if args.mc else []):
                     values, seconds = timed(fn)
                     rows[name].append(values)
                     times[name] += seconds
@@ -143,9 +151,10 @@ def _summary(rows, times, n_images, n_candidates_total, splits):
         for name, values in scores.items():
             if name.startswith("exact"):
                 continue
-            exact = scores["exact_consistency" if "consistency" in name else "exact_entropy"]
-            exact_per_candidate = times["exact_consistency" if "consistency" in name
-                                        else "exact_entropy"] / n_sample
+            ref = ("exact_consistency" if "consistency" in name
+                   else "exact_mc" if "mc" in name else "exact_entropy")
+            exact = scores[ref]
+            exact_per_candidate = times[ref] / n_sample
             result["variants"][name] = {
                 "spearman_rho": float(spearmanr(exact, values)[0]),
                 "top10_overlap": top_overlap(exact, values),
@@ -186,6 +195,8 @@ def main(argv=None):
     p.add_argument("--candidates-per-image", type=int, default=40)
     p.add_argument("--groups", nargs="+", type=int, default=[1, 4],
                    help="contrast_groups of dense consistency (pool mode: the first)")
+    p.add_argument("--mc", action="store_true",
+                   help="also MC dropout (10 passes): exact, exact with another seed, dense")
     p.add_argument("--max-images", type=int, default=None, help="pool mode: cap the images")
     p.add_argument("--device", default="cpu")
     p.add_argument("--precision", default="auto")

@@ -52,7 +52,8 @@ class ConsistencySelector(DenseScoringMixin, BaseSelector):
         (Pillow leaves the border of a patch unsmoothed), and auto-contrast — a stretch of
         each patch's own grey range ``[lo, hi]`` — is applied to the whole image with the
         range of the candidate's group (below). A callable augmentation is applied to the
-        whole image: exact if it is pointwise.
+        whole image: exact if it is pointwise. :meth:`pixel_scores` always returns the exact
+        per-patch maps.
     contrast_groups : int, default=4
         Dense mode only. The candidates of an image are grouped by their grey range
         ``(lo, hi)`` (k-means on the distinct ranges, weighted by their counts) into at most

@@ -58,7 +58,7 @@ class EntropySelector(DenseScoringMixin, BaseSelector):
         one entropy map per image (:meth:`~kwtl.models.FCRNSegmenter.image_logits`), each
         candidate's score read off by box sums (see :mod:`kwtl.selection._dense`).
         ``"auto"``: dense when the candidates overlap (cover each pixel at least twice on
-        average).
+        average). :meth:`pixel_scores` always returns the exact per-patch maps.
     unit : {"patch", "image"}, default="patch"
     reduction : {"mean", "sum", "max"} or callable, default="mean"
     batch_size : int or None, default=None
@@ -121,6 +121,7 @@ class MCDropoutSelector(DenseScoringMixin, BaseSelector):
         than per patch, so candidates of one image share their Monte-Carlo draws (their
         ranking within the image is not perturbed by independent noise). ``"auto"``: dense
         when the candidates overlap (cover each pixel at least twice on average).
+        :meth:`pixel_scores` always returns the exact per-patch maps.
     unit : {"patch", "image"}, default="patch"
     reduction : {"mean", "sum", "max"} or callable, default="mean"
     batch_size : int or None, default=None
