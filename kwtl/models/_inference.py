@@ -18,10 +18,16 @@ from torch import nn
 from ..utils import normalize_uint8
 from ._fold import fold_batchnorm
 
-__all__ = ["predict_logit_maps", "forward_patches", "mc_dropout_mean_proba",
+__all__ = ["predict_logit_maps", "forward_patches", "forward_tiled", "mc_dropout_mean_proba",
            "pooled_batchnorm_statistics"]
 
 _MULTIPLE = 8  # three 2x2 max-pools
+#: Tile overlap of :func:`forward_tiled`: FCRN's receptive field reaches 23 pixels from an
+#: output pixel (three 3x3 convolutions at strides 1, 2, 4, one at stride 8, the last 3x3
+#: convolution at stride 1; the transposed 2x2 convolutions add nothing), rounded up to a
+#: multiple of 8 so that every tile starts on the max-pool grid of the whole image.
+DEFAULT_TILE_MARGIN = 32
+DEFAULT_TILE_SIZE = 512
 
 
 class _StopForward(Exception):
@@ -89,6 +95,66 @@ def forward_patches(module, patches, *, device="cpu", dtype=None, channels_last=
     with torch.no_grad(), _autocast(device, dtype):
         out = module(x)
     return out.float()[:, 0]
+
+
+def forward_tiled(forward, module, images, *, tile_size=DEFAULT_TILE_SIZE,
+                  margin=DEFAULT_TILE_MARGIN, device="cpu", dtype=None, channels_last=False,
+                  **kwargs):
+    """Whole-image maps of a patch-wise ``forward``, tile by tile with overlapping margins.
+
+    The images are padded (reflect) at the bottom/right to a multiple of 8 and cut into
+    tiles of ``tile_size`` x ``tile_size`` output pixels; each tile is computed from its input
+    region grown by ``margin`` pixels on every side (clipped at the image border) and only
+    its core is kept. Tiles start at multiples of 8, so the max-pool grid is the whole
+    image's; with ``margin`` at least the network's receptive-field radius the result equals
+    one forward pass over the whole padded image (up to floating-point rounding), while memory
+    is bounded by the tile size whatever the image size.
+
+    Parameters
+    ----------
+    forward : callable
+        ``forward(module, batch_uint8 (k, h, w), device=, dtype=, channels_last=, **kwargs)``
+        -> tensor (k, h, w), e.g. :func:`forward_patches` or :func:`mc_dropout_mean_proba`.
+    module : torch.nn.Module
+    images : ndarray of shape (k, H, W), dtype uint8
+        Same-shape images, computed together (one batch of k per tile).
+    tile_size : int, default=512
+        Output pixels per tile side (rounded up to a multiple of 8).
+    margin : int, default=32
+        Overlap on each side (rounded up to a multiple of 8).
+    device, dtype, channels_last, **kwargs
+        Passed to ``forward``.
+
+    Returns
+    -------
+    maps : torch.Tensor of shape (k, H, W), float32, on ``device``
+    """
+    images = np.asarray(images)
+    if images.ndim != 3 or images.dtype != np.uint8:
+        raise ValueError(f"images must be a uint8 array (k, H, W), got {images.dtype} "
+                         f"{images.shape}")
+    k, h, w = images.shape
+    tile = max(_MULTIPLE, -(-int(tile_size) // _MULTIPLE) * _MULTIPLE)
+    margin = max(0, -(-int(margin) // _MULTIPLE) * _MULTIPLE)
+    ph, pw = _pad_amounts((h, w))
+    if ph or pw:
+        mode = "reflect" if min(h, w) > max(ph, pw) else "edge"
+        images = np.pad(images, ((0, 0), (0, ph), (0, pw)), mode=mode)
+    H, W = h + ph, w + pw
+    out = torch.empty((k, h, w), dtype=torch.float32, device=device)
+    for r in range(0, H, tile):
+        for c in range(0, W, tile):
+            r0, r1 = max(0, r - margin), min(H, r + tile + margin)
+            c0, c1 = max(0, c - margin), min(W, c + tile + margin)
+            region = images[:, r0:r1, c0:c1]
+            if not region.flags.writeable:  # torch.from_numpy warns on read-only arrays
+                region = region.copy()
+            maps = forward(module, region, device=device, dtype=dtype,
+                           channels_last=channels_last, **kwargs)
+            rr, cc = min(r + tile, h), min(c + tile, w)
+            if rr > r and cc > c:
+                out[:, r:rr, c:cc] = maps[:, r - r0 : rr - r0, c - c0 : cc - c0]
+    return out
 
 
 def mc_dropout_mean_proba(module, patches, *, n_passes, device="cpu", dtype=None,

@@ -22,8 +22,8 @@ from ..utils._validation import Interval, Options, Pair
 from ._fcrn import FCRN, enable_mc_dropout, switch_to_affine
 from ._fold import FoldedModuleCache
 from ._io import check_state_dict, read_weights, save_weights
-from ._inference import (forward_patches, mc_dropout_mean_proba, pooled_batchnorm_statistics,
-                         predict_logit_maps)
+from ._inference import (forward_patches, forward_tiled, mc_dropout_mean_proba,
+                         pooled_batchnorm_statistics, predict_logit_maps)
 from ._loss import WeightedBCEWithLogitsLoss
 from ._reptile import first_order_reptile
 
@@ -284,6 +284,14 @@ class FCRNSegmenter(NeuralNet):
     @property
     def _channels_last(self):
         return self._amp_dtype is not None
+
+    @property
+    def _inference_channels_last(self):
+        # Scoring copies run channels-last on the CPU in fp32 too: on a CPU without native
+        # bf16 (an AMD EPYC here) the fp32 FCRN-32 forward takes 4.0 us/pixel channels-last
+        # against 9.5 us/pixel NCHW (benchmarks/RESULTS.md, "fp32 channels-last"). Training
+        # keeps its memory format (no clear gain measured for the backward pass).
+        return self._channels_last or torch.device(self.device).type == "cpu"
 
     def initialize_module(self):
         """skorch hook: check parameters, seed the weight initialisation from
@@ -549,11 +557,69 @@ class FCRNSegmenter(NeuralNet):
         with enable_mc_dropout(module, p):
             return self._in_chunks(mc_dropout_mean_proba, module, patches, n_passes=n_passes)
 
+    def image_logits(self, images, mc_dropout=None):
+        """Whole-image logits with BatchNorm in eval mode: the dense selectors' entry point.
+
+        Same network, precision and folded BatchNorm as :meth:`patch_logits`, but over whole
+        images of any size: one forward pass per image, tiled with overlapping margins so that
+        memory is bounded (see :func:`~kwtl.models._inference.forward_tiled`; a tile's core
+        has ``4 * inference_batch_size * patch_size**2 / k`` pixels at most, and never less
+        than 64²).
+
+        Parameters
+        ----------
+        images : ndarray of shape (k, H, W), dtype uint8
+            Same-shape images (e.g. one image and its augmented copies), computed together.
+        mc_dropout : float or None, default=None
+            As in :meth:`patch_logits`.
+
+        Returns
+        -------
+        logits : torch.Tensor of shape (k, H, W), float32, on the segmenter's device
+        """
+        images = self._check_images_uint8(images)
+        module = self._inference_module()
+        context = enable_mc_dropout(module, mc_dropout) if mc_dropout else contextlib.nullcontext()
+        with context:
+            return self._tiled(forward_patches, module, images)
+
+    def image_mc_dropout_proba(self, images, p=0.5, n_passes=10):
+        """Whole-image mean MC-dropout probability (as :meth:`mc_dropout_proba`, tiled as
+        :meth:`image_logits`; masks are drawn per tile).
+
+        Returns
+        -------
+        proba : torch.Tensor of shape (k, H, W), float32, on the segmenter's device
+        """
+        images = self._check_images_uint8(images)
+        if int(n_passes) < 1:
+            raise ValueError(f"n_passes must be at least 1, got {n_passes}")
+        module = self._inference_module()
+        with enable_mc_dropout(module, p):
+            return self._tiled(mc_dropout_mean_proba, module, images, n_passes=n_passes)
+
+    def _tiled(self, forward, module, images, **kwargs):
+        # the pixels of one tile batch match those of a patch_logits chunk (x4 for the few
+        # tiles' margins and the fewer, larger calls); the tile side is a multiple of 8
+        budget = 4 * int(self.inference_batch_size) * int(self.patch_size) ** 2
+        side = max(64, int((budget / max(1, len(images))) ** 0.5) // 8 * 8)
+        return forward_tiled(forward, module, images, tile_size=side, device=self.device,
+                             dtype=self._amp_dtype, channels_last=self._inference_channels_last,
+                             **kwargs)
+
+    def _check_images_uint8(self, images):
+        self.check_is_fitted()
+        images = np.asarray(images)
+        if images.ndim != 3 or images.dtype != np.uint8:
+            raise ValueError(f"images must be a uint8 array (k, H, W) of same-shape images, got "
+                             f"{images.dtype} {images.shape}")
+        return images
+
     def _in_chunks(self, forward, module, patches, **kwargs):
         """``forward`` over ``inference_batch_size`` patches at a time, concatenated."""
         step = int(self.inference_batch_size)
         out = [forward(module, patches[s : s + step], device=self.device, dtype=self._amp_dtype,
-                       channels_last=self._channels_last, **kwargs)
+                       channels_last=self._inference_channels_last, **kwargs)
                for s in range(0, len(patches), step)]
         if not out:
             return torch.zeros((0,) + patches.shape[1:], device=self.device)
@@ -565,7 +631,11 @@ class FCRNSegmenter(NeuralNet):
         cache = self.__dict__.get("_folded_cache_")
         if cache is None:
             cache = self._folded_cache_ = FoldedModuleCache()
-        return cache.get(self.module_)
+        folded = cache.get(self.module_)
+        if self._inference_channels_last and not getattr(folded, "_kwtl_channels_last", False):
+            folded.to(memory_format=torch.channels_last)  # our own copy: converted once
+            folded._kwtl_channels_last = True
+        return folded
 
     def __getstate__(self):
         state = super().__getstate__()

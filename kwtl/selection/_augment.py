@@ -14,7 +14,7 @@ which is what makes them exact rather than off by one grey level here and there.
 """
 import numpy as np
 
-__all__ = ["AUGMENTATIONS", "autocontrast", "brightness", "sharpness"]
+__all__ = ["AUGMENTATIONS", "autocontrast", "autocontrast_lut", "brightness", "sharpness"]
 
 _SMOOTH_CENTER = np.float32(5.0 / 13.0)  # Pillow divides the kernel by its scale in float32
 _SMOOTH_SIDE = np.float32(1.0 / 13.0)
@@ -77,8 +77,35 @@ def autocontrast(batch):
     batch = _check_batch(batch)
     if batch.size == 0:
         return batch.copy()
-    lo = batch.min(axis=(1, 2)).astype(np.float64)
-    hi = batch.max(axis=(1, 2)).astype(np.float64)
+    lut = autocontrast_lut(batch.min(axis=(1, 2)), batch.max(axis=(1, 2)))
+    return np.take_along_axis(lut, batch.reshape(len(batch), -1).astype(np.intp), axis=1).reshape(
+        batch.shape
+    )
+
+
+def autocontrast_lut(lo, hi):
+    """Pillow's auto-contrast lookup tables for grey ranges ``[lo, hi]``.
+
+    ``autocontrast`` of a patch is the pointwise map ``lut[v]`` of its pixels, with ``lo`` and
+    ``hi`` the patch's minimum and maximum; applying the table of one patch to a whole image
+    gives that patch's augmented pixels wherever the patch lies (what dense scoring uses).
+
+    Parameters
+    ----------
+    lo, hi : array-like of int of shape (k,)
+        Grey ranges; ``hi <= lo`` (a constant patch) gives the identity table.
+
+    Returns
+    -------
+    lut : ndarray of shape (k, 256), dtype uint8
+
+    Examples
+    --------
+    >>> autocontrast_lut([10], [40])[0, [10, 20, 40]]
+    array([  0,  85, 255], dtype=uint8)
+    """
+    lo = np.atleast_1d(np.asarray(lo)).astype(np.float64)
+    hi = np.atleast_1d(np.asarray(hi)).astype(np.float64)
     span = hi - lo
     flat = span <= 0
     scale = 255.0 / np.where(flat, 1.0, span)
@@ -88,9 +115,7 @@ def autocontrast(batch):
     lut = np.clip(np.trunc(levels[None, :] * scale[:, None] + offset[:, None]), 0, 255)
     lut = lut.astype(np.uint8)
     lut[flat] = np.arange(256, dtype=np.uint8)
-    return np.take_along_axis(lut, batch.reshape(len(batch), -1).astype(np.intp), axis=1).reshape(
-        batch.shape
-    )
+    return lut
 
 
 def brightness(batch, factor):

@@ -5,13 +5,14 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ._augment import AUGMENTATIONS
+from ._augment import AUGMENTATIONS, autocontrast_lut
 from ._base import PixelSelector
+from ._dense import DenseScoringMixin, box_reduce
 
 __all__ = ["ConsistencySelector"]
 
 
-class ConsistencySelector(PixelSelector):
+class ConsistencySelector(DenseScoringMixin, PixelSelector):
     """Select the candidates whose predictions change most under augmentation.
 
     For a patch ``x`` with logit map ``z(x)`` (segmenter in eval mode: BatchNorm running
@@ -40,6 +41,25 @@ class ConsistencySelector(PixelSelector):
         ``f(batch_uint8 (k, h, w), magnitude) -> uint8 batch of the same shape``.
     threshold : float, default=0.5
         Probability threshold of the reference mask, in (0, 1).
+    dense : bool or "auto", default=False
+        ``False``: every candidate patch is scored on its own (the paper; exact).
+        ``True``: dense scoring — the clean image and each augmented copy go through the
+        network once per image (:meth:`~kwtl.models.FCRNSegmenter.image_logits`) and each
+        candidate's score is read off the per-pixel map by box sums (see
+        :mod:`kwtl.selection._dense`). ``"auto"``: dense when the candidates overlap (cover
+        each pixel at least twice on average), per patch otherwise. In dense mode brightness
+        is exact (pointwise), sharpness is exact except on the candidate's one-pixel border
+        (Pillow leaves the border of a patch unsmoothed), and auto-contrast — a stretch of
+        each patch's own grey range ``[lo, hi]`` — is applied to the whole image with the
+        range of the candidate's group (below). A callable augmentation is applied to the
+        whole image: exact if it is pointwise. :meth:`pixel_scores` always returns the exact
+        per-patch maps.
+    contrast_groups : int, default=4
+        Dense mode only. The candidates of an image are grouped by their grey range
+        ``(lo, hi)`` (k-means on the distinct ranges, weighted by their counts) into at most
+        this many groups; each group costs one more forward pass per image, with the
+        auto-contrast lookup table of the group's mean range. When an image has no more
+        distinct ranges than groups, every candidate's auto-contrast is exact.
     unit : {"patch", "image"}, default="patch"
     reduction : {"mean", "sum", "max"} or callable, default="mean"
     batch_size : int or None, default=None
@@ -68,13 +88,15 @@ class ConsistencySelector(PixelSelector):
     """
 
     def __init__(self, magnitude=1.3, augmentations=("autocontrast", "brightness", "sharpness"),
-                 threshold=0.5, *, unit="patch", reduction="mean", batch_size=None,
-                 random_state=None):
+                 threshold=0.5, *, dense=False, contrast_groups=4, unit="patch",
+                 reduction="mean", batch_size=None, random_state=None):
         super().__init__(unit=unit, reduction=reduction, batch_size=batch_size,
                          random_state=random_state)
         self.magnitude = magnitude
         self.augmentations = augmentations
         self.threshold = threshold
+        self.dense = dense
+        self.contrast_groups = contrast_groups
 
     def _validate_params(self):
         if isinstance(self.magnitude, bool) or not isinstance(self.magnitude, numbers.Real) \
@@ -83,6 +105,11 @@ class ConsistencySelector(PixelSelector):
         if isinstance(self.threshold, bool) or not isinstance(self.threshold, numbers.Real) \
                 or not 0.0 < self.threshold < 1.0:
             raise ValueError(f"threshold must be in (0, 1), got {self.threshold!r}")
+        if isinstance(self.contrast_groups, bool) \
+                or not isinstance(self.contrast_groups, numbers.Integral) \
+                or self.contrast_groups < 1:
+            raise ValueError(f"contrast_groups must be a positive int, got "
+                             f"{self.contrast_groups!r}")
         self._augmentation_functions()
 
     def _augmentation_functions(self):
@@ -129,3 +156,68 @@ class ConsistencySelector(PixelSelector):
             augmented, reference.expand_as(augmented), reduction="none"
        )
         return loss.sum(dim=0)
+
+    # ------------------------------------------------------------------ dense mode
+    def _dense_maps(self, image, corners, patch_size, estimator):
+        functions = self._augmentation_functions()
+        magnitude = float(self.magnitude)
+        is_contrast = [fn is AUGMENTATIONS["autocontrast"] for fn in functions]
+        copies = [image]
+        for fn, contrast in zip(functions, is_contrast):
+            if contrast:
+                continue
+            out = np.asarray(fn(image[None], magnitude))
+            if out.shape != (1,) + image.shape or out.dtype != np.uint8:
+                raise ValueError(
+                    f"augmentation {fn!r} must return a uint8 batch of shape "
+                    f"{(1,) + image.shape}, got {out.dtype} {out.shape}"
+                )
+            copies.append(out[0])
+        n_plain = len(copies)
+        groups = None
+        if any(is_contrast):
+            groups, ranges = _contrast_groups(image, corners, patch_size,
+                                              int(self.contrast_groups))
+            for lut in autocontrast_lut(ranges[:, 0], ranges[:, 1]):
+                copies.append(lut[image])
+        logits = estimator.image_logits(np.stack(copies))
+        reference = (torch.sigmoid(logits[0]) >= float(self.threshold)).to(logits.dtype)
+
+        def bce(z):
+            return F.binary_cross_entropy_with_logits(z, reference, reduction="none")
+
+        shared = bce(logits[1]) if n_plain > 1 else torch.zeros_like(reference)
+        for j in range(2, n_plain):
+            shared = shared.add_(bce(logits[j]))
+        if groups is None:
+            yield shared, slice(None)
+            return
+        n_contrast = sum(is_contrast)  # the same augmentation listed twice counts twice
+        for g in range(len(copies) - n_plain):
+            members = np.flatnonzero(groups == g)
+            if members.size:
+                yield shared + n_contrast * bce(logits[n_plain + g]), members
+
+
+def _contrast_groups(image, corners, patch_size, n_groups):
+    """Group candidates by their grey range; returns (group of each candidate, ranges (g, 2))."""
+    lo = -box_reduce(-image.astype(np.int16), corners, patch_size, "max")
+    hi = box_reduce(image, corners, patch_size, "max")
+    pairs = np.column_stack([lo, hi]).astype(np.int64)
+    distinct, inverse, counts = np.unique(pairs, axis=0, return_inverse=True, return_counts=True)
+    inverse = inverse.reshape(-1)
+    if len(distinct) <= n_groups:
+        return inverse, distinct
+    from sklearn.cluster import KMeans
+
+    km = KMeans(n_clusters=n_groups, n_init=1, random_state=0)
+    labels = km.fit(distinct.astype(np.float64), sample_weight=counts).labels_
+    used = np.unique(labels)
+    remap = np.full(n_groups, -1)
+    remap[used] = np.arange(len(used))
+    labels = remap[labels]
+    ranges = np.empty((len(used), 2), dtype=np.int64)
+    for g in range(len(used)):
+        sel = labels == g
+        ranges[g] = np.round(np.average(distinct[sel], axis=0, weights=counts[sel]))
+    return labels[inverse], ranges

@@ -7,6 +7,7 @@ import torch.nn.functional as F
 
 from ..utils import derive_seed
 from ._base import PixelSelector
+from ._dense import DenseScoringMixin
 
 __all__ = ["EntropySelector", "MCDropoutSelector", "binary_entropy"]
 
@@ -42,7 +43,7 @@ def _entropy_from_logits(z):
     return p * F.softplus(-z) + (1.0 - p) * F.softplus(z)
 
 
-class EntropySelector(PixelSelector):
+class EntropySelector(DenseScoringMixin, PixelSelector):
     """Select the candidates with the most uncertain prediction (paper baseline).
 
     One deterministic pass (BatchNorm running statistics, no dropout), ``p = σ(z)``, and the
@@ -52,6 +53,12 @@ class EntropySelector(PixelSelector):
 
     Parameters
     ----------
+    dense : bool or "auto", default=False
+        ``False``: each candidate patch is scored on its own (the paper; exact). ``True``:
+        one entropy map per image (:meth:`~kwtl.models.FCRNSegmenter.image_logits`), each
+        candidate's score read off by box sums (see :mod:`kwtl.selection._dense`).
+        ``"auto"``: dense when the candidates overlap (cover each pixel at least twice on
+        average). :meth:`pixel_scores` always returns the exact per-patch maps.
     unit : {"patch", "image"}, default="patch"
     reduction : {"mean", "sum", "max"} or callable, default="mean"
     batch_size : int or None, default=None
@@ -78,15 +85,20 @@ class EntropySelector(PixelSelector):
     (2, 16, 16)
     """
 
-    def __init__(self, *, unit="patch", reduction="mean", batch_size=None, random_state=None):
+    def __init__(self, *, dense=False, unit="patch", reduction="mean", batch_size=None,
+                 random_state=None):
         super().__init__(unit=unit, reduction=reduction, batch_size=batch_size,
                          random_state=random_state)
+        self.dense = dense
 
     def _pixel_scores(self, patches, estimator):
         return _entropy_from_logits(estimator.patch_logits(patches))
 
+    def _dense_maps(self, image, corners, patch_size, estimator):
+        yield _entropy_from_logits(estimator.image_logits(image[None])[0]), slice(None)
 
-class MCDropoutSelector(PixelSelector):
+
+class MCDropoutSelector(DenseScoringMixin, PixelSelector):
     """Select by the entropy of the MC-dropout mean prediction (paper baseline).
 
     ``n_passes`` stochastic passes with the dropout layer before the last convolution active
@@ -101,6 +113,15 @@ class MCDropoutSelector(PixelSelector):
         Stochastic forward passes ``T``.
     p : float, default=0.5
         Channel dropout probability, in (0, 1).
+    dense : bool or "auto", default=False
+        ``False``: each candidate patch is scored on its own (the paper). ``True``: one
+        MC-dropout entropy map per image
+        (:meth:`~kwtl.models.FCRNSegmenter.image_mc_dropout_proba`), each candidate's score
+        read off by box sums. The channel-dropout masks are then drawn per image tile rather
+        than per patch, so candidates of one image share their Monte-Carlo draws (their
+        ranking within the image is not perturbed by independent noise). ``"auto"``: dense
+        when the candidates overlap (cover each pixel at least twice on average).
+        :meth:`pixel_scores` always returns the exact per-patch maps.
     unit : {"patch", "image"}, default="patch"
     reduction : {"mean", "sum", "max"} or callable, default="mean"
     batch_size : int or None, default=None
@@ -141,12 +162,13 @@ class MCDropoutSelector(PixelSelector):
 
     stochastic = True
 
-    def __init__(self, n_passes=10, p=0.5, *, unit="patch", reduction="mean", batch_size=None,
-                 random_state=None):
+    def __init__(self, n_passes=10, p=0.5, *, dense=False, unit="patch", reduction="mean",
+                 batch_size=None, random_state=None):
         super().__init__(unit=unit, reduction=reduction, batch_size=batch_size,
                          random_state=random_state)
         self.n_passes = n_passes
         self.p = p
+        self.dense = dense
 
     def _validate_params(self):
         if isinstance(self.n_passes, bool) or not isinstance(self.n_passes, numbers.Integral) \
@@ -186,3 +208,16 @@ class MCDropoutSelector(PixelSelector):
                 mean = prob if mean is None else mean.add_(prob)
             mean = mean.div_(int(self.n_passes))
         return binary_entropy(mean)
+
+    def _dense_maps(self, image, corners, patch_size, estimator):
+        if hasattr(estimator, "image_mc_dropout_proba"):
+            mean = estimator.image_mc_dropout_proba(image[None], p=float(self.p),
+                                                    n_passes=int(self.n_passes))[0]
+        else:  # any segmenter with image_logits: full stochastic passes
+            mean = None
+            for _ in range(int(self.n_passes)):
+                prob = torch.sigmoid(estimator.image_logits(image[None],
+                                                            mc_dropout=float(self.p))[0])
+                mean = prob if mean is None else mean.add_(prob)
+            mean = mean.div_(int(self.n_passes))
+        yield binary_entropy(mean), slice(None)

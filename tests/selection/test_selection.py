@@ -239,8 +239,39 @@ def test_callable_reduction_shape_is_checked(seg, pool):
 
 
 # ---------------------------------------------------------------------- one class per selector
-class TestConsistencySelector(PixelSelectorTemplate):
+class DenseParamTests:
+    """``dense``: whole-image maps equal per-patch scoring when each candidate is its own
+    image (same padding, pooling grid and contrast range), and bad values are refused. The
+    interior/closeness checks on overlapping candidates are in ``test_dense_scoring.py``."""
+
+    def test_param_dense(self, seg, pool):
+        stack = PatchSet.from_stack(pool[np.arange(8)])
+        exact = self.make(dense=False, random_state=0).score(stack, seg)
+        dense = self.make(dense=True, random_state=0).score(stack, seg)
+        assert dense.shape == exact.shape == (8,)
+        if not self.make().stochastic:  # MC dropout draws its masks per image vs per chunk
+            np.testing.assert_allclose(dense, exact, rtol=1e-5, atol=1e-6)
+        for bad in ("yes", 1, None):
+            with pytest.raises(ValueError, match="dense must be True, False or 'auto'"):
+                self.make(dense=bad).score(stack, seg)
+
+
+class TestConsistencySelector(DenseParamTests, PixelSelectorTemplate):
     selector_class = ConsistencySelector
+
+    def test_param_contrast_groups(self, seg, images):
+        # one group per distinct grey range makes dense auto-contrast exact per candidate
+        # (checked on patch interiors in test_dense_scoring.py); one group applies a single
+        # image-wide stretch, so the scores must change
+        pool = PatchSet.from_images(images, seg.patch_size, seg.stride)
+        many = self.make(augmentations=["autocontrast"], dense=True,
+                         contrast_groups=10_000).score(pool, seg)
+        one = self.make(augmentations=["autocontrast"], dense=True,
+                        contrast_groups=1).score(pool, seg)
+        assert not np.allclose(many, one)
+        for bad in (0, 2.5, True):
+            with pytest.raises(ValueError, match="contrast_groups"):
+                self.make(dense=True, contrast_groups=bad).score(pool, seg)
 
     def test_param_magnitude(self, seg, pool):
         patches = pool[np.arange(10)]
@@ -276,11 +307,11 @@ class TestConsistencySelector(PixelSelectorTemplate):
                 self.make(threshold=bad).score(patches, seg)
 
 
-class TestEntropySelector(PixelSelectorTemplate):
+class TestEntropySelector(DenseParamTests, PixelSelectorTemplate):
     selector_class = EntropySelector
 
 
-class TestMCDropoutSelector(PixelSelectorTemplate):
+class TestMCDropoutSelector(DenseParamTests, PixelSelectorTemplate):
     selector_class = MCDropoutSelector
     fast_params = {"n_passes": 2}
 
