@@ -111,8 +111,8 @@ def _run(args):
     splits = _splits_file(args.splits, args.data)
     if args.data is not None and not os.path.isdir(args.data):
         raise FileNotFoundError(f"--data {args.data}: data folder not found")
+    _set_threads(args.threads, args.n_jobs)  # validates --threads before anything is written
     prepare_output_dir(args.out, force=args.force, resume=args.resume)
-    _set_threads(args.threads, args.n_jobs)
     started = time.perf_counter()
     experiment = run_experiment(
         args.out, profile=profile, data=args.data, n_jobs=args.n_jobs,
