@@ -523,6 +523,16 @@ class FCRNSegmenter(NeuralNet):
         with enable_mc_dropout(module, p):
             return self._in_chunks(mc_dropout_mean_proba, module, patches, n_passes=n_passes)
 
+    def encoder_features(self, patches):
+        """Average-pooled bottleneck features of uint8 patches, ``(n, 16 * width)`` float32.
+
+        BatchNorm in eval mode (running statistics), as for :meth:`patch_logits`; used by the
+        representativeness selectors (see :func:`kwtl.models.encoder_features`).
+        """
+        from ._features import encoder_features
+
+        return encoder_features(self, patches)
+
     def _in_chunks(self, forward, module, patches, **kwargs):
         """``forward`` over ``inference_batch_size`` patches at a time, concatenated."""
         step = int(self.inference_batch_size)

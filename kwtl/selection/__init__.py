@@ -14,6 +14,10 @@ from ._base import BaseSelector
 from ._consistency import ConsistencySelector
 from ._random import RandomSelector
 from ._uncertainty import EntropySelector, MCDropoutSelector, binary_entropy
+# label-free selectors (issue 13)
+from ._gate import ForegroundGate, PredictedForegroundSelector, gate_scores
+from ._representative import RepresentativeSelector, representative_order, typicality
+from ._stratified import StratifiedSelector, stratified_order
 
 __all__ = [
     "AUGMENTATIONS",
@@ -27,4 +31,13 @@ __all__ = [
     "brightness",
     "sharpness",
     "smooth",
+    # label-free selectors (issue 13)
+    "ForegroundGate",
+    "PredictedForegroundSelector",
+    "RepresentativeSelector",
+    "StratifiedSelector",
+    "gate_scores",
+    "representative_order",
+    "stratified_order",
+    "typicality",
 ]
