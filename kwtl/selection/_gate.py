@@ -76,7 +76,7 @@ def gate_scores(inner_scores, foreground, quantile=0.5, threshold=None):
     Examples
     --------
     >>> gate_scores([0.1, 0.9, 0.5, 0.7], [0.2, 0.1, 0.8, 0.9], quantile=0.5).tolist()
-    [1.0, 1.5, 1.25, 1.75]
+    [0.0, 0.75, 1.25, 1.5]
     """
     inner = np.asarray(inner_scores, dtype=np.float64)
     fg = np.asarray(foreground, dtype=np.float64)
