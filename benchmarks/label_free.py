@@ -262,16 +262,24 @@ def fine_tune_and_evaluate(plft, target, pool, test, chosen, table, seed, profil
 
 
 def jobs(targets, splits, shots, arms):
-    out = []
+    """Jobs in priority order: for each split (then each target), every arm's first draw and
+    draws 2-5 of the random baselines; afterwards draws 2-5 of the stochastic label-free
+    arms. So an interrupted run has complete baselines on as many splits as possible."""
+    baselines = ("random", "gate_random", "gt_random")
+    first, later = [], []
     for n_shots in shots:
         for split in splits:
             for target in targets:
-                for seed in SEEDS:  # every arm's first draw before the other draws
+                for seed in SEEDS:
                     for arm in arms:
-                        stochastic = ARMS[arm][1]
-                        if stochastic or seed == 0:
-                            out.append((target, arm, n_shots, split, seed if stochastic else 0))
-    return out
+                        if not ARMS[arm][1]:
+                            if seed == 0:
+                                first.append((target, arm, n_shots, split, 0))
+                        elif seed == 0 or arm in baselines:
+                            first.append((target, arm, n_shots, split, seed))
+                        else:
+                            later.append((target, arm, n_shots, split, seed))
+    return first + later
 
 
 def run(args):
@@ -326,6 +334,61 @@ def run(args):
               f"({record['seconds_total']:.0f} s, load {record['load_avg']:.1f})", flush=True)
 
 
+def table(out, default=None):
+    """results.csv (one row per run) and the per-arm summary, paired against random."""
+    import csv
+
+    out = Path(out)
+    records = [json.loads(p.read_text()) for p in sorted((out / "runs").glob("*.json"))]
+    rows = sorted(records, key=lambda r: (r["target"], r["n_shots"], r["selector"], r["split"],
+                                          r["seed"]))
+    with open(out / "results.csv.tmp", "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["target", "selector", "n_shots", "split", "seed", "miou", "reads_labels",
+                    "is_default", "profile", "support_images", "support_gt_nonempty",
+                    "seconds_total"])
+        for r in rows:
+            w.writerow([r["target"], r["selector"], r["n_shots"], r["split"], r["seed"],
+                        f"{r['miou']:.2f}", str(r["reads_labels"]).lower(),
+                        str(r["selector"] == default).lower(), r["profile"],
+                        r["support_images"], f"{r['support_gt_nonempty']:.3f}",
+                        f"{r['seconds_total']:.0f}"])
+    os.replace(out / "results.csv.tmp", out / "results.csv")
+    lines = []
+    for target in sorted({r["target"] for r in records}):
+        for n_shots in sorted({r["n_shots"] for r in records if r["target"] == target}):
+            recs = [r for r in records if r["target"] == target and r["n_shots"] == n_shots]
+            per = {}
+            for r in recs:
+                per.setdefault(r["selector"], {}).setdefault(r["split"], []).append(r["miou"])
+            base = per.get("random", {})
+            lines.append(f"\n### {target}, {n_shots} shot ({recs[0]['profile']} profile)\n")
+            lines.append("| arm | reads labels | splits | runs | mean mIoU | Δ vs random (paired) "
+                         "| wins / splits | worst Δ | support: images, non-empty |")
+            lines.append("|---|---|---|---|---|---|---|---|---|")
+            for arm in ARMS:
+                if arm not in per:
+                    continue
+                splits = sorted(per[arm])
+                split_means = [float(np.mean(per[arm][k])) for k in splits]
+                paired = [k for k in splits if k in base and len(base[k]) >= 5]
+                deltas = [float(np.mean(per[arm][k])) - float(np.mean(base[k])) for k in paired]
+                sup = [r for r in recs if r["selector"] == arm]
+                mean_delta = f"{np.mean(deltas):+.1f}" if deltas and arm != "random" else "—"
+                wins = (f"{sum(d > 0 for d in deltas)} / {len(deltas)}"
+                        if deltas and arm != "random" else "—")
+                worst = f"{min(deltas):+.1f}" if deltas and arm != "random" else "—"
+                lines.append(
+                    f"| {arm} | {'yes' if ARMS[arm][0] else 'no'} | "
+                    f"{','.join(map(str, splits))} | {sum(len(v) for v in per[arm].values())} | "
+                    f"{np.mean(split_means):.1f} | {mean_delta} | {wins} | {worst} | "
+                    f"{np.mean([r['support_images'] for r in sup]):.1f}, "
+                    f"{100 * np.mean([r['support_gt_nonempty'] for r in sup]):.0f} % |")
+    text = "\n".join(lines) + "\n"
+    print(text)
+    return text
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--profile", default="cheap", choices=sorted(PROFILES))
@@ -335,7 +398,13 @@ def main(argv=None):
     parser.add_argument("--shots", nargs="+", type=int, default=[1])
     parser.add_argument("--arms", nargs="+", default=list(ARMS), choices=list(ARMS))
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--table", action="store_true",
+                        help="write results.csv and print the summary table; run nothing")
+    parser.add_argument("--default", default=None, help="arm flagged is_default in results.csv")
     args = parser.parse_args(argv)
+    if args.table:
+        table(args.out, args.default)
+        return 0
     if any(s not in range(5) for s in args.splits):
         parser.error("only the authors' splits 0-4 may be run (5-9 are held out)")
     run(args)
