@@ -195,28 +195,33 @@ def arm_scores(arm, table, seed, profile):
     n_clusters = profile["n_clusters"]
     if arm == "random":
         return rnd
+    gate = ForegroundGate()
+    keep = fg >= np.quantile(fg, 0.5)  # what ForegroundGate keeps; its inner sees only these
+
+    def inside(scores_of_kept):
+        inner = np.full(n, np.nan)
+        inner[keep] = scores_of_kept
+        return gate.scores_from(inner, fg)
+
     if arm == "gate_random":
-        return ForegroundGate(random_state=seed).scores_from(rnd, fg)
+        return inside(rnd[keep])
     if arm == "consistency":
         return cons
     if arm == "gate_consistency":
-        return ForegroundGate().scores_from(cons, fg)
+        return inside(cons[keep])
     if arm == "stratified_consistency":
         return StratifiedSelector(beta=1.0, n_strata=3, max_per_image=profile["max_per_image"],
                                   random_state=seed).scores_from(cons, fg, table["image"])
     if arm == "gate_stratified_random":
-        inner = StratifiedSelector(beta=0.0, n_strata=3, max_per_image=profile["max_per_image"],
-                                   random_state=seed).scores_from(cons, fg, table["image"])
-        return ForegroundGate().scores_from(inner, fg)
+        return inside(StratifiedSelector(
+            beta=0.0, n_strata=3, max_per_image=profile["max_per_image"],
+            random_state=seed).scores_from(cons[keep], fg[keep], table["image"][keep]))
     if arm == "representative":
         return RepresentativeSelector(n_clusters=n_clusters, random_state=0).scores_from(
             table["features"])
     if arm == "gate_representative":
-        keep = fg >= np.quantile(fg, 0.5)
-        inner = np.full(n, -np.inf)
-        inner[keep] = RepresentativeSelector(n_clusters=n_clusters, random_state=0).scores_from(
-            table["features"][keep])
-        return ForegroundGate().scores_from(inner, fg)
+        return inside(RepresentativeSelector(n_clusters=n_clusters, random_state=0).scores_from(
+            table["features"][keep]))
     if arm == "gt_consistency":
         return np.where(gt_keep, cons, -np.inf)
     if arm == "gt_random":
@@ -389,6 +394,45 @@ def table(out, default=None):
     return text
 
 
+def describe(args):
+    """What each arm would pick (no fine-tuning): support images and the share of picked
+    candidates with ground-truth foreground (read here only to describe the picks), plus
+    how the label-free foreground signals rank against the truth on the pool."""
+    from scipy.stats import spearmanr
+
+    from kwtl.models import load_pretrained
+
+    profile = PROFILES[args.profile]
+    out = Path(args.out)
+    for target_name in args.targets:
+        target = Target(target_name)
+        seg = load_pretrained(f"authors:{target_name}", source=SHARED / "weights",
+                              precision="fp32", patch_size=profile["patch_size"],
+                              stride=profile["stride"])
+        for split in args.splits:
+            pool, _ = target.split(split, profile)
+            t = pool_table(out, target, pool, seg, profile)
+            gt = t["gt_foreground"]
+            nonempty = gt >= profile["min_foreground"]
+            print(f"\n{target_name} split {split}: {len(gt)} candidates, "
+                  f"{100 * nonempty.mean():.0f} % with >= {profile['min_foreground']} GT px; "
+                  f"true fg {100 * gt.mean() / profile['patch_size'] ** 2:.1f} %, predicted "
+                  f"(p >= 0.5) {100 * t['fg_fraction'].mean():.1f} %")
+            for key in ("fg_fraction", "mean_proba", "consistency", "entropy"):
+                upper = t[key] >= np.quantile(t[key], 0.5)
+                print(f"  {key:12s} Spearman vs GT fg {spearmanr(t[key], gt).correlation:+.2f}; "
+                      f"non-empty in upper half {100 * nonempty[upper].mean():.0f} %, "
+                      f"lower half {100 * nonempty[~upper].mean():.0f} %")
+            n = per_target(profile["patches_per_shot"], target_name)
+            for arm in args.arms:
+                seeds = SEEDS if ARMS[arm][1] else (0,)
+                picks = [np.argsort(-arm_scores(arm, t, s, profile), kind="stable")[:n]
+                         for s in seeds]
+                print(f"  {arm:24s} images {np.mean([len(set(t['image'][c])) for c in picks]):4.1f}"
+                      f"  non-empty {100 * np.mean([nonempty[c].mean() for c in picks]):3.0f} %"
+                      f"  GT fg {100 * np.mean([gt[c].mean() for c in picks]) / profile['patch_size'] ** 2:4.1f} %")
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--profile", default="cheap", choices=sorted(PROFILES))
@@ -401,7 +445,12 @@ def main(argv=None):
     parser.add_argument("--table", action="store_true",
                         help="write results.csv and print the summary table; run nothing")
     parser.add_argument("--default", default=None, help="arm flagged is_default in results.csv")
+    parser.add_argument("--describe", action="store_true",
+                        help="print what each arm picks (no fine-tuning); run nothing")
     args = parser.parse_args(argv)
+    if args.describe:
+        describe(args)
+        return 0
     if args.table:
         table(args.out, args.default)
         return 0

@@ -15,7 +15,7 @@ from ._consistency import ConsistencySelector
 from ._random import RandomSelector
 from ._uncertainty import EntropySelector, MCDropoutSelector, binary_entropy
 # label-free selectors (issue 13)
-from ._gate import ForegroundGate, PredictedForegroundSelector, gate_scores
+from ._gate import ForegroundGate, PredictedForegroundSelector, gate_mask, gate_scores
 from ._representative import RepresentativeSelector, representative_order, typicality
 from ._stratified import StratifiedSelector, stratified_order
 
@@ -36,6 +36,7 @@ __all__ = [
     "PredictedForegroundSelector",
     "RepresentativeSelector",
     "StratifiedSelector",
+    "gate_mask",
     "gate_scores",
     "representative_order",
     "stratified_order",

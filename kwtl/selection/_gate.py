@@ -10,7 +10,7 @@ from ..utils import derive_seed
 from ._base import BaseSelector
 from ._random import RandomSelector
 
-__all__ = ["ForegroundGate", "PredictedForegroundSelector", "gate_scores"]
+__all__ = ["ForegroundGate", "PredictedForegroundSelector", "gate_mask", "gate_scores"]
 
 _MEASURES = ("fraction", "mean_proba")
 
@@ -65,28 +65,40 @@ class PredictedForegroundSelector(BaseSelector):
 
 
 def gate_scores(inner_scores, foreground, quantile=0.5, threshold=None):
-    """Scores that rank gated-in candidates first, each group in the inner order.
+    """Scores that rank gated-in candidates first (in the inner order), then the others by
+    predicted foreground.
 
     A candidate passes the gate if ``foreground >= threshold`` (absolute) or, when
-    ``threshold`` is None, if ``foreground`` is at least the pool's ``quantile``. The
-    result is ``1 + r`` for passing candidates and ``r`` for the others, where
-    ``r ∈ [0, 1)`` is the inner score's rank scaled to the unit interval (ties share a
-    rank; NaN inner scores rank lowest), so top-``n`` takes passing candidates first.
+    ``threshold`` is None, if ``foreground`` is at least the pool's ``quantile``. Passing
+    candidates score ``1 + r`` with ``r ∈ [0, 1)`` the rank of their inner score among the
+    passing ones scaled to the unit interval (ties share a rank; NaN ranks lowest); the
+    others score their foreground rank scaled to ``[0, 1)`` (their inner scores are not
+    used, so they may be NaN). Top-``n`` thus takes passing candidates first.
 
     Examples
     --------
     >>> gate_scores([0.1, 0.9, 0.5, 0.7], [0.2, 0.1, 0.8, 0.9], quantile=0.5).tolist()
-    [0.0, 0.75, 1.25, 1.5]
+    [0.25, 0.0, 1.0, 1.25]
     """
     inner = np.asarray(inner_scores, dtype=np.float64)
     fg = np.asarray(foreground, dtype=np.float64)
     if inner.shape != fg.shape or inner.ndim != 1:
         raise ValueError(f"inner scores and foreground must be 1-D of the same length, got "
                          f"{inner.shape} and {fg.shape}")
+    keep = gate_mask(fg, quantile, threshold)
+    n = max(len(fg), 1)
+    out = (rankdata(fg, method="min") - 1) / n
+    if keep.any():
+        kept = inner[keep]
+        out[keep] = 1 + (rankdata(np.where(np.isnan(kept), -np.inf, kept), method="min") - 1) / n
+    return out
+
+
+def gate_mask(foreground, quantile=0.5, threshold=None):
+    """Which candidates pass the gate (see :func:`gate_scores`)."""
+    fg = np.asarray(foreground, dtype=np.float64)
     cut = float(threshold) if threshold is not None else np.quantile(fg, float(quantile))
-    keep = fg >= cut
-    ranks = rankdata(np.where(np.isnan(inner), -np.inf, inner), method="min") - 1
-    return keep + ranks / max(len(inner), 1)
+    return fg >= cut
 
 
 class ForegroundGate(BaseSelector):
@@ -95,8 +107,8 @@ class ForegroundGate(BaseSelector):
     The gate measures each candidate's predicted foreground with the model being adapted
     (see :class:`PredictedForegroundSelector`) — no label is read — and keeps the candidates
     at or above a pool quantile (default: the upper half) or an absolute ``threshold``.
-    The inner selector's ranking orders the kept candidates; the others follow (so any
-    budget can be met). The PLFT models of the paper mark half or more of all pixels as
+    The inner selector scores only the kept candidates and orders them; the others follow
+    by predicted foreground (so any budget can be met). The PLFT models of the paper mark half or more of all pixels as
     foreground at p ≥ 0.5, so an absolute gate at that level keeps almost everything: the
     default gate is relative (a pool quantile).
 
@@ -121,7 +133,7 @@ class ForegroundGate(BaseSelector):
     foreground_ : ndarray of shape (n_candidates,)
         The foreground measure of the last scoring.
     inner_scores_ : ndarray of shape (n_candidates,)
-        The inner selector's scores of the last scoring.
+        The inner selector's scores of the last scoring (NaN outside the gate).
     scores_ : ndarray
         Scores of the last :meth:`select` call.
 
@@ -179,11 +191,16 @@ class ForegroundGate(BaseSelector):
 
     def _score_pool(self, pool, estimator):
         self.foreground_ = self._measure_selector().score(pool, estimator)
-        self.inner_scores_ = self._inner().score(pool, estimator)
+        keep = np.flatnonzero(gate_mask(self.foreground_, self.quantile, self.threshold))
+        # the inner selector sees only the gated pool (cheaper, and set-based selectors such
+        # as StratifiedSelector or RepresentativeSelector then spread over the gated pool)
+        self.inner_scores_ = np.full(len(pool), np.nan)
+        self.inner_scores_[keep] = self._inner().score(pool.subset(keep), estimator)
         return self.scores_from(self.inner_scores_, self.foreground_)
 
     def scores_from(self, inner_scores, foreground):
-        """Gate scores from precomputed inner scores and foreground measures."""
+        """Gate scores from precomputed inner scores (of the gated candidates; the others
+        may be NaN) and foreground measures."""
         self._validate_params()
         return gate_scores(inner_scores, foreground, self.quantile, self.threshold)
 

@@ -53,27 +53,39 @@ def test_predicted_foreground_matches_direct_computation(seg, images):
 def test_gate_scores_by_hand():
     inner = np.array([0.3, 0.1, 0.9, 0.5, 0.7])
     fg = np.array([0.9, 0.1, 0.2, 0.8, 0.5])
-    # median of fg is 0.5 -> keep candidates 0, 3, 4 ranked by inner: 4 (0.7), 3 (0.5), 0 (0.3)
+    # median of fg is 0.5 -> keep 0, 3, 4 ranked by inner: 4 (0.7), 3 (0.5), 0 (0.3);
+    # then the others by foreground: 2 (0.2), 1 (0.1)
     order = np.argsort(-gate_scores(inner, fg, quantile=0.5), kind="stable")
     assert order.tolist() == [4, 3, 0, 2, 1]
     order = np.argsort(-gate_scores(inner, fg, threshold=0.85), kind="stable")
-    assert order.tolist() == [0, 2, 4, 3, 1]
+    assert order.tolist() == [0, 3, 4, 2, 1]
     assert np.argsort(-gate_scores(inner, fg, quantile=0.0)).tolist() == [2, 4, 3, 0, 1]
+    with_nan = np.where(fg >= 0.5, inner, np.nan)
+    np.testing.assert_array_equal(gate_scores(with_nan, fg), gate_scores(inner, fg))
 
 
 def test_gate_selects_inside_gate_first(seg, images):
     gate = ForegroundGate(EntropySelector(), quantile=0.5)
-    n_keep = None
     picked = gate.select(images, 3, seg)
     fg = gate.foreground_
-    n_keep = int((fg >= np.quantile(fg, 0.5)).sum())
-    assert n_keep >= 3
-    assert np.all(fg[picked] >= np.quantile(fg, 0.5))
-    inner = EntropySelector().score(images, seg)
-    np.testing.assert_allclose(gate.inner_scores_, inner)
     kept = np.flatnonzero(fg >= np.quantile(fg, 0.5))
+    assert len(kept) >= 3
+    assert set(picked.tolist()) <= set(kept.tolist())
+    inner = EntropySelector().score(images, seg)
+    np.testing.assert_allclose(gate.inner_scores_[kept], inner[kept], rtol=1e-6)
+    assert np.isnan(np.delete(gate.inner_scores_, kept)).all()
     best = kept[np.argsort(-inner[kept], kind="stable")][:3]
     assert picked.tolist() == best.tolist()
+
+
+def test_gate_around_set_based_selector_spreads_over_gated_pool(seg, images):
+    gate = ForegroundGate(StratifiedSelector(EntropySelector(), n_strata=1, max_per_image=1,
+                                             random_state=0))
+    picked = gate.select(images, 3, seg)
+    pool = PatchSet.from_images(images, 16, 16)
+    kept = np.flatnonzero(gate.foreground_ >= np.quantile(gate.foreground_, 0.5))
+    if len(set(pool.coords[kept, 0].tolist())) == 3:
+        assert len(set(pool.coords[picked, 0].tolist())) == 3
 
 
 def test_gate_random_inside_gate_is_reproducible(seg, images):
