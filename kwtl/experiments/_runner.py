@@ -26,9 +26,14 @@ from ..model_selection import LeaveOneDatasetOut, authors_splits, benchmark_to_X
 from ..utils import tune_malloc
 from ._profiles import get_profile, per_target
 
-__all__ = ["Experiment", "run_experiment", "SELECTOR_NAMES", "make_selector"]
+__all__ = ["Experiment", "run_experiment", "SELECTOR_NAMES", "LABEL_FREE_SELECTOR_NAMES",
+           "make_selector"]
 
 SELECTOR_NAMES = ("consistency", "entropy", "mc_dropout", "random")
+# label-free selectors (issue 13): a foreground gate from the model's own prediction
+# wrapped around random / consistency / k-means representatives, and stratified consistency
+LABEL_FREE_SELECTOR_NAMES = ("gate_random", "gate_consistency", "gate_representative",
+                             "stratified_consistency")
 
 
 def make_selector(name, magnitude=1.3, random_state=None):
@@ -43,7 +48,20 @@ def make_selector(name, magnitude=1.3, random_state=None):
         return MCDropoutSelector(random_state=random_state)
     if name == "random":
         return RandomSelector(random_state=random_state)
-    raise ValueError(f"unknown selector {name!r}; choose from {list(SELECTOR_NAMES)}")
+    # ---- label-free selectors (issue 13)
+    from ..selection import ForegroundGate, RepresentativeSelector, StratifiedSelector
+
+    if name == "gate_random":
+        return ForegroundGate(random_state=random_state)
+    if name == "gate_consistency":
+        return ForegroundGate(ConsistencySelector(magnitude=magnitude), random_state=random_state)
+    if name == "gate_representative":
+        return ForegroundGate(RepresentativeSelector(), random_state=random_state)
+    if name == "stratified_consistency":
+        return StratifiedSelector(ConsistencySelector(magnitude=magnitude), max_per_image=1,
+                                  random_state=random_state)
+    raise ValueError(f"unknown selector {name!r}; choose from "
+                     f"{list(SELECTOR_NAMES) + list(LABEL_FREE_SELECTOR_NAMES)}")
 
 
 def _atomic_write_text(path, text):

@@ -29,3 +29,14 @@ def test_fit_from_pretrained_segmenter(selector):
     assert len(method.oracle_.revealed_) == 3  # only the selected patches were read
     again = FewShotSegmentation(**method.get_params(deep=False)).fit(images, masks)
     assert again.support_indices_.tolist() == method.support_indices_.tolist()
+
+
+def test_runner_registry_builds_label_free_selectors():
+    from kwtl.experiments._runner import LABEL_FREE_SELECTOR_NAMES, make_selector
+
+    for name in LABEL_FREE_SELECTOR_NAMES:
+        sel = make_selector(name, magnitude=1.7, random_state=3)
+        assert sel.random_state == 3
+    assert make_selector("gate_consistency", magnitude=1.7).selector.magnitude == 1.7
+    with pytest.raises(ValueError, match="gate_random"):
+        make_selector("nope")
