@@ -167,6 +167,7 @@ def pool_table(out, target, pool, segmenter, profile):
 # ---------------------------------------------------------------- arms
 # name -> (reads_labels, stochastic, description)
 ARMS = {
+    "plft": (False, False, "no support fine-tuning: the authors' PLFT model alone (reference)"),
     "random": (False, True, "uniform over all candidates"),
     "gate_random": (False, True, "uniform inside the label-free gate (predicted fg >= pool median)"),
     "consistency": (False, False, "the paper's consistency, top-n, no filter"),
@@ -241,7 +242,8 @@ class _Pool:
         return self.n
 
 
-def fine_tune_and_evaluate(plft, target, pool, test, chosen, table, seed, profile, n_support):
+def fine_tune_and_evaluate(plft, target, pool, test, chosen, table, seed, profile, n_support,
+                           epochs=None):
     import copy
 
     from kwtl._oracle import Oracle
@@ -258,7 +260,9 @@ def fine_tune_and_evaluate(plft, target, pool, test, chosen, table, seed, profil
     model = copy.deepcopy(plft)
     model.set_params(batch_size=profile["batch_size"], random_state=seed)
     model.initialize_optimizer()
-    model.partial_fit(support, masks, epochs=profile["epochs"])
+    epochs = profile["epochs"] if epochs is None else epochs
+    if epochs:
+        model.partial_fit(support, masks, epochs=epochs)
     crops = [centre_crop(target.images[i], profile["test_crop"]) for i in test]
     gts = [centre_crop(target.masks[i], profile["test_crop"]) for i in test]
     preds = model.predict(crops)
@@ -314,10 +318,12 @@ def run(args):
         table = pool_table(out, target, pool, seg, profile)
         scored = time.perf_counter()
         n_support = n_shots * per_target(profile["patches_per_shot"], target_name)
-        scores = arm_scores(arm, table, seed, profile)
+        scores = (np.zeros(len(table["consistency"])) if arm == "plft"
+                  else arm_scores(arm, table, seed, profile))
         chosen = np.argsort(-np.where(np.isnan(scores), -np.inf, scores), kind="stable")[:n_support]
         miou, per_image = fine_tune_and_evaluate(seg, target, pool, test, chosen, table, seed,
-                                                 profile, n_support)
+                                                 profile, n_support,
+                                                 epochs=0 if arm == "plft" else None)
         gt_fg = table["gt_foreground"][chosen]
         record = {
             "target": target_name, "selector": arm, "n_shots": n_shots, "split": split,
@@ -368,9 +374,10 @@ def table(out, default=None):
                 per.setdefault(r["selector"], {}).setdefault(r["split"], []).append(r["miou"])
             base = per.get("random", {})
             lines.append(f"\n### {target}, {n_shots} shot ({recs[0]['profile']} profile)\n")
-            lines.append("| arm | reads labels | splits | runs | mean mIoU | Δ vs random (paired) "
-                         "| wins / splits | worst Δ | support: images, non-empty |")
-            lines.append("|---|---|---|---|---|---|---|---|---|")
+            lines.append("| arm | reads labels | splits | runs | mean mIoU | sd of draws "
+                         "| Δ vs random (paired) | wins / splits | worst Δ "
+                         "| support: images, non-empty |")
+            lines.append("|---|---|---|---|---|---|---|---|---|---|")
             for arm in ARMS:
                 if arm not in per:
                     continue
@@ -386,7 +393,9 @@ def table(out, default=None):
                 lines.append(
                     f"| {arm} | {'yes' if ARMS[arm][0] else 'no'} | "
                     f"{','.join(map(str, splits))} | {sum(len(v) for v in per[arm].values())} | "
-                    f"{np.mean(split_means):.1f} | {mean_delta} | {wins} | {worst} | "
+                    f"{np.mean(split_means):.1f} | "
+                    f"{np.mean([np.std(v, ddof=1) if len(v) > 1 else np.nan for v in per[arm].values()]):.1f} | "
+                    f"{mean_delta} | {wins} | {worst} | "
                     f"{np.mean([r['support_images'] for r in sup]):.1f}, "
                     f"{100 * np.mean([r['support_gt_nonempty'] for r in sup]):.0f} % |")
     text = "\n".join(lines) + "\n"
