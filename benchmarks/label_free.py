@@ -345,8 +345,17 @@ def run(args):
               f"({record['seconds_total']:.0f} s, load {record['load_avg']:.1f})", flush=True)
 
 
+def _sd_of_draws(groups):
+    sds = [np.std(v, ddof=1) for v in groups if len(v) > 1]
+    return f"{np.mean(sds):.1f}" if sds else "—"
+
+
 def table(out, default=None):
-    """results.csv (one row per run) and the per-arm summary, paired against random."""
+    """results.csv (one row per run) and the per-arm summary, paired against random.
+
+    The summary uses the splits where random has its 5 draws ("complete" splits); runs on
+    other splits are in results.csv only.
+    """
     import csv
 
     out = Path(out)
@@ -381,20 +390,21 @@ def table(out, default=None):
             for arm in ARMS:
                 if arm not in per:
                     continue
-                splits = sorted(per[arm])
+                complete = sorted(k for k in base if len(base[k]) >= 5)
+                splits = sorted(k for k in per[arm] if k in complete) or sorted(per[arm])
                 split_means = [float(np.mean(per[arm][k])) for k in splits]
-                paired = [k for k in splits if k in base and len(base[k]) >= 5]
+                paired = [k for k in splits if k in complete]
                 deltas = [float(np.mean(per[arm][k])) - float(np.mean(base[k])) for k in paired]
-                sup = [r for r in recs if r["selector"] == arm]
+                sup = [r for r in recs if r["selector"] == arm and r["split"] in splits]
                 mean_delta = f"{np.mean(deltas):+.1f}" if deltas and arm != "random" else "—"
                 wins = (f"{sum(d > 0 for d in deltas)} / {len(deltas)}"
                         if deltas and arm != "random" else "—")
                 worst = f"{min(deltas):+.1f}" if deltas and arm != "random" else "—"
                 lines.append(
                     f"| {arm} | {'yes' if ARMS[arm][0] else 'no'} | "
-                    f"{','.join(map(str, splits))} | {sum(len(v) for v in per[arm].values())} | "
+                    f"{','.join(map(str, splits))} | {sum(len(per[arm][k]) for k in splits)} | "
                     f"{np.mean(split_means):.1f} | "
-                    f"{np.mean([np.std(v, ddof=1) if len(v) > 1 else np.nan for v in per[arm].values()]):.1f} | "
+                    f"{_sd_of_draws([per[arm][k] for k in splits])} | "
                     f"{mean_delta} | {wins} | {worst} | "
                     f"{np.mean([r['support_images'] for r in sup]):.1f}, "
                     f"{100 * np.mean([r['support_gt_nonempty'] for r in sup]):.0f} % |")
