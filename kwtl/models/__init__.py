@@ -1,4 +1,4 @@
-"""The FCRN network, the segmentation estimator and its model files.
+"""The FCRN network, the segmentation estimator, its model files and pretrained weights.
 
 Performance internals (BatchNorm folding, channels-last pooling, precision resolution, the
 torch patch dataset) live in private modules (``kwtl.models._fold``, ``_segmenter``) and are
@@ -7,7 +7,9 @@ not part of the API.
 from ._fcrn import FCRN
 from ._io import ModelFileError, read_weights, save_weights
 from ._loss import WeightedBCEWithLogitsLoss
+from ._pretrained import AUTHORS_COMMIT, PRETRAINED, load_pretrained, pretrained_path
 from ._segmenter import FCRNSegmenter
 
-__all__ = ["FCRN", "FCRNSegmenter", "ModelFileError", "WeightedBCEWithLogitsLoss",
-           "read_weights", "save_weights"]
+__all__ = ["AUTHORS_COMMIT", "FCRN", "FCRNSegmenter", "ModelFileError", "PRETRAINED",
+           "WeightedBCEWithLogitsLoss", "load_pretrained", "pretrained_path", "read_weights",
+           "save_weights"]

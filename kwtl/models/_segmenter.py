@@ -615,6 +615,16 @@ class FCRNSegmenter(NeuralNet):
                              f"{images.dtype} {images.shape}")
         return images
 
+    def encoder_features(self, patches):
+        """Average-pooled bottleneck features of uint8 patches, ``(n, 16 * width)`` float32.
+
+        BatchNorm in eval mode (running statistics), as for :meth:`patch_logits`; used by the
+        representativeness selectors (see :func:`kwtl.models.encoder_features`).
+        """
+        from ._features import encoder_features
+
+        return encoder_features(self, patches)
+
     def _in_chunks(self, forward, module, patches, **kwargs):
         """``forward`` over ``inference_batch_size`` patches at a time, concatenated."""
         step = int(self.inference_batch_size)

@@ -152,8 +152,9 @@ class BaseSelector(abc.ABC, BaseEstimator):
     >>> class DarkestFirst(BaseSelector):
     ...     def _score_pool(self, pool, estimator):
     ...         return -np.array([p.mean() for _, p in pool.iter_batches(1)], dtype=float)
+    >>> from kwtl.datasets import PatchSet
     >>> patches = np.stack([np.full((8, 8), v, np.uint8) for v in (50, 10, 90)])
-    >>> DarkestFirst().select(patches, 2, estimator=None).tolist()
+    >>> DarkestFirst().select(PatchSet.from_stack(patches), 2, estimator=None).tolist()
     [1, 0]
     """
 

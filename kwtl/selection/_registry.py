@@ -1,9 +1,30 @@
 """Short names of the selectors, shared by the command line, profiles, runner and report."""
+import inspect
+
 from ._consistency import ConsistencySelector
+from ._gate import ForegroundGate
 from ._random import RandomSelector
+from ._representative import RepresentativeSelector
+from ._stratified import StratifiedSelector
 from ._uncertainty import EntropySelector, MCDropoutSelector
 
-__all__ = ["PAPER_SELECTORS", "SELECTORS", "make_selector"]
+__all__ = ["LABEL_FREE_SELECTORS", "PAPER_SELECTORS", "SELECTORS", "make_selector"]
+
+
+def _gate_consistency(magnitude=1.3, random_state=None):
+    """The paper's consistency inside the predicted-foreground gate."""
+    return ForegroundGate(ConsistencySelector(magnitude=magnitude), random_state=random_state)
+
+
+def _gate_representative(random_state=None):
+    """k-means representatives of the gated candidates."""
+    return ForegroundGate(RepresentativeSelector(), random_state=random_state)
+
+
+def _stratified_consistency(magnitude=1.3, random_state=None):
+    """Consistency sampled ∝ score within predicted-foreground strata, one patch per image."""
+    return StratifiedSelector(ConsistencySelector(magnitude=magnitude), max_per_image=1,
+                              random_state=random_state)
 
 #: Selector classes by the short name used on the command line and in result files, in the
 #: order reports list them. A new selector becomes available to ``kwtl run --selectors``,
@@ -13,7 +34,17 @@ SELECTORS = {
     "entropy": EntropySelector,
     "mc_dropout": MCDropoutSelector,
     "random": RandomSelector,
+    # label-free selectors beyond the paper (see the user guide's measured comparison)
+    "gate_random": ForegroundGate,
+    "gate_consistency": _gate_consistency,
+    "gate_representative": _gate_representative,
+    "representative": RepresentativeSelector,
+    "stratified_consistency": _stratified_consistency,
 }
+
+#: The label-free selectors beyond the paper, by short name.
+LABEL_FREE_SELECTORS = ("gate_random", "gate_consistency", "gate_representative",
+                        "representative", "stratified_consistency")
 
 #: The paper's four selectors (Dawoud et al. 2023, Tab. 2), by short name.
 PAPER_SELECTORS = ("consistency", "entropy", "mc_dropout", "random")
@@ -37,5 +68,6 @@ def make_selector(name, **params):
         cls = SELECTORS[name]
     except (KeyError, TypeError):
         raise ValueError(f"unknown selector {name!r}; choose from {list(SELECTORS)}") from None
-    accepted = cls._get_param_names()
+    accepted = (cls._get_param_names() if isinstance(cls, type)
+                else inspect.signature(cls).parameters)
     return cls(**{k: v for k, v in params.items() if k in accepted})

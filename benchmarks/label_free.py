@@ -1,0 +1,485 @@
+"""Label-free selection vs random and the paper's consistency, from the authors' PLFT weights.
+
+Starts from the authors' released PLFT models (``kwtl.models.load_pretrained``), so Reptile and
+PLFT are skipped; runs selection, support fine-tuning and evaluation on the authors' splits
+0-4 (never 5-9) of ssTEM and EM. Every finished run is one JSON file written atomically
+(``os.replace``) under ``<out>/runs/``; a rerun skips finished runs, so a killed run resumes.
+Per-candidate statistics (the paper's consistency score, predicted foreground, entropy,
+encoder features, and the ground-truth foreground count used only by the label-reading
+arms) are computed once per target image with the PLFT model (which is the same for every
+split) and cached under ``<out>/cache/``.
+
+Usage::
+
+    PYTHONPATH=$PWD python benchmarks/label_free.py --profile cheap \
+        --out benchmarks/results/label_free --threads 2
+    PYTHONPATH=$PWD python benchmarks/label_free.py --table benchmarks/results/label_free
+
+Profiles (``PROFILES`` below): ``cheap`` — 128² candidates on a stride-128 grid, 8 patches
+per shot, 20 epochs at batch 4, EM pool cut to 8 images and EM test set to 6 images,
+test images centre-cropped to half their side; ``paper`` — 256² at stride 30, P_t 500/400,
+20 epochs, batch 64, all pool and test images at full size.
+"""
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = ROOT.parent / "shared"
+if not SHARED.exists():
+    SHARED = Path("/work/shared")
+
+PROFILES = {
+    "cheap": {"patch_size": 128, "stride": 128, "patches_per_shot": 8, "epochs": 20,
+              "batch_size": 4, "pool_images": {"EM": 8}, "test_images": {"EM": 6},
+              "test_crop": 0.5, "min_foreground": 90,  # 360 px scaled to 128² patches
+              "n_clusters": 8, "max_per_image": 1},
+    "paper": {"patch_size": 256, "stride": 30, "patches_per_shot": {"ssTEM": 500, "EM": 400},
+              "epochs": 20, "batch_size": 64, "pool_images": {}, "test_images": {},
+              "test_crop": None, "min_foreground": 360, "n_clusters": None,
+              "max_per_image": None},
+}
+SEEDS = (0, 1, 2, 3, 4)
+
+
+def per_target(value, target):
+    return value.get(target) if isinstance(value, dict) else value
+
+
+def atomic_write_json(path, obj):
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump(obj, f)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def evenly_spaced(items, k):
+    """``k`` items at evenly spaced positions (no randomness, no label read)."""
+    items = list(items)
+    if k is None or k >= len(items):
+        return items
+    return [items[int(i)] for i in np.linspace(0, len(items) - 1, k).round().astype(int)]
+
+
+def centre_crop(image, frac):
+    if frac is None:
+        return image
+    h, w = image.shape
+    ch, cw = (int(h * frac) // 8) * 8, (int(w * frac) // 8) * 8
+    r, c = (h - ch) // 2, (w - cw) // 2
+    return image[r:r + ch, c:c + cw]
+
+
+class Target:
+    """Images, masks and the authors' splits of one target dataset."""
+
+    def __init__(self, name):
+        from kwtl.datasets import load_benchmark
+
+        bench = load_benchmark(str(SHARED / "data"), names=[name])
+        order = np.argsort(bench.names)  # the authors index the sorted file list
+        self.name = name
+        self.names = [bench.names[i] for i in order]
+        self.images = [bench.images[i] for i in order]
+        self.masks = [np.asarray(bench.masks[i]) > 0 for i in order]
+        self.splits = json.loads((SHARED / "reference" / "splits.json").read_text())[name]
+
+    def split(self, k, profile):
+        if not 0 <= k <= 4:
+            raise ValueError("only the authors' splits 0-4 may be run here")
+        pool = sorted(int(i) for i in self.splits["unlabelled"][str(k)])
+        test = sorted(int(i) for i in self.splits["test"][str(k)])
+        pool = evenly_spaced(pool, per_target(profile["pool_images"], self.name))
+        test = evenly_spaced(test, per_target(profile["test_images"], self.name))
+        return pool, test
+
+
+def image_statistics(segmenter, image, mask, profile, magnitude=1.3):
+    """Per-candidate statistics of one image's patch grid, exactly as the selectors'
+    per-patch path computes them (each patch forwarded on its own, eval-mode BatchNorm)."""
+    import torch
+    import torch.nn.functional as F
+
+    from kwtl.datasets import PatchSet
+    from kwtl.selection import autocontrast, brightness, sharpness
+    from kwtl.selection._uncertainty import binary_entropy
+
+    pool = PatchSet.from_images([image], profile["patch_size"], profile["stride"])
+    cons, fg, mean_p, ent, feats = [], [], [], [], []
+    step = 16
+    for _, batch in pool.iter_batches(step):
+        k = len(batch)
+        copies = np.concatenate([batch, autocontrast(batch), brightness(batch, magnitude),
+                                 sharpness(batch, magnitude)])
+        logits = segmenter.patch_logits(copies)
+        clean = logits[:k]
+        aug = logits[k:].reshape(3, *clean.shape)
+        ref = (torch.sigmoid(clean) >= 0.5).float()
+        bce = F.binary_cross_entropy_with_logits(aug, ref.expand_as(aug), reduction="none")
+        cons.append(bce.sum(0).mean(dim=(1, 2)).double().numpy())
+        p = torch.sigmoid(clean)
+        fg.append((p >= 0.5).float().mean(dim=(1, 2)).double().numpy())
+        mean_p.append(p.mean(dim=(1, 2)).double().numpy())
+        ent.append(binary_entropy(p).mean(dim=(1, 2)).double().numpy())
+        feats.append(segmenter.encoder_features(batch))
+    coords = pool.coords
+    ph = pw = profile["patch_size"]
+    gt = np.array([mask[r:r + ph, c:c + pw].sum() for _, r, c in coords])
+    return {"consistency": np.concatenate(cons), "fg_fraction": np.concatenate(fg),
+            "mean_proba": np.concatenate(mean_p), "entropy": np.concatenate(ent),
+            "features": np.concatenate(feats).astype(np.float32), "gt_foreground": gt,
+            "coords": coords[:, 1:]}
+
+
+def load_stats(out, target, idx, segmenter, profile):
+    path = out / "cache" / f"{target.name}_{idx:03d}.npz"
+    if path.exists():
+        with np.load(path) as z:
+            return {k: z[k] for k in z.files}
+    stats = image_statistics(segmenter, target.images[idx], target.masks[idx], profile)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".npz")
+    os.close(fd)
+    np.savez(tmp, **stats)
+    os.replace(tmp, path)
+    return stats
+
+
+def pool_table(out, target, pool, segmenter, profile):
+    parts = [load_stats(out, target, i, segmenter, profile) for i in pool]
+    table = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+    table["image"] = np.concatenate([np.full(len(p["consistency"]), i) for i, p in zip(pool, parts)])
+    return table
+
+
+# ---------------------------------------------------------------- arms
+# name -> (reads_labels, stochastic, description)
+ARMS = {
+    "plft": (False, False, "no support fine-tuning: the authors' PLFT model alone (reference)"),
+    "random": (False, True, "uniform over all candidates"),
+    "gate_random": (False, True, "uniform inside the label-free gate (predicted fg >= pool median)"),
+    "consistency": (False, False, "the paper's consistency, top-n, no filter"),
+    "gate_consistency": (False, False, "consistency top-n inside the label-free gate"),
+    "stratified_consistency": (False, True, "3 predicted-fg strata, sampling ∝ consistency^1, "
+                               "<= max_per_image per image first"),
+    "gate_stratified_random": (False, True, "inside the gate: 3 fg strata, uniform, "
+                               "<= max_per_image per image first"),
+    "representative": (False, False, "k-means on encoder features, nearest each centre"),
+    "gate_representative": (False, False, "k-means representatives inside the gate"),
+    "gt_consistency": (True, False, "the paper's protocol: consistency after the GT filter"),
+    "gt_random": (True, True, "uniform after the GT filter (label-reading reference)"),
+}
+
+
+def arm_scores(arm, table, seed, profile):
+    """Scores over the pool's candidates for one arm (higher = annotate first)."""
+    from kwtl.selection import RandomSelector
+    from kwtl.selection._gate import ForegroundGate
+    from kwtl.selection._representative import RepresentativeSelector
+    from kwtl.selection._stratified import StratifiedSelector
+
+    n = len(table["consistency"])
+    fg = table["fg_fraction"]
+    gt_keep = table["gt_foreground"] >= profile["min_foreground"]
+    rnd = RandomSelector(random_state=seed)._score_pool(_Pool(n), None)
+    cons = table["consistency"]
+    n_clusters = profile["n_clusters"]
+    if arm == "random":
+        return rnd
+    gate = ForegroundGate()
+    keep = fg >= np.quantile(fg, 0.5)  # what ForegroundGate keeps; its inner sees only these
+
+    def inside(scores_of_kept):
+        inner = np.full(n, np.nan)
+        inner[keep] = scores_of_kept
+        return gate.scores_from(inner, fg)
+
+    if arm == "gate_random":
+        return inside(rnd[keep])
+    if arm == "consistency":
+        return cons
+    if arm == "gate_consistency":
+        return inside(cons[keep])
+    if arm == "stratified_consistency":
+        return StratifiedSelector(beta=1.0, n_strata=3, max_per_image=profile["max_per_image"],
+                                  random_state=seed).scores_from(cons, fg, table["image"])
+    if arm == "gate_stratified_random":
+        return inside(StratifiedSelector(
+            beta=0.0, n_strata=3, max_per_image=profile["max_per_image"],
+            random_state=seed).scores_from(cons[keep], fg[keep], table["image"][keep]))
+    if arm == "representative":
+        return RepresentativeSelector(n_clusters=n_clusters, random_state=0).scores_from(
+            table["features"])
+    if arm == "gate_representative":
+        return inside(RepresentativeSelector(n_clusters=n_clusters, random_state=0).scores_from(
+            table["features"][keep]))
+    if arm == "gt_consistency":
+        return np.where(gt_keep, cons, -np.inf)
+    if arm == "gt_random":
+        return np.where(gt_keep, rnd, -np.inf)
+    raise ValueError(arm)
+
+
+class _Pool:
+    """Just enough of a PatchSet for RandomSelector's draw (n candidates, one image)."""
+
+    def __init__(self, n):
+        self.n = n
+        self.arrays = [None]
+        self.coords = np.zeros((n, 3), dtype=np.int64)
+
+    def __len__(self):
+        return self.n
+
+
+def fine_tune_and_evaluate(plft, target, pool, test, chosen, table, seed, profile, n_support,
+                           epochs=None):
+    import copy
+
+    from kwtl._oracle import Oracle
+    from kwtl.datasets import PatchSet
+    from kwtl.metrics import iou_score
+
+    images = [target.images[i] for i in pool]
+    position = {idx: k for k, idx in enumerate(pool)}
+    coords = np.column_stack([[position[i] for i in table["image"][chosen]],
+                              table["coords"][chosen]])
+    support = PatchSet(images, coords, (profile["patch_size"],) * 2)
+    oracle = Oracle([target.masks[i] for i in pool], shapes=[im.shape for im in images])
+    masks = oracle.reveal_patches(support)
+    model = copy.deepcopy(plft)
+    model.set_params(batch_size=profile["batch_size"], random_state=seed)
+    model.initialize_optimizer()
+    epochs = profile["epochs"] if epochs is None else epochs
+    if epochs:
+        model.partial_fit(support, masks, epochs=epochs)
+    crops = [centre_crop(target.images[i], profile["test_crop"]) for i in test]
+    gts = [centre_crop(target.masks[i], profile["test_crop"]) for i in test]
+    preds = model.predict(crops)
+    per_image = [iou_score(g, p) for g, p in zip(gts, preds)]
+    return 100 * float(np.mean(per_image)), per_image
+
+
+def jobs(targets, splits, shots, arms):
+    """Jobs in priority order: for each split (then each target), every arm's first draw and
+    draws 2-5 of the random baselines; afterwards draws 2-5 of the stochastic label-free
+    arms. So an interrupted run has complete baselines on as many splits as possible."""
+    baselines = ("random", "gate_random", "gt_random")
+    first, later = [], []
+    for n_shots in shots:
+        for split in splits:
+            for target in targets:
+                for seed in SEEDS:
+                    for arm in arms:
+                        if not ARMS[arm][1]:
+                            if seed == 0:
+                                first.append((target, arm, n_shots, split, 0))
+                        elif seed == 0 or arm in baselines:
+                            first.append((target, arm, n_shots, split, seed))
+                        else:
+                            later.append((target, arm, n_shots, split, seed))
+    return first + later
+
+
+def run(args):
+    import torch
+
+    torch.set_num_threads(args.threads)
+    from kwtl.models import load_pretrained
+
+    profile = PROFILES[args.profile]
+    out = Path(args.out)
+    targets = {}
+    plft = {}
+    todo = jobs(args.targets, args.splits, args.shots, args.arms)
+    print(f"{len(todo)} jobs", flush=True)
+    for target_name, arm, n_shots, split, seed in todo:
+        path = out / "runs" / f"{target_name}__{arm}__{n_shots}shot__split{split}__seed{seed}.json"
+        if path.exists():
+            continue
+        if target_name not in targets:
+            targets[target_name] = Target(target_name)
+            plft[target_name] = load_pretrained(
+                f"authors:{target_name}", source=SHARED / "weights", precision="fp32",
+                patch_size=profile["patch_size"], stride=profile["stride"])
+        target, seg = targets[target_name], plft[target_name]
+        start = time.perf_counter()
+        pool, test = target.split(split, profile)
+        table = pool_table(out, target, pool, seg, profile)
+        scored = time.perf_counter()
+        n_support = n_shots * per_target(profile["patches_per_shot"], target_name)
+        scores = (np.zeros(len(table["consistency"])) if arm == "plft"
+                  else arm_scores(arm, table, seed, profile))
+        chosen = np.argsort(-np.where(np.isnan(scores), -np.inf, scores), kind="stable")[:n_support]
+        miou, per_image = fine_tune_and_evaluate(seg, target, pool, test, chosen, table, seed,
+                                                 profile, n_support,
+                                                 epochs=0 if arm == "plft" else None)
+        gt_fg = table["gt_foreground"][chosen]
+        record = {
+            "target": target_name, "selector": arm, "n_shots": n_shots, "split": split,
+            "seed": seed, "miou": miou, "reads_labels": ARMS[arm][0],
+            "per_image_iou": per_image, "profile": args.profile,
+            "support_images": int(len(set(table["image"][chosen].tolist()))),
+            "support_gt_fg_mean": float(gt_fg.mean() / profile["patch_size"] ** 2),
+            "support_gt_nonempty": float(np.mean(gt_fg >= profile["min_foreground"])),
+            "pool_images": [target.names[i] for i in pool],
+            "test_images": [target.names[i] for i in test],
+            "n_candidates": int(len(scores)), "n_support": int(n_support),
+            "support": [[target.names[int(table["image"][c])], int(table["coords"][c][0]),
+                         int(table["coords"][c][1])] for c in chosen],
+            "seconds_scoring": scored - start, "seconds_total": time.perf_counter() - start,
+            "torch_threads": args.threads, "load_avg": os.getloadavg()[0],
+        }
+        atomic_write_json(path, record)
+        print(f"{target_name} {arm} {n_shots}shot split{split} seed{seed}: {miou:.1f} "
+              f"({record['seconds_total']:.0f} s, load {record['load_avg']:.1f})", flush=True)
+
+
+def _sd_of_draws(groups):
+    sds = [np.std(v, ddof=1) for v in groups if len(v) > 1]
+    return f"{np.mean(sds):.1f}" if sds else "—"
+
+
+def table(out, default=None):
+    """results.csv (one row per run) and the per-arm summary, paired against random.
+
+    The summary uses the splits where random has its 5 draws ("complete" splits); runs on
+    other splits are in results.csv only.
+    """
+    import csv
+
+    out = Path(out)
+    records = [json.loads(p.read_text()) for p in sorted((out / "runs").glob("*.json"))]
+    rows = sorted(records, key=lambda r: (r["target"], r["n_shots"], r["selector"], r["split"],
+                                          r["seed"]))
+    with open(out / "results.csv.tmp", "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["target", "selector", "n_shots", "split", "seed", "miou", "reads_labels",
+                    "is_default", "profile", "support_images", "support_gt_nonempty",
+                    "seconds_total"])
+        for r in rows:
+            w.writerow([r["target"], r["selector"], r["n_shots"], r["split"], r["seed"],
+                        f"{r['miou']:.2f}", str(r["reads_labels"]).lower(),
+                        str(r["selector"] == default).lower(), r["profile"],
+                        r["support_images"], f"{r['support_gt_nonempty']:.3f}",
+                        f"{r['seconds_total']:.0f}"])
+    os.replace(out / "results.csv.tmp", out / "results.csv")
+    lines = []
+    for target in sorted({r["target"] for r in records}):
+        for n_shots in sorted({r["n_shots"] for r in records if r["target"] == target}):
+            recs = [r for r in records if r["target"] == target and r["n_shots"] == n_shots]
+            per = {}
+            for r in recs:
+                per.setdefault(r["selector"], {}).setdefault(r["split"], []).append(r["miou"])
+            base = per.get("random", {})
+            lines.append(f"\n### {target}, {n_shots} shot ({recs[0]['profile']} profile)\n")
+            lines.append("| arm | reads labels | splits | runs | mean mIoU | sd of draws "
+                         "| Δ vs random (paired) | wins / splits | worst Δ "
+                         "| support: images, non-empty |")
+            lines.append("|---|---|---|---|---|---|---|---|---|---|")
+            for arm in ARMS:
+                if arm not in per:
+                    continue
+                complete = sorted(k for k in base if len(base[k]) >= 5)
+                splits = sorted(k for k in per[arm] if k in complete) or sorted(per[arm])
+                split_means = [float(np.mean(per[arm][k])) for k in splits]
+                paired = [k for k in splits if k in complete]
+                deltas = [float(np.mean(per[arm][k])) - float(np.mean(base[k])) for k in paired]
+                sup = [r for r in recs if r["selector"] == arm and r["split"] in splits]
+                mean_delta = f"{np.mean(deltas):+.1f}" if deltas and arm != "random" else "—"
+                wins = (f"{sum(d > 0 for d in deltas)} / {len(deltas)}"
+                        if deltas and arm != "random" else "—")
+                worst = f"{min(deltas):+.1f}" if deltas and arm != "random" else "—"
+                lines.append(
+                    f"| {arm} | {'yes' if ARMS[arm][0] else 'no'} | "
+                    f"{','.join(map(str, splits))} | {sum(len(per[arm][k]) for k in splits)} | "
+                    f"{np.mean(split_means):.1f} | "
+                    f"{_sd_of_draws([per[arm][k] for k in splits])} | "
+                    f"{mean_delta} | {wins} | {worst} | "
+                    f"{np.mean([r['support_images'] for r in sup]):.1f}, "
+                    f"{100 * np.mean([r['support_gt_nonempty'] for r in sup]):.0f} % |")
+    text = "\n".join(lines) + "\n"
+    print(text)
+    return text
+
+
+def describe(args):
+    """What each arm would pick (no fine-tuning): support images and the share of picked
+    candidates with ground-truth foreground (read here only to describe the picks), plus
+    how the label-free foreground signals rank against the truth on the pool."""
+    from scipy.stats import spearmanr
+
+    from kwtl.models import load_pretrained
+
+    profile = PROFILES[args.profile]
+    out = Path(args.out)
+    for target_name in args.targets:
+        target = Target(target_name)
+        seg = load_pretrained(f"authors:{target_name}", source=SHARED / "weights",
+                              precision="fp32", patch_size=profile["patch_size"],
+                              stride=profile["stride"])
+        for split in args.splits:
+            pool, _ = target.split(split, profile)
+            t = pool_table(out, target, pool, seg, profile)
+            gt = t["gt_foreground"]
+            nonempty = gt >= profile["min_foreground"]
+            print(f"\n{target_name} split {split}: {len(gt)} candidates, "
+                  f"{100 * nonempty.mean():.0f} % with >= {profile['min_foreground']} GT px; "
+                  f"true fg {100 * gt.mean() / profile['patch_size'] ** 2:.1f} %, predicted "
+                  f"(p >= 0.5) {100 * t['fg_fraction'].mean():.1f} %")
+            for key in ("fg_fraction", "mean_proba", "consistency", "entropy"):
+                upper = t[key] >= np.quantile(t[key], 0.5)
+                print(f"  {key:12s} Spearman vs GT fg {spearmanr(t[key], gt).correlation:+.2f}; "
+                      f"non-empty in upper half {100 * nonempty[upper].mean():.0f} %, "
+                      f"lower half {100 * nonempty[~upper].mean():.0f} %")
+            n = per_target(profile["patches_per_shot"], target_name)
+            for arm in args.arms:
+                seeds = SEEDS if ARMS[arm][1] else (0,)
+                picks = [np.argsort(-arm_scores(arm, t, s, profile), kind="stable")[:n]
+                         for s in seeds]
+                print(f"  {arm:24s} images {np.mean([len(set(t['image'][c])) for c in picks]):4.1f}"
+                      f"  non-empty {100 * np.mean([nonempty[c].mean() for c in picks]):3.0f} %"
+                      f"  GT fg {100 * np.mean([gt[c].mean() for c in picks]) / profile['patch_size'] ** 2:4.1f} %")
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--profile", default="cheap", choices=sorted(PROFILES))
+    parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "label_free"))
+    parser.add_argument("--targets", nargs="+", default=["ssTEM", "EM"])
+    parser.add_argument("--splits", nargs="+", type=int, default=[0, 1, 2, 3, 4])
+    parser.add_argument("--shots", nargs="+", type=int, default=[1])
+    parser.add_argument("--arms", nargs="+", default=list(ARMS), choices=list(ARMS))
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--table", action="store_true",
+                        help="write results.csv and print the summary table; run nothing")
+    parser.add_argument("--default", default=None, help="arm flagged is_default in results.csv")
+    parser.add_argument("--describe", action="store_true",
+                        help="print what each arm picks (no fine-tuning); run nothing")
+    args = parser.parse_args(argv)
+    if args.describe:
+        describe(args)
+        return 0
+    if args.table:
+        table(args.out, args.default)
+        return 0
+    if any(s not in range(5) for s in args.splits):
+        parser.error("only the authors' splits 0-4 may be run (5-9 are held out)")
+    run(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

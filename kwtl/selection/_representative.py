@@ -1,0 +1,171 @@
+"""Representativeness on the model's encoder features (k-means / TypiClust-style)."""
+import numbers
+
+import numpy as np
+from sklearn.cluster import KMeans
+from sklearn.decomposition import PCA
+from sklearn.neighbors import NearestNeighbors
+
+from ..utils import derive_seed
+from ._base import BaseSelector, PixelSelector
+
+__all__ = ["RepresentativeSelector", "representative_order", "typicality"]
+
+_WITHIN = ("centre", "typical")
+
+
+def typicality(features, n_neighbors=20):
+    """TypiClust's typicality: inverse mean Euclidean distance to the k nearest neighbours.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> typicality(np.array([[0.0], [1.0], [3.0]]), n_neighbors=1).round(3).tolist()
+    [1.0, 1.0, 0.5]
+    """
+    x = np.asarray(features, dtype=np.float64)
+    k = min(int(n_neighbors), len(x) - 1)
+    if k < 1:
+        return np.ones(len(x))
+    dist, _ = NearestNeighbors(n_neighbors=k + 1).fit(x).kneighbors(x)
+    return 1.0 / np.maximum(dist[:, 1:].mean(axis=1), 1e-12)
+
+
+def representative_order(features, labels, centres=None, within="centre", n_neighbors=20):
+    """Order: the best candidate of each cluster (largest clusters first), then the second
+    best of each, and so on. "Best" is nearest the cluster centre (``within="centre"``) or
+    most typical within its cluster (``within="typical"``, TypiClust).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> x = np.array([[0.0], [0.1], [0.2], [5.0], [5.2]])
+    >>> representative_order(x, [0, 0, 0, 1, 1], centres=np.array([[0.1], [5.1]])).tolist()
+    [1, 3, 0, 4, 2]
+    """
+    x = np.asarray(features, dtype=np.float64)
+    labels = np.asarray(labels)
+    ids, sizes = np.unique(labels, return_counts=True)
+    ids = ids[np.argsort(-sizes, kind="stable")]
+    per_cluster = []
+    for c in ids:
+        members = np.flatnonzero(labels == c)
+        if within == "centre":
+            goodness = -np.linalg.norm(x[members] - centres[c], axis=1)
+        else:
+            goodness = typicality(x[members], n_neighbors)
+        per_cluster.append(members[np.argsort(-goodness, kind="stable")])
+    order = []
+    depth = 0
+    while len(order) < len(x):
+        for members in per_cluster:
+            if depth < len(members):
+                order.append(members[depth])
+        depth += 1
+    return np.asarray(order, dtype=np.intp)
+
+
+class RepresentativeSelector(BaseSelector):
+    """Pick candidates that represent the pool in the model's encoder feature space.
+
+    Every candidate is described by its average-pooled bottleneck features
+    (``estimator.encoder_features``), reduced by PCA to ``n_components`` dimensions and
+    clustered by k-means into ``n_clusters`` clusters. The order takes the best candidate of
+    each cluster (largest clusters first; nearest the centre, or most typical as in
+    TypiClust), then the second best of each, … so with a budget ``n ≤ n_clusters`` it is
+    "one representative per cluster" for the ``n`` largest clusters. No label is read;
+    wrap it in :class:`ForegroundGate` to cluster only what the model thinks is foreground
+    (the gate ranks its kept candidates by this selector's order).
+
+    Parameters
+    ----------
+    n_clusters : int, default=20
+        Number of k-means clusters (set it to the budget for classic TypiClust).
+    within : {"centre", "typical"}, default="centre"
+    n_components : int or None, default=32
+        PCA dimensions before clustering (None: raw features).
+    n_neighbors : int, default=20
+        Neighbours of the typicality (``within="typical"``).
+    batch_size : int or None, default=None
+    random_state : None, int or RandomState, default=None
+        Seeds k-means (and PCA's randomised solver).
+
+    Attributes
+    ----------
+    features_ : ndarray of shape (n_candidates, n_features)
+    labels_ : ndarray of shape (n_candidates,)
+    scores_ : ndarray
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from kwtl.models import FCRNSegmenter
+    >>> from kwtl.selection._representative import RepresentativeSelector
+    >>> seg = FCRNSegmenter(module__width=4, patch_size=16, stride=16, precision="fp32",
+    ...                     random_state=0).initialize()
+    >>> patches = np.random.default_rng(0).integers(0, 256, (8, 16, 16), dtype=np.uint8)
+    >>> RepresentativeSelector(n_clusters=3, random_state=0).select(patches, 3, seg).shape
+    (3,)
+    """
+
+    def __init__(self, n_clusters=20, within="centre", n_components=32, n_neighbors=20, *,
+                 batch_size=None, random_state=None):
+        self.n_clusters = n_clusters
+        self.within = within
+        self.n_components = n_components
+        self.n_neighbors = n_neighbors
+        self.batch_size = batch_size
+        self.random_state = random_state
+
+    #: Candidates are patches.
+    unit = "patch"
+    #: The features the candidates are clustered on.
+    required_methods = ("encoder_features",)
+    #: k-means initialisation is random (reproducible with a seed).
+    stochastic = True
+
+    def _validate_params(self):
+        for name in ("n_clusters", "n_neighbors"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, numbers.Integral) or v < 1:
+                raise ValueError(f"{name} must be a positive integer, got {v!r}")
+        v = self.n_components
+        if v is not None and (isinstance(v, bool) or not isinstance(v, numbers.Integral) or v < 1):
+            raise ValueError(f"n_components must be None or a positive integer, got {v!r}")
+        if self.within not in _WITHIN:
+            raise ValueError(f"within must be one of {_WITHIN}, got {self.within!r}")
+
+    def _check_estimator(self, estimator, X):
+        estimator = super()._check_estimator(estimator, X)
+        if not hasattr(estimator, "encoder_features"):
+            raise TypeError(f"RepresentativeSelector needs a segmenter with an encoder_features "
+                            f"method (e.g. FCRNSegmenter), got {type(estimator).__name__}")
+        return estimator
+
+    def _score_pool(self, pool, estimator):
+        step = int(self.batch_size or getattr(estimator, "inference_batch_size", 16) or 1)
+        feats = [estimator.encoder_features(PixelSelector._as_batch(batch))
+                 for _, batch in pool.iter_batches(step)]
+        return self.scores_from(np.concatenate(feats))
+
+    def scores_from(self, features):
+        """Scores (``n − position`` in the order) from precomputed candidate features."""
+        self._validate_params()
+        x = np.asarray(features, dtype=np.float64)
+        n = len(x)
+        seed = derive_seed(self.random_state, "representative")
+        if self.n_components is not None and min(x.shape) > int(self.n_components):
+            x = PCA(n_components=int(self.n_components), random_state=seed).fit_transform(x)
+        k = min(int(self.n_clusters), n)
+        km = KMeans(n_clusters=k, n_init=3, random_state=seed).fit(x)
+        self.features_ = x
+        self.labels_ = km.labels_
+        order = representative_order(x, km.labels_, km.cluster_centers_, self.within,
+                                     self.n_neighbors)
+        scores = np.empty(n, dtype=np.float64)
+        scores[order] = n - np.arange(n)
+        return scores
+
+    def _pixel_scores(self, patches, estimator):
+        raise NotImplementedError("RepresentativeSelector scores feature vectors; it has no "
+                                  "per-pixel score maps")

@@ -1,0 +1,45 @@
+"""The label-free selectors inside FewShotSegmentation, starting from a fitted segmenter
+(the way the authors' PLFT weights are used: no sources, no PLFT)."""
+import numpy as np
+import pytest
+
+from kwtl import FewShotSegmentation
+from kwtl.datasets import make_cells
+from kwtl.models import FCRNSegmenter
+from kwtl.selection import ConsistencySelector
+from kwtl.selection._gate import ForegroundGate
+from kwtl.selection._representative import RepresentativeSelector
+from kwtl.selection._stratified import StratifiedSelector
+
+
+@pytest.mark.parametrize("selector", [
+    ForegroundGate(),
+    ForegroundGate(ConsistencySelector()),
+    StratifiedSelector(max_per_image=1),
+    ForegroundGate(RepresentativeSelector(n_clusters=3)),
+])
+def test_fit_from_pretrained_segmenter(selector):
+    images, masks = make_cells(3, 32, domain="em", random_state=1)
+    seg = FCRNSegmenter(module__width=4, patch_size=16, stride=16, precision="fp32",
+                        batch_size=4, random_state=0).initialize().to_affine()
+    method = FewShotSegmentation(seg, pseudo_labeler=None, selector=selector, n_shots=1,
+                                 patches_per_shot=3, pl_epochs=0, finetune_epochs=1,
+                                 switch_affine=False, recalibrate_batchnorm=False,
+                                 random_state=0)
+    method.fit(images, masks)  # sample_domain=None: every image is target
+    assert len(method.support_indices_) == 3
+    assert len(method.oracle_.revealed_) == 3  # only the selected patches were read
+    again = FewShotSegmentation(**method.get_params(deep=False)).fit(images, masks)
+    assert again.support_indices_.tolist() == method.support_indices_.tolist()
+
+
+def test_runner_registry_builds_label_free_selectors():
+    from kwtl.selection import make_selector
+    from kwtl.selection._registry import LABEL_FREE_SELECTORS
+
+    for name in LABEL_FREE_SELECTORS:
+        sel = make_selector(name, magnitude=1.7, random_state=3)
+        assert sel.random_state == 3
+    assert make_selector("gate_consistency", magnitude=1.7).selector.magnitude == 1.7
+    with pytest.raises(ValueError, match="gate_random"):
+        make_selector("nope")
