@@ -8,6 +8,8 @@ every file is checked against its sha256 before it is used.
 import os
 from pathlib import Path
 
+from ._io import _sha256_file
+
 __all__ = ["PRETRAINED", "AUTHORS_COMMIT", "load_pretrained", "pretrained_path"]
 
 AUTHORS_COMMIT = "509f5328728cc8f8bf3f8ab5fb7177da78c7f208"
@@ -46,16 +48,6 @@ PRETRAINED = {
         "7a24bdae1401b4f9e7287c5b5acb4f5819336b0367d5d247d1ea9e0657496a15",
         "Reptile only (sources: all but TNBC), non-affine BatchNorm"),
 }
-
-
-def _sha256(path):
-    import hashlib
-
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def _entry(name):
@@ -104,7 +96,7 @@ def pretrained_path(name, source=None, download=False, cache_dir=None):
         candidates.append(Path(cache_dir) / filename)
     for path in candidates:
         if path.is_file():
-            digest = _sha256(path)
+            digest = _sha256_file(path)
             if digest != sha256:
                 raise ValueError(f"{path} does not match the authors' {name} weights: sha256 "
                                  f"{digest}, expected {sha256}")

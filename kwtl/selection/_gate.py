@@ -212,7 +212,3 @@ class ForegroundGate(BaseSelector):
         may be NaN) and foreground measures."""
         self._validate_params()
         return gate_scores(inner_scores, foreground, self.quantile, self.threshold)
-
-    def _pixel_scores(self, patches, estimator):
-        raise NotImplementedError("ForegroundGate combines per-candidate scores; it has no "
-                                  "per-pixel score maps (ask the inner selector)")

@@ -166,6 +166,3 @@ class RepresentativeSelector(BaseSelector):
         scores[order] = n - np.arange(n)
         return scores
 
-    def _pixel_scores(self, patches, estimator):
-        raise NotImplementedError("RepresentativeSelector scores feature vectors; it has no "
-                                  "per-pixel score maps")

@@ -204,7 +204,3 @@ class StratifiedSelector(BaseSelector):
         scores = np.empty(n, dtype=np.float64)
         scores[order] = n - np.arange(n)
         return scores
-
-    def _pixel_scores(self, patches, estimator):
-        raise NotImplementedError("StratifiedSelector combines per-candidate scores; it has no "
-                                  "per-pixel score maps (ask the inner selector)")
