@@ -255,7 +255,8 @@ class FewShotSegmentation(BaseEstimator):
             counts = oracle.foreground_counts(candidates)
             candidates = candidates.subset(np.flatnonzero(counts >= int(self.min_foreground)))
             if len(candidates) == 0:
-                raise ValueError(f"no candidate patch has {self.min_foreground} foreground pixels")
+                raise ValueError(f"no candidate patch has {self.min_foreground} foreground pixels "
+                                 "(min_foreground)")
         return candidates, oracle
 
     def _pretrain(self, segmenter, roles):

@@ -11,12 +11,10 @@ import os
 
 import numpy as np
 
-from ._oracle import Oracle
-from .datasets import PatchSet
 from .utils import as_mask, check_images, check_masks, check_training_masks, validate_params
 from .utils._validation import HasMethods, Interval, Options
 
-__all__ = ["FEW_SHOT_CONSTRAINTS", "check_before_training", "n_to_select"]
+__all__ = ["FEW_SHOT_CONSTRAINTS", "check_before_training"]
 
 _positive_int = Interval(numbers.Integral, 1, None, closed="left")
 _non_negative_int = Interval(numbers.Integral, 0, None, closed="left")
@@ -54,15 +52,6 @@ def _check_target_masks(masks, pool):
                                  f"has shape {image.shape}")
 
 
-def n_to_select(estimator, selector, n_candidates, n_pool_images):
-    """Number of candidates to select: shots (image unit) or shots x patches per shot."""
-    if getattr(selector, "unit", "patch") == "image":
-        return int(estimator.n_shots)
-    if estimator.patches_per_shot == "auto":
-        return int(estimator.n_shots) * max(1, int(round(n_candidates / n_pool_images)))
-    return int(estimator.n_shots) * int(estimator.patches_per_shot)
-
-
 def check_before_training(estimator, X, y, sample_domain=None, unlabelled=None):
     """Validate parameters, components, images, masks and the budget of a ``fit`` call.
 
@@ -93,15 +82,11 @@ def check_before_training(estimator, X, y, sample_domain=None, unlabelled=None):
     if unlabelled is not None:
         check_images(unlabelled, name="unlabelled", min_size=8)
     _check_target_masks(roles["y_pool"], pool)
-    candidates = PatchSet.from_images(pool, segmenter.patch_size, segmenter.stride)
-    if estimator.min_foreground is not None:
-        counts = Oracle(roles["y_pool"], shapes=[im.shape for im in pool]).foreground_counts(
-            candidates)
-        candidates = candidates.subset(np.flatnonzero(counts >= int(estimator.min_foreground)))
-        if len(candidates) == 0:
-            raise ValueError(f"no candidate patch has {estimator.min_foreground} foreground "
-                             "pixels (min_foreground)")
-    n_select = n_to_select(estimator, selector, len(candidates), len(pool))
+    candidates, _ = estimator._candidates(dict(roles, pool=pool), segmenter)
+    # the selector's own budget rule; the check against the pool is here, for a message
+    # that names the parameters and the min_foreground filter
+    n_select = selector._budget_size(len(candidates), len(pool), estimator.n_shots,
+                                     estimator.patches_per_shot)
     image_unit = getattr(selector, "unit", "patch") == "image"
     available = len(pool) if image_unit else len(candidates)
     if n_select > available:

@@ -314,14 +314,17 @@ class BaseSelector(abc.ABC, BaseEstimator):
         if not (pps == "auto" or (isinstance(pps, numbers.Integral) and not isinstance(pps, bool)
                                   and pps >= 1)):
             raise ValueError(f"patches_per_shot must be a positive integer or 'auto', got {pps!r}")
-        if self.unit == "image":
-            n = int(n_shots)
-        elif pps == "auto":
-            n = int(n_shots) * max(1, int(round(len(pool) / max(1, len(pool.arrays)))))
-        else:
-            n = int(n_shots) * int(pps)
+        n = self._budget_size(len(pool), len(pool.arrays), n_shots, pps)
         self._check_n(n, self._n_candidates(pool))
         return n
+
+    def _budget_size(self, n_candidates, n_images, n_shots, patches_per_shot):
+        """The budget rule alone (validated inputs, no check against the pool)."""
+        if self.unit == "image":
+            return int(n_shots)
+        if patches_per_shot == "auto":
+            return int(n_shots) * max(1, int(round(n_candidates / max(1, n_images))))
+        return int(n_shots) * int(patches_per_shot)
 
     def select_support(self, X, estimator, n_shots, patches_per_shot="auto", memory=None):
         """Choose what to annotate for a budget of ``n_shots`` (the method's selection step).
