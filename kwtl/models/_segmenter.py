@@ -533,11 +533,7 @@ class FCRNSegmenter(NeuralNet):
         -------
         logits : torch.Tensor of shape (n, h, w), float32, on the segmenter's device
         """
-        patches = self._check_patches(patches)
-        module = self._inference_module()
-        context = enable_mc_dropout(module, mc_dropout) if mc_dropout else contextlib.nullcontext()
-        with context:
-            return self._in_chunks(forward_patches, module, patches)
+        return self._eval_logits(self._in_chunks, self._check_patches(patches), mc_dropout)
 
     def mc_dropout_proba(self, patches, p=0.5, n_passes=10):
         """Mean probability of ``n_passes`` MC-dropout passes over uint8 patches.
@@ -550,12 +546,7 @@ class FCRNSegmenter(NeuralNet):
         -------
         proba : torch.Tensor of shape (n, h, w), float32, on the segmenter's device
         """
-        patches = self._check_patches(patches)
-        if int(n_passes) < 1:
-            raise ValueError(f"n_passes must be at least 1, got {n_passes}")
-        module = self._inference_module()
-        with enable_mc_dropout(module, p):
-            return self._in_chunks(mc_dropout_mean_proba, module, patches, n_passes=n_passes)
+        return self._eval_mc_mean(self._in_chunks, self._check_patches(patches), p, n_passes)
 
     def image_logits(self, images, mc_dropout=None):
         """Whole-image logits with BatchNorm in eval mode: the dense selectors' entry point.
@@ -577,11 +568,7 @@ class FCRNSegmenter(NeuralNet):
         -------
         logits : torch.Tensor of shape (k, H, W), float32, on the segmenter's device
         """
-        images = self._check_images_uint8(images)
-        module = self._inference_module()
-        context = enable_mc_dropout(module, mc_dropout) if mc_dropout else contextlib.nullcontext()
-        with context:
-            return self._tiled(forward_patches, module, images)
+        return self._eval_logits(self._tiled, self._check_images_uint8(images), mc_dropout)
 
     def image_mc_dropout_proba(self, images, p=0.5, n_passes=10):
         """Whole-image mean MC-dropout probability (as :meth:`mc_dropout_proba`, tiled as
@@ -591,12 +578,21 @@ class FCRNSegmenter(NeuralNet):
         -------
         proba : torch.Tensor of shape (k, H, W), float32, on the segmenter's device
         """
-        images = self._check_images_uint8(images)
+        return self._eval_mc_mean(self._tiled, self._check_images_uint8(images), p, n_passes)
+
+    # patches (in chunks) and whole images (in tiles) share the same eval-mode passes
+    def _eval_logits(self, run, inputs, mc_dropout):
+        module = self._inference_module()
+        context = enable_mc_dropout(module, mc_dropout) if mc_dropout else contextlib.nullcontext()
+        with context:
+            return run(forward_patches, module, inputs)
+
+    def _eval_mc_mean(self, run, inputs, p, n_passes):
         if int(n_passes) < 1:
             raise ValueError(f"n_passes must be at least 1, got {n_passes}")
         module = self._inference_module()
         with enable_mc_dropout(module, p):
-            return self._tiled(mc_dropout_mean_proba, module, images, n_passes=n_passes)
+            return run(mc_dropout_mean_proba, module, inputs, n_passes=n_passes)
 
     def _tiled(self, forward, module, images, **kwargs):
         # the pixels of one tile batch match those of a patch_logits chunk (x4 for the few

@@ -101,7 +101,32 @@ def gate_mask(foreground, quantile=0.5, threshold=None):
     return fg >= cut
 
 
-class ForegroundGate(BaseSelector):
+class _ForegroundWrapper:
+    """What the wrappers around an inner selector that also measure the model's predicted
+    foreground (:class:`ForegroundGate`, ``StratifiedSelector``) share."""
+
+    #: The inner selector when ``selector`` is None, and the salt of its derived seed.
+    _default_inner = RandomSelector
+    _inner_seed_salt = "gate-inner"
+
+    @property
+    def required_methods(self):
+        """``patch_logits`` for the foreground measure, plus what the inner selector needs."""
+        return tuple(dict.fromkeys(("patch_logits",) + tuple(self._inner().required_methods)))
+
+    def _inner(self):
+        inner = self._default_inner() if self.selector is None else clone(self.selector)
+        if getattr(inner, "random_state", None) is None and self.random_state is not None:
+            inner.set_params(random_state=derive_seed(self.random_state, self._inner_seed_salt))
+        return inner
+
+    def _measure_selector(self):
+        return PredictedForegroundSelector(measure=self.measure,
+                                           proba_threshold=self.proba_threshold,
+                                           batch_size=self.batch_size)
+
+
+class ForegroundGate(_ForegroundWrapper, BaseSelector):
     """Wrap any selector so that candidates with predicted foreground come first.
 
     The gate measures each candidate's predicted foreground with the model being adapted
@@ -167,11 +192,6 @@ class ForegroundGate(BaseSelector):
         """As the inner selector (random inside the gate is stochastic)."""
         return bool(self._inner().stochastic)
 
-    @property
-    def required_methods(self):
-        """``patch_logits`` for the gate, plus what the inner selector needs."""
-        return tuple(dict.fromkeys(("patch_logits",) + tuple(self._inner().required_methods)))
-
     def _validate_params(self):
         q = self.quantile
         if isinstance(q, bool) or not isinstance(q, numbers.Real) or not 0.0 <= q <= 1.0:
@@ -183,17 +203,6 @@ class ForegroundGate(BaseSelector):
             raise ValueError("ForegroundGate ranks patches: the inner selector must have "
                              "unit='patch'")
         self._measure_selector()._validate_params()
-
-    def _inner(self):
-        inner = RandomSelector() if self.selector is None else clone(self.selector)
-        if getattr(inner, "random_state", None) is None and self.random_state is not None:
-            inner.set_params(random_state=derive_seed(self.random_state, "gate-inner"))
-        return inner
-
-    def _measure_selector(self):
-        return PredictedForegroundSelector(measure=self.measure,
-                                           proba_threshold=self.proba_threshold,
-                                           batch_size=self.batch_size)
 
     def _check_estimator(self, estimator, X):
         return BaseSelector._check_estimator(self, estimator, X)

@@ -2,11 +2,11 @@
 import numbers
 
 import numpy as np
-from sklearn.base import clone
 
 from ..utils import derive_seed
 from ._base import BaseSelector
-from ._gate import PredictedForegroundSelector
+from ._consistency import ConsistencySelector
+from ._gate import _ForegroundWrapper
 
 __all__ = ["StratifiedSelector", "stratified_order"]
 
@@ -83,7 +83,7 @@ def stratified_order(keys, strata, images=None, max_per_image=None):
     return np.asarray(order, dtype=np.intp)
 
 
-class StratifiedSelector(BaseSelector):
+class StratifiedSelector(_ForegroundWrapper, BaseSelector):
     """Spread the budget over predicted-foreground strata and images, sampling ∝ score^β.
 
     1. Every candidate gets the inner selector's score ``s`` (the paper's consistency by
@@ -136,11 +136,8 @@ class StratifiedSelector(BaseSelector):
     stochastic = True
     #: Candidates are patches (the inner selector must rank patches too).
     unit = "patch"
-
-    @property
-    def required_methods(self):
-        """``patch_logits`` for the strata, plus what the inner selector needs."""
-        return tuple(dict.fromkeys(("patch_logits",) + tuple(self._inner().required_methods)))
+    _default_inner = ConsistencySelector
+    _inner_seed_salt = "stratified-inner"
 
     def __init__(self, selector=None, beta=1.0, n_strata=3, max_per_image=None,
                  measure="fraction", proba_threshold=0.5, *, batch_size=None,
@@ -169,19 +166,6 @@ class StratifiedSelector(BaseSelector):
             raise ValueError("StratifiedSelector ranks patches: the inner selector must have "
                              "unit='patch'")
         self._measure_selector()._validate_params()
-
-    def _measure_selector(self):
-        return PredictedForegroundSelector(measure=self.measure,
-                                           proba_threshold=self.proba_threshold,
-                                           batch_size=self.batch_size)
-
-    def _inner(self):
-        from ._consistency import ConsistencySelector
-
-        inner = ConsistencySelector() if self.selector is None else clone(self.selector)
-        if getattr(inner, "random_state", None) is None and self.random_state is not None:
-            inner.set_params(random_state=derive_seed(self.random_state, "stratified-inner"))
-        return inner
 
     def _score_pool(self, pool, estimator):
         self.foreground_ = self._measure_selector().score(pool, estimator)
