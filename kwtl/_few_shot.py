@@ -85,7 +85,9 @@ class FewShotSegmentation(BaseEstimator):
         Pseudo-labels for PLFT; None skips PLFT (the paper's supplement Tab. 6 ablation);
         "default" is ``PseudoLabeler()`` (automatic threshold and polarity).
     selector : selector or None, default=None
-        A :mod:`kwtl.selection` selector; None means ``ConsistencySelector()``.
+        A :mod:`kwtl.selection` selector; None means
+        ``make_selector(kwtl.selection.DEFAULT_SELECTOR)`` (today the paper's
+        ``ConsistencySelector()``).
     n_shots : int, default=1
         Annotation budget in shots.
     patches_per_shot : int or "auto", default="auto"
@@ -185,7 +187,7 @@ class FewShotSegmentation(BaseEstimator):
     def _components(self):
         from .models import FCRNSegmenter
         from .pseudo_label import PseudoLabeler
-        from .selection import ConsistencySelector
+        from .selection import DEFAULT_SELECTOR, make_selector
 
         segmenter = FCRNSegmenter() if self.segmenter is None else self.segmenter
         if isinstance(self.pseudo_labeler, str):
@@ -195,7 +197,8 @@ class FewShotSegmentation(BaseEstimator):
             pseudo_labeler = PseudoLabeler()
         else:
             pseudo_labeler = self.pseudo_labeler
-        selector = ConsistencySelector() if self.selector is None else clone(self.selector)
+        selector = (make_selector(DEFAULT_SELECTOR) if self.selector is None
+                    else clone(self.selector))
         seed = derive_seed(self.random_state, "selector")
         if seed is not None and getattr(selector, "random_state", None) is None:
             selector.set_params(random_state=seed)

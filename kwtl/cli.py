@@ -1,4 +1,5 @@
-"""The ``kwtl`` command line: ``kwtl run`` runs the main job."""
+"""The ``kwtl`` command line: ``kwtl run`` runs the main job; ``kwtl pretrain``,
+``select``, ``finetune`` and ``predict`` are the lab workflow (:mod:`kwtl.workflow`)."""
 import argparse
 import json
 import os
@@ -9,9 +10,17 @@ from pathlib import Path
 
 from . import __version__
 from .selection import SELECTORS
+from .utils._output import OUTPUT_MARKER, OutputFolderError, prepare_output_dir  # noqa: F401
 
 _DESCRIPTION = """\
 kwtl: knowing what to label (Dawoud et al., WACV 2023).
+
+The lab workflow, from a folder of unlabelled images to masks:
+  kwtl pretrain SOURCE_DIR... --out model.kwtl   (or --from authors:EM)
+  kwtl select IMAGES_DIR --model model.kwtl --budget N --out TODO_DIR
+  (annotate the patches in TODO_DIR as its README.txt says)
+  kwtl finetune TODO_DIR --out tuned.kwtl
+  kwtl predict IMAGES_DIR --model tuned.kwtl --out MASKS_DIR
 
 'kwtl run' runs the whole method (source pre-training, pseudo-label fine-tuning, selection,
 fine-tuning on the selected patches, evaluation) for every selector, shot count and repeat,
@@ -67,7 +76,166 @@ def _parser():
                           "cores, and the quick start ran 9-19x slower with the default than "
                           "with one thread on a busy 2-core machine")
     run.add_argument("--no-progress", action="store_true", help="no progress bar")
+    _workflow_parsers(sub)
     return parser
+
+
+def _common_options(parser, force_help):
+    parser.add_argument("--force", action="store_true", help=force_help)
+    parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    parser.add_argument("--device", default=None,
+                        help="torch device: cpu or cuda (default: cpu)")
+    parser.add_argument("--threads", type=int, default=None, metavar="N",
+                        help="CPU threads for torch (default: torch's; on a machine shared "
+                             "with other work, 1 is often faster)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+
+_MODEL_HELP = ("a model file (kwtl pretrain / kwtl finetune) or the authors' released "
+               "weights by name: {names} (found in $KWTL_WEIGHTS, else downloaded from the "
+               "authors' pinned commit, sha256 checked)")
+
+
+def _workflow_parsers(sub):
+    from .models import PRETRAINED
+    from .selection import DEFAULT_SELECTOR
+
+    model_help = _MODEL_HELP.format(names=", ".join(PRETRAINED))
+    fmt = argparse.HelpFormatter  # wraps the descriptions
+    pre = sub.add_parser(
+        "pretrain", help="pre-train a model on annotated folders (Reptile)", formatter_class=fmt,
+        description="Pre-train the segmentation network on annotated source folders by "
+                    "first-order Reptile (one task per folder) and write a model file. A "
+                    "folder holds images/ + masks/ (paired by name) or Cellpose-style pairs "
+                    "x.tif + x_masks.tif; any PNG/TIFF, 8/16-bit, grey/RGB; binary or "
+                    "instance-label masks. The paper's schedule (300 meta-iterations) takes "
+                    "hours on a CPU: start from the authors' weights (--from authors:EM) or "
+                    "use fewer --meta-iterations. Resumable: rerun the same command.")
+    pre.add_argument("sources", nargs="*", metavar="SOURCE_DIR", help="annotated folders")
+    pre.add_argument("--out", required=True, metavar="FILE", help="model file to write, "
+                     "e.g. model.kwtl (its sidecar is FILE.json)")
+    pre.add_argument("--from", dest="start", metavar="MODEL",
+                     help="start from these weights: " + model_help)
+    for name, what in (("width", "network width (default 32)"),
+                       ("patch-size", "training patch size, a multiple of 8 (default 256)"),
+                       ("stride", "patch grid step (default 30)"),
+                       ("meta-iterations", "Reptile meta-iterations (default 300)"),
+                       ("inner-steps", "Adam steps per task (default 30)"),
+                       ("meta-shots", "patches per task (default 5)")):
+        pre.add_argument(f"--{name}", type=int, default=None, metavar="N", help=what)
+    _common_options(pre, "replace an existing --out made from other inputs")
+
+    sel = sub.add_parser(
+        "select", help="choose what to annotate; write an annotation package",
+        formatter_class=fmt,
+        description="Pseudo-label fine-tune the model on a folder of unlabelled images, "
+                    "score every candidate patch (or image) and write an annotation package "
+                    "to --out: the chosen patches as PNG files named by source image and "
+                    "position, selection.csv, one overview picture per source image and a "
+                    "README.txt for the annotator. Resumable: rerun the same command.")
+    sel.add_argument("images", metavar="IMAGES_DIR", help="folder of unlabelled images")
+    sel.add_argument("--model", required=True, metavar="MODEL", help=model_help)
+    sel.add_argument("--budget", required=True, type=int, metavar="N",
+                     help="how many patches (or images, --unit image) to annotate")
+    sel.add_argument("--unit", choices=("patch", "image"), default="patch",
+                     help="annotate patches of the model's patch size (default) or whole "
+                          "images")
+    sel.add_argument("--selector", default=None, metavar="NAME",
+                     help=f"{', '.join(SELECTORS)} (default {DEFAULT_SELECTOR})")
+    sel.add_argument("--channel", type=int, default=None, metavar="C",
+                     help="channel of multi-channel images (default: grey from RGB)")
+    sel.add_argument("--stride", type=int, default=None, metavar="N",
+                     help="step of the candidate grid (default: the model's)")
+    sel.add_argument("--allow-overlap", action="store_true",
+                     help="let chosen patches overlap (the paper's top candidates)")
+    sel.add_argument("--pl-epochs", type=int, default=1, metavar="N",
+                     help="pseudo-label fine-tuning epochs (default 1; 0 skips it)")
+    sel.add_argument("--pl-patches", type=int, default=64, metavar="N",
+                     help="at most N patches for pseudo-label fine-tuning (default 64)")
+    sel.add_argument("--out", required=True, metavar="TODO_DIR", help="annotation package")
+    _common_options(sel, "write into a folder kwtl did not make, or replace a selection "
+                         "made from other inputs (saved masks are kept)")
+
+    fin = sub.add_parser(
+        "finetune", help="fine-tune on the annotated masks", formatter_class=fmt,
+        description="Read the masks named in TODO_DIR/selection.csv (binary or instance "
+                    "labels, PNG/TIFF, same size as their images; every one must be there), "
+                    "fine-tune the model on them and write a model file. Resumable: "
+                    "rerun the same command.")
+    fin.add_argument("todo", metavar="TODO_DIR", help="folder written by kwtl select")
+    fin.add_argument("--model", default=None, metavar="MODEL",
+                     help="starting model (default: TODO_DIR/model_plft.kwtl, the model the "
+                          "selection was made with, as in the paper); " + model_help)
+    fin.add_argument("--out", required=True, metavar="FILE", help="model file to write")
+    fin.add_argument("--epochs", type=int, default=20, metavar="N",
+                     help="fine-tuning epochs (default 20, the paper's)")
+    fin.add_argument("--batch-size", type=int, default=None, metavar="N",
+                     help="patches per batch (default: the model's, 64)")
+    _common_options(fin, "replace an existing --out made from other inputs")
+
+    pred = sub.add_parser(
+        "predict", help="segment a folder of images", formatter_class=fmt,
+        description="Write a full-resolution mask for every image of IMAGES_DIR (same base "
+                    "name), an overlay picture, and optionally probability maps. Resumable: "
+                    "rerun the same command.")
+    pred.add_argument("images", metavar="IMAGES_DIR", help="folder of images")
+    pred.add_argument("--model", required=True, metavar="MODEL", help=model_help)
+    pred.add_argument("--out", required=True, metavar="MASKS_DIR", help="output folder")
+    pred.add_argument("--instances", action="store_true",
+                      help="instance labels (0 background, 1..n one per cell; touching cells "
+                           "split by a distance-transform watershed) instead of 0/255 masks")
+    pred.add_argument("--probabilities", action="store_true",
+                      help="also write NAME_prob.tif, the float32 foreground probability")
+    pred.add_argument("--suffix", default="", metavar="TEXT",
+                      help="appended to the mask names, e.g. _masks (Cellpose style)")
+    pred.add_argument("--format", choices=("png", "tif"), default="png",
+                      help="mask file format (default png)")
+    pred.add_argument("--channel", type=int, default=None, metavar="C",
+                      help="channel of multi-channel images")
+    pred.add_argument("--no-overlay", action="store_true", help="no NAME_overlay.png")
+    _common_options(pred, "write into a folder kwtl did not make, or replace masks predicted "
+                          "with another model or options")
+
+
+def _workflow(args):
+    from . import workflow
+
+    if args.threads is not None:
+        if args.threads < 1:
+            raise ValueError("--threads must be at least 1")
+        import torch
+
+        torch.set_num_threads(args.threads)
+    device = args.device
+    if device is not None and device.startswith("cuda"):
+        import torch
+
+        if not torch.cuda.is_available():
+            raise ValueError(f"--device {device}: CUDA is not available on this machine")
+    progress = not args.no_progress
+    if args.command == "pretrain":
+        workflow.pretrain(args.sources, args.out, start=args.start, width=args.width,
+                          patch_size=args.patch_size, stride=args.stride,
+                          meta_iterations=args.meta_iterations, inner_steps=args.inner_steps,
+                          meta_shots=args.meta_shots, random_state=args.seed,
+                          device=device or "cpu", overwrite=args.force, progress=progress)
+    elif args.command == "select":
+        workflow.select(args.images, args.model, args.budget, args.out, unit=args.unit,
+                        selector=args.selector, channel=args.channel, stride=args.stride,
+                        allow_overlap=args.allow_overlap, pl_epochs=args.pl_epochs,
+                        pl_max_patches=args.pl_patches, random_state=args.seed,
+                        device=device, overwrite=args.force, progress=progress)
+    elif args.command == "finetune":
+        workflow.finetune(args.todo, args.out, model=args.model, epochs=args.epochs,
+                          batch_size=args.batch_size, random_state=args.seed, device=device,
+                          overwrite=args.force, progress=progress)
+    else:
+        workflow.predict(args.images, args.model, args.out, instances=args.instances,
+                         probabilities=args.probabilities, mask_suffix=args.suffix,
+                         format=args.format, channel=args.channel,
+                         overlay=not args.no_overlay, device=device, overwrite=args.force,
+                         progress=progress)
+    return 0
 
 
 def _set_threads(threads, n_jobs):
@@ -158,70 +326,6 @@ def _tune_process():
             os.environ.setdefault(key, value)
 
 
-#: File that marks a folder as made by ``kwtl run`` (``experiment.json`` counts too).
-OUTPUT_MARKER = ".kwtl-output"
-
-
-class OutputFolderError(ValueError):
-    """``--out`` cannot be used without risking a user's files."""
-
-
-def prepare_output_dir(out, force=False, resume=False):
-    """Apply the output-folder policy of ``kwtl run`` and claim the folder.
-
-    * a missing folder is created (with its parents);
-    * an empty folder, or one kwtl made (it holds :data:`OUTPUT_MARKER` or
-      ``experiment.json``), is used; a kwtl run in it is resumed;
-    * a non-empty folder that kwtl did not make is refused, unless ``force``;
-    * ``resume`` requires a folder that kwtl made;
-    * a path that is a file, or a place where the folder or its marker cannot be written,
-      is refused.
-
-    Nothing is written unless the folder is accepted; then the marker is written.
-
-    Returns
-    -------
-    path : Path
-
-    Raises
-    ------
-    OutputFolderError
-        With a one-line message naming the folder and the problem.
-    """
-    path = Path(out)
-    marker = path / OUTPUT_MARKER
-    if path.exists() and not path.is_dir():
-        raise OutputFolderError(f"--out {path} is a file, not a folder")
-    if path.is_dir():
-        try:
-            entries = sorted(p.name for p in path.iterdir())
-        except OSError as exc:
-            raise OutputFolderError(f"--out {path}: cannot read the folder ({exc.strerror})") from None
-        ours = OUTPUT_MARKER in entries or "experiment.json" in entries
-        if resume and not ours:
-            raise OutputFolderError(f"--resume: {path} holds no kwtl run to resume")
-        if entries and not ours and not force:
-            shown = ", ".join(entries[:3]) + (f" and {len(entries) - 3} more" if len(entries) > 3 else "")
-            raise OutputFolderError(
-                f"--out {path} is not empty and was not made by kwtl (it holds {shown}); "
-                "choose another --out, or pass --force to write kwtl's files into it")
-    elif resume:
-        raise OutputFolderError(f"--resume: {path} does not exist, there is nothing to resume")
-    try:
-        path.mkdir(parents=True, exist_ok=True)
-        if not marker.exists():
-            from . import __version__
-
-            marker.write_text(json.dumps({"made_by": "kwtl run", "kwtl_version": __version__})
-                              + "\n")
-        elif not os.access(path, os.W_OK):
-            raise PermissionError(13, "Permission denied")
-    except OSError as exc:
-        raise OutputFolderError(
-            f"--out {path}: cannot write there ({exc.strerror or type(exc).__name__})") from None
-    return path
-
-
 def _one_line_warning(message, category, filename, lineno, line=None):
     return f"kwtl: warning: {message}\n"
 
@@ -236,7 +340,7 @@ def main(argv=None):
     _tune_process()
     formatwarning, warnings.formatwarning = warnings.formatwarning, _one_line_warning
     try:  # the command line reports warnings in single lines
-        return _run(args)
+        return _run(args) if args.command == "run" else _workflow(args)
     except (ValueError, KeyError) as err:
         print(f"kwtl: error: {err}", file=sys.stderr)
         return 2

@@ -23,8 +23,8 @@ from pathlib import Path
 
 import torch
 
-__all__ = ["ModelFileError", "architecture_of", "check_state_dict", "read_weights",
-           "save_weights", "sidecar_path", "SIDECAR_FORMAT"]
+__all__ = ["ModelFileError", "architecture_of", "check_state_dict", "read_sidecar",
+           "read_weights", "save_weights", "sidecar_path", "SIDECAR_FORMAT"]
 
 #: ``format`` field of the sidecar.
 SIDECAR_FORMAT = "kwtl-weights"
@@ -89,6 +89,14 @@ def _jsonable(params):
     return out
 
 
+def _check_json(value, name):
+    try:
+        json.dumps(value)
+    except (TypeError, ValueError) as exc:
+        raise TypeError(f"{name} must hold JSON values only ({exc})") from None
+    return value
+
+
 def _atomic_write_bytes(path, data):
     path = Path(path)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
@@ -104,7 +112,7 @@ def _atomic_write_bytes(path, data):
         raise
 
 
-def save_weights(module, path, parameters=None):
+def save_weights(module, path, parameters=None, training=None):
     """Write ``module``'s state dict and its JSON sidecar (see the module notes).
 
     Parameters
@@ -114,6 +122,10 @@ def save_weights(module, path, parameters=None):
         The weights file; the sidecar is ``path + ".json"``.
     parameters : dict, optional
         Estimator parameters to record (non-JSON values are recorded by name).
+    training : dict, optional
+        What produced the weights (JSON values only), recorded under ``"training"``: the
+        step, its parameters, the training data's names and sha256 checksums
+        (:mod:`kwtl.workflow` fills it in).
 
     Returns
     -------
@@ -149,6 +161,7 @@ def save_weights(module, path, parameters=None):
         "sha256": hashlib.sha256(data).hexdigest(),
         "architecture": architecture_of(module),
         "parameters": _jsonable(parameters),
+        "training": _check_json(training, "training"),
         "tensors": {k: {"shape": list(v.shape), "dtype": str(v.dtype).replace("torch.", ""),
                         "sha256": _sha256_tensor(v)} for k, v in state.items()},
     }
@@ -157,7 +170,15 @@ def save_weights(module, path, parameters=None):
     return meta
 
 
-def _read_sidecar(path):
+def read_sidecar(path):
+    """The checked sidecar of weights file ``path`` (a dict), or None when it has none.
+
+    Raises
+    ------
+    ModelFileError
+        If the sidecar is not JSON, not a kwtl sidecar, or of an unknown or newer format
+        version.
+    """
     side = sidecar_path(path)
     if not side.exists():
         return None
@@ -168,9 +189,14 @@ def _read_sidecar(path):
                              f"({exc})") from None
     if not isinstance(meta, dict) or meta.get("format") != SIDECAR_FORMAT:
         raise ModelFileError(f"cannot load {path}: {side.name} is not a kwtl weights sidecar")
-    if int(meta.get("format_version", 0)) > _FORMAT_VERSION:
-        raise ModelFileError(f"cannot load {path}: written by a newer kwtl "
-                             f"({meta.get('kwtl_version')}); upgrade kwtl")
+    version = meta.get("format_version")
+    if not isinstance(version, int) or isinstance(version, bool) or version < 1:
+        raise ModelFileError(f"cannot load {path}: {side.name} has an unknown format version "
+                             f"{version!r}")
+    if version > _FORMAT_VERSION:
+        raise ModelFileError(f"cannot load {path}: its format version {version} is newer than "
+                             f"this kwtl reads ({_FORMAT_VERSION}); it was written by kwtl "
+                             f"{meta.get('kwtl_version')}: upgrade kwtl")
     return meta
 
 
@@ -245,7 +271,7 @@ def read_weights(f):
         size = path.stat().st_size
         if size == 0:
             raise ModelFileError(f"cannot load {name}: the file is empty (0 bytes)")
-        meta = _read_sidecar(path)
+        meta = read_sidecar(path)
         if meta is not None:
             if size != meta.get("bytes"):
                 raise ModelFileError(

@@ -13,7 +13,7 @@ budget, cached scores, choice, image expansion). What a selector may ask of the 
 * :class:`MCDropoutSelector` — entropy of the MC-dropout mean prediction;
 * :class:`RandomSelector` — uniform, without replacement.
 
-:data:`SELECTORS` maps short names (``kwtl run --selectors``) to these classes, and to the
+:data:`DEFAULT_SELECTOR` names the selector used when none is given. :data:`SELECTORS` maps short names (``kwtl run --selectors``) to these classes, and to the
 experimental label-free selectors (``gate_random``, ``gate_consistency``,
 ``gate_representative``, ``representative``, ``stratified_consistency``) of the private
 modules ``_gate``, ``_representative`` and ``_stratified``: they lost to random in the
@@ -24,13 +24,14 @@ from ._base import BaseSelector, PixelSelector, Support
 from ._consistency import ConsistencySelector
 from ._protocol import SelectionModel
 from ._random import RandomSelector
-from ._registry import SELECTORS, make_selector
+from ._registry import DEFAULT_SELECTOR, SELECTORS, make_selector
 from ._uncertainty import EntropySelector, MCDropoutSelector
 
 __all__ = [
     "AUGMENTATIONS",
     "BaseSelector",
     "ConsistencySelector",
+    "DEFAULT_SELECTOR",
     "EntropySelector",
     "MCDropoutSelector",
     "PixelSelector",

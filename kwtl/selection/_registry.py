@@ -8,7 +8,8 @@ from ._representative import RepresentativeSelector
 from ._stratified import StratifiedSelector
 from ._uncertainty import EntropySelector, MCDropoutSelector
 
-__all__ = ["LABEL_FREE_SELECTORS", "PAPER_SELECTORS", "SELECTORS", "make_selector"]
+__all__ = ["DEFAULT_SELECTOR", "LABEL_FREE_SELECTORS", "PAPER_SELECTORS", "SELECTORS",
+           "make_selector"]
 
 
 def _gate_consistency(magnitude=1.3, random_state=None):
@@ -41,6 +42,12 @@ SELECTORS = {
     "representative": RepresentativeSelector,
     "stratified_consistency": _stratified_consistency,
 }
+
+#: The selector used when none is given: by :class:`~kwtl.FewShotSegmentation`
+#: (``selector=None``) and by ``kwtl select`` / :func:`kwtl.workflow.select`. Today the
+#: paper's consistency score; one name to change when measurements support another
+#: label-free default.
+DEFAULT_SELECTOR = "consistency"
 
 #: The label-free selectors beyond the paper, by short name.
 LABEL_FREE_SELECTORS = ("gate_random", "gate_consistency", "gate_representative",

@@ -1,0 +1,141 @@
+"""``predict``: a folder of images in, full-resolution masks (and pictures) out."""
+import json
+from pathlib import Path
+
+import numpy as np
+from sklearn.utils import Bunch
+from tqdm.auto import tqdm
+
+from .. import __version__
+from ..utils._atomic import atomic_write, atomic_write_text
+from ..utils._output import prepare_output_dir
+from ._files import label_instances, sha256_array, write_array
+from ._model import fingerprint, load_model, model_source
+from ._select import _as_images
+
+__all__ = ["predict"]
+
+_FORMATS = ("png", "tif")
+
+
+def _overlay(image, labels, path):
+    """The image in grey with the predicted objects' outlines in colour."""
+    from PIL import Image
+    from skimage.segmentation import find_boundaries
+
+    rgb = np.repeat(image[..., None], 3, axis=2)
+    edges = find_boundaries(labels, mode="inner")
+    rgb[edges] = (255, 60, 0)
+    buffer = __import__("io").BytesIO()
+    Image.fromarray(rgb).save(buffer, format="PNG")
+    atomic_write(path, lambda f: f.write(buffer.getvalue()))
+
+
+def predict(images, model, out, instances=False, probabilities=False, mask_suffix=None, *,
+            format="png", channel=None, overlay=True, device=None, overwrite=False,
+            progress=True):
+    """Segment every image of a folder at full resolution; write masks and pictures.
+
+    For an image ``a.tif`` it writes, in ``out``:
+
+    * ``a{mask_suffix}.png`` (or ``.tif``): the mask, same size as the image — binary
+      (0 / 255, uint8) or, with ``instances=True``, instance labels (0 = background,
+      1 … n = one value per cell, uint16; uint32 TIFF beyond 65535 cells): connected
+      components of the thresholded prediction, touching cells split by a distance-transform
+      watershed, so the file opens as a labels layer in napari or as Cellpose masks;
+    * ``a_prob.tif`` (``probabilities=True``): the foreground probability, float32;
+    * ``a_overlay.png`` (``overlay=True``): the image with the objects' outlines.
+
+    Resumable: an image whose files exist (from a run with the same model and parameters,
+    recorded in ``out/predict.json``) is skipped. Files of a run with another model or
+    parameters are never replaced silently.
+
+    Parameters
+    ----------
+    images : str, path-like or list of 2-D arrays
+        A folder of images (PNG/TIFF) or the images.
+    model : str, path-like or FCRNSegmenter
+        A model file (``kwtl finetune``) or a pretrained name (see :func:`load_model`).
+    out : str or path-like
+        Output folder (created; a non-empty folder kwtl did not make is refused unless
+        ``overwrite``).
+    instances : bool, default=False
+    probabilities : bool, default=False
+    mask_suffix : str or None, default=None
+        Appended to the image name (``"_masks"``: Cellpose's ``a_masks.png``).
+    format : {"png", "tif"}, default="png"
+    channel : int or None, default=None
+        Channel of multi-channel files.
+    overlay : bool, default=True
+    device : str or None, default=None
+    overwrite : bool, default=False
+    progress : bool, default=True
+
+    Returns
+    -------
+    result : sklearn.utils.Bunch
+        ``masks`` (dict image name -> mask file), ``path``, ``skipped`` (names already done).
+    """
+    if format not in _FORMATS:
+        raise ValueError(f"format must be one of {_FORMATS}, got {format!r}")
+    suffix = "" if mask_suffix is None else str(mask_suffix)
+    if any(ch in suffix for ch in "/\\"):
+        raise ValueError(f"mask_suffix must be a plain name part, got {suffix!r}")
+    arrays, names, images_record = _as_images(images, channel)
+    params = {} if device is None else {"device": device}
+    segmenter = load_model(model, **params)
+    settings = {"instances": bool(instances), "probabilities": bool(probabilities),
+                "suffix": suffix, "format": format, "overlay": bool(overlay),
+                "threshold": float(segmenter.threshold), "bn_mode": segmenter.bn_mode}
+    key = fingerprint("predict", model_source(model), settings, __version__)
+    out = Path(out)
+    prepare_output_dir(out, force=overwrite, made_by="kwtl predict")
+    record_file = out / "predict.json"
+    record = json.loads(record_file.read_text()) if record_file.is_file() else None
+    if record is not None and record.get("fingerprint") != key and not overwrite:
+        raise FileExistsError(f"{out} holds masks predicted with another model or other "
+                              "options; choose another --out, or pass --force to replace them")
+    if record is None or record.get("fingerprint") != key:
+        record = {"made_by": "kwtl predict", "kwtl_version": __version__, "fingerprint": key,
+                  "model": model_source(model), "images": images_record, **settings,
+                  "done": {}}
+    written, skipped = {}, []
+    bar = tqdm(total=len(arrays), desc="predicting", unit="image", disable=not progress)
+    try:
+        for image, name in zip(arrays, names):
+            files = {"mask": out / f"{name}{suffix}.{format}"}
+            if probabilities:
+                files["probability"] = out / f"{name}_prob.tif"
+            if overlay:
+                files["overlay"] = out / f"{name}_overlay.png"
+            done = record["done"].get(name)
+            if done == sha256_array(image) and all(f.is_file() for f in files.values()):
+                skipped.append(name)
+                written[name] = files["mask"]
+                bar.update(1)
+                continue
+            proba = segmenter.predict_proba([image])[0]
+            if instances:
+                labels = label_instances(proba, threshold=segmenter.threshold)
+                big = labels.max(initial=0) > np.iinfo(np.uint16).max
+                if big and format == "png":
+                    raise ValueError(f"{name}: more than 65535 cells do not fit a PNG; use "
+                                     "--format tif")
+                labels = labels.astype(np.uint32 if big else np.uint16)
+            else:
+                labels = (proba >= segmenter.threshold).astype(np.uint8) * 255
+            write_array(files["mask"], labels)
+            if probabilities:
+                write_array(files["probability"], proba.astype(np.float32))
+            if overlay:
+                _overlay(image, labels, files["overlay"])
+            record["done"][name] = sha256_array(image)
+            atomic_write_text(record_file, json.dumps(record, indent=1) + "\n")
+            written[name] = files["mask"]
+            bar.update(1)
+    finally:
+        bar.close()
+    kind = "instance-label" if instances else "binary"
+    print(f"wrote {len(written) - len(skipped)} {kind} masks to {out}"
+          + (f" ({len(skipped)} already there)" if skipped else ""))
+    return Bunch(masks=written, path=out, skipped=skipped)

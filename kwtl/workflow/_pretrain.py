@@ -1,0 +1,195 @@
+"""``pretrain``: Reptile on annotated source folders, resumable, into a model file."""
+import shutil
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from ..models import FCRNSegmenter
+from ..utils import derive_seed
+from ..utils._atomic import atomic_write, atomic_write_text
+from ._files import folder_sha256, load_annotated
+from ._model import fingerprint, load_model, model_source, recorded_training, save_model
+
+__all__ = ["pretrain"]
+
+#: Reptile meta-iterations between two checkpoints of ``pretrain``.
+CHECKPOINT_EVERY = 10
+
+
+def _work_dir(out):
+    return out.parent / f".{out.name}.kwtl-work"
+
+
+def pretrain(sources, out, start=None, *, width=None, patch_size=None, stride=None,
+             meta_iterations=None, inner_steps=None, meta_shots=None, random_state=0,
+             device="cpu", overwrite=False, progress=True):
+    """Pre-train a segmenter on annotated source folders (first-order Reptile) into a file.
+
+    One Reptile task per source folder (the paper's one task per source dataset). A source
+    folder holds ``images/`` + ``masks/`` (paired by file stem) or Cellpose-style pairs
+    ``x.tif`` + ``x_masks.tif`` in one folder; any PNG/TIFF, 8/16-bit, grey or RGB, binary
+    or instance-label masks (non-zero is foreground).
+
+    Resumable: the weights are checkpointed every :data:`CHECKPOINT_EVERY` meta-iterations
+    (in a hidden folder beside ``out``) and a rerun with the same inputs and parameters
+    continues from the last checkpoint; a finished ``out`` with the same inputs and
+    parameters is loaded, not recomputed. Each block of meta-iterations draws its tasks from
+    its own seed (derived from ``random_state`` and the block number), so a resumed run
+    gives the same weights as an uninterrupted one.
+
+    Parameters
+    ----------
+    sources : sequence of str or path-like
+        Annotated folders; may be empty when ``start`` is given (then ``out`` is ``start``
+        converted into a kwtl model file with its provenance).
+    out : str or path-like
+        The model file to write (e.g. ``model.kwtl``; its sidecar is ``model.kwtl.json``).
+    start : str, path-like or None, default=None
+        Start from these weights instead of a random initialisation: a model file or a
+        pretrained name such as ``"authors:EM"`` (see :func:`load_model`).
+    width, patch_size, stride, meta_iterations, inner_steps, meta_shots : int or None
+        Network width and Reptile settings (:class:`~kwtl.models.FCRNSegmenter`); None
+        keeps ``start``'s, else the paper's (32, 256, 30, 300, 30, 5). The paper's schedule
+        takes hours on a CPU: for a first try use ``start="authors:EM"`` (or another
+        released model) or far fewer meta-iterations.
+    random_state : int, default=0
+    device : str, default="cpu"
+    overwrite : bool, default=False
+        Replace an existing ``out`` made from other inputs (never done silently).
+    progress : bool, default=True
+        Show a progress bar with the time left.
+
+    Returns
+    -------
+    segmenter : FCRNSegmenter
+        The pre-trained model (also written to ``out``).
+
+    Examples
+    --------
+    >>> import os, tempfile
+    >>> from kwtl.datasets import make_cells
+    >>> from kwtl.workflow import pretrain
+    >>> from kwtl.workflow._files import write_array
+    >>> tmp = tempfile.mkdtemp()
+    >>> images, masks = make_cells(2, 32, random_state=0)
+    >>> for i, (im, m) in enumerate(zip(images, masks)):
+    ...     _ = write_array(f"{tmp}/src/images/{i}.png", im)
+    ...     _ = write_array(f"{tmp}/src/masks/{i}.png", m.astype("uint8") * 255)
+    >>> seg = pretrain([f"{tmp}/src"], f"{tmp}/model.kwtl", width=4, patch_size=16,
+    ...                stride=16, meta_iterations=2, inner_steps=1, progress=False)
+    pre-trained: Reptile for 2 meta-iterations on 2 images of 1 source folder(s), ...
+    >>> sorted(os.listdir(tmp))
+    ['model.kwtl', 'model.kwtl.json', 'src']
+    """
+    out = Path(out)
+    sources = [Path(s) for s in (sources or [])]
+    if not sources and start is None:
+        raise ValueError("nothing to pre-train from: give annotated source folders and/or a "
+                         "starting model (--from authors:EM)")
+    for folder in sources:
+        if not folder.is_dir():
+            raise FileNotFoundError(f"source folder not found: {folder}")
+    if out.is_dir():
+        raise ValueError(f"--out {out} is a folder; give a model file name such as model.kwtl")
+    chosen = {"module__width": width, "patch_size": patch_size, "stride": stride,
+              "meta_iterations": meta_iterations, "inner_steps": inner_steps,
+              "meta_shots": meta_shots}
+    chosen = {k: v for k, v in chosen.items() if v is not None}
+    for key, value in chosen.items():
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < (
+                0 if key == "meta_iterations" else 1):
+            raise ValueError(f"{key.replace('module__', '')} must be a positive integer, "
+                             f"got {value!r}")
+    source_records = [{"name": folder.name, "path": str(folder.resolve()),
+                       "sha256": folder_sha256(folder)} for folder in sources]
+    start_record = None if start is None else model_source(start)
+    key = fingerprint("pretrain", source_records, start_record, chosen, int(random_state))
+    if out.exists():
+        if recorded_training(out).get("fingerprint") == key:
+            _say(True, f"{out} is already pre-trained from these inputs; loading it")
+            return load_model(out, device=device)
+        if not overwrite:
+            raise FileExistsError(f"{out} exists (made from other inputs or parameters); "
+                                  "choose another --out, or pass --force to replace it")
+
+    started = time.perf_counter()
+    if start is not None:
+        if "module__width" in chosen:
+            raise ValueError("width is fixed by the starting model; do not pass both")
+        segmenter = load_model(start, device=device)
+        segmenter.set_params(**{k: v for k, v in chosen.items()})
+    else:
+        segmenter = FCRNSegmenter(**chosen, device=device, random_state=random_state)
+        segmenter.initialize()
+    segmenter.set_params(random_state=random_state, verbose=0)
+    n_images = 0
+    history = []
+    if sources:
+        images, masks, groups = [], [], []
+        for k, folder in enumerate(sources, start=1):
+            data = load_annotated(folder)
+            images += data.images
+            masks += data.masks
+            groups += [k] * len(data.images)
+            source_records[k - 1]["n_images"] = len(data.images)
+        n_images = len(images)
+        history = _reptile_in_blocks(segmenter, images, masks, np.asarray(groups), out, key,
+                                     int(random_state), progress)
+    training = {
+        "step": "pretrain", "fingerprint": key, "sources": source_records,
+        "start": start_record, "random_state": int(random_state),
+        "parameters": {k: segmenter.get_params()[k] for k in (
+            "patch_size", "stride", "meta_iterations", "inner_steps", "meta_shots",
+            "inner_lr", "meta_step")},
+        "n_images": n_images, "meta_loss": history[-1] if history else None,
+        "seconds": round(time.perf_counter() - started, 1),
+    }
+    save_model(segmenter, out, training=training, overwrite=True)
+    shutil.rmtree(_work_dir(out), ignore_errors=True)
+    what = (f"Reptile for {segmenter.meta_iterations} meta-iterations on {n_images} images "
+            f"of {len(sources)} source folder(s)" if sources else "no training")
+    _say(True, f"pre-trained: {what}, starting from {start or 'random weights'}; wrote {out}")
+    return segmenter
+
+
+def _say(enabled, message):
+    if enabled:
+        print(message)
+
+
+def _reptile_in_blocks(segmenter, images, masks, groups, out, key, seed, progress):
+    """Reptile in blocks of :data:`CHECKPOINT_EVERY` meta-iterations with checkpoints."""
+    total = int(segmenter.meta_iterations)
+    work = _work_dir(out)
+    checkpoint = work / "checkpoint.pt"
+    done, history = 0, []
+    if checkpoint.is_file():
+        saved = torch.load(checkpoint, map_location="cpu", weights_only=True)
+        if saved.get("fingerprint") == key:
+            segmenter.module_.load_state_dict(saved["state"])
+            done, history = int(saved["done"]), list(saved["history"])
+    bar = tqdm(total=total, initial=done, desc="pretrain (Reptile)", unit="it",
+               disable=not progress)
+    try:
+        while done < total:
+            block = min(CHECKPOINT_EVERY, total - done)
+            segmenter.set_params(meta_iterations=block,
+                                 random_state=derive_seed(seed, "pretrain-block", done))
+            segmenter.meta_fit(images, masks, groups)
+            history += list(segmenter.meta_history_)
+            done += block
+            state = {"fingerprint": key, "done": done, "history": history,
+                     "state": {k: v.detach().cpu() for k, v in
+                               segmenter.module_.state_dict().items()}}
+            atomic_write(checkpoint, lambda f: torch.save(state, f))
+            atomic_write_text(work / "README.txt", "kwtl pretrain checkpoint; deleted when "
+                              "the model file is written\n")
+            bar.update(block)
+    finally:
+        bar.close()
+    segmenter.set_params(meta_iterations=total, random_state=seed)
+    segmenter.meta_history_ = history
+    return history
