@@ -148,22 +148,23 @@ sphinx_gallery_conf = {
 
 # -- generated pages -----------------------------------------------------------------------
 def _write_cli_help():
-    """Write ``kwtl run --help`` to ``generated/kwtl_run_help.txt`` (included by cli.rst),
-    so the documented options are always those of the installed command."""
+    """Write ``kwtl COMMAND --help`` to ``generated/kwtl_COMMAND_help.txt`` (included by
+    cli.rst), so the documented options are always those of the installed command."""
     import contextlib
     import io
 
     from kwtl.cli import main
 
     os.environ["COLUMNS"] = "92"  # argparse wraps at the terminal width
-    buffer = io.StringIO()
-    with contextlib.redirect_stdout(buffer), contextlib.suppress(SystemExit):
-        main(["run", "--help"])
-    out = HERE / "generated" / "kwtl_run_help.txt"
-    out.parent.mkdir(exist_ok=True)
-    text = buffer.getvalue()
-    if not out.exists() or out.read_text() != text:
-        out.write_text(text)
+    for command in ("run", "pretrain", "select", "finetune", "predict"):
+        buffer = io.StringIO()
+        with contextlib.redirect_stdout(buffer), contextlib.suppress(SystemExit):
+            main([command, "--help"])
+        out = HERE / "generated" / f"kwtl_{command}_help.txt"
+        out.parent.mkdir(exist_ok=True)
+        text = buffer.getvalue()
+        if not out.exists() or out.read_text() != text:
+            out.write_text(text)
 
 
 _write_cli_help()

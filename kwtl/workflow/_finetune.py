@@ -14,7 +14,7 @@ from ..utils import derive_seed
 from ..utils._atomic import atomic_write
 from ._files import read_foreground, sha256_array
 from ._model import fingerprint, load_model, model_source, recorded_training, save_model
-from ._select import _WORK, PLFT_MODEL, SELECTION_COLUMNS, read_selection
+from ._select import _WORK, PLFT_MODEL, SELECTION_COLUMNS, batch_progress, read_selection
 
 __all__ = ["finetune", "read_annotations"]
 
@@ -182,20 +182,21 @@ def finetune(todo_dir, out, model=None, *, epochs=20, batch_size=None, random_st
             seg.module_.load_state_dict(saved["module"])
             seg.optimizer_.load_state_dict(saved["optimizer"])
             done, losses = int(saved["epoch"]), list(saved["losses"])
-    bar = tqdm(total=int(epochs), initial=done, desc="fine-tuning", unit="epoch",
-               disable=not progress)
+    per_epoch = -(-len(patches) // int(seg.batch_size))
+    bar = tqdm(total=int(epochs) * per_epoch, initial=done * per_epoch, desc="fine-tuning",
+               unit="batch", disable=not progress)
     try:
         while done < epochs:
             seg.n_train_calls_ = done  # the shuffle seed of epoch `done + 1`
-            seg.partial_fit(patches, mask_patches, epochs=1)
+            with batch_progress(seg, bar):
+                seg.partial_fit(patches, mask_patches, epochs=1)
             done += 1
             losses.append(float(seg.history[-1, "train_loss"]))
             state = {"fingerprint": key, "epoch": done, "losses": losses,
                      "module": {k: v.detach().cpu() for k, v in seg.module_.state_dict().items()},
                      "optimizer": seg.optimizer_.state_dict()}
             atomic_write(checkpoint, lambda f: torch.save(state, f))
-            bar.update(1)
-            bar.set_postfix(loss=f"{losses[-1]:.4f}")
+            bar.set_postfix(epoch=done, loss=f"{losses[-1]:.4f}")
     finally:
         bar.close()
     seg.set_params(random_state=int(random_state))

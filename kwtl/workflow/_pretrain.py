@@ -24,8 +24,8 @@ def _work_dir(out):
 
 
 def pretrain(sources, out, start=None, *, width=None, patch_size=None, stride=None,
-             meta_iterations=None, inner_steps=None, meta_shots=None, random_state=0,
-             device="cpu", overwrite=False, progress=True):
+             meta_iterations=None, inner_steps=None, meta_shots=None, segmenter_params=None,
+             random_state=0, device="cpu", overwrite=False, progress=True):
     """Pre-train a segmenter on annotated source folders (first-order Reptile) into a file.
 
     One Reptile task per source folder (the paper's one task per source dataset). A source
@@ -55,6 +55,10 @@ def pretrain(sources, out, start=None, *, width=None, patch_size=None, stride=No
         keeps ``start``'s, else the paper's (32, 256, 30, 300, 30, 5). The paper's schedule
         takes hours on a CPU: for a first try use ``start="authors:EM"`` (or another
         released model) or far fewer meta-iterations.
+    segmenter_params : dict or None, default=None
+        Other :class:`~kwtl.models.FCRNSegmenter` parameters (``lr``, ``inner_lr``,
+        ``batch_size``, ``module__init`` …), recorded in the model file and used by the
+        later steps (e.g. ``lr`` and ``batch_size`` of fine-tuning).
     random_state : int, default=0
     device : str, default="cpu"
     overwrite : bool, default=False
@@ -98,6 +102,11 @@ def pretrain(sources, out, start=None, *, width=None, patch_size=None, stride=No
               "meta_iterations": meta_iterations, "inner_steps": inner_steps,
               "meta_shots": meta_shots}
     chosen = {k: v for k, v in chosen.items() if v is not None}
+    extra = dict(segmenter_params or {})
+    clash = sorted(set(extra) & (set(chosen) | {"random_state", "device"}))
+    if clash:
+        raise ValueError(f"give {', '.join(clash)} as their own arguments, not in "
+                         "segmenter_params")
     for key, value in chosen.items():
         if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < (
                 0 if key == "meta_iterations" else 1):
@@ -106,7 +115,8 @@ def pretrain(sources, out, start=None, *, width=None, patch_size=None, stride=No
     source_records = [{"name": folder.name, "path": str(folder.resolve()),
                        "sha256": folder_sha256(folder)} for folder in sources]
     start_record = None if start is None else model_source(start)
-    key = fingerprint("pretrain", source_records, start_record, chosen, int(random_state))
+    key = fingerprint("pretrain", source_records, start_record, chosen, repr(sorted(
+        extra.items())), int(random_state))
     if out.exists():
         if recorded_training(out).get("fingerprint") == key:
             _say(True, f"{out} is already pre-trained from these inputs; loading it")
@@ -120,9 +130,9 @@ def pretrain(sources, out, start=None, *, width=None, patch_size=None, stride=No
         if "module__width" in chosen:
             raise ValueError("width is fixed by the starting model; do not pass both")
         segmenter = load_model(start, device=device)
-        segmenter.set_params(**{k: v for k, v in chosen.items()})
+        segmenter.set_params(**chosen, **extra)
     else:
-        segmenter = FCRNSegmenter(**chosen, device=device, random_state=random_state)
+        segmenter = FCRNSegmenter(**chosen, **extra, device=device, random_state=random_state)
         segmenter.initialize()
     segmenter.set_params(random_state=random_state, verbose=0)
     n_images = 0

@@ -1,4 +1,5 @@
 """``select``: PLFT on a folder, scoring, and the annotation package for the annotator."""
+import contextlib
 import copy
 import json
 import shutil
@@ -10,6 +11,7 @@ from pathlib import Path
 import numpy as np
 from sklearn.base import clone
 from sklearn.utils import Bunch
+from skorch.callbacks import Callback
 from tqdm.auto import tqdm
 
 from .. import __version__
@@ -62,15 +64,39 @@ def _plft(segmenter, images, epochs, max_patches, batch_size, seed, progress):
         labels = PseudoLabeler().fit_transform(images)
         own_batch = seg.batch_size
         seg.batch_size = int(batch_size)
-        try:
-            for _ in tqdm(range(int(epochs)), desc="pseudo-label fine-tuning", unit="epoch",
-                          disable=not progress):
-                seg.partial_fit(patches, patches.with_arrays(labels), epochs=1)
-        finally:
-            seg.batch_size = own_batch
+        n_batches = int(epochs) * -(-len(patches) // int(batch_size))
+        with tqdm(total=n_batches, desc="pseudo-label fine-tuning", unit="batch",
+                  disable=not progress) as bar, batch_progress(seg, bar):
+            try:
+                seg.partial_fit(patches, patches.with_arrays(labels), epochs=int(epochs))
+            finally:
+                seg.batch_size = own_batch
     seg.recalibrate_batchnorm(patches)
     seg.initialize_optimizer()
     return seg, len(patches)
+
+
+class _BatchBar(Callback):
+    """skorch callback: one tick of a tqdm bar per training batch."""
+
+    def __init__(self, bar):
+        self.bar = bar
+
+    def on_batch_end(self, net, batch=None, training=None, **kwargs):
+        if training:
+            self.bar.update(1)
+
+
+@contextlib.contextmanager
+def batch_progress(segmenter, bar):
+    """Tick ``bar`` once per training batch of ``segmenter`` inside the block (a callback
+    added to the initialised net for the block only; its parameters are untouched)."""
+    entry = ("kwtl_workflow_progress", _BatchBar(bar).initialize())
+    segmenter.callbacks_.append(entry)
+    try:
+        yield
+    finally:
+        segmenter.callbacks_.remove(entry)
 
 
 def _check_budget(budget, unit, shapes, size, allow_overlap, n_candidates):
@@ -290,6 +316,7 @@ def select(images, model, budget, out, unit="patch", selector=None, *, channel=N
 
     # 1. PLFT (saved, so a killed run does not redo it)
     plft_file = work / PLFT_MODEL
+    plft_started = time.perf_counter()
     if plft_file.is_file():
         plft = load_model(plft_file, **params)
         n_plft = None
@@ -303,6 +330,7 @@ def select(images, model, budget, out, unit="patch", selector=None, *, channel=N
     plft.set_params(stride=int(segmenter.stride))
 
     # 2. scores, image by image (pixel selectors score each image on its own)
+    scoring_started = time.perf_counter()
     scores = _scores(selector, plft, grids, arrays, work, progress)
     scored_at = time.perf_counter()
 
@@ -372,6 +400,8 @@ def select(images, model, budget, out, unit="patch", selector=None, *, channel=N
         "dense": getattr(selector, "dense", None),
         "n_candidates": int(len(flat)), "n_chosen": len(rows),
         "seconds": {"total": round(time.perf_counter() - started, 1),
+                    "plft": round(scoring_started - plft_started, 1),
+                    "scoring": round(scored_at - scoring_started, 1),
                     "choice_and_package": round(time.perf_counter() - scored_at, 1)},
         "image_sha256": {r["name"]: r["sha256"] for r in image_records},
     }
