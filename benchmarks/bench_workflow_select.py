@@ -45,8 +45,8 @@ def main():
     load_after = os.getloadavg()
     meta = json.loads((work / "todo" / "selection.json").read_text())
     result = {
-        "command": "kwtl " + " ".join(argv[:1] + ["IMAGES_DIR"] + argv[2:6] + ["TODO_DIR"]
-                                       + argv[8:]),
+        "command": "kwtl " + " ".join(argv[:1] + ["IMAGES_DIR"] + argv[2:6]
+                                       + ["--out", "TODO_DIR"] + argv[8:]),
         "images": args.images, "n_images": meta["n_images"], "exit_code": code,
         "wall_seconds": round(wall, 1), "phase_seconds": meta["seconds"],
         "n_candidates": meta["n_candidates"], "selector": meta["selector"]["name"],
