@@ -26,6 +26,7 @@ def main():
     parser.add_argument("--budget", type=int, default=20)
     parser.add_argument("--n-images", type=int, default=20)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--selector", default=None, help="default: the command's")
     parser.add_argument("--json", required=True)
     args = parser.parse_args()
 
@@ -38,6 +39,8 @@ def main():
         shutil.copy(f, folder / f.name)
     argv = ["select", str(folder), "--model", args.model, "--budget", str(args.budget),
             "--out", str(work / "todo"), "--threads", str(args.threads)]
+    if args.selector:
+        argv += ["--selector", args.selector]
     load_before = os.getloadavg()
     started = time.perf_counter()
     code = kwtl(argv)
