@@ -277,6 +277,10 @@ def select(images, model, budget, out, unit="patch", selector=None, *, channel=N
     else:
         selector = clone(selector).set_params(unit=unit) if "unit" in selector.get_params() \
             else clone(selector)
+    if getattr(selector, "unit", unit) != unit:
+        raise ValueError(f"the {selector_name or type(selector).__name__} selector chooses "
+                         f"{ {'patch': 'patches', 'image': 'whole images'}.get(selector.unit)} only; use unit='{selector.unit}' "
+                         f"(--unit {selector.unit})")
     arrays, names, images_record = _as_images(images, channel)
     params = {} if device is None else {"device": device}
     segmenter = load_model(model, **params)

@@ -180,6 +180,15 @@ def test_select_refusals(tiny_data, package, tmp_path):
     assert len(pd.read_csv(todo / "selection.csv")) == 3
 
 
+def test_select_with_a_whole_pool_selector_and_unit_checks(tiny_data, tmp_path):
+    result = select(tiny_data["target"], tiny_data["model"], 3, tmp_path / "todo",
+                    selector="representative", progress=False)
+    assert len(result.table) == 3 and result.metadata["selector"]["name"] == "representative"
+    with pytest.raises(ValueError, match="chooses patches only"):
+        select(tiny_data["target"], tiny_data["model"], 1, tmp_path / "t2", unit="image",
+               selector="gate_random", progress=False)
+
+
 def test_select_whole_images(tiny_data, tmp_path):
     todo = tmp_path / "todo"
     result = select(tiny_data["target"], tiny_data["model"], 2, todo, unit="image",
