@@ -24,19 +24,18 @@ import matplotlib.pyplot as plt
 import numpy as np
 from PIL import Image
 
-from kwtl.datasets import make_cells
+from kwtl.datasets import make_cells, write_image, write_mask
 from kwtl.workflow import finetune, predict, pretrain, read_selection, select
-from kwtl.workflow._files import write_array
 
 root = Path(tempfile.mkdtemp())
 for seed, domain in enumerate(("fluorescence", "histology")):
     source_images, source_masks = make_cells(4, 64, domain, random_state=seed)
     for i, (image, mask) in enumerate(zip(source_images, source_masks)):
-        write_array(root / domain / "images" / f"cells{i}.png", image)
-        write_array(root / domain / "masks" / f"cells{i}.png", mask.astype(np.uint8) * 255)
+        write_image(root / domain / "images" / f"cells{i}.png", image)
+        write_mask(root / domain / "masks" / f"cells{i}.png", mask)
 new_images, hidden_truth = make_cells(4, 96, "fluorescence_dense", random_state=2)
 for i, image in enumerate(new_images):
-    write_array(root / "new" / f"nuclei{i}.png", image)
+    write_image(root / "new" / f"nuclei{i}.png", image)
 
 # %%
 # 1. Pre-train
@@ -78,7 +77,7 @@ truth = {f"nuclei{i}": m for i, m in enumerate(hidden_truth)}
 table = read_selection(root / "todo")
 for row in table.itertuples():
     mask = truth[row.source_image][row.row:row.row + row.size, row.col:row.col + row.size]
-    write_array(root / "todo" / row.mask_file, mask.astype(np.uint8) * 255)
+    write_mask(root / "todo" / row.mask_file, mask)
 
 finetune(root / "todo", root / "tuned.kwtl", epochs=30, batch_size=6, progress=False)
 

@@ -183,9 +183,11 @@ def _workflow_parsers(sub):
     pred.add_argument("--out", required=True, metavar="MASKS_DIR", help="output folder")
     pred.add_argument("--instances", action="store_true",
                       help="instance labels (0 background, 1..n one per cell; touching cells "
-                           "split by a distance-transform watershed) instead of 0/255 masks")
+                           "split by a distance-transform watershed, specks under 16 pixels "
+                           "removed) instead of 0/255 masks")
     pred.add_argument("--probabilities", action="store_true",
-                      help="also write NAME_prob.tif, the float32 foreground probability")
+                      help="also write NAME_prob.tif, the foreground probability as 16-bit "
+                           "TIFF (probability = value / 65535)")
     pred.add_argument("--suffix", default="", metavar="TEXT",
                       help="appended to the mask names, e.g. _masks (Cellpose style)")
     pred.add_argument("--format", choices=("png", "tif"), default="png",

@@ -9,7 +9,9 @@ from tqdm.auto import tqdm
 from .. import __version__
 from ..utils._atomic import atomic_write, atomic_write_text
 from ..utils._output import prepare_output_dir
-from ._files import label_instances, sha256_array, write_array
+from ..datasets import write_image, write_mask
+from ..postprocess import label_instances
+from ._files import sha256_array
 from ._model import fingerprint, load_model, model_source
 from ._select import _as_images
 
@@ -20,15 +22,12 @@ _FORMATS = ("png", "tif")
 
 def _overlay(image, labels, path):
     """The image in grey with the predicted objects' outlines in colour."""
-    from PIL import Image
     from skimage.segmentation import find_boundaries
 
     rgb = np.repeat(image[..., None], 3, axis=2)
     edges = find_boundaries(labels, mode="inner")
     rgb[edges] = (255, 60, 0)
-    buffer = __import__("io").BytesIO()
-    Image.fromarray(rgb).save(buffer, format="PNG")
-    atomic_write(path, lambda f: f.write(buffer.getvalue()))
+    write_image(path, rgb, overwrite=True)
 
 
 def predict(images, model, out, instances=False, probabilities=False, mask_suffix=None, *,
@@ -39,11 +38,14 @@ def predict(images, model, out, instances=False, probabilities=False, mask_suffi
     For an image ``a.tif`` it writes, in ``out``:
 
     * ``a{mask_suffix}.png`` (or ``.tif``): the mask, same size as the image — binary
-      (0 / 255, uint8) or, with ``instances=True``, instance labels (0 = background,
-      1 … n = one value per cell, uint16; uint32 TIFF beyond 65535 cells): connected
-      components of the thresholded prediction, touching cells split by a distance-transform
-      watershed, so the file opens as a labels layer in napari or as Cellpose masks;
-    * ``a_prob.tif`` (``probabilities=True``): the foreground probability, float32;
+      (0 / 255, 8-bit) or, with ``instances=True``, instance labels (0 = background,
+      1 … n = one value per cell, 8- or 16-bit; 32-bit TIFF beyond 65535 cells) from
+      :func:`kwtl.postprocess.label_instances` (connected components of the thresholded
+      prediction, touching cells split by a distance-transform watershed), so the file
+      opens as a labels layer in napari or as Cellpose masks
+      (:func:`kwtl.datasets.write_mask`);
+    * ``a_prob.tif`` (``probabilities=True``): the foreground probability as 16-bit
+      TIFF, ``p = value / 65535`` (:func:`kwtl.datasets.write_image`);
     * ``a_overlay.png`` (``overlay=True``): the image with the objects' outlines.
 
     Resumable: an image whose files exist (from a run with the same model and parameters,
@@ -117,16 +119,14 @@ def predict(images, model, out, instances=False, probabilities=False, mask_suffi
             proba = segmenter.predict_proba([image])[0]
             if instances:
                 labels = label_instances(proba, threshold=segmenter.threshold)
-                big = labels.max(initial=0) > np.iinfo(np.uint16).max
-                if big and format == "png":
+                if labels.max(initial=0) > np.iinfo(np.uint16).max and format == "png":
                     raise ValueError(f"{name}: more than 65535 cells do not fit a PNG; use "
                                      "--format tif")
-                labels = labels.astype(np.uint32 if big else np.uint16)
             else:
-                labels = (proba >= segmenter.threshold).astype(np.uint8) * 255
-            write_array(files["mask"], labels)
+                labels = proba >= segmenter.threshold
+            write_mask(files["mask"], labels, overwrite=True)
             if probabilities:
-                write_array(files["probability"], proba.astype(np.float32))
+                write_image(files["probability"], np.clip(proba, 0.0, 1.0), overwrite=True)
             if overlay:
                 _overlay(image, labels, files["overlay"])
             record["done"][name] = sha256_array(image)

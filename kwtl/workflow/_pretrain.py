@@ -76,12 +76,12 @@ def pretrain(sources, out, start=None, *, width=None, patch_size=None, stride=No
     >>> import os, tempfile
     >>> from kwtl.datasets import make_cells
     >>> from kwtl.workflow import pretrain
-    >>> from kwtl.workflow._files import write_array
+    >>> from kwtl.datasets import write_image, write_mask
     >>> tmp = tempfile.mkdtemp()
     >>> images, masks = make_cells(2, 32, random_state=0)
     >>> for i, (im, m) in enumerate(zip(images, masks)):
-    ...     _ = write_array(f"{tmp}/src/images/{i}.png", im)
-    ...     _ = write_array(f"{tmp}/src/masks/{i}.png", m.astype("uint8") * 255)
+    ...     _ = write_image(f"{tmp}/src/images/{i}.png", im)
+    ...     _ = write_mask(f"{tmp}/src/masks/{i}.png", m)
     >>> seg = pretrain([f"{tmp}/src"], f"{tmp}/model.kwtl", width=4, patch_size=16,
     ...                stride=16, meta_iterations=2, inner_steps=1, progress=False)
     pre-trained: Reptile for 2 meta-iterations on 2 images of 1 source folder(s), ...

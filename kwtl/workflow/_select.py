@@ -21,7 +21,8 @@ from ..selection._base import BaseSelector
 from ..utils import check_images, derive_seed
 from ..utils._atomic import atomic_write, atomic_write_text
 from ..utils._output import prepare_output_dir
-from ._files import load_unlabelled, sha256_array, write_array
+from ..datasets import write_image
+from ._files import load_unlabelled, sha256_array
 from ._model import fingerprint, load_model, model_source, save_model
 
 __all__ = ["select", "read_selection", "SELECTION_COLUMNS", "PLFT_MODEL"]
@@ -141,9 +142,7 @@ def _overview(image, boxes, path):
     for rank, (r, c, h, w) in boxes:
         draw.rectangle([c, r, c + w - 1, r + h - 1], outline=(255, 40, 40), width=width)
         draw.text((c + 2 * width + 2, r + 2 * width + 2), f"#{rank}", fill=(255, 255, 0))
-    buffer = __import__("io").BytesIO()
-    picture.save(buffer, format="PNG")
-    atomic_write(path, lambda f: f.write(buffer.getvalue()))
+    write_image(path, np.asarray(picture), overwrite=True)
 
 
 _README = """\
@@ -370,7 +369,7 @@ def select(images, model, budget, out, unit="patch", selector=None, *, channel=N
             pixels, (h, w), size_text = arrays[i], shapes[i], f"{shapes[i][0]}x{shapes[i][1]}"
         else:
             pixels, (h, w), size_text = arrays[i][r:r + size, c:c + size], (size, size), size
-        write_array(out / "images" / f"{item}.png", pixels)
+        write_image(out / "images" / f"{item}.png", pixels, overwrite=True)
         rows.append({"image_file": f"images/{item}.png", "mask_file": f"masks/{item}.png",
                      "source_image": names[i], "row": r, "col": c, "size": size_text,
                      "score": float(flat[k]), "rank": rank})

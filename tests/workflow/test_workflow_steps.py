@@ -10,12 +10,11 @@ from PIL import Image
 import kwtl.workflow._pretrain as pretrain_module
 from workflow_helpers import TINY, draw_masks
 from kwtl import FewShotSegmentation
-from kwtl.datasets import make_cells, read_image, read_mask
+from kwtl.datasets import read_image
 from kwtl.models import ModelFileError
 from kwtl.selection import DEFAULT_SELECTOR, make_selector
 from kwtl.workflow import (SELECTION_COLUMNS, finetune, load_model, predict, pretrain,
                            read_annotations, read_selection, select)
-from kwtl.workflow._files import label_instances
 
 
 def _state(segmenter):
@@ -262,8 +261,16 @@ def test_predict_masks_instances_probabilities_and_resume(tiny_data, tmp_path, c
         labels = read_image_labels(out / f"img{i:02d}_masks.tif")
         proba = seg.predict_proba([image])[0]
         assert labels.shape == image.shape
-        assert np.array_equal(labels > 0, proba >= seg.threshold)
-        assert np.allclose(read_image_labels(out / f"img{i:02d}_prob.tif"), proba)
+        # the objects are the predicted foreground without specks under 16 pixels
+        # (kwtl.postprocess.label_instances' min_size, 8-connected)
+        from scipy import ndimage
+
+        parts, _ = ndimage.label(proba >= seg.threshold, structure=np.ones((3, 3)))
+        big = np.bincount(parts.ravel()) >= 16
+        big[0] = False
+        assert np.array_equal(labels > 0, big[parts])
+        stored = read_image_labels(out / f"img{i:02d}_prob.tif") / 65535
+        assert np.abs(stored - proba).max() <= 0.5 / 65535 + 1e-6
         assert (out / f"img{i:02d}_overlay.png").is_file()
     assert set(result.masks) == {"img00", "img01", "img02"}
     again = predict(tiny_data["target"], tiny_data["model"], out, instances=True,
@@ -279,25 +286,14 @@ def test_predict_binary_png(tiny_data, tmp_path):
     mask = np.asarray(Image.open(out / "img00.png"))
     assert mask.dtype == np.uint8 and set(np.unique(mask)) <= {0, 255}
     assert not (out / "img00_overlay.png").exists()
-    assert np.array_equal(read_mask(out / "img00.png"), mask > 0)
+    assert np.array_equal(mask > 0, load_model(tiny_data["model"]).predict(
+        [tiny_data["target_images"][0]])[0])
 
 
 def read_image_labels(path):
     import tifffile
 
     return tifffile.imread(path)
-
-
-def test_label_instances_splits_touching_discs():
-    yy, xx = np.mgrid[:40, :60]
-    two = ((yy - 20) ** 2 + (xx - 18) ** 2 < 100) | ((yy - 20) ** 2 + (xx - 36) ** 2 < 100)
-    lone = (yy - 5) ** 2 + (xx - 55) ** 2 < 4
-    labels = label_instances((two | lone).astype(float), threshold=0.5)
-    assert np.array_equal(labels > 0, two | lone)
-    assert len(np.unique(labels[two])) == 2  # the touching discs are split ...
-    assert labels[20, 18] != labels[20, 36]
-    assert len(np.unique(labels[lone])) == 1  # ... the lone one is one object
-    assert len(np.unique(labels)) == 4  # background + 3 cells
 
 
 # ------------------------------------------------------------------ model files

@@ -1,17 +1,15 @@
 """Helpers of the workflow tests: tiny settings, folder writer, the annotator."""
-import numpy as np
-
-from kwtl.workflow._files import write_array
+from kwtl.datasets import write_image, write_mask
 
 TINY = dict(width=4, patch_size=16, stride=8, meta_iterations=2, inner_steps=1)
 
 
 def write_folder(root, images, masks=None, suffix=".png"):
     for i, image in enumerate(images):
-        write_array(root / ("images" if masks is not None else "") / f"img{i:02d}{suffix}",
+        write_image(root / ("images" if masks is not None else "") / f"img{i:02d}{suffix}",
                     image)
         if masks is not None:
-            write_array(root / "masks" / f"img{i:02d}{suffix}", masks[i].astype(np.uint8) * 255)
+            write_mask(root / "masks" / f"img{i:02d}{suffix}", masks[i])
     return root
 
 
@@ -25,5 +23,5 @@ def draw_masks(todo, truth_by_name):
         if row.image_file.split("/")[-1].startswith(f"{row.source_image}_r"):
             size = int(row.size)
             truth = truth[row.row:row.row + size, row.col:row.col + size]
-        write_array(todo / row.mask_file, truth.astype(np.uint8))
+        write_mask(todo / row.mask_file, truth)
     return table
