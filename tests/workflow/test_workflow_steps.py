@@ -119,7 +119,10 @@ def test_select_writes_the_annotation_package(tiny_data, package):
     readme = (todo / "README.txt").read_text()
     assert "masks/" in readme and "instance labels" in readme and "kwtl finetune" in readme
     meta = json.loads((todo / "selection.json").read_text())
-    assert meta["dense"] is True and meta["selector"]["name"] == DEFAULT_SELECTOR
+    assert meta["selector"]["name"] == DEFAULT_SELECTOR
+    # the fast whole-image mode whenever the selector has one
+    has_dense = "dense" in make_selector(DEFAULT_SELECTOR).get_params()
+    assert meta["dense"] is (True if has_dense else None)
     assert meta["budget"] == 5 and meta["n_candidates"] == 3 * 25  # 48x48, 16 by 8: 5x5
     assert (todo / "model_plft.kwtl").is_file() and not (todo / ".kwtl-work").exists()
 
@@ -129,9 +132,11 @@ def test_default_selector_is_one_name(tiny_data):
     assert type(chosen) is type(make_selector(DEFAULT_SELECTOR))
 
 
-def test_select_resumes_without_rescoring(tiny_data, package, tmp_path, monkeypatch):
+def test_select_resumes_without_rescoring(tiny_data, tmp_path, monkeypatch):
     from kwtl.selection import ConsistencySelector
 
+    args = (tiny_data["target"], tiny_data["model"], 5)
+    whole = select(*args, tmp_path / "whole", selector="consistency", progress=False)
     real = ConsistencySelector.score
     calls = []
 
@@ -144,15 +149,14 @@ def test_select_resumes_without_rescoring(tiny_data, package, tmp_path, monkeypa
     monkeypatch.setattr(ConsistencySelector, "score", dies_on_third_image)
     todo = tmp_path / "todo"
     with pytest.raises(KeyboardInterrupt):
-        select(tiny_data["target"], tiny_data["model"], 5, todo, progress=False)
+        select(*args, todo, selector="consistency", progress=False)
     assert len(list((todo / ".kwtl-work").rglob("*.npy"))) == 2
     calls.clear()
     monkeypatch.setattr(ConsistencySelector, "score",
                         lambda self, X, est: (calls.append(1), real(self, X, est))[1])
-    select(tiny_data["target"], tiny_data["model"], 5, todo, progress=False)
+    select(*args, todo, selector="consistency", progress=False)
     assert len(calls) == 1  # only the image not scored before the interruption
-    done = pd.read_csv(todo / "selection.csv")
-    pd.testing.assert_frame_equal(done, pd.read_csv(package[0] / "selection.csv"))
+    pd.testing.assert_frame_equal(read_selection(todo), whole.table)
 
 
 def test_select_refusals(tiny_data, package, tmp_path):
