@@ -189,7 +189,7 @@ def test_select_with_a_whole_pool_selector_and_unit_checks(tiny_data, tmp_path):
     assert len(result.table) == 3 and result.metadata["selector"]["name"] == "representative"
     with pytest.raises(ValueError, match="chooses patches only"):
         select(tiny_data["target"], tiny_data["model"], 1, tmp_path / "t2", unit="image",
-               selector="gate_random", progress=False)
+               selector="stratified_consistency", progress=False)
 
 
 def test_select_whole_images(tiny_data, tmp_path):
