@@ -21,6 +21,7 @@ import numpy as np
 from scipy import ndimage as ndi
 
 from kwtl.datasets import make_synthetic_benchmark, read_mask
+from kwtl.utils import as_mask
 
 FOLDERS = {"ssTEM": "ssTEM", "EM": "EM", "B39": "B39_sub_DSB2018_U2OS",
            "B5": "B5_sub_DSB2018_fluo360", "TNBC": "TNBC_sub_NuInsSeg"}
@@ -92,7 +93,7 @@ def main():
         paths = sorted((Path(args.data) / folder / "masks").glob("*.png"))
         if not paths:
             continue
-        masks = [np.asarray(read_mask(p), dtype=bool) for p in paths]
+        masks = [as_mask(read_mask(p), name=str(p)) for p in paths]  # kwtl's mask rule
         real_masks[name] = masks
         report["real"][name] = {f"patch_{s}": summarise(masks, s) for s in (256, 128)}
         report["real"][name]["mean_object_area"] = mean_object_area(masks)

@@ -336,9 +336,8 @@ def load_images(folder, channel=None, recursive=False, mask_suffix=MASK_SUFFIX):
             + ("" if recursive else " (sub-folders are not read: pass recursive=True)"))
     images, names = [], []
     for name, file in files.items():
-        decoded = _decode(file)
-        is_stack = "P" in decoded.axes
-        planes = _planes(decoded, file, channel, as_stack=is_stack)
+        planes = _planes(_decode(file), file, channel, as_stack="auto")
+        is_stack = len(planes) > 1
         width = max(3, len(str(len(planes) - 1)))
         for z, plane in enumerate(planes):
             label = f"{file} plane {z}" if is_stack else str(file)

@@ -172,11 +172,13 @@ def _planes(decoded, path, channel, as_stack):
     """Split a decoded file into 2-D planes (or colour planes for luma), pick the channel.
 
     Returns an array of shape (n_planes, H, W) or (n_planes, H, W, 3|4) (colour, no
-    channel picked), with at most one plane unless ``as_stack``.
+    channel picked). ``as_stack``: True reads unnamed axes as planes (read_stack); False
+    allows one plane only (read_image); "auto" allows planes but resolves an unnamed axis
+    like read_image (load_images).
     """
     arr, axes = decoded.array, decoded.axes
     if "U" in axes:
-        if as_stack or "C" in axes:
+        if as_stack is True or "C" in axes:
             axes = axes.replace("U", "P")
         elif channel is not None and axes.count("U") == 1:
             axes = axes.replace("U", "C")
@@ -188,7 +190,7 @@ def _planes(decoded, path, channel, as_stack):
                 f"Z/T stack: pass channel=0..{n - 1} to read one channel, or read the planes "
                 "with read_stack"
             )
-    if "P" in axes and not as_stack:
+    if "P" in axes and as_stack is False:
         n = int(np.prod([s for a, s in zip(axes, arr.shape) if a == "P"]))
         raise ValueError(
             f"{path} is a stack of {n} planes ({_describe(decoded)}), not one image: read it "

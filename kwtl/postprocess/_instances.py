@@ -71,7 +71,19 @@ def _seeds(distance, components, min_distance):
     """One marker per retained regional maximum of ``distance`` (labels 1..k)."""
     from skimage.morphology import h_maxima
 
-    maxima = h_maxima(distance, _MIN_DYNAMIC).astype(bool) & (components > 0)
+    # per component (exact: the zero background separates them), on its bounding box only,
+    # since the reconstruction inside h_maxima sorts every pixel it is given
+    # A component whose deepest pixel is under 1 + _MIN_DYNAMIC has at most one seed (any
+    # saddle inside is >= 1): the fallback below gives it that one, without a call.
+    maxima = np.zeros(distance.shape, dtype=bool)
+    n_components = int(components.max())
+    deepest = ndimage.maximum(distance, components, np.arange(1, n_components + 1))
+    for index, box in enumerate(ndimage.find_objects(components), start=1):
+        if box is None or deepest[index - 1] < 1.0 + _MIN_DYNAMIC:
+            continue
+        inside = components[box] == index
+        maxima[box] |= h_maxima(np.where(inside, distance[box], 0.0), _MIN_DYNAMIC) \
+            .astype(bool) & inside
     regions, n_regions = ndimage.label(maxima, structure=_EIGHT)
     markers = np.zeros(distance.shape, dtype=np.int32)
     n_seeds = 0
@@ -84,7 +96,6 @@ def _seeds(distance, components, min_distance):
         n_seeds = len(keep)
         markers[rows[keep], cols[keep]] = np.arange(1, n_seeds + 1)
     # every component gets a seed, even one h_maxima saw nothing in
-    n_components = int(components.max())
     seeded = np.zeros(n_components + 1, dtype=bool)
     seeded[components[markers > 0]] = True
     missing = np.flatnonzero(~seeded[1:]) + 1

@@ -229,9 +229,16 @@ def colour_labels(rgb):
     rgb = np.asarray(rgb)[..., :3]
     if rgb.dtype == bool:
         rgb = rgb.astype(np.uint8)
+    if np.issubdtype(rgb.dtype, np.floating):
+        if not np.all(np.isfinite(rgb)) or not np.all(rgb == np.rint(rgb)):
+            raise ValueError("a colour mask must hold whole-number colours (got fractions "
+                             "or NaN/inf: a probability map is not a mask)")
+        rgb = rgb.astype(np.int64)
     if not np.issubdtype(rgb.dtype, np.integer) or (rgb.size and rgb.min() < 0):
         raise ValueError(
             f"a colour mask must hold non-negative integer colours, got dtype {rgb.dtype}")
+    if rgb.size and rgb.max() > 65535:
+        raise ValueError("a colour mask's channels must fit 16 bits (0..65535)")
     bits = 8 if rgb.dtype.itemsize == 1 else 16
     packed = np.zeros(rgb.shape[:2], dtype=np.uint64)
     for k in range(3):

@@ -159,3 +159,12 @@ def test_load_images_ambiguous_file_is_named(tmp_path):
         load_images(tmp_path)
     images, names = load_images(tmp_path, channel=1)
     assert names == ["q"] and len(images) == 1
+
+
+def test_load_images_unnamed_frames_of_rgb_are_a_stack(tmp_path):
+    frames = np.zeros((2, 8, 8, 3), np.uint8)
+    frames[1] = 255
+    tifffile.imwrite(tmp_path / "rgb.tif", frames, photometric="rgb")  # axes 'QYXS'
+    images, names = load_images(tmp_path)
+    assert names == ["rgb_z000", "rgb_z001"]
+    assert [int(im[0, 0]) for im in images] == [0, 255]

@@ -272,3 +272,10 @@ def test_write_image_16bit(tmp_path):
     with Image.open(tmp_path / "i.png") as img:
         np.testing.assert_array_equal(np.asarray(img), data)
     np.testing.assert_array_equal(tifffile.imread(tmp_path / "i.tif"), data)
+
+
+def test_planar_rgb_tiff_luma_and_channel(tmp_path):
+    planes = np.stack([np.full((6, 7), v, np.uint8) for v in (100, 50, 200)])  # (3, H, W)
+    tifffile.imwrite(tmp_path / "p.tif", planes, photometric="rgb", planarconfig="separate")
+    np.testing.assert_array_equal(read_image(tmp_path / "p.tif"), 82)  # luma, as for PNG
+    np.testing.assert_array_equal(read_image(tmp_path / "p.tif", channel=2), 200)

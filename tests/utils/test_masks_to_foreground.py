@@ -104,3 +104,13 @@ def test_colour_coded_instances_stay_apart():
     np.testing.assert_array_equal(as_mask(white), labels != 0)  # one colour: binary
     # red (0xFF0000) sorts after green (0x00FF00)
     np.testing.assert_array_equal(colour_labels(rgb), np.array([0, 2, 1])[labels])
+
+
+def test_colour_masks_of_whole_floats_and_refusals():
+    rgb = np.zeros((2, 2, 3))
+    rgb[0, 0] = (255.0, 0.0, 0.0)
+    np.testing.assert_array_equal(as_mask(rgb), [[True, False], [False, False]])
+    with pytest.raises(ValueError, match="whole-number"):
+        colour_labels(rgb / 3.7)
+    with pytest.raises(ValueError, match="16 bits"):
+        colour_labels(np.full((1, 1, 3), 70000, np.int64))
