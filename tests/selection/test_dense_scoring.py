@@ -9,7 +9,8 @@ from kwtl.models import FCRN, FCRNSegmenter
 from kwtl.models._inference import forward_patches, forward_tiled
 from kwtl.selection import ConsistencySelector, EntropySelector, MCDropoutSelector
 from kwtl.selection._augment import autocontrast, autocontrast_lut
-from kwtl.selection._dense import aggregate_images, box_reduce
+from kwtl.selection._base import aggregate_images
+from kwtl.selection._dense import box_reduce
 
 PATCH = 64
 
