@@ -10,6 +10,11 @@ layer (:class:`SingleOutputConv2d`). On this project's CPU the bf16 forward of F
 (batch 8, 256²) takes 99 ms in eval mode, 91 ms folded and 81 ms with the two layers
 (``benchmarks/bench_layers.py``, ``benchmarks/RESULTS.md``). The result is the eval-mode
 output up to floating-point rounding.
+
+Two of these layers also train faster on the CPU (:func:`use_training_layers`, used by
+``FCRNSegmenter`` for the network it builds): :class:`SingleOutputConv2d` and
+:class:`Stride2ConvTranspose2d` compute their fp32 backward passes on channels-last tensors as
+matrix products, where oneDNN's backward kernels for these shapes are slow.
 """
 import copy
 

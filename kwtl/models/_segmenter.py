@@ -285,7 +285,8 @@ class FCRNSegmenter(NeuralNet):
     def _channels_last(self):
         # Channels-last on the CPU in fp32 too: this project's CPU (AVX2, no native bf16) runs
         # the FCRN-32 forward 2.4x faster channels-last than NCHW and, with the layers of
-        # ``use_training_layers``, the training step 1.5x+ faster (benchmarks/RESULTS.md).
+        # ``use_training_layers``, the training step 1.6x faster at batch 64
+        # (benchmarks/RESULTS.md).
         return self._amp_dtype is not None or torch.device(self.device).type == "cpu"
 
     @property

@@ -57,10 +57,10 @@ class ConsistencySelector(DenseScoringMixin, PixelSelector):
     contrast_groups : int, default=4
         Dense mode only. The candidates of an image are grouped by their grey range
         ``(lo, hi)`` (k-means on the distinct ranges, weighted by their counts) into at most
-        this many groups; each group costs one more forward pass per image (none when its table
-        is the identity, e.g. the range (0, 255)), with the
-        auto-contrast lookup table of the group's mean range. When an image has no more
-        distinct ranges than groups, every candidate's auto-contrast is exact.
+        this many groups; each group costs one more forward pass per image, with the
+        auto-contrast lookup table of the group's mean range (no pass when that table is the
+        identity, e.g. for the range (0, 255)). When an image has no more distinct ranges
+        than groups, every candidate's auto-contrast is exact.
     unit : {"patch", "image"}, default="patch"
     reduction : {"mean", "sum", "max"} or callable, default="mean"
     batch_size : int or None, default=None
