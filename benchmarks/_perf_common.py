@@ -15,6 +15,7 @@ from pathlib import Path
 import torch
 
 from kwtl.datasets import make_cells, read_image, read_mask
+from kwtl.utils import as_mask
 from kwtl.models._segmenter import resolve_precision
 from kwtl.utils._allocator import tune_malloc
 
@@ -159,7 +160,7 @@ def load_images(files, masks=False):
     images = [read_image(f) for f in files]
     if not masks:
         return images, None
-    return images, [read_mask(mask_for(f)) for f in files]
+    return images, [as_mask(read_mask(mask_for(f)), name=str(f)) for f in files]
 
 
 def synthetic_images(n, patch_size, seed, masks=False, domain="em"):

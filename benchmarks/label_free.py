@@ -40,11 +40,18 @@ PROFILES = {
               "batch_size": 4, "pool_images": {"EM": 8}, "test_images": {"EM": 6},
               "test_crop": 0.5, "min_foreground": 90,  # 360 px scaled to 128² patches
               "n_clusters": 8, "max_per_image": 1},
+    # the paper's patch size and full-size test images, a coarser candidate grid and a small
+    # support set: scoring stays exact per patch and one run takes about a minute
+    "mid": {"patch_size": 256, "stride": 128, "patches_per_shot": 16, "epochs": 20,
+            "batch_size": 8, "pool_images": {"EM": 24}, "test_images": {"EM": 11},
+            "test_crop": None, "min_foreground": 360, "n_clusters": 16, "max_per_image": 1},
     "paper": {"patch_size": 256, "stride": 30, "patches_per_shot": {"ssTEM": 500, "EM": 400},
               "epochs": 20, "batch_size": 64, "pool_images": {}, "test_images": {},
               "test_crop": None, "min_foreground": 360, "n_clusters": None,
               "max_per_image": None},
 }
+for _name, _profile in PROFILES.items():
+    _profile["name"] = _name
 SEEDS = (0, 1, 2, 3, 4)
 
 
@@ -145,7 +152,7 @@ def image_statistics(segmenter, image, mask, profile, magnitude=1.3):
 
 
 def load_stats(out, target, idx, segmenter, profile):
-    path = out / "cache" / f"{target.name}_{idx:03d}.npz"
+    path = out / "cache" / profile["name"] / f"{target.name}_{idx:03d}.npz"
     if path.exists():
         with np.load(path) as z:
             return {k: z[k] for k in z.files}
@@ -307,7 +314,8 @@ def run(args):
     todo = jobs(args.targets, args.splits, args.shots, args.arms)
     print(f"{len(todo)} jobs", flush=True)
     for target_name, arm, n_shots, split, seed in todo:
-        path = out / "runs" / f"{target_name}__{arm}__{n_shots}shot__split{split}__seed{seed}.json"
+        path = (out / "runs" / args.profile
+                / f"{target_name}__{arm}__{n_shots}shot__split{split}__seed{seed}.json")
         if path.exists():
             continue
         if target_name not in targets:
@@ -362,7 +370,7 @@ def table(out, default=None):
     import csv
 
     out = Path(out)
-    records = [json.loads(p.read_text()) for p in sorted((out / "runs").glob("*.json"))]
+    records = [json.loads(p.read_text()) for p in sorted((out / "runs").glob("*/*.json"))]
     rows = sorted(records, key=lambda r: (r["target"], r["n_shots"], r["selector"], r["split"],
                                           r["seed"]))
     with open(out / "results.csv.tmp", "w", newline="") as f:
@@ -378,9 +386,11 @@ def table(out, default=None):
                         f"{r['seconds_total']:.0f}"])
     os.replace(out / "results.csv.tmp", out / "results.csv")
     lines = []
-    for target in sorted({r["target"] for r in records}):
-        for n_shots in sorted({r["n_shots"] for r in records if r["target"] == target}):
-            recs = [r for r in records if r["target"] == target and r["n_shots"] == n_shots]
+    groups = sorted({(r["profile"], r["target"], r["n_shots"]) for r in records},
+                    key=lambda g: (list(PROFILES).index(g[0]), g[1], g[2]))
+    for profile, target, n_shots in groups:
+            recs = [r for r in records if (r["profile"], r["target"], r["n_shots"])
+                    == (profile, target, n_shots)]
             per = {}
             for r in recs:
                 per.setdefault(r["selector"], {}).setdefault(r["split"], []).append(r["miou"])

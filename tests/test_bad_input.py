@@ -234,9 +234,13 @@ def test_probability_masks_with_explicit_threshold(data):
 
 
 def test_instance_labels_and_ignore_value_are_explicit():
-    labels = np.array([[0, 3, 3], [0, 7, 0]])
-    assert check_masks([labels], [np.zeros((2, 3), np.uint8)])[0].tolist() == [
-        [False, True, True], [False, True, False]]
+    labels = np.array([[3, 3, 0, 7], [3, 0, 0, 0]])
+    assert check_masks([labels], [np.zeros((2, 4), np.uint8)])[0].tolist() == [
+        [True, True, False, True], [True, False, False, False]]
+    # touching instances are not merged: their shared border becomes background
+    touching = np.array([[0, 3, 3], [0, 7, 0]])
+    assert check_masks([touching], [np.zeros((2, 3), np.uint8)])[0].tolist() == [
+        [False, False, False], [False, False, False]]
     coded = np.array([[0, 1, 255], [1, 0, 0]], np.uint8)
     with pytest.raises(ValueError, match="ignore_value=255"):
         check_masks([coded], [np.zeros((2, 3), np.uint8)])

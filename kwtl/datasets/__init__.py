@@ -1,21 +1,30 @@
-"""Loading microscopy datasets, the synthetic benchmark, and patch extraction."""
+"""Reading and writing image files, loading microscopy datasets, the synthetic benchmark, and patch extraction."""
 from ._download import download_sstem
-from ._folder import BENCHMARK_FOLDERS, load_benchmark, load_folder, read_image, read_mask
+from ._folder import BENCHMARK_FOLDERS, MASK_SUFFIX, load_benchmark, load_folder, load_images
+from ._formats import (IMAGE_EXTENSIONS, MASK_EXTENSIONS, read_image, read_mask, read_stack,
+                       write_image, write_mask)
 from ._patches import PatchSet, extract_patches, patch_coordinates, stitch_patches
 from ._synthetic import SYNTHETIC_DOMAINS, make_cells, make_synthetic_benchmark
 
 __all__ = [
     "BENCHMARK_FOLDERS",
+    "IMAGE_EXTENSIONS",
+    "MASK_EXTENSIONS",
+    "MASK_SUFFIX",
     "PatchSet",
     "SYNTHETIC_DOMAINS",
     "download_sstem",
     "extract_patches",
     "load_benchmark",
     "load_folder",
+    "load_images",
     "make_cells",
     "make_synthetic_benchmark",
     "patch_coordinates",
     "read_image",
     "read_mask",
+    "read_stack",
     "stitch_patches",
+    "write_image",
+    "write_mask",
 ]

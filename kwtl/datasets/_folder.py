@@ -1,11 +1,12 @@
-"""Reading microscopy images and masks from folders, and the five benchmark datasets.
+"""Reading microscopy datasets from folders, and the five benchmark datasets.
 
-A dataset folder holds ``images/`` and ``masks/`` with one mask per image, paired by file stem
-(``images/a.tif`` pairs with ``masks/a.png``). PNG files are decoded with Pillow and TIFF files
-with tifffile; the raw pixel array is then converted with
-the rules of :func:`kwtl.utils.check_images` (RGB to ITU-R 601 luma, 16-bit
-percentile-normalised) and :func:`kwtl.utils.check_masks` (binary, 0/255 or instance labels;
-probabilities and negative values refused), never through Pillow's lossy mode conversions.
+A labelled dataset folder holds either ``images/`` and ``masks/`` with one mask per image,
+paired by file stem (``images/a.tif`` pairs with ``masks/a.png``), or Cellpose-style pairs
+in one folder (``a.tif`` with ``a_masks.tif``); :func:`load_folder` tells them apart. An
+unlabelled folder is read by :func:`load_images`. Files are read by
+:func:`~kwtl.datasets.read_image`, :func:`~kwtl.datasets.read_stack` and
+:func:`~kwtl.datasets.read_mask` (PNG, TIFF, JPEG images; PNG, TIFF masks) and converted with
+the rules of :func:`kwtl.utils.check_images` and :func:`kwtl.utils.check_masks`.
 """
 from pathlib import Path
 
@@ -13,18 +14,15 @@ import numpy as np
 from sklearn.utils import Bunch
 
 from ..utils import as_mask, as_uint8_image
+from ._formats import IMAGE_EXTENSIONS, _check_channel, _decode, _planes, read_image, read_mask
 
 __all__ = [
     "BENCHMARK_FOLDERS",
-    "IMAGE_EXTENSIONS",
     "load_benchmark",
+    "MASK_SUFFIX",
     "load_folder",
-    "read_image",
-    "read_mask",
+    "load_images",
 ]
-
-#: File name extensions (lower case) that :func:`load_folder` reads.
-IMAGE_EXTENSIONS = (".png", ".tif", ".tiff")
 
 #: The paper's benchmark names and the folders of ``shared/data`` that hold them.
 BENCHMARK_FOLDERS = {
@@ -35,153 +33,11 @@ BENCHMARK_FOLDERS = {
     "TNBC": "TNBC_sub_NuInsSeg",
 }
 
+#: Stem suffix of Cellpose's mask files (``a_masks.tif`` is the mask of ``a.tif``).
+MASK_SUFFIX = "_masks"
+_OTHER_MASK_SUFFIXES = ("_mask", "_seg", "_label", "_labels", "_cp_masks")
+
 _MAX_LISTED = 10
-
-
-# --------------------------------------------------------------------------------------------
-# single files
-# --------------------------------------------------------------------------------------------
-def _read_png(path):
-    from PIL import Image
-
-    with Image.open(path) as img:
-        img.load()  # decode now so that truncated files fail here
-        mode = img.mode
-        if mode in ("1", "L", "I", "F", "RGB", "RGBA") or mode.startswith("I;16"):
-            return np.asarray(img)
-        if mode == "LA":
-            return np.asarray(img)[..., 0]
-        # palette and other colour spaces: the palette lookup / colour conversion is exact
-        return np.asarray(img.convert("RGB"))
-
-
-def _read_tiff(path):
-    import tifffile
-
-    with tifffile.TiffFile(path) as tif:
-        if not tif.series:
-            raise ValueError("the file holds no image")
-        series = tif.series[0]
-        page = tif.pages[0]
-        arr = series.asarray()
-        axes = series.axes
-        photometric = int(page.photometric)
-        colormap = page.colormap
-
-    keep = [i for i, size in enumerate(arr.shape) if size != 1 or axes[i] in "YX"]
-    arr = arr.reshape([arr.shape[i] for i in keep])
-    axes = "".join(axes[i] for i in keep)
-    if axes == "SYX":
-        arr, axes = np.moveaxis(arr, 0, -1), "YXS"
-    if axes == "YXS" and arr.shape[-1] == 2:  # grey + alpha
-        arr, axes = arr[..., 0], "YX"
-    if axes not in ("YX", "YXS") or (axes == "YXS" and arr.shape[-1] not in (3, 4)):
-        raise ValueError(
-            f"expected one 2-D grey or RGB(A) image, got a series of shape {arr.shape} "
-            f"(axes {series.axes!r}); split stacks into one file per image"
-        )
-
-    if photometric == 3 and colormap is not None:  # PALETTE
-        colormap = np.asarray(colormap)
-        if colormap.max() > 255:  # TIFF colour maps are 16-bit
-            colormap = colormap // 257
-        arr = np.moveaxis(colormap.astype(np.uint8)[:, arr], 0, -1)
-    # MINISWHITE is not inverted: like tifffile and scikit-image, the stored values are
-    # the data (ImageJ's inverted-LUT masks and tifffile's bilevel files rely on this)
-    return arr
-
-
-def _read_array(path):
-    """Decode one PNG or TIFF file to its raw pixel array."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"image file not found: {path}")
-    suffix = path.suffix.lower()
-    if suffix not in IMAGE_EXTENSIONS:
-        raise ValueError(
-            f"cannot read {path}: unsupported extension {path.suffix!r} "
-            f"(supported: {', '.join(IMAGE_EXTENSIONS)})"
-        )
-    reader = _read_tiff if suffix in (".tif", ".tiff") else _read_png
-    try:
-        return reader(path)
-    except MemoryError:
-        raise
-    except Exception as exc:  # Pillow and tifffile raise many unrelated types on bad data
-        raise ValueError(f"cannot read {path}: {type(exc).__name__}: {exc}") from exc
-
-
-def read_image(path):
-    """Read one PNG or TIFF image as a 2-D 8-bit grey image.
-
-    RGB(A) and palette images are converted to grey by ITU-R 601 luma (alpha ignored);
-    16-bit (or wider) images with values above 255 are normalised by percentiles (the
-    intensity policy of :func:`kwtl.utils.check_images`).
-
-    Parameters
-    ----------
-    path : str or path-like
-        A ``.png``, ``.tif`` or ``.tiff`` file.
-
-    Returns
-    -------
-    image : ndarray of shape (H, W), dtype uint8
-
-    Raises
-    ------
-    FileNotFoundError
-        If the file does not exist.
-    ValueError
-        If the file cannot be decoded or is not a single 2-D image.
-
-    Examples
-    --------
-    >>> import tempfile, os
-    >>> import numpy as np
-    >>> from PIL import Image
-    >>> with tempfile.TemporaryDirectory() as tmp:
-    ...     path = os.path.join(tmp, "cell.png")
-    ...     Image.fromarray(np.full((4, 6, 3), (255, 0, 0), np.uint8)).save(path)
-    ...     read_image(path)[0, :3]
-    array([76, 76, 76], dtype=uint8)
-    """
-    return as_uint8_image(_read_array(path), name=str(path))
-
-
-def read_mask(path):
-    """Read one PNG or TIFF mask as a 2-D boolean array (non-zero is foreground).
-
-    Colour and palette masks count a pixel as foreground when its colour is not black.
-
-    Parameters
-    ----------
-    path : str or path-like
-        A ``.png``, ``.tif`` or ``.tiff`` file.
-
-    Returns
-    -------
-    mask : ndarray of shape (H, W), dtype bool
-
-    Raises
-    ------
-    FileNotFoundError
-        If the file does not exist.
-    ValueError
-        If the file cannot be decoded or is not a single 2-D image.
-
-    Examples
-    --------
-    >>> import tempfile, os
-    >>> import numpy as np
-    >>> from PIL import Image
-    >>> with tempfile.TemporaryDirectory() as tmp:
-    ...     path = os.path.join(tmp, "mask.png")
-    ...     Image.fromarray(np.array([[0, 255], [0, 0]], np.uint8)).save(path)
-    ...     read_mask(path)
-    array([[False,  True],
-           [False, False]])
-    """
-    return as_mask(_read_array(path), name=str(path))
 
 
 # --------------------------------------------------------------------------------------------
@@ -225,36 +81,65 @@ def _strip_suffix(files, suffix):
     return out
 
 
-def load_folder(path, images_dir="images", masks_dir="masks", mask_suffix=None):
-    """Load a dataset folder of images and their masks.
+def _auto_mask_hint(folder, image_files):
+    """A hint for a folder without ``_masks`` files: other suffixes, or Cellpose npy files."""
+    stems = [p.stem for p in folder.iterdir()
+             if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS]
+    for suffix in _OTHER_MASK_SUFFIXES:
+        if any(s.endswith(suffix) and s[: -len(suffix)] in image_files for s in stems):
+            return f"; files named like <image>{suffix} exist: pass mask_suffix={suffix!r}"
+    if any(p.name.endswith("_seg.npy") for p in folder.iterdir()):
+        return ("; Cellpose _seg.npy files are not read (they are Python pickles): save the "
+                "masks as <image>_masks.png or .tif (Cellpose: --save_png / --save_tif, or "
+                "the GUI's File > Save masks)")
+    return ""
 
-    Images and masks are paired by file stem (``images/a.tif`` pairs with ``masks/a.png``;
-    with a ``mask_suffix`` such as ``"_masks"``, ``a.tif`` pairs with ``a_masks.tif``, the
-    Cellpose convention) and returned in sorted image file-name order, the order in which the authors' split
-    indices (``reference/splits.json``) number the images. Files with other extensions and
-    hidden files are ignored.
+
+def load_folder(path, images_dir="auto", masks_dir="auto", mask_suffix=None, channel=None):
+    """Load a labelled dataset folder: images and their masks.
+
+    Two layouts are recognised (``images_dir="auto"``, ``masks_dir="auto"``):
+
+    * **separate folders**: ``images/`` and ``masks/`` sub-folders, paired by file stem
+      (``images/a.tif`` pairs with ``masks/a.png``);
+    * **Cellpose pairs in one folder**: ``a.tif`` with ``a_masks.tif`` (or ``.png``), used
+      when there is no ``masks/`` sub-folder (the images are read from ``images/`` if it
+      exists, else from ``path`` itself); files whose stem ends with ``mask_suffix`` are
+      masks, never images.
+
+    Pairs are returned in sorted image file-name order, the order in which the authors'
+    split indices (``reference/splits.json``) number the images. Files with other
+    extensions and hidden files are ignored; Cellpose's ``_seg.npy`` files are not read
+    (they are Python pickles, which can run code: export the masks as PNG or TIFF). Masks
+    may be binary or instance labels; instance labels become foreground by
+    :func:`kwtl.utils.masks_to_foreground`, so touching cells stay apart.
 
     Parameters
     ----------
     path : str or path-like
         The dataset folder.
-    images_dir : str or None, default="images"
-        Sub-folder of ``path`` holding the images; ``None`` reads the images from ``path``.
-    masks_dir : str or None, default="masks"
-        Sub-folder of ``path`` holding the masks; ``None`` loads the images only. It may be
-        the images' folder (e.g. ``masks_dir="."`` with ``images_dir=None``): then files
-        whose stem ends with ``mask_suffix`` are masks, never images.
+    images_dir : str or None, default="auto"
+        Sub-folder of ``path`` holding the images; ``None`` reads them from ``path``;
+        ``"auto"`` means ``images/`` when it exists, else ``path``.
+    masks_dir : str or None, default="auto"
+        Sub-folder of ``path`` holding the masks (``"."``: ``path`` itself); ``None`` loads
+        the images only; ``"auto"`` means ``masks/`` when it exists, else the images'
+        folder (Cellpose pairs).
     mask_suffix : str or None, default=None
         Stem suffix that marks mask files (``"_masks"``: ``a_masks.tif`` is the mask of
         ``a.tif``). None means ``""`` for separate folders and ``"_masks"`` when images and
         masks share one folder (a file is never paired with itself).
+    channel : int or None, default=None
+        The image channel to read from multi-channel files (see
+        :func:`~kwtl.datasets.read_image`).
 
     Returns
     -------
     data : :class:`~sklearn.utils.Bunch`
         With keys
 
-        - ``images``: list of ndarray of shape (H, W), dtype uint8 (see :func:`read_image`);
+        - ``images``: list of ndarray of shape (H, W), dtype uint8 (see
+          :func:`~kwtl.datasets.read_image`);
         - ``masks``: list of ndarray of shape (H, W), dtype bool, or ``None`` when
           ``masks_dir=None``;
         - ``names``: list of str, the image file stems;
@@ -265,8 +150,9 @@ def load_folder(path, images_dir="images", masks_dir="masks", mask_suffix=None):
     FileNotFoundError
         If the folder or one of its sub-folders does not exist.
     ValueError
-        If there are no images, an image has no mask or a mask no image, two files share a
-        stem, a file cannot be decoded, or a mask's shape differs from its image's.
+        If there are no images, an image has no mask or a mask no image (the files are
+        named), two files share a stem, a file cannot be decoded, or a mask's shape differs
+        from its image's.
 
     Examples
     --------
@@ -282,15 +168,32 @@ def load_folder(path, images_dir="images", masks_dir="masks", mask_suffix=None):
     ...     data = load_folder(tmp)
     >>> data.names, data.images[0].shape, data.masks[0].dtype
     (['a', 'b'], (4, 6), dtype('bool'))
+
+    Cellpose pairs in one folder are found without options:
+
+    >>> with tempfile.TemporaryDirectory() as tmp:
+    ...     Image.fromarray(np.zeros((4, 6), np.uint8)).save(f"{tmp}/x.png")
+    ...     Image.fromarray(np.eye(4, 6, dtype=np.uint8)).save(f"{tmp}/x_masks.png")
+    ...     data = load_folder(tmp)
+    >>> data.names, int(data.masks[0].sum())
+    (['x'], 4)
     """
     root = Path(path)
     if not root.is_dir():
         raise FileNotFoundError(f"dataset folder not found: {root}")
-    image_folder = root / images_dir if images_dir is not None else root
+    channel = _check_channel(channel)
+    if images_dir == "auto":
+        image_folder = root / "images" if (root / "images").is_dir() else root
+    else:
+        image_folder = root / images_dir if images_dir is not None else root
     image_files = _list_image_files(image_folder, "images")
-    same_folder = masks_dir is not None and (root / masks_dir).resolve() == image_folder.resolve()
+    if masks_dir == "auto":
+        mask_folder = root / "masks" if (root / "masks").is_dir() else image_folder
+    else:
+        mask_folder = root / masks_dir if masks_dir is not None else None
+    same_folder = mask_folder is not None and mask_folder.resolve() == image_folder.resolve()
     if mask_suffix is None:
-        mask_suffix = "_masks" if same_folder else ""
+        mask_suffix = MASK_SUFFIX if same_folder else ""
     if not isinstance(mask_suffix, str):
         raise TypeError(f"mask_suffix must be a str or None, got {mask_suffix!r}")
     if same_folder and not mask_suffix:
@@ -305,8 +208,7 @@ def load_folder(path, images_dir="images", masks_dir="masks", mask_suffix=None):
         )
 
     mask_files = None
-    if masks_dir is not None:
-        mask_folder = root / masks_dir
+    if mask_folder is not None:
         if not mask_folder.is_dir():
             raise FileNotFoundError(
                 f"masks folder not found: {mask_folder} (pass masks_dir=None to load the "
@@ -315,14 +217,22 @@ def load_folder(path, images_dir="images", masks_dir="masks", mask_suffix=None):
         mask_files = _list_image_files(mask_folder, "masks")
         if mask_suffix:
             mask_files = _strip_suffix(mask_files, mask_suffix)
+        if same_folder and not mask_files:
+            where = f"no masks/ folder in {root} and " if masks_dir == "auto" else ""
+            raise ValueError(
+                f"no masks found: {where}no *{mask_suffix} files beside the images in "
+                f"{image_folder} (for unlabelled images use load_images, or "
+                f"masks_dir=None){_auto_mask_hint(image_folder, image_files)}"
+            )
         no_mask = [f.name for s, f in image_files.items() if s not in mask_files]
         no_image = [f.name for s, f in mask_files.items() if s not in image_files]
         if no_mask or no_image:
             problems = []
             if no_mask:
+                expected = f" (expected <image>{mask_suffix}.png or .tif)" if mask_suffix else ""
                 problems.append(
                     f"{len(no_mask)} image(s) in {image_folder} have no mask in "
-                    f"{mask_folder}: {_short_list(no_mask)}"
+                    f"{mask_folder}{expected}: {_short_list(no_mask)}"
                 )
             if no_image:
                 problems.append(
@@ -333,10 +243,10 @@ def load_folder(path, images_dir="images", masks_dir="masks", mask_suffix=None):
 
     names, images, masks = [], [], None if mask_files is None else []
     for stem, image_file in image_files.items():
-        image = read_image(image_file)
+        image = read_image(image_file, channel=channel)
         if mask_files is not None:
             mask_file = mask_files[stem]
-            mask = read_mask(mask_file)
+            mask = as_mask(read_mask(mask_file), name=str(mask_file))
             if mask.shape != image.shape:
                 raise ValueError(
                     f"mask {mask_file} has shape {mask.shape} but its image {image_file} "
@@ -346,6 +256,95 @@ def load_folder(path, images_dir="images", masks_dir="masks", mask_suffix=None):
         names.append(stem)
         images.append(image)
     return Bunch(images=images, masks=masks, names=names, path=str(root))
+
+
+def _unlabelled_files(folder, recursive, mask_suffix):
+    """Image files under ``folder`` keyed by name (relative path without extension)."""
+    pattern = "**/*" if recursive else "*"
+    files = {}
+    for file in sorted(folder.glob(pattern)):
+        rel = file.relative_to(folder)
+        if (not file.is_file() or any(part.startswith(".") for part in rel.parts)
+                or file.suffix.lower() not in IMAGE_EXTENSIONS
+                or (mask_suffix and file.stem.endswith(mask_suffix))):
+            continue
+        name = rel.with_suffix("").as_posix()
+        if name in files:
+            raise ValueError(
+                f"{folder} has two images named {name!r}: {files[name].name} and {file.name}")
+        files[name] = file
+    return dict(sorted(files.items()))
+
+
+def load_images(folder, channel=None, recursive=False, mask_suffix=MASK_SUFFIX):
+    """Load every image of an unlabelled folder, stacks split into their planes.
+
+    Files are read in sorted name order with :func:`~kwtl.datasets.read_image`'s rules; a
+    TIFF stack ``x.tif`` of ``n`` planes gives ``n`` images named ``x_z000``, ``x_z001``,
+    ... (:func:`~kwtl.datasets.read_stack`). Files whose stem ends with ``mask_suffix``
+    (Cellpose masks), hidden files and other extensions are skipped.
+
+    Parameters
+    ----------
+    folder : str or path-like
+    channel : int or None, default=None
+        The channel to read from multi-channel files (see
+        :func:`~kwtl.datasets.read_image`).
+    recursive : bool, default=False
+        Whether to read sub-folders too; names are then relative paths
+        (``"day1/x"``), with ``/`` as separator.
+    mask_suffix : str or None, default="_masks"
+        Stem suffix of files that are skipped as masks; None skips nothing.
+
+    Returns
+    -------
+    images : list of ndarray of shape (H, W), dtype uint8
+    names : list of str
+        The file names without extension (plus ``_zNNN`` for stack planes), sorted.
+
+    Raises
+    ------
+    FileNotFoundError
+        If ``folder`` does not exist.
+    ValueError
+        If there is no image, two files share a name, or a file cannot be read (the
+        error names it).
+
+    Examples
+    --------
+    >>> import tempfile, os
+    >>> import numpy as np
+    >>> import tifffile
+    >>> from PIL import Image
+    >>> with tempfile.TemporaryDirectory() as tmp:
+    ...     Image.fromarray(np.zeros((8, 8), np.uint8)).save(os.path.join(tmp, "b.png"))
+    ...     Image.fromarray(np.ones((8, 8), np.uint8)).save(os.path.join(tmp, "b_masks.png"))
+    ...     tifffile.imwrite(os.path.join(tmp, "a.tif"), np.zeros((2, 8, 8), np.uint8),
+    ...                      photometric="minisblack", metadata={"axes": "ZYX"})
+    ...     images, names = load_images(tmp)
+    >>> names
+    ['a_z000', 'a_z001', 'b']
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"image folder not found: {folder}")
+    channel = _check_channel(channel)
+    files = _unlabelled_files(folder, recursive, mask_suffix)
+    if not files:
+        raise ValueError(
+            f"no images ({', '.join(IMAGE_EXTENSIONS)}) found in {folder}"
+            + ("" if recursive else " (sub-folders are not read: pass recursive=True)"))
+    images, names = [], []
+    for name, file in files.items():
+        decoded = _decode(file)
+        is_stack = "P" in decoded.axes
+        planes = _planes(decoded, file, channel, as_stack=is_stack)
+        width = max(3, len(str(len(planes) - 1)))
+        for z, plane in enumerate(planes):
+            label = f"{file} plane {z}" if is_stack else str(file)
+            images.append(as_uint8_image(plane, name=label))
+            names.append(f"{name}_z{z:0{width}d}" if is_stack else name)
+    return images, names
 
 
 def _resolve_benchmark_name(name, root):

@@ -3,13 +3,12 @@
 Figures use matplotlib's Agg canvas directly (no :mod:`matplotlib.pyplot` state) and are
 written atomically (:func:`kwtl.utils._atomic.atomic_write`).
 """
-import re
 from collections import Counter
 
 import numpy as np
 
 from ..utils._atomic import atomic_write
-from ._tables import _selector_key, _target_key, summary_table
+from ._tables import _summary_frame
 
 __all__ = ["plot_miou_vs_shots", "plot_selection"]
 
@@ -65,29 +64,24 @@ def plot_miou_vs_shots(records, path, title=None):
     -------
     path : pathlib.Path
     """
-    rows = summary_table(records)
-    targets = sorted({r["target"] for r in rows}, key=_target_key)
-    others = sorted({r["selector"] for r in rows if r["selector"] not in _SELECTOR_COLOURS})
-    n = max(len(targets), 1)
+    summary = _summary_frame(records)  # in report order: target, selector, shots
+    by_target = summary.groupby("target", sort=False)
+    others = sorted(set(summary["selector"]) - set(_SELECTOR_COLOURS))
+    n = max(by_target.ngroups, 1)
     fig = _new_figure((4.2 * n, 3.8))
     axes = fig.subplots(1, n, squeeze=False)[0]
-    if not targets:
+    if summary.empty:
         axes[0].text(0.5, 0.5, "no results", ha="center", va="center",
                      transform=axes[0].transAxes)
         axes[0].set_axis_off()
-    for ax, target in zip(axes, targets):
-        mine = [r for r in rows if r["target"] == target]
-        for selector in sorted({r["selector"] for r in mine}, key=_selector_key):
-            cells = sorted((r for r in mine if r["selector"] == selector),
-                           key=lambda r: r["n_shots"])
+    for ax, (target, mine) in zip(axes, by_target):
+        for selector, cells in mine.groupby("selector", sort=False):
             label = f"{selector} (ours)" if selector == "consistency" else selector
             ax.errorbar(
-                [r["n_shots"] for r in cells], [r["mean"] for r in cells],
-                yerr=[r["std"] for r in cells], label=label, marker="o", capsize=3,
-                color=_selector_colour(selector, others),
-           )
-        shots = sorted({r["n_shots"] for r in mine})
-        ax.set_xticks(shots)
+                cells["n_shots"].tolist(), cells["mean"].tolist(), yerr=cells["std"].tolist(),
+                label=label, marker="o", capsize=3, color=_selector_colour(selector, others),
+            )
+        ax.set_xticks(sorted(set(mine["n_shots"].tolist())))
         ax.set_xlabel("shots (annotated images)")
         ax.set_ylabel("mIoU (%)")
         ax.set_title(target)
@@ -173,10 +167,6 @@ def plot_selection(image, support, patch_size, path, title=None, max_patches=200
     ax.set_title(shown if title is None else f"{title}\n{shown}")
     fig.tight_layout()
     return _save_figure(fig, path)
-
-
-def _safe_name(name):
-    return re.sub(r"[^A-Za-z0-9_.-]+", "_", str(name)) or "target"
 
 
 def _selection_for(records, target, method):

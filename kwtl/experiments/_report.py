@@ -21,11 +21,12 @@ from pathlib import Path
 import numpy as np
 
 from ..utils._atomic import atomic_write_text as _atomic_write_text
-from ._figures import _safe_name, _selection_for, plot_miou_vs_shots, plot_selection
+from ._figures import _selection_for, plot_miou_vs_shots, plot_selection
+from ._files import safe_name
 from ._paper import PAPER_TABLE2, paper_comparison_rows
 from ._tables import (_COMPARISON_COLUMNS, _SUMMARY_COLUMNS, _WILCOXON_COLUMNS,
                       _format_value, _selector_shots_rows, _target_key, format_markdown_table,
-                      load_results, selector_shots_table, summary_table, wilcoxon_table)
+                      load_results, summary_table, wilcoxon_table)
 
 __all__ = ["write_report"]
 
@@ -138,7 +139,7 @@ def write_report(out_dir, records=None, images=None, metadata=None, paper_table=
             warnings.warn(f"pool image {name!r} of target {target!r} not given; "
                           "no selection picture", RuntimeWarning, stacklevel=2)
             continue
-        key = f"selection_{_safe_name(target)}"
+        key = f"selection_{safe_name(target)}"
         title = (f"{target}: {method}, {record['n_shots']}-shot, repeat {record['repeat']}, "
                  f"image {name}")
         paths[key] = plot_selection(image, rows, patch_size, out / f"{key}.png", title=title)

@@ -11,7 +11,6 @@ import functools
 import json
 import os
 import platform
-import re
 import time
 import warnings
 from pathlib import Path
@@ -27,6 +26,7 @@ from ..model_selection._split import domain_ids
 from ..selection import make_selector as _make_selector
 from ..utils._atomic import atomic_write_text as _atomic_write_text
 from ..utils._fingerprint import model_fingerprint
+from ._files import result_filename
 from ._profiles import get_profile, per_target
 
 __all__ = ["Experiment", "run_experiment"]
@@ -111,8 +111,7 @@ class Experiment:
 
     def result_path(self, job):
         target, repeat, selector, shots = job
-        safe = re.sub(r"[^A-Za-z0-9_.-]", "_", str(target))
-        return self.out_dir / "results" / f"{safe}__{selector}__{shots}shot__r{repeat}.json"
+        return self.out_dir / "results" / result_filename(target, selector, shots, repeat)
 
     def pending(self):
         """Jobs without a readable result file (a damaged one is recomputed)."""

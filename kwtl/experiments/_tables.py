@@ -1,6 +1,9 @@
 """Tables and statistics of experiment records: loading, the paper's Table 2 layout
 (mean ± std mIoU over repeats, in %), Table 5's one-sided Wilcoxon signed-rank tests, and
 Markdown formatting. Selectors are ordered as :data:`kwtl.selection.SELECTORS` lists them.
+
+Records are grouped and pivoted with pandas, tested with :func:`scipy.stats.wilcoxon` and
+laid out with :mod:`tabulate`.
 """
 import json
 import math
@@ -8,7 +11,9 @@ import warnings
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 from scipy import stats
+from tabulate import tabulate
 
 from ..selection._registry import SELECTORS
 from ._paper import PAPER_TARGETS
@@ -38,18 +43,35 @@ _COMPARISON_COLUMNS = (
 
 
 # --------------------------------------------------------------------------------------------
-# ordering and grouping helpers
+# ordering and the records' frame
 # --------------------------------------------------------------------------------------------
-def _selector_key(name):
-    name = str(name)
-    rank = SELECTOR_ORDER.index(name) if name in SELECTOR_ORDER else len(SELECTOR_ORDER)
-    return (rank, name)
+_KEY = ["target", "selector", "n_shots"]
 
 
-def _target_key(name):
-    name = str(name)
-    rank = PAPER_TARGETS.index(name) if name in PAPER_TARGETS else len(PAPER_TARGETS)
-    return (rank, name)
+def _names_in_order(order):
+    """A sort key: the names of ``order`` first, in that order, then the others alphabetically."""
+    def key(name):
+        name = str(name)
+        return (order.index(name) if name in order else len(order), name)
+
+    return key
+
+
+_selector_key = _names_in_order(SELECTOR_ORDER)
+_target_key = _names_in_order(PAPER_TARGETS)
+
+
+def _report_order(column):
+    """``sort_values`` key: targets in the paper's order, selectors in the registry's."""
+    key = {"target": _target_key, "selector": _selector_key}.get(column.name)
+    if key is None:
+        return column
+    ranked = sorted(column.unique(), key=key)
+    return column.map({name: position for position, name in enumerate(ranked)})
+
+
+def _in_report_order(frame, by):
+    return frame.sort_values(list(by), key=_report_order, kind="stable", ignore_index=True)
 
 
 def _check_record(record):
@@ -68,22 +90,43 @@ def _as_float(value):
         return math.nan
 
 
-def _group(records):
-    """``{(target, selector, n_shots): {repeat: miou}}``; a repeated repeat keeps the last."""
-    cells = {}
+def _frame(records):
+    """The records as a frame ``target, selector, n_shots, repeat, miou``, sorted by repeat
+    within each cell; a repeat given twice keeps the later record (with a warning)."""
+    rows = []
     for record in records:
         _check_record(record)
-        key = (str(record["target"]), str(record["selector"]), int(record["n_shots"]))
-        by_repeat = cells.setdefault(key, {})
-        repeat = int(record["repeat"])
-        if repeat in by_repeat:
-            warnings.warn(
-                f"duplicate result for {key} repeat {repeat}; keeping the later record",
-                RuntimeWarning,
-                stacklevel=3,
-           )
-        by_repeat[repeat] = _as_float(record["miou"])
-    return cells
+        rows.append((str(record["target"]), str(record["selector"]), int(record["n_shots"]),
+                     int(record["repeat"]), _as_float(record["miou"])))
+    frame = pd.DataFrame(rows, columns=[*_KEY, "repeat", "miou"]).astype(
+        {"target": object, "selector": object, "n_shots": "int64", "repeat": "int64",
+         "miou": "float64"})
+    repeated = frame.duplicated([*_KEY, "repeat"], keep="last")
+    for target, selector, shots, repeat in frame.loc[repeated, [*_KEY, "repeat"]].itertuples(
+            index=False):
+        warnings.warn(
+            f"duplicate result for {(target, selector, int(shots))} repeat {int(repeat)}; "
+            "keeping the later record",
+            RuntimeWarning,
+            stacklevel=3,
+        )
+    return frame[~repeated].sort_values("repeat", kind="stable", ignore_index=True)
+
+
+def _summary_frame(records):
+    """:func:`summary_table` as a frame, in report order."""
+    frame = _frame(records)
+    if frame.empty:
+        return pd.DataFrame(columns=list(_SUMMARY_COLUMNS))
+    percent = frame.assign(miou=100.0 * frame["miou"]).groupby(_KEY, sort=False)["miou"]
+    # numpy's reductions (not pandas' compensated sums), so that every committed report's
+    # numbers reproduce to the last bit
+    summary = percent.agg(
+        mean=lambda v: float(np.mean(v.to_numpy())),
+        std=lambda v: float(np.std(v.to_numpy(), ddof=0)),
+        n_repeats="size",
+    ).reset_index()
+    return _in_report_order(summary, _KEY)[list(_SUMMARY_COLUMNS)]
 
 
 # --------------------------------------------------------------------------------------------
@@ -163,24 +206,7 @@ def summary_table(records):
     >>> round(row["mean"], 6), round(row["std"], 6), row["n_repeats"]
     (60.0, 10.0, 2)
     """
-    cells = _group(records)
-    rows = []
-    for target, selector, shots in sorted(
-        cells, key=lambda k: (_target_key(k[0]), _selector_key(k[1]), k[2])
-   ):
-        by_repeat = cells[(target, selector, shots)]
-        values = 100.0 * np.array([by_repeat[r] for r in sorted(by_repeat)], dtype=float)
-        rows.append(
-            dict(
-                target=target,
-                selector=selector,
-                n_shots=shots,
-                mean=float(np.mean(values)),
-                std=float(np.std(values, ddof=0)),
-                n_repeats=int(values.size),
-           )
-       )
-    return rows
+    return _summary_frame(records).to_dict("records")
 
 
 def wilcoxon_table(records, method="consistency", alternative="greater", alpha=0.05):
@@ -219,28 +245,22 @@ def wilcoxon_table(records, method="consistency", alternative="greater", alpha=0
     >>> row["baseline"], row["n_pairs"], row["p_value"], row["significant"]
     ('random', 3, 0.125, False)
     """
-    cells = _group(records)
+    frame = _frame(records)
     rows = []
-    keys = sorted(
-        {(t, n) for t, s, n in cells if s == method}, key=lambda k: (_target_key(k[0]), k[1])
-   )
-    for target, shots in keys:
-        ours = cells[(target, method, shots)]
-        baselines = sorted(
-            {s for t, s, n in cells if t == target and n == shots and s != method},
-            key=_selector_key,
-       )
-        for baseline in baselines:
-            theirs = cells[(target, baseline, shots)]
-            common = sorted(
-                r for r in set(ours) & set(theirs)
-                if math.isfinite(ours[r]) and math.isfinite(theirs[r])
-           )
-            x = np.array([ours[r] for r in common], dtype=float)
-            y = np.array([theirs[r] for r in common], dtype=float)
+    cells = _in_report_order(frame, ["target", "n_shots"]).groupby(["target", "n_shots"],
+                                                                   sort=False)
+    for (target, shots), cell in cells:
+        # one column per selector present in this cell, one row per repeat (ascending)
+        by_repeat = cell.pivot(index="repeat", columns="selector", values="miou")
+        if method not in by_repeat.columns:
+            continue
+        for baseline in sorted(set(by_repeat.columns) - {method}, key=_selector_key):
+            pairs = by_repeat[[method, baseline]]
+            pairs = pairs[np.isfinite(pairs.to_numpy()).all(axis=1)]
+            x, y = pairs[method].to_numpy(), pairs[baseline].to_numpy()
             statistic = p_value = math.nan
-            if len(common) < 2:
-                note = f"only {len(common)} paired repeat(s); the test needs at least 2"
+            if len(pairs) < 2:
+                note = f"only {len(pairs)} paired repeat(s); the test needs at least 2"
             elif np.all(x == y):
                 note = "all paired differences are zero; the test is undefined"
             else:
@@ -257,17 +277,17 @@ def wilcoxon_table(records, method="consistency", alternative="greater", alpha=0
                     note = "; ".join(([note] if note else []) + remarks)
             rows.append(
                 dict(
-                    target=target,
-                    n_shots=shots,
+                    target=str(target),
+                    n_shots=int(shots),
                     method=method,
-                    baseline=baseline,
-                    n_pairs=len(common),
+                    baseline=str(baseline),
+                    n_pairs=len(pairs),
                     statistic=statistic,
                     p_value=p_value,
                     significant=bool(math.isfinite(p_value) and p_value < alpha),
                     note=note,
-               )
-           )
+                )
+            )
     return rows
 
 
@@ -286,6 +306,9 @@ def _format_value(value, fmt):
 
 def format_markdown_table(rows, columns, headers=None, floatfmt=".3g"):
     """Render dict rows as a padded Markdown (pipe) table, readable as plain text too.
+
+    The cells are formatted here; :func:`tabulate.tabulate` (``"github"`` format) lays them
+    out.
 
     Parameters
     ----------
@@ -311,8 +334,6 @@ def format_markdown_table(rows, columns, headers=None, floatfmt=".3g"):
     |-----|-----|
     | x   | 0.5 |
     """
-    # hand-written: tabulate's "github" format pads header cells by two more characters,
-    # which would change the layout of every committed report.md and results table
     columns = list(columns)
     headers = list(columns if headers is None else headers)
     if len(headers) != len(columns):
@@ -327,30 +348,21 @@ def format_markdown_table(rows, columns, headers=None, floatfmt=".3g"):
         for row in rows
     ]
     head = [str(h).replace("|", "\\|") for h in headers]
-    widths = [max([len(head[j]), 3] + [len(line[j]) for line in body]) for j in range(len(head))]
-
-    def line(cells):
-        return "| " + " | ".join(c.ljust(w) for c, w in zip(cells, widths)) + " |"
-
-    out = [line(head), "|" + "|".join("-" * (w + 2) for w in widths) + "|"]
-    out += [line(cells) for cells in body]
-    return "\n".join(out) + "\n"
+    # cells are formatted above, so tabulate only lays them out (no number parsing)
+    return tabulate(body, headers=head, tablefmt="github", disable_numparse=True,
+                    stralign="left") + "\n"
 
 
 def _selector_shots_rows(summary_rows):
     """Pivot summary rows: ``(columns, rows)`` with one ``"<n>-shot"`` column per shot value."""
-    shots = sorted({r["n_shots"] for r in summary_rows})
-    shot_cols = [f"{n}-shot" for n in shots]
-    pivot = {}
-    for r in summary_rows:
-        row = pivot.setdefault((r["target"], r["selector"]),
-                               dict(target=r["target"], selector=r["selector"]))
-        row[f"{r['n_shots']}-shot"] = f"{r['mean']:.1f} ± {r['std']:.1f}"
-    rows = [pivot[k] for k in sorted(pivot, key=lambda k: (_target_key(k[0]), _selector_key(k[1])))]
-    for row in rows:
-        for c in shot_cols:
-            row.setdefault(c, "-")
-    return ["target", "selector"] + shot_cols, rows
+    summary = pd.DataFrame(list(summary_rows), columns=list(_SUMMARY_COLUMNS))
+    if summary.empty:
+        return ["target", "selector"], []
+    summary["cell"] = [f"{m:.1f} ± {s:.1f}" for m, s in zip(summary["mean"], summary["std"])]
+    wide = summary.pivot(index=["target", "selector"], columns="n_shots", values="cell")
+    wide = wide.rename(columns=lambda n: f"{n}-shot").astype(object).fillna("-")
+    wide = _in_report_order(wide.reset_index(), ["target", "selector"])
+    return list(wide.columns), wide.to_dict("records")
 
 
 def selector_shots_table(records, target=None):
@@ -374,9 +386,9 @@ def selector_shots_table(records, target=None):
     >>> recs = [dict(target="EM", selector="random", n_shots=1, repeat=r, miou=m)
     ...         for r, m in enumerate([0.5, 0.7])]
     >>> print(selector_shots_table(recs), end="")
-    | target | selector | 1-shot      |
-    |--------|----------|-------------|
-    | EM     | random   | 60.0 ± 10.0 |
+    | target   | selector   | 1-shot      |
+    |----------|------------|-------------|
+    | EM       | random     | 60.0 ± 10.0 |
     """
     rows = summary_table(records)
     if target is not None:

@@ -13,18 +13,32 @@ budget, cached scores, choice, image expansion). What a selector may ask of the 
 * :class:`MCDropoutSelector` — entropy of the MC-dropout mean prediction;
 * :class:`RandomSelector` — uniform, without replacement.
 
-:data:`SELECTORS` maps short names (``kwtl run --selectors``) to these classes, and to the
-experimental label-free selectors (``gate_random``, ``gate_consistency``,
-``gate_representative``, ``representative``, ``stratified_consistency``) of the private
-modules ``_gate``, ``_representative`` and ``_stratified``: they lost to random in the
-measured comparison (user guide) and become public once they pass the selector test template.
+Label-free selectors beyond the paper (they read no label; the paper's gains come from a
+ground-truth filter a lab does not have, see the user guide, "Knowing what to label without
+labels"). They compose: a wrapper takes any selector as its ``selector`` parameter, and
+nested parameters are grid-searchable (``selector__quantile``, ``selector__selector__beta``):
+
+* :class:`PredictedForegroundSelector` — the model's predicted foreground of a candidate;
+* :class:`ForegroundGate` — wraps any selector: candidates whose predicted foreground
+  reaches a pool quantile (or an absolute threshold) first, ranked by the inner selector;
+* :class:`RepresentativeSelector` — k-means on the model's encoder features, the candidate
+  nearest each centre (or the most typical, TypiClust);
+* :class:`StratifiedSelector` — strata by predicted foreground, draws ∝ score^β instead
+  of a strict top-k, at most ``max_per_image`` candidates per image.
+
+:data:`SELECTORS` maps short names (``kwtl run --selectors``) to these classes and to
+ready-made compositions (``gate_random``, ``gate_consistency``, ``gate_representative``,
+``representative``, ``stratified_consistency``).
 """
 from ._augment import AUGMENTATIONS, autocontrast, brightness, sharpness
 from ._base import BaseSelector, PixelSelector, Support
 from ._consistency import ConsistencySelector
+from ._gate import ForegroundGate, PredictedForegroundSelector
 from ._protocol import SelectionModel
 from ._random import RandomSelector
 from ._registry import SELECTORS, make_selector
+from ._representative import RepresentativeSelector
+from ._stratified import StratifiedSelector
 from ._uncertainty import EntropySelector, MCDropoutSelector
 
 __all__ = [
@@ -32,11 +46,15 @@ __all__ = [
     "BaseSelector",
     "ConsistencySelector",
     "EntropySelector",
+    "ForegroundGate",
     "MCDropoutSelector",
     "PixelSelector",
+    "PredictedForegroundSelector",
     "RandomSelector",
+    "RepresentativeSelector",
     "SELECTORS",
     "SelectionModel",
+    "StratifiedSelector",
     "Support",
     "autocontrast",
     "brightness",

@@ -8,6 +8,7 @@ from sklearn.base import clone
 
 from ..utils import derive_seed
 from ._base import BaseSelector, PixelSelector
+from ._dense import DenseScoringMixin, check_dense
 from ._random import RandomSelector
 
 __all__ = ["ForegroundGate", "PredictedForegroundSelector", "gate_mask", "gate_scores"]
@@ -15,26 +16,36 @@ __all__ = ["ForegroundGate", "PredictedForegroundSelector", "gate_mask", "gate_s
 _MEASURES = ("fraction", "mean_proba")
 
 
-class PredictedForegroundSelector(PixelSelector):
+class PredictedForegroundSelector(DenseScoringMixin, PixelSelector):
     """Score = the model's predicted foreground of a candidate (no label read).
 
     ``measure="fraction"``: fraction of pixels with ``σ(z) ≥ proba_threshold``;
     ``measure="mean_proba"``: mean foreground probability. BatchNorm in eval mode, as for
-    the other selectors.
+    the other selectors. On its own it is "annotate what looks most like cells"; its main
+    use is as the measure of :class:`ForegroundGate` and :class:`StratifiedSelector`.
 
     Parameters
     ----------
     measure : {"fraction", "mean_proba"}, default="fraction"
+        The per-pixel map: ``σ(z) ≥ proba_threshold`` (0 or 1) or ``σ(z)``.
     proba_threshold : float, default=0.5
-    unit, reduction, batch_size, random_state
-        See :class:`~kwtl.selection.BaseSelector` (``reduction`` defaults to the mean, which
-        is what the measures are).
+        Probability that counts a pixel as foreground (``measure="fraction"``).
+    dense : bool or "auto", default=False
+        ``True``: one probability map per image
+        (:meth:`~kwtl.models.FCRNSegmenter.image_logits`), each candidate read off by box
+        sums, as for :class:`~kwtl.selection.EntropySelector`.
+    unit : {"patch", "image"}, default="patch"
+        With ``"image"`` an image's score is the mean of its patches' scores (its predicted
+        foreground fraction, overlapping pixels counted once per patch).
+    reduction, batch_size, random_state
+        See :class:`~kwtl.selection.PixelSelector` (``reduction`` defaults to the mean, which
+        is what the measures are; ``random_state`` is unused: the score is deterministic).
 
     Examples
     --------
     >>> import numpy as np
     >>> from kwtl.models import FCRNSegmenter
-    >>> from kwtl.selection._gate import PredictedForegroundSelector
+    >>> from kwtl.selection import PredictedForegroundSelector
     >>> seg = FCRNSegmenter(module__width=4, patch_size=16, stride=16, precision="fp32",
     ...                     random_state=0).initialize()
     >>> patches = np.random.default_rng(0).integers(0, 256, (3, 16, 16), dtype=np.uint8)
@@ -43,12 +54,13 @@ class PredictedForegroundSelector(PixelSelector):
     ((3,), True)
     """
 
-    def __init__(self, measure="fraction", proba_threshold=0.5, *, unit="patch",
+    def __init__(self, measure="fraction", proba_threshold=0.5, *, dense=False, unit="patch",
                  reduction="mean", batch_size=None, random_state=None):
         super().__init__(unit=unit, reduction=reduction, batch_size=batch_size,
                          random_state=random_state)
         self.measure = measure
         self.proba_threshold = proba_threshold
+        self.dense = dense
 
     def _validate_params(self):
         if self.measure not in _MEASURES:
@@ -58,7 +70,13 @@ class PredictedForegroundSelector(PixelSelector):
             raise ValueError(f"proba_threshold must be in (0, 1), got {t!r}")
 
     def _pixel_scores(self, patches, estimator):
-        proba = torch.sigmoid(estimator.patch_logits(patches))
+        return self._foreground_map(estimator.patch_logits(patches))
+
+    def _dense_maps(self, image, corners, patch_size, estimator):
+        yield self._foreground_map(estimator.image_logits(image[None])[0]), slice(None)
+
+    def _foreground_map(self, logits):
+        proba = torch.sigmoid(logits.float())
         if self.measure == "fraction":
             return (proba >= float(self.proba_threshold)).to(proba.dtype)
         return proba
@@ -103,7 +121,12 @@ def gate_mask(foreground, quantile=0.5, threshold=None):
 
 class _ForegroundWrapper:
     """What the wrappers around an inner selector that also measure the model's predicted
-    foreground (:class:`ForegroundGate`, ``StratifiedSelector``) share."""
+    foreground (:class:`ForegroundGate`, :class:`~kwtl.selection.StratifiedSelector`) share.
+
+    The wrapper's ``unit`` is the one that counts: the inner selector is cloned and given
+    the wrapper's ``unit`` (and, when it has none, a seed derived from the wrapper's), so
+    inner and wrapper always rank the same kind of candidate.
+    """
 
     #: The inner selector when ``selector`` is None, and the salt of its derived seed.
     _default_inner = RandomSelector
@@ -116,6 +139,8 @@ class _ForegroundWrapper:
 
     def _inner(self):
         inner = self._default_inner() if self.selector is None else clone(self.selector)
+        if "unit" in inner.get_params(deep=False):
+            inner.set_params(unit=self.unit)
         if getattr(inner, "random_state", None) is None and self.random_state is not None:
             inner.set_params(random_state=derive_seed(self.random_state, self._inner_seed_salt))
         return inner
@@ -123,7 +148,23 @@ class _ForegroundWrapper:
     def _measure_selector(self):
         return PredictedForegroundSelector(measure=self.measure,
                                            proba_threshold=self.proba_threshold,
+                                           dense=self.dense, unit=self.unit,
                                            batch_size=self.batch_size)
+
+    def _validate_wrapper_params(self):
+        if self.selector is not None and not isinstance(self.selector, BaseSelector):
+            raise ValueError(f"selector must be None or a kwtl selector (a BaseSelector), "
+                             f"got {type(self.selector).__name__}")
+        check_dense(self.dense)
+        self._measure_selector()._validate_common()
+        self._measure_selector()._validate_params()
+        self._inner()._validate_common()
+        self._inner()._validate_params()
+
+
+def _present_images(pool):
+    """Image indices with at least one patch in ``pool`` (all of them unless a subset)."""
+    return np.unique(pool.coords[:, 0])
 
 
 class ForegroundGate(_ForegroundWrapper, BaseSelector):
@@ -133,25 +174,41 @@ class ForegroundGate(_ForegroundWrapper, BaseSelector):
     (see :class:`PredictedForegroundSelector`) — no label is read — and keeps the candidates
     at or above a pool quantile (default: the upper half) or an absolute ``threshold``.
     The inner selector scores only the kept candidates and orders them; the others follow
-    by predicted foreground (so any budget can be met). The PLFT models of the paper mark half or more of all pixels as
-    foreground at p ≥ 0.5, so an absolute gate at that level keeps almost everything: the
-    default gate is relative (a pool quantile).
+    by predicted foreground (so any budget can be met). The PLFT models of the paper mark
+    half or more of all pixels as foreground at p ≥ 0.5, so an absolute gate at that level
+    keeps almost everything: the default gate is relative (a pool quantile).
+
+    It is the label-free stand-in for the authors' ground-truth filter (their code drops
+    every candidate whose *true* mask has fewer than 360 foreground pixels; see the user
+    guide, "Knowing what to label without labels").
 
     Parameters
     ----------
     selector : selector or None, default=None
-        The inner selector; None means :class:`RandomSelector` (random inside the gate).
+        The inner selector; None means :class:`~kwtl.selection.RandomSelector` (random
+        inside the gate). It is cloned and given the gate's ``unit`` (its own ``unit`` is
+        ignored) and, if it has none, a seed derived from ``random_state``.
     quantile : float, default=0.5
         Pool quantile of the foreground measure a candidate must reach (ignored when
         ``threshold`` is given). 0 keeps every candidate.
     threshold : float or None, default=None
-        Absolute threshold on the foreground measure instead.
+        Absolute threshold on the foreground measure instead (a fraction of pixels for
+        ``measure="fraction"``). If no candidate reaches it, every candidate is ranked by
+        predicted foreground alone.
     measure : {"fraction", "mean_proba"}, default="fraction"
+        See :class:`PredictedForegroundSelector`.
     proba_threshold : float, default=0.5
         Probability that counts a pixel as foreground (``measure="fraction"``).
+    dense : bool or "auto", default=False
+        Dense scoring of the foreground measure (see :class:`PredictedForegroundSelector`);
+        the inner selector has its own ``dense``.
+    unit : {"patch", "image"}, default="patch"
+        ``"image"``: an image passes the gate by its predicted foreground fraction (the mean
+        of its patches'), and the inner selector ranks the images that pass.
     batch_size : int or None, default=None
+        Patches per chunk of the foreground measure.
     random_state : None, int or RandomState, default=None
-        Passed to an inner selector that has none.
+        Passed (derived) to an inner selector that has none.
 
     Attributes
     ----------
@@ -162,30 +219,37 @@ class ForegroundGate(_ForegroundWrapper, BaseSelector):
     scores_ : ndarray
         Scores of the last :meth:`select` call.
 
+    See Also
+    --------
+    gate_scores : the score rule, on precomputed inner scores and foreground measures.
+
     Examples
     --------
     >>> import numpy as np
     >>> from kwtl.models import FCRNSegmenter
-    >>> from kwtl.selection._gate import ForegroundGate
+    >>> from kwtl.selection import ConsistencySelector, ForegroundGate
     >>> seg = FCRNSegmenter(module__width=4, patch_size=16, stride=16, precision="fp32",
     ...                     random_state=0).initialize()
     >>> patches = np.random.default_rng(0).integers(0, 256, (6, 16, 16), dtype=np.uint8)
     >>> ForegroundGate(random_state=0).select(patches, 2, seg).shape
     (2,)
+    >>> gate = ForegroundGate(ConsistencySelector(), quantile=0.75)
+    >>> gate.set_params(selector__magnitude=1.5).selector
+    ConsistencySelector(magnitude=1.5)
     """
 
     def __init__(self, selector=None, quantile=0.5, threshold=None, measure="fraction",
-                 proba_threshold=0.5, *, batch_size=None, random_state=None):
+                 proba_threshold=0.5, *, dense=False, unit="patch", batch_size=None,
+                 random_state=None):
         self.selector = selector
         self.quantile = quantile
         self.threshold = threshold
         self.measure = measure
         self.proba_threshold = proba_threshold
+        self.dense = dense
+        self.unit = unit
         self.batch_size = batch_size
         self.random_state = random_state
-
-    #: Candidates are patches (the inner selector must rank patches too).
-    unit = "patch"
 
     @property
     def stochastic(self):
@@ -199,25 +263,31 @@ class ForegroundGate(_ForegroundWrapper, BaseSelector):
         if self.threshold is not None and (isinstance(self.threshold, bool)
                                            or not isinstance(self.threshold, numbers.Real)):
             raise ValueError(f"threshold must be None or a number, got {self.threshold!r}")
-        if self.selector is not None and getattr(self.selector, "unit", "patch") != "patch":
-            raise ValueError("ForegroundGate ranks patches: the inner selector must have "
-                             "unit='patch'")
-        self._measure_selector()._validate_params()
-
-    def _check_estimator(self, estimator, X):
-        return BaseSelector._check_estimator(self, estimator, X)
+        self._validate_wrapper_params()
 
     def _score_pool(self, pool, estimator):
-        self.foreground_ = self._measure_selector().score(pool, estimator)
-        keep = np.flatnonzero(gate_mask(self.foreground_, self.quantile, self.threshold))
+        foreground = self._measure_selector().score(pool, estimator)
+        self.inner_scores_ = np.full(len(foreground), np.nan)
+        if self.unit == "image":  # images without a patch in a subset pool stay out
+            present = _present_images(pool)
+            keep = present[gate_mask(foreground[present], self.quantile, self.threshold)]
+            gated = pool.subset(np.flatnonzero(np.isin(pool.coords[:, 0], keep)))
+        else:
+            present = slice(None)
+            keep = np.flatnonzero(gate_mask(foreground, self.quantile, self.threshold))
+            gated = pool.subset(keep)
+        self.foreground_ = foreground
         # the inner selector sees only the gated pool (cheaper, and set-based selectors such
         # as StratifiedSelector or RepresentativeSelector then spread over the gated pool)
-        self.inner_scores_ = np.full(len(pool), np.nan)
-        self.inner_scores_[keep] = self._inner().score(pool.subset(keep), estimator)
-        return self.scores_from(self.inner_scores_, self.foreground_)
+        if len(keep):
+            inner = self._inner().score(gated, estimator)
+            self.inner_scores_[keep] = inner[keep] if self.unit == "image" else inner
+        scores = np.full(len(foreground), -np.inf)
+        scores[present] = self.scores_from(self.inner_scores_[present], foreground[present])
+        return scores
 
     def scores_from(self, inner_scores, foreground):
         """Gate scores from precomputed inner scores (of the gated candidates; the others
-        may be NaN) and foreground measures."""
+        may be NaN) and foreground measures (see :func:`gate_scores`)."""
         self._validate_params()
         return gate_scores(inner_scores, foreground, self.quantile, self.threshold)

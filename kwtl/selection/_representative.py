@@ -74,19 +74,28 @@ class RepresentativeSelector(BaseSelector):
     each cluster (largest clusters first; nearest the centre, or most typical as in
     TypiClust), then the second best of each, … so with a budget ``n ≤ n_clusters`` it is
     "one representative per cluster" for the ``n`` largest clusters. No label is read;
-    wrap it in :class:`ForegroundGate` to cluster only what the model thinks is foreground
-    (the gate ranks its kept candidates by this selector's order).
+    wrap it in :class:`~kwtl.selection.ForegroundGate` to cluster only what the model
+    thinks is foreground (the gate ranks its kept candidates by this selector's order).
 
     Parameters
     ----------
     n_clusters : int, default=20
-        Number of k-means clusters (set it to the budget for classic TypiClust).
+        Number of k-means clusters (set it to the budget for classic TypiClust); at most
+        the number of candidates.
     within : {"centre", "typical"}, default="centre"
+        The best candidate of a cluster: nearest its k-means centre, or the most typical
+        (inverse mean distance to its ``n_neighbors`` nearest cluster mates, TypiClust).
     n_components : int or None, default=32
         PCA dimensions before clustering (None: raw features).
     n_neighbors : int, default=20
         Neighbours of the typicality (``within="typical"``).
+    unit : {"patch", "image"}, default="patch"
+        ``"image"``: an image is described by the mean of its patches' features (the
+        average-pooled features of the whole image, up to the patch overlap) and the images
+        are clustered.
     batch_size : int or None, default=None
+        Patches per forward pass of the feature extraction (None: the segmenter's
+        ``inference_batch_size``).
     random_state : None, int or RandomState, default=None
         Seeds k-means (and PCA's randomised solver).
 
@@ -100,7 +109,7 @@ class RepresentativeSelector(BaseSelector):
     --------
     >>> import numpy as np
     >>> from kwtl.models import FCRNSegmenter
-    >>> from kwtl.selection._representative import RepresentativeSelector
+    >>> from kwtl.selection import RepresentativeSelector
     >>> seg = FCRNSegmenter(module__width=4, patch_size=16, stride=16, precision="fp32",
     ...                     random_state=0).initialize()
     >>> patches = np.random.default_rng(0).integers(0, 256, (8, 16, 16), dtype=np.uint8)
@@ -109,16 +118,15 @@ class RepresentativeSelector(BaseSelector):
     """
 
     def __init__(self, n_clusters=20, within="centre", n_components=32, n_neighbors=20, *,
-                 batch_size=None, random_state=None):
+                 unit="patch", batch_size=None, random_state=None):
         self.n_clusters = n_clusters
         self.within = within
         self.n_components = n_components
         self.n_neighbors = n_neighbors
+        self.unit = unit
         self.batch_size = batch_size
         self.random_state = random_state
 
-    #: Candidates are patches.
-    unit = "patch"
     #: The features the candidates are clustered on.
     required_methods = ("encoder_features",)
     #: k-means initialisation is random (reproducible with a seed).
@@ -129,6 +137,9 @@ class RepresentativeSelector(BaseSelector):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, numbers.Integral) or v < 1:
                 raise ValueError(f"{name} must be a positive integer, got {v!r}")
+        v = self.batch_size
+        if v is not None and (isinstance(v, bool) or not isinstance(v, numbers.Integral) or v < 1):
+            raise ValueError(f"batch_size must be None or a positive integer, got {v!r}")
         v = self.n_components
         if v is not None and (isinstance(v, bool) or not isinstance(v, numbers.Integral) or v < 1):
             raise ValueError(f"n_components must be None or a positive integer, got {v!r}")
@@ -144,9 +155,19 @@ class RepresentativeSelector(BaseSelector):
 
     def _score_pool(self, pool, estimator):
         step = int(self.batch_size or getattr(estimator, "inference_batch_size", 16) or 1)
-        feats = [estimator.encoder_features(PixelSelector._as_batch(batch))
-                 for _, batch in pool.iter_batches(step)]
-        return self.scores_from(np.concatenate(feats))
+        feats = np.concatenate([np.asarray(estimator.encoder_features(
+            PixelSelector._as_batch(batch)), dtype=np.float64)
+            for _, batch in pool.iter_batches(step)])
+        if self.unit == "patch":
+            return self.scores_from(feats)
+        owners = pool.coords[:, 0]
+        present = np.unique(owners)  # images without a patch (a subset pool) rank last
+        sums = np.zeros((len(pool.arrays), feats.shape[1]))
+        np.add.at(sums, owners, feats)
+        counts = np.bincount(owners, minlength=len(pool.arrays))
+        scores = np.full(len(pool.arrays), -np.inf)
+        scores[present] = self.scores_from(sums[present] / counts[present, None])
+        return scores
 
     def scores_from(self, features):
         """Scores (``n − position`` in the order) from precomputed candidate features."""

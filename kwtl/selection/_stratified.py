@@ -6,7 +6,7 @@ import numpy as np
 from ..utils import derive_seed
 from ._base import BaseSelector
 from ._consistency import ConsistencySelector
-from ._gate import _ForegroundWrapper
+from ._gate import _ForegroundWrapper, _present_images
 
 __all__ = ["StratifiedSelector", "stratified_order"]
 
@@ -95,20 +95,35 @@ class StratifiedSelector(_ForegroundWrapper, BaseSelector):
     4. No image gets more than ``max_per_image`` candidates until every image is at the cap.
 
     The whole order is drawn once, so the first ``n`` candidates are the selection for any
-    budget ``n`` (the scores are ``n_candidates − position``).
+    budget ``n`` (the scores are ``n_candidates − position``). This tempers the
+    uncertainty score (nnActive's and ClaSP's lesson: strict top-k of an uncertainty picks
+    near-duplicates of the noisiest background) and keeps foreground-rich and
+    foreground-poor candidates in the support.
 
     Parameters
     ----------
     selector : selector or None, default=None
-        Inner scores; None means ``ConsistencySelector()``.
+        Inner scores; None means :class:`~kwtl.selection.ConsistencySelector`. It is cloned
+        and given this selector's ``unit`` and, if it has none, a seed derived from
+        ``random_state``.
     beta : float, default=1.0
         Temperature exponent of the sampling weights (≥ 0).
     n_strata : int, default=3
+        Number of equal-count strata of predicted foreground (1: no stratification).
     max_per_image : int or None, default=None
-        Per-image cap (None: no cap).
+        Per-image cap (None: no cap). With ``unit="image"`` every candidate is its own
+        image, so the cap has no effect.
     measure : {"fraction", "mean_proba"}, default="fraction"
+        The foreground measure (see :class:`~kwtl.selection.PredictedForegroundSelector`).
     proba_threshold : float, default=0.5
+        Probability that counts a pixel as foreground (``measure="fraction"``).
+    dense : bool or "auto", default=False
+        Dense scoring of the foreground measure; the inner selector has its own ``dense``.
+    unit : {"patch", "image"}, default="patch"
+        ``"image"``: images are stratified by their predicted foreground fraction (the mean
+        of their patches') and drawn ∝ the inner selector's image score^β.
     batch_size : int or None, default=None
+        Patches per chunk of the foreground measure.
     random_state : None, int or RandomState, default=None
         Seeds the draw (and an inner selector without a seed of its own).
 
@@ -122,8 +137,7 @@ class StratifiedSelector(_ForegroundWrapper, BaseSelector):
     --------
     >>> import numpy as np
     >>> from kwtl.models import FCRNSegmenter
-    >>> from kwtl.selection import EntropySelector
-    >>> from kwtl.selection._stratified import StratifiedSelector
+    >>> from kwtl.selection import EntropySelector, StratifiedSelector
     >>> seg = FCRNSegmenter(module__width=4, patch_size=16, stride=16, precision="fp32",
     ...                     random_state=0).initialize()
     >>> patches = np.random.default_rng(0).integers(0, 256, (6, 16, 16), dtype=np.uint8)
@@ -134,20 +148,20 @@ class StratifiedSelector(_ForegroundWrapper, BaseSelector):
 
     #: Sampling ∝ score^β is a random draw.
     stochastic = True
-    #: Candidates are patches (the inner selector must rank patches too).
-    unit = "patch"
     _default_inner = ConsistencySelector
     _inner_seed_salt = "stratified-inner"
 
     def __init__(self, selector=None, beta=1.0, n_strata=3, max_per_image=None,
-                 measure="fraction", proba_threshold=0.5, *, batch_size=None,
-                 random_state=None):
+                 measure="fraction", proba_threshold=0.5, *, dense=False, unit="patch",
+                 batch_size=None, random_state=None):
         self.selector = selector
         self.beta = beta
         self.n_strata = n_strata
         self.max_per_image = max_per_image
         self.measure = measure
         self.proba_threshold = proba_threshold
+        self.dense = dense
+        self.unit = unit
         self.batch_size = batch_size
         self.random_state = random_state
 
@@ -155,26 +169,29 @@ class StratifiedSelector(_ForegroundWrapper, BaseSelector):
         b = self.beta
         if isinstance(b, bool) or not isinstance(b, numbers.Real) or not np.isfinite(b) or b < 0:
             raise ValueError(f"beta must be a finite number >= 0, got {b!r}")
-        for name in ("n_strata",):
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, numbers.Integral) or v < 1:
-                raise ValueError(f"{name} must be a positive integer, got {v!r}")
+        v = self.n_strata
+        if isinstance(v, bool) or not isinstance(v, numbers.Integral) or v < 1:
+            raise ValueError(f"n_strata must be a positive integer, got {v!r}")
         m = self.max_per_image
         if m is not None and (isinstance(m, bool) or not isinstance(m, numbers.Integral) or m < 1):
             raise ValueError(f"max_per_image must be None or a positive integer, got {m!r}")
-        if self.selector is not None and getattr(self.selector, "unit", "patch") != "patch":
-            raise ValueError("StratifiedSelector ranks patches: the inner selector must have "
-                             "unit='patch'")
-        self._measure_selector()._validate_params()
+        self._validate_wrapper_params()
 
     def _score_pool(self, pool, estimator):
         self.foreground_ = self._measure_selector().score(pool, estimator)
         self.inner_scores_ = self._inner().score(pool, estimator)
-        return self.scores_from(self.inner_scores_, self.foreground_, pool.coords[:, 0])
+        if self.unit == "patch":
+            return self.scores_from(self.inner_scores_, self.foreground_, pool.coords[:, 0])
+        present = _present_images(pool)  # images without a patch (a subset pool) rank last
+        scores = np.full(len(self.foreground_), -np.inf)
+        scores[present] = self.scores_from(self.inner_scores_[present],
+                                           self.foreground_[present])
+        return scores
 
     def scores_from(self, inner_scores, foreground, images=None):
         """Scores (``n − position`` in the drawn order) from precomputed per-candidate
-        inner scores, foreground measures and source-image ids."""
+        inner scores, foreground measures and source-image ids (None: each candidate is
+        its own image)."""
         self._validate_params()
         inner = np.asarray(inner_scores, dtype=np.float64)
         fg = np.asarray(foreground, dtype=np.float64)
@@ -184,6 +201,7 @@ class StratifiedSelector(_ForegroundWrapper, BaseSelector):
         k = min(int(self.n_strata), n)
         # equal-count strata by foreground rank (ties broken by position)
         strata = (np.argsort(np.argsort(fg, kind="stable"), kind="stable") * k) // max(n, 1)
+        images = np.arange(n) if images is None else images
         order = stratified_order(keys, strata, images, self.max_per_image)
         scores = np.empty(n, dtype=np.float64)
         scores[order] = n - np.arange(n)

@@ -5,7 +5,8 @@ Process-wide settings (``kwtl.utils._allocator.tune_malloc``) belong to applicat
 """
 from ._cache import quiet_damaged_cache_logs
 from ._image import (PERCENTILES, as_mask, as_uint8_image, check_images, check_masks,
-                     check_training_masks, mask_classes, normalize_uint8)
+                     check_training_masks, colour_labels, mask_classes, masks_to_foreground,
+                     normalize_uint8)
 from ._random import derive_seed
 from ._validation import InvalidParameterError, validate_params
 
@@ -17,8 +18,10 @@ __all__ = [
     "check_images",
     "check_masks",
     "check_training_masks",
+    "colour_labels",
     "derive_seed",
     "mask_classes",
+    "masks_to_foreground",
     "normalize_uint8",
     "validate_params",
 ]

@@ -17,7 +17,9 @@ __all__ = [
     "check_images",
     "check_masks",
     "check_training_masks",
+    "colour_labels",
     "mask_classes",
+    "masks_to_foreground",
     "normalize_uint8",
     "patch_foreground_counts",
 ]
@@ -141,8 +143,8 @@ def as_mask(mask, name="mask", threshold=None, ignore_value=None):
     Parameters
     ----------
     mask : array-like of shape (H, W)
-        Binary, 0/255 or instance-label mask; RGB(A) masks count a pixel as foreground
-        when any channel is non-zero.
+        Binary, 0/255 or instance-label mask; an RGB(A) mask is read as colour-coded
+        instances (:func:`colour_labels`: black is background, each colour one label).
     name : str, default="mask"
         Used in error messages.
     threshold : float or None, default=None
@@ -164,7 +166,7 @@ def as_mask(mask, name="mask", threshold=None, ignore_value=None):
     """
     arr = _asarray(mask, name)
     if arr.ndim == 3 and arr.shape[-1] in (3, 4):
-        arr = (arr[..., :3] != 0).any(axis=-1)
+        arr = colour_labels(arr)
     if arr.ndim != 2:
         raise ValueError(f"{name} must be a 2-D (H, W) array, got shape {arr.shape}")
     if arr.dtype == bool:
@@ -197,7 +199,128 @@ def as_mask(mask, name="mask", threshold=None, ignore_value=None):
             f"{name} has the values 0, 1 and 255 only: 255 looks like an 'ignore' label, not "
             "a 0/255 foreground; pass ignore_value=255, or recode the mask"
         )
-    return arr != 0
+    if np.issubdtype(arr.dtype, np.floating):
+        arr = arr.astype(np.int64)  # whole numbers, checked above
+    return masks_to_foreground(arr)
+
+
+def colour_labels(rgb):
+    """Instance labels of a colour-coded mask: black is 0, each other colour one label.
+
+    Labels ``1..k`` follow the sorted packed colour ``(R << 16) | (G << 8) | B``; alpha
+    is ignored. A white-on-black mask becomes 0/1.
+
+    Parameters
+    ----------
+    rgb : ndarray of shape (H, W, 3) or (H, W, 4), integer or bool
+
+    Returns
+    -------
+    labels : ndarray of shape (H, W), unsigned integer
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> rgb = np.array([[[0, 0, 0], [255, 0, 0]], [[0, 0, 255], [255, 0, 0]]], np.uint8)
+    >>> colour_labels(rgb)
+    array([[0, 2],
+           [1, 2]], dtype=uint8)
+    """
+    rgb = np.asarray(rgb)[..., :3]
+    if rgb.dtype == bool:
+        rgb = rgb.astype(np.uint8)
+    if not np.issubdtype(rgb.dtype, np.integer) or (rgb.size and rgb.min() < 0):
+        raise ValueError(
+            f"a colour mask must hold non-negative integer colours, got dtype {rgb.dtype}")
+    bits = 8 if rgb.dtype.itemsize == 1 else 16
+    packed = np.zeros(rgb.shape[:2], dtype=np.uint64)
+    for k in range(3):
+        packed = (packed << np.uint64(bits)) | rgb[..., k].astype(np.uint64)
+    colours, labels = np.unique(packed, return_inverse=True)
+    labels = labels.reshape(packed.shape)
+    if colours.size and colours[0] != 0:  # no black pixel: every colour is foreground
+        labels = labels + 1
+    return labels.astype(np.min_scalar_type(max(int(labels.max(initial=0)), 1)))
+
+
+# each unordered pair of 8-connected neighbours once: right, down, down-right, down-left
+_NEIGHBOUR_SHIFTS = ((0, 1), (1, 0), (1, 1), (1, -1))
+
+
+def masks_to_foreground(mask, separate_touching=True):
+    """Foreground of an instance-label mask, keeping touching instances apart.
+
+    ``mask != 0``, except that with ``separate_touching`` every foreground pixel that has
+    an 8-connected neighbour with a *different* non-zero label becomes background. Two
+    touching cells thus stay two connected components (a two-pixel gap where they meet),
+    which is what a segmentation loss or metric on the binary foreground needs: merged
+    cells would teach the network that the boundary between them is cell. Binary masks
+    (``bool``, or a single non-zero value such as 0/1 or 0/255) are returned as
+    ``mask != 0``, unchanged. :func:`as_mask` and :func:`check_masks` (so every kwtl
+    entry point that takes masks) convert instance labels with this function.
+
+    Parameters
+    ----------
+    mask : array-like of shape (H, W)
+        Labels: 0 = background, positive integers = instances (bool accepted).
+    separate_touching : bool, default=True
+        Whether pixels on the border between two instances become background; ``False``
+        is plain ``mask != 0``.
+
+    Returns
+    -------
+    foreground : ndarray of shape (H, W), dtype bool
+
+    Raises
+    ------
+    ValueError
+        If ``mask`` is not 2-D, has negative or fractional values.
+
+    Examples
+    --------
+    Two touching squares (labels 1 and 2) keep a gap where they meet:
+
+    >>> import numpy as np
+    >>> labels = np.array([[1, 1, 2, 2],
+    ...                    [1, 1, 2, 2],
+    ...                    [0, 0, 0, 0]])
+    >>> masks_to_foreground(labels).astype(int)
+    array([[1, 0, 0, 1],
+           [1, 0, 0, 1],
+           [0, 0, 0, 0]])
+    >>> masks_to_foreground(labels, separate_touching=False).astype(int)
+    array([[1, 1, 1, 1],
+           [1, 1, 1, 1],
+           [0, 0, 0, 0]])
+    """
+    arr = np.asarray(mask)
+    if arr.ndim != 2:
+        raise ValueError(f"mask must be a 2-D (H, W) label array, got shape {arr.shape}")
+    if arr.dtype == bool:
+        return arr.copy()
+    if np.issubdtype(arr.dtype, np.floating):
+        if not np.all(np.isfinite(arr)) or not np.all(arr == np.rint(arr)):
+            raise ValueError("mask has fractional or non-finite values: not instance labels")
+    elif not np.issubdtype(arr.dtype, np.integer):
+        raise TypeError(f"mask has unsupported dtype {arr.dtype}")
+    if arr.size and arr.min() < 0:
+        raise ValueError(f"mask has negative values (min {arr.min()}): not instance labels")
+    foreground = arr != 0
+    if not separate_touching or not foreground.any():
+        return foreground
+    positive = arr[foreground]
+    if positive.min() == positive.max():  # binary: nothing touches anything else
+        return foreground
+    height, width = arr.shape
+    border = np.zeros_like(foreground)
+    for dy, dx in _NEIGHBOUR_SHIFTS:
+        cols_a = slice(max(0, -dx), width - max(0, dx))
+        cols_b = slice(max(0, dx), width - max(0, -dx))
+        a, b = arr[: height - dy, cols_a], arr[dy:, cols_b]
+        touching = (a != b) & (a != 0) & (b != 0)
+        border[: height - dy, cols_a] |= touching
+        border[dy:, cols_b] |= touching
+    return foreground & ~border
 
 
 def mask_classes(masks):
@@ -336,8 +459,11 @@ def check_masks(y, images, name="y", threshold=None, ignore_value=None):
     Every kwtl entry point that takes masks converts them with these rules (one mask:
     :func:`as_mask`):
 
-    * **bool** masks are used as they are; **0/1** and **0/255** masks, and **instance
-      label images** (0 = background, any positive id = foreground) become ``mask != 0``.
+    * **bool** masks are used as they are; **0/1** and **0/255** masks become
+      ``mask != 0``. **Instance label images** (0 = background, positive ids = cells)
+      become their foreground by :func:`masks_to_foreground`: ``mask != 0`` except the
+      pixels where two different labels touch, which become background, so touching cells
+      are never merged into one blob.
     * **probabilities** (floats with fractional values) raise an error unless ``threshold``
       is given (then foreground is ``mask >= threshold``): kwtl never silently treats every
       non-zero probability as foreground.
@@ -346,8 +472,9 @@ def check_masks(y, images, name="y", threshold=None, ignore_value=None):
       (255 looks like an "ignore" label). Pixels equal to ``ignore_value`` count as
       background: kwtl's loss and metric have no ignore class, so crop such regions out if
       background is wrong for them.
-    * NaN or infinite values raise an error; RGB(A) masks count a pixel as foreground when
-      any channel is non-zero.
+    * NaN or infinite values raise an error; RGB(A) masks are colour-coded instances
+      (:func:`colour_labels`: black is background, each other colour one instance), so a
+      white-on-black colour mask is binary.
     * Each mask must have the shape of its image.
 
     Whether masks that are all background or all foreground are an error depends on the
@@ -376,10 +503,12 @@ def check_masks(y, images, name="y", threshold=None, ignore_value=None):
     Examples
     --------
     >>> import numpy as np
-    >>> images = check_images([np.zeros((2, 2), np.uint8)])
-    >>> check_masks([np.array([[0, 3], [7, 0]])], images)[0].tolist()  # instance ids
-    [[False, True], [True, False]]
-    >>> check_masks([np.array([[0.1, 0.8], [0.6, 0.0]])], images)
+    >>> images = check_images([np.zeros((2, 3), np.uint8)])
+    >>> check_masks([np.array([[3, 0, 7], [3, 0, 0]])], images)[0].tolist()  # instance ids
+    [[True, False, True], [True, False, False]]
+    >>> check_masks([np.array([[3, 7, 0], [3, 7, 0]])], images)[0].tolist()  # touching
+    [[False, False, False], [False, False, False]]
+    >>> check_masks([np.array([[0.1, 0.8, 0.0], [0.6, 0.0, 0.0]])], images)
     Traceback (most recent call last):
     ...
     ValueError: y[0] has fractional values (e.g. 0.1): it looks like a probability map, ...

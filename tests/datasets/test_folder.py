@@ -115,7 +115,8 @@ def test_read_palette_png_mask(tmp_path):
     _palette_image(indices, [0, 0, 0, 255, 255, 255, 128, 0, 0]).save(tmp_path / "m.png")
     with Image.open(tmp_path / "m.png") as saved:
         assert saved.mode == "P"
-    np.testing.assert_array_equal(read_mask(tmp_path / "m.png"), indices != 0)
+    # colour-coded labels: black 0, then by packed colour: red (0xFF0000) 1, white 2
+    np.testing.assert_array_equal(read_mask(tmp_path / "m.png"), [[0, 2, 1], [1, 2, 0]])
     # as an image the palette colours are looked up, then converted to luma
     np.testing.assert_array_equal(read_image(tmp_path / "m.png")[0], [0, 255, 38])
 
@@ -124,7 +125,7 @@ def test_read_palette_mask_with_non_black_index_zero(tmp_path):
     # index 0 is white here: foreground is what is drawn non-black, not index != 0
     indices = np.array([[0, 1]], dtype=np.uint8)
     _palette_image(indices, [255, 255, 255, 0, 0, 0]).save(tmp_path / "m.png")
-    np.testing.assert_array_equal(read_mask(tmp_path / "m.png"), [[True, False]])
+    np.testing.assert_array_equal(read_mask(tmp_path / "m.png"), [[1, 0]])
 
 
 def test_read_1bit_png_and_tiff_masks(tmp_path):
@@ -140,8 +141,8 @@ def test_read_tiff_mask_labels(tmp_path):
     labels = np.array([[0, 3], [700, 0]], dtype=np.uint16)
     tifffile.imwrite(tmp_path / "m.tif", labels)
     out = read_mask(tmp_path / "m.tif")
-    assert out.dtype == bool
-    np.testing.assert_array_equal(out, labels != 0)
+    assert out.dtype == np.uint16  # instance labels are kept, not binarised on read
+    np.testing.assert_array_equal(out, labels)
 
 
 def test_read_tiff_stack_is_rejected(tmp_path):
@@ -200,7 +201,7 @@ def test_load_folder_pairs_by_stem_across_formats(tmp_path):
     _make_folder(tmp_path, ["x", "y"], image_ext=".tif", mask_ext=".png")
     data = load_folder(tmp_path)
     assert data.names == ["x", "y"]
-    np.testing.assert_array_equal(data.masks[1], read_mask(tmp_path / "masks" / "y.png"))
+    np.testing.assert_array_equal(data.masks[1], read_mask(tmp_path / "masks" / "y.png") != 0)
 
 
 def test_load_folder_ignores_other_files(tmp_path):

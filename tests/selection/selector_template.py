@@ -65,13 +65,15 @@ class SelectorTemplate:
         merged.update(params)
         return self.selector_class(**merged)
 
+    # Declarations are read off an instance: a wrapper (ForegroundGate) declares
+    # ``required_methods`` and ``stochastic`` as properties of its inner selector.
     @property
     def uses_network(self):
-        return bool(self.selector_class.required_methods)
+        return bool(self.make().required_methods)
 
     @property
     def deterministic_scores(self):
-        return not self.selector_class.stochastic
+        return not self.make().stochastic
 
     # ------------------------------------------------------------------ the estimator
     def test_is_an_estimator(self):
@@ -153,7 +155,7 @@ class SelectorTemplate:
         class NoMethods:
             patch_size, stride, inference_batch_size = PATCH, STRIDE, 16
 
-        with pytest.raises(TypeError, match=self.selector_class.required_methods[0]):
+        with pytest.raises(TypeError, match=self.make().required_methods[0]):
             self.make(random_state=0).score(pool, NoMethods())
 
     def test_reproducible(self, seg, pool):

@@ -6,10 +6,9 @@ from sklearn.base import clone
 
 from kwtl.datasets import PatchSet
 from kwtl.models import FCRNSegmenter
-from kwtl.selection import ConsistencySelector, EntropySelector, RandomSelector
-from kwtl.selection._gate import ForegroundGate, PredictedForegroundSelector
-from kwtl.selection._representative import RepresentativeSelector
-from kwtl.selection._stratified import StratifiedSelector
+from kwtl.selection import (ConsistencySelector, EntropySelector, ForegroundGate,
+                            PredictedForegroundSelector, RandomSelector, RepresentativeSelector,
+                            StratifiedSelector)
 from kwtl.selection._gate import gate_scores
 from kwtl.selection._representative import representative_order, typicality
 from kwtl.selection._stratified import stratified_order
@@ -224,7 +223,8 @@ def test_clone_get_params_and_determinism(make, seg, images):
     lambda: StratifiedSelector(beta=-1), lambda: StratifiedSelector(n_strata=0),
     lambda: StratifiedSelector(max_per_image=0), lambda: RepresentativeSelector(n_clusters=0),
     lambda: RepresentativeSelector(within="far"),
-    lambda: ForegroundGate(ConsistencySelector(unit="image")),
+    lambda: ForegroundGate(ConsistencySelector(magnitude=-1)),
+    lambda: StratifiedSelector(EntropySelector(batch_size=0)),
 ])
 def test_bad_parameters_raise(bad, seg, images):
     with pytest.raises(ValueError):

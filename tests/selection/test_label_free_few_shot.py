@@ -6,10 +6,8 @@ import pytest
 from kwtl import FewShotSegmentation
 from kwtl.datasets import make_cells
 from kwtl.models import FCRNSegmenter
-from kwtl.selection import ConsistencySelector
-from kwtl.selection._gate import ForegroundGate
-from kwtl.selection._representative import RepresentativeSelector
-from kwtl.selection._stratified import StratifiedSelector
+from kwtl.selection import (ConsistencySelector, ForegroundGate, RepresentativeSelector,
+                            StratifiedSelector)
 
 
 @pytest.mark.parametrize("selector", [
