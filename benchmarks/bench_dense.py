@@ -16,6 +16,13 @@ Issue 12. Two modes:
 * ``pool``: every candidate of every pool image of one split (EM split 0: 132 images,
   61,776 candidates) scored densely by ``ConsistencySelector(dense=True)``: wall time and
   peak RSS of the process.
+* ``pool-compare``: the first ``--max-images`` pool images of one split scored densely, image
+  by image, alternately by the dense path before issue 12's second session (the image and its
+  augmented copies batched into ~544-px tiles with 32-px margins) and today's (whole images
+  per forward pass, no forward pass for identity auto-contrast tables): seconds per image of
+  each, the ratio, the projected time of the whole pool, scores compared; plus one forward
+  pass of FCRN-32 on a 768x1024 image in fp32 and under bf16 autocast (channels-last), timed
+  alternately, to record whether bf16 pays on this CPU.
 
 The weights are the authors' released PLFT state dicts (``../shared/weights``), loaded into
 ``FCRNSegmenter(module__width=32, module__affine=True)``. Results: JSON under
@@ -186,9 +193,76 @@ def run_pool(args):
     return report
 
 
+class _TiledBefore(FCRNSegmenter):
+    """image_logits as before issue 12's second session: copies batched into square tiles."""
+
+    def _tiled(self, forward, module, images, **kwargs):
+        from kwtl.models._inference import forward_tiled
+
+        budget = 4 * int(self.inference_batch_size) * int(self.patch_size) ** 2
+        side = max(64, int((budget / max(1, len(images))) ** 0.5) // 8 * 8)
+        return forward_tiled(forward, module, images, tile_size=side, device=self.device,
+                             dtype=self._amp_dtype,
+                             channels_last=self._inference_channels_last, **kwargs)
+
+
+def _bf16_vs_fp32(seg, image, repeats=2):
+    from kwtl.models._inference import forward_patches
+
+    module = seg._inference_module()
+    times = {"fp32": [], "bf16": []}
+    for _ in range(repeats):
+        for name, dtype in (("fp32", None), ("bf16", torch.bfloat16)):
+            t = time.perf_counter()
+            forward_patches(module, image[None].copy(), dtype=dtype, channels_last=True)
+            times[name].append(time.perf_counter() - t)
+    return {k: min(v) for k, v in times.items()}
+
+
+def run_pool_compare(args):
+    dataset, split = args.datasets[0], args.splits[0]
+    after = load_plft(dataset, args.device, args.precision)
+    before = _TiledBefore(module__width=32, module__affine=True, device=args.device,
+                          precision=args.precision).initialize()
+    before.module_.load_state_dict(after.module_.state_dict())
+    files = pool_files(dataset, split)
+    n_pool = len(files)
+    files = files[: args.max_images]
+    report = {"mode": "pool-compare", "args": _plain(args), "dataset": dataset, "split": split,
+              "n_pool_images": n_pool, "load_before": load_average(),
+              "torch_threads": torch.get_num_threads(),
+              "native_bf16": bool(torch.ops.mkldnn._is_mkldnn_bf16_supported()),
+              "images": []}
+    selector = ConsistencySelector(dense=True, contrast_groups=args.groups[0])
+    with PeakRSS() as rss:
+        for f in files:
+            image = read_image(f)
+            pool = PatchSet.from_images([image], 256, 30)
+            row = {"image": f.name, "n_candidates": len(pool)}
+            scores = {}
+            for name, seg in (("before", before), ("after", after)):
+                scores[name], row[f"{name}_seconds"] = timed(lambda: selector.score(pool, seg))
+            row["max_abs_score_difference"] = float(np.abs(scores["before"]
+                                                           - scores["after"]).max())
+            row["load"] = load_average()
+            report["images"].append(row)
+            print(json.dumps(row), flush=True)
+        report["one_forward_768x1024_seconds"] = _bf16_vs_fp32(after, image)
+    per = {k: float(np.mean([r[f"{k}_seconds"] for r in report["images"]]))
+           for k in ("before", "after")}
+    report.update({"seconds_per_image": per, "speedup": per["before"] / per["after"],
+                   "projected_pool_minutes": {k: v * n_pool / 60 for k, v in per.items()},
+                   "peak_rss_mib": rss.peak, "load_after": load_average()})
+    print(json.dumps({k: report[k] for k in ("seconds_per_image", "speedup",
+                                             "projected_pool_minutes", "peak_rss_mib",
+                                             "one_forward_768x1024_seconds")}, indent=1))
+    return report
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("mode", nargs="?", choices=("agreement", "pool"), default="agreement")
+    p.add_argument("mode", nargs="?", choices=("agreement", "pool", "pool-compare"),
+                   default="agreement")
     p.add_argument("--datasets", nargs="+", default=["ssTEM", "EM"])
     p.add_argument("--splits", nargs="+", type=int, default=[0, 1, 2, 3, 4])
     p.add_argument("--images-per-split", type=int, default=1)
@@ -215,7 +289,8 @@ def main(argv=None):
         tmp.replace(out)
 
     args.save = save
-    report = run_agreement(args) if args.mode == "agreement" else run_pool(args)
+    report = {"agreement": run_agreement, "pool": run_pool,
+              "pool-compare": run_pool_compare}[args.mode](args)
     save(report)
     print("wrote", out)
 

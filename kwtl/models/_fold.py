@@ -10,14 +10,21 @@ layer (:class:`SingleOutputConv2d`). On this project's CPU the bf16 forward of F
 (batch 8, 256²) takes 99 ms in eval mode, 91 ms folded and 81 ms with the two layers
 (``benchmarks/bench_layers.py``, ``benchmarks/RESULTS.md``). The result is the eval-mode
 output up to floating-point rounding.
+
+Two of these layers also train faster on the CPU (:func:`use_training_layers`, used by
+``FCRNSegmenter`` for the network it builds): :class:`SingleOutputConv2d` and
+:class:`Stride2ConvTranspose2d` compute their fp32 backward passes on channels-last tensors as
+matrix products, where oneDNN's backward kernels for these shapes are slow.
 """
 import copy
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_weights
 
-__all__ = ["fold_batchnorm", "FoldedModuleCache", "ChannelsLastMaxPool2d", "SingleOutputConv2d"]
+__all__ = ["fold_batchnorm", "FoldedModuleCache", "ChannelsLastMaxPool2d", "SingleOutputConv2d",
+           "Stride2ConvTranspose2d", "use_training_layers"]
 
 _CONVS = (nn.Conv2d, nn.ConvTranspose2d)
 
@@ -113,29 +120,176 @@ class SingleOutputConv2d(nn.Conv2d):
     def forward(self, x):
         if not _is_channels_last_on_cpu(x):
             return super().forward(x)
+        if _wants_fast_backward(x, self.weight, self.bias):
+            return _SingleOutputConvFunction.apply(x, self.weight, self.bias, self)
+        return self._taps_forward(x, self.weight, self.bias)
+
+    def _taps_forward(self, x, weight, bias):
         n, c, h, w = x.shape
         kh, kw = self.kernel_size
         ph, pw = kh // 2, kw // 2
         # (k·k, C) @ (C, N·H·W): the N·H·W x C matrix is the channels-last input, transposed
-        weight = self.weight.reshape(c, kh * kw).t()
+        weight = weight.reshape(c, kh * kw).t()
         if not torch.is_autocast_enabled(x.device.type):
             weight = weight.to(x.dtype)
         taps = torch.matmul(weight, x.permute(0, 2, 3, 1).reshape(n * h * w, c).t())
         taps = taps.view(kh, kw, n, h, w)
         dtype = torch.promote_types(taps.dtype, torch.float32)
         out = taps[ph, pw].to(dtype, copy=True)
-        for i in range(kh):
-            dy = i - ph
-            for j in range(kw):
-                dx = j - pw
-                if (dy == 0 and dx == 0) or abs(dy) >= h or abs(dx) >= w:
-                    continue  # the centre tap is already in; a shift past the edge adds 0
-                # out[y, x] += taps[i, j][y + dy, x + dx] where both are inside the image
-                out[:, max(0, -dy) : h - max(0, dy), max(0, -dx) : w - max(0, dx)] += \
-                    taps[i, j, :, max(0, dy) : h + min(0, dy), max(0, dx) : w + min(0, dx)]
-        if self.bias is not None:
-            out += self.bias.to(dtype)
+        for i, j, dst, src in _shifts(kh, kw, h, w):
+            if (i, j) != (ph, pw):  # the centre tap is already in
+                out[(slice(None),) + dst] += taps[(i, j, slice(None)) + src]
+        if bias is not None:
+            out += bias.to(dtype)
         return out.unsqueeze(1)
+
+
+def _shifts(kh, kw, h, w):
+    """For each tap ``(i, j)`` of a zero-padded "same" ``kh×kw`` convolution: the output and
+    input windows ``(dst, src)`` with ``out[dst] += w[i, j] · x[src]`` (empty shifts skipped)."""
+    ph, pw = kh // 2, kw // 2
+    for i in range(kh):
+        dy = i - ph
+        for j in range(kw):
+            dx = j - pw
+            if abs(dy) >= h or abs(dx) >= w:
+                continue  # a shift past the edge adds 0
+            # out[y, x] += tap[y + dy, x + dx] where both are inside the image
+            yield (i, j, (slice(max(0, -dy), h - max(0, dy)), slice(max(0, -dx), w - max(0, dx))),
+                   (slice(max(0, dy), h + min(0, dy)), slice(max(0, dx), w + min(0, dx))))
+
+
+def _wants_fast_backward(x, *params):
+    """Training on the CPU without autocast: the layers below replace oneDNN's backward
+    kernels (float64 too, so that ``torch.autograd.gradcheck`` can check them)."""
+    return (torch.is_grad_enabled() and not torch.is_autocast_enabled("cpu")
+            and x.dtype in (torch.float32, torch.float64)
+            and (x.requires_grad or any(p is not None and p.requires_grad for p in params)))
+
+
+class _SingleOutputConvFunction(torch.autograd.Function):
+    """Forward: :meth:`SingleOutputConv2d._taps_forward`. Backward: both gradients from one
+    ``(N·H·W, k·k)`` matrix of shifted output gradients ``G`` (``G[(y, x), (i, j)] =
+    g[y - i + kh//2, x - j + kw//2]``, zero outside): ``grad_x = G @ W`` and
+    ``grad_W = Xᵀ @ G``, two matrix products instead of oneDNN's slow one-channel kernel."""
+
+    @staticmethod
+    def forward(ctx, x, weight, bias, layer):
+        ctx.save_for_backward(x, weight)
+        ctx.kernel_size, ctx.has_bias = layer.kernel_size, bias is not None
+        with torch.no_grad():
+            return layer._taps_forward(x, weight, bias)
+
+    @staticmethod
+    def backward(ctx, grad):
+        x, weight = ctx.saved_tensors
+        n, c, h, w = x.shape
+        kh, kw = ctx.kernel_size
+        g = grad.reshape(n, h, w)
+        shifted = g.new_zeros((n, h, w, kh, kw))
+        for i, j, dst, src in _shifts(kh, kw, h, w):
+            # out[dst] used x[src] with weight (i, j): x[src] gets g[dst]
+            shifted[(slice(None),) + src + (i, j)] = g[(slice(None),) + dst]
+        shifted = shifted.view(n * h * w, kh * kw)
+        grad_x = grad_w = grad_b = None
+        if ctx.needs_input_grad[0]:
+            grad_x = (shifted @ weight.reshape(c, kh * kw).t()).view(n, h, w, c).permute(0, 3, 1, 2)
+        if ctx.needs_input_grad[1]:
+            rows = x.permute(0, 2, 3, 1).reshape(n * h * w, c)
+            # (k·k, N·H·W) @ (N·H·W, C), not the transpose: MKL runs this shape ~15x faster
+            grad_w = (shifted.t() @ rows).t().reshape(1, c, kh, kw)
+        if ctx.has_bias and ctx.needs_input_grad[2]:
+            grad_b = grad.sum().reshape(1)
+        return grad_x, grad_w, grad_b, None
+
+
+class Stride2ConvTranspose2d(nn.ConvTranspose2d):
+    """A 2×2, stride-2 ``ConvTranspose2d`` whose backward pass is two matrix products.
+
+    Each output 2×2 block is ``W`` applied to one input pixel, so on a channels-last tensor
+    the layer is ``(N·H·W, C_in) @ (C_in, 4·C_out)`` followed by a pixel shuffle. The forward
+    pass keeps oneDNN's kernel (faster here than the shuffle); in fp32 CPU training the
+    backward pass uses the matrix form: ``grad_x = G @ Wᵀ`` and ``grad_W = Xᵀ @ G`` with
+    ``G`` the output gradient shuffled back into ``(N·H·W, 4·C_out)`` — 1.5–2× faster than
+    oneDNN's backward kernels for FCRN's three transposed convolutions on this project's CPU
+    (``benchmarks/RESULTS.md``). Same gradients up to floating-point rounding. Other memory
+    formats, devices, autocast and inference use the ordinary layer.
+
+    Examples
+    --------
+    >>> import torch
+    >>> deconv = torch.nn.ConvTranspose2d(4, 3, 2, stride=2)
+    >>> fast = Stride2ConvTranspose2d.from_conv(deconv)
+    >>> x = torch.randn(2, 4, 5, 5).contiguous(memory_format=torch.channels_last)
+    >>> bool(torch.allclose(fast(x), deconv(x), atol=1e-6))
+    True
+    """
+
+    @staticmethod
+    def supports(conv):
+        """Whether ``conv`` is a plain 2×2, stride-2 transposed convolution."""
+        return (type(conv) is nn.ConvTranspose2d and conv.kernel_size == (2, 2)
+                and conv.stride == (2, 2) and conv.padding == (0, 0)
+                and conv.output_padding == (0, 0) and conv.dilation == (1, 1)
+                and conv.groups == 1 and conv.padding_mode == "zeros")
+
+    @classmethod
+    def from_conv(cls, conv):
+        """A copy of ``conv`` (which must satisfy :meth:`supports`) sharing its parameters."""
+        if not cls.supports(conv):
+            raise ValueError(f"not a 2x2, stride-2 transposed convolution: {conv!r}")
+        new = cls(conv.in_channels, conv.out_channels, 2, stride=2,
+                  bias=conv.bias is not None, device="meta")
+        new.weight, new.bias = conv.weight, conv.bias
+        return new.train(conv.training)
+
+    def forward(self, x, output_size=None):
+        if (output_size is None and _is_channels_last_on_cpu(x)
+                and _wants_fast_backward(x, self.weight, self.bias)):
+            return _Stride2DeconvFunction.apply(x, self.weight, self.bias)
+        return super().forward(x, output_size)
+
+
+class _Stride2DeconvFunction(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x, weight, bias):
+        ctx.save_for_backward(x, weight)
+        ctx.has_bias = bias is not None
+        return F.conv_transpose2d(x, weight, bias, stride=2)
+
+    @staticmethod
+    def backward(ctx, grad):
+        x, weight = ctx.saved_tensors
+        n, c_in, h, w = x.shape
+        c_out = weight.shape[1]
+        # (N, C_out, 2H, 2W) → rows (n, y, x), columns (dy, dx, C_out)
+        blocks = (grad.permute(0, 2, 3, 1).reshape(n, h, 2, w, 2, c_out)
+                  .permute(0, 1, 3, 2, 4, 5).reshape(n * h * w, 4 * c_out))
+        matrix = weight.permute(0, 2, 3, 1).reshape(c_in, 4 * c_out)
+        grad_x = grad_w = grad_b = None
+        if ctx.needs_input_grad[0]:
+            grad_x = (blocks @ matrix.t()).view(n, h, w, c_in).permute(0, 3, 1, 2)
+        if ctx.needs_input_grad[1]:
+            rows = x.permute(0, 2, 3, 1).reshape(n * h * w, c_in)
+            grad_w = (rows.t() @ blocks).view(c_in, 2, 2, c_out).permute(0, 3, 1, 2)
+        if ctx.has_bias and ctx.needs_input_grad[2]:
+            grad_b = grad.sum(dim=(0, 2, 3))
+        return grad_x, grad_w, grad_b
+
+
+def use_training_layers(module):
+    """Swap in, in place, the layers with faster CPU training passes: one-output "same"
+    convolutions become :class:`SingleOutputConv2d` and 2×2 stride-2 transposed convolutions
+    :class:`Stride2ConvTranspose2d`. They share the original parameters (same names, same
+    state dict) and compute the same function; the faster paths run only on channels-last
+    fp32 CPU tensors. Returns ``module``."""
+    for name, child in list(module.named_children()):
+        use_training_layers(child)
+        if isinstance(child, nn.Conv2d) and SingleOutputConv2d.supports(child):
+            setattr(module, name, SingleOutputConv2d.from_conv(child))
+        elif isinstance(child, nn.ConvTranspose2d) and Stride2ConvTranspose2d.supports(child):
+            setattr(module, name, Stride2ConvTranspose2d.from_conv(child))
+    return module
 
 
 def _folded_conv(conv, bn):

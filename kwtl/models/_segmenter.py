@@ -20,7 +20,7 @@ from ..utils import (check_images, check_masks, check_training_masks, derive_see
 from ..utils._image import patch_foreground_counts
 from ..utils._validation import Interval, Options, Pair
 from ._fcrn import FCRN, enable_mc_dropout, switch_to_affine
-from ._fold import FoldedModuleCache
+from ._fold import FoldedModuleCache, use_training_layers
 from ._io import check_state_dict, read_weights, save_weights
 from ._inference import (forward_patches, forward_tiled, mc_dropout_mean_proba,
                          pooled_batchnorm_statistics, predict_logit_maps)
@@ -283,24 +283,28 @@ class FCRNSegmenter(NeuralNet):
 
     @property
     def _channels_last(self):
-        return self._amp_dtype is not None
+        # Channels-last on the CPU in fp32 too: this project's CPU (AVX2, no native bf16) runs
+        # the FCRN-32 forward 2.4x faster channels-last than NCHW and, with the layers of
+        # ``use_training_layers``, the training step 1.6x faster at batch 64
+        # (benchmarks/RESULTS.md).
+        return self._amp_dtype is not None or torch.device(self.device).type == "cpu"
 
     @property
     def _inference_channels_last(self):
-        # Scoring copies run channels-last on the CPU in fp32 too: on a CPU without native
-        # bf16 (an AMD EPYC here) the fp32 FCRN-32 forward takes 4.0 us/pixel channels-last
-        # against 9.5 us/pixel NCHW (benchmarks/RESULTS.md, "fp32 channels-last"). Training
-        # keeps its memory format (no clear gain measured for the backward pass).
-        return self._channels_last or torch.device(self.device).type == "cpu"
+        return self._channels_last
 
     def initialize_module(self):
         """skorch hook: check parameters, seed the weight initialisation from
-        ``random_state``, and use channels-last memory when bf16 is on."""
+        ``random_state``, swap in layers with faster CPU training passes (same parameters,
+        same function; see ``kwtl.models._fold.use_training_layers``) and use channels-last
+        memory on the CPU and under bf16."""
         self._check_params()
         seed = derive_seed(self.random_state, "init")
         if seed is not None:
             torch.manual_seed(seed)
         super().initialize_module()
+        if isinstance(self.module, type):  # a module we built, not one the user handed over
+            use_training_layers(self.module_)
         if self._channels_last:
             self.module_ = self.module_.to(memory_format=torch.channels_last)
         self.n_train_calls_ = 0
@@ -376,9 +380,10 @@ class FCRNSegmenter(NeuralNet):
         if x.dim() == 3:
             x = x.unsqueeze(1)
         dtype = self._amp_dtype
+        if self._channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
         if dtype is None:
             return module(x, **fit_params)
-        x = x.contiguous(memory_format=torch.channels_last)
         with torch.autocast(device_type=torch.device(self.device).type, dtype=dtype):
             out = module(x, **fit_params)
         return out.float()
@@ -552,10 +557,11 @@ class FCRNSegmenter(NeuralNet):
         """Whole-image logits with BatchNorm in eval mode: the dense selectors' entry point.
 
         Same network, precision and folded BatchNorm as :meth:`patch_logits`, but over whole
-        images of any size: one forward pass per image, tiled with overlapping margins so that
-        memory is bounded (see :func:`~kwtl.models._inference.forward_tiled`; a tile's core
-        has ``4 * inference_batch_size * patch_size**2 / k`` pixels at most, and never less
-        than 64²).
+        images of any size: one forward pass per image. A forward pass takes at most
+        ``4 * inference_batch_size * patch_size**2`` input pixels: as many whole images as fit,
+        or, for an image larger than that, overlapping tiles of it (see
+        :func:`~kwtl.models._inference.forward_tiled`; tiles never smaller than 64²), so
+        memory is bounded whatever the image size.
 
         Parameters
         ----------
@@ -595,13 +601,25 @@ class FCRNSegmenter(NeuralNet):
             return run(mc_dropout_mean_proba, module, inputs, n_passes=n_passes)
 
     def _tiled(self, forward, module, images, **kwargs):
-        # the pixels of one tile batch match those of a patch_logits chunk (x4 for the few
-        # tiles' margins and the fewer, larger calls); the tile side is a multiple of 8
+        # At most ``budget`` input pixels per forward pass (4 patch_logits chunks). Whole
+        # images first: copies of an image that fits go through in groups of whole images,
+        # which avoids the tiles' overlapping margins (+15 % pixels for a 768x1024 image in
+        # 544-px tiles); only an image larger than the budget is cut into tiles (multiples of
+        # 8 on a side).
         budget = 4 * int(self.inference_batch_size) * int(self.patch_size) ** 2
-        side = max(64, int((budget / max(1, len(images))) ** 0.5) // 8 * 8)
-        return forward_tiled(forward, module, images, tile_size=side, device=self.device,
-                             dtype=self._amp_dtype, channels_last=self._inference_channels_last,
-                             **kwargs)
+        k, h, w = images.shape
+        padded = (-(-h // 8) * 8) * (-(-w // 8) * 8)
+        per_pass = max(1, budget // max(1, padded))
+        out = []
+        for s in range(0, k, per_pass):
+            part = images[s : s + per_pass]
+            side = max(64, int((budget / len(part)) ** 0.5) // 8 * 8)
+            if padded * len(part) <= budget:
+                side = max(side, -(-max(h, w) // 8) * 8)  # one tile: the whole image
+            out.append(forward_tiled(forward, module, part, tile_size=side, device=self.device,
+                                     dtype=self._amp_dtype,
+                                     channels_last=self._inference_channels_last, **kwargs))
+        return out[0] if len(out) == 1 else torch.cat(out)
 
     def _check_images_uint8(self, images):
         self.check_is_fitted()

@@ -607,32 +607,57 @@ class PixelSelector(BaseSelector):
 
     def _score_pool(self, pool, estimator):
         step = self._chunk_size(estimator)
-        if self.unit == "patch":
-            scores = np.empty(len(pool), dtype=np.float64)
-        else:
-            n_images = len(pool.arrays)
-            agg = np.full(n_images, -np.inf if self.reduction == "max" else 0.0)
-            counts = np.zeros(n_images, dtype=np.int64)
+        scores = np.empty(len(pool), dtype=np.float64)
         with torch.no_grad(), self._scoring_context(estimator):
             for idx, batch in pool.iter_batches(step):
-                values = self._reduce(self._pixel_scores(self._as_batch(batch), estimator))
-                if self.unit == "patch":
-                    scores[idx] = values
-                    continue
-                owners = pool.coords[idx, 0]
-                np.add.at(counts, owners, 1)
-                if self.reduction == "max":
-                    np.maximum.at(agg, owners, values)
-                else:
-                    np.add.at(agg, owners, values)
+                scores[idx] = self._reduce(self._pixel_scores(self._as_batch(batch), estimator))
+        return self._per_unit(scores, pool)
+
+    def _per_unit(self, patch_scores, pool):
+        """Patch scores → candidate scores: themselves (``unit="patch"``) or their images'
+        aggregates (``unit="image"``, see :func:`aggregate_images`)."""
         if self.unit == "patch":
-            return scores
-        if self.reduction == "max":
-            return agg
-        if self.reduction == "sum":
-            return np.where(counts > 0, agg, -np.inf)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            return np.where(counts > 0, agg / np.maximum(counts, 1), -np.inf)
+            return patch_scores
+        return aggregate_images(patch_scores, pool.coords[:, 0], len(pool.arrays),
+                                "mean" if callable(self.reduction) else self.reduction)
+
+
+def aggregate_images(values, owners, n_images, reduction):
+    """Patch scores → image scores (``unit="image"``): the mean of the patch scores
+    (``reduction="mean"`` or a callable's scores), the sum of the patch sums, or the max of the
+    patch maxima; an image without patches scores ``-inf``.
+
+    Parameters
+    ----------
+    values : ndarray of shape (n_patches,)
+    owners : ndarray of shape (n_patches,) of int
+        Image index of each patch.
+    n_images : int
+    reduction : {"mean", "sum", "max"}
+
+    Returns
+    -------
+    ndarray of shape (n_images,), float64
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> aggregate_images(np.array([1.0, 3.0, 5.0]), np.array([0, 0, 2]), 3, "mean").tolist()
+    [2.0, -inf, 5.0]
+    """
+    values = np.asarray(values, dtype=np.float64)
+    owners = np.asarray(owners, dtype=np.intp)
+    counts = np.bincount(owners, minlength=n_images)
+    if reduction == "max":
+        agg = np.full(n_images, -np.inf)
+        np.maximum.at(agg, owners, values)
+        return agg
+    agg = np.zeros(n_images)
+    np.add.at(agg, owners, values)
+    if reduction == "sum":
+        return np.where(counts > 0, agg, -np.inf)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(counts > 0, agg / np.maximum(counts, 1), -np.inf)
 
 
 def _check_reduction(reduction):

@@ -58,8 +58,9 @@ class ConsistencySelector(DenseScoringMixin, PixelSelector):
         Dense mode only. The candidates of an image are grouped by their grey range
         ``(lo, hi)`` (k-means on the distinct ranges, weighted by their counts) into at most
         this many groups; each group costs one more forward pass per image, with the
-        auto-contrast lookup table of the group's mean range. When an image has no more
-        distinct ranges than groups, every candidate's auto-contrast is exact.
+        auto-contrast lookup table of the group's mean range (no pass when that table is the
+        identity, e.g. for the range (0, 255)). When an image has no more distinct ranges
+        than groups, every candidate's auto-contrast is exact.
     unit : {"patch", "image"}, default="patch"
     reduction : {"mean", "sum", "max"} or callable, default="mean"
     batch_size : int or None, default=None
@@ -175,11 +176,17 @@ class ConsistencySelector(DenseScoringMixin, PixelSelector):
             copies.append(out[0])
         n_plain = len(copies)
         groups = None
+        identity = np.arange(256, dtype=np.uint8)
+        contrast_copy = []  # row of each group's logits; 0 (the clean image) for an identity
         if any(is_contrast):
             groups, ranges = _contrast_groups(image, corners, patch_size,
                                               int(self.contrast_groups))
             for lut in autocontrast_lut(ranges[:, 0], ranges[:, 1]):
-                copies.append(lut[image])
+                if np.array_equal(lut, identity):  # e.g. range (0, 255): no forward pass
+                    contrast_copy.append(0)
+                else:
+                    contrast_copy.append(len(copies))
+                    copies.append(lut[image])
         logits = estimator.image_logits(np.stack(copies))
         reference = (torch.sigmoid(logits[0]) >= float(self.threshold)).to(logits.dtype)
 
@@ -193,10 +200,10 @@ class ConsistencySelector(DenseScoringMixin, PixelSelector):
             yield shared, slice(None)
             return
         n_contrast = sum(is_contrast)  # the same augmentation listed twice counts twice
-        for g in range(len(copies) - n_plain):
+        for g, row in enumerate(contrast_copy):
             members = np.flatnonzero(groups == g)
             if members.size:
-                yield shared + n_contrast * bce(logits[n_plain + g]), members
+                yield shared + n_contrast * bce(logits[row]), members
 
 
 def _contrast_groups(image, corners, patch_size, n_groups):

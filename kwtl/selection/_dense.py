@@ -24,7 +24,7 @@ import numpy as np
 import torch
 from scipy.ndimage import maximum_filter1d
 
-__all__ = ["box_reduce", "aggregate_images", "DenseScoringMixin"]
+__all__ = ["box_reduce", "DenseScoringMixin"]
 
 #: ``dense="auto"`` scores densely when the candidates cover each pixel at least this many
 #: times on average: below it, per-patch scoring does no more work than whole images.
@@ -88,23 +88,6 @@ def box_reduce(pixel_map, corners, patch_size, reduction):
     raise ValueError(f"unknown reduction {reduction!r}")
 
 
-def aggregate_images(values, owners, n_images, reduction):
-    """Patch scores → image scores, as :class:`~kwtl.selection.BaseSelector` with
-    ``unit="image"``: mean of patch means (or of a callable's scores), sum of sums, max of
-    maxima; an image without patches scores ``-inf``."""
-    counts = np.bincount(owners, minlength=n_images)
-    if reduction == "max":
-        agg = np.full(n_images, -np.inf)
-        np.maximum.at(agg, owners, values)
-        return agg
-    agg = np.zeros(n_images)
-    np.add.at(agg, owners, values)
-    if reduction == "sum":
-        return np.where(counts > 0, agg, -np.inf)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(counts > 0, agg / np.maximum(counts, 1), -np.inf)
-
-
 def check_dense(dense):
     if dense == "auto" or (isinstance(dense, (bool, np.bool_))):
         return dense
@@ -154,10 +137,7 @@ class DenseScoringMixin:
                         pixel_map = pixel_map.detach().to("cpu", torch.float32).numpy()
                     values[which[part]] = box_reduce(pixel_map, corners[part], pool.patch_size,
                                                      self.reduction)
-        if self.unit == "patch":
-            return values
-        return aggregate_images(values, owners, len(pool.arrays),
-                                "mean" if callable(self.reduction) else self.reduction)
+        return self._per_unit(values, pool)
 
     def _dense_maps(self, image, corners, patch_size, estimator):
         """Yield ``(pixel_map (H, W), candidates)`` pairs for one image (the hook).

@@ -9,7 +9,8 @@ from kwtl.models import FCRN, FCRNSegmenter
 from kwtl.models._inference import forward_patches, forward_tiled
 from kwtl.selection import ConsistencySelector, EntropySelector, MCDropoutSelector
 from kwtl.selection._augment import autocontrast, autocontrast_lut
-from kwtl.selection._dense import aggregate_images, box_reduce
+from kwtl.selection._base import aggregate_images
+from kwtl.selection._dense import box_reduce
 
 PATCH = 64
 
@@ -203,3 +204,24 @@ def test_image_logits_checks_input(trained):
         seg.image_logits(np.zeros((8, 8), np.uint8))
     out = seg.image_logits(np.zeros((2, 21, 35), np.uint8))  # any size: padded inside
     assert tuple(out.shape) == (2, 21, 35)
+
+
+def test_identity_contrast_tables_cost_no_forward_pass(trained, monkeypatch):
+    # every candidate spans the full grey range: auto-contrast is the identity, so dense
+    # scoring reuses the clean logits (3 copies: clean, brightness, sharpness) and still
+    # equals exact scoring on a stack of patches
+    images, seg = trained
+    stack = np.array(PatchSet.from_images(images, PATCH, 24)[np.arange(6)])
+    stack[:, 0, 0], stack[:, -1, -1] = 0, 255
+    sizes = []
+    real = type(seg).image_logits
+
+    def counting(self, copies, mc_dropout=None):
+        sizes.append(len(copies))
+        return real(self, copies, mc_dropout)
+
+    monkeypatch.setattr(type(seg), "image_logits", counting)
+    exact = ConsistencySelector(dense=False).score(list(stack), seg)
+    dense = ConsistencySelector(dense=True).score(list(stack), seg)
+    assert sizes == [3] * len(stack)
+    np.testing.assert_allclose(dense, exact, rtol=1e-5, atol=1e-6)
