@@ -86,8 +86,10 @@ class FewShotSegmentation(BaseEstimator):
         "default" is ``PseudoLabeler()`` (automatic threshold and polarity).
     selector : selector or None, default=None
         A :mod:`kwtl.selection` selector; None means
-        ``make_selector(kwtl.selection.DEFAULT_SELECTOR)`` (today the paper's
-        ``ConsistencySelector()``).
+        ``make_selector(kwtl.selection.DEFAULT_SELECTOR)``, i.e. ``RandomSelector()``: without
+        the authors' ground-truth filter the paper's ``ConsistencySelector()`` lost to random
+        on real data (user guide, "Knowing what to label without labels"); pass it to run
+        the paper's method.
     n_shots : int, default=1
         Annotation budget in shots.
     patches_per_shot : int or "auto", default="auto"

@@ -44,10 +44,12 @@ SELECTORS = {
 }
 
 #: The selector used when none is given: by :class:`~kwtl.FewShotSegmentation`
-#: (``selector=None``) and by ``kwtl select`` / :func:`kwtl.workflow.select`. Today the
-#: paper's consistency score; one name to change when measurements support another
-#: label-free default.
-DEFAULT_SELECTOR = "consistency"
+#: (``selector=None``) and by ``kwtl select`` / :func:`kwtl.workflow.select`. Uniform
+#: random: without the authors' ground-truth filter every measured label-free selector,
+#: the paper's consistency included, lost to random on at least one real target
+#: (user guide, "Knowing what to label without labels"). ``ConsistencySelector()`` is the
+#: paper's method and what the ``paper`` profile uses.
+DEFAULT_SELECTOR = "random"
 
 #: The label-free selectors beyond the paper, by short name.
 LABEL_FREE_SELECTORS = ("gate_random", "gate_consistency", "gate_representative",

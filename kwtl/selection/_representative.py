@@ -1,5 +1,6 @@
 """Representativeness on the model's encoder features (k-means / TypiClust-style)."""
 import numbers
+import warnings
 
 import numpy as np
 from sklearn.cluster import KMeans
@@ -177,7 +178,13 @@ class RepresentativeSelector(BaseSelector):
         seed = derive_seed(self.random_state, "representative")
         if self.n_components is not None and min(x.shape) > int(self.n_components):
             x = PCA(n_components=int(self.n_components), random_state=seed).fit_transform(x)
-        k = min(int(self.n_clusters), n)
+        # k-means cannot make more clusters than there are distinct candidates
+        distinct = len(np.unique(x, axis=0))
+        k = min(int(self.n_clusters), distinct)
+        if k < int(self.n_clusters):
+            warnings.warn(f"n_clusters={self.n_clusters} but only {distinct} distinct clusters "
+                          "can be formed from the candidates' features; using "
+                          f"{k}", UserWarning, stacklevel=2)
         km = KMeans(n_clusters=k, n_init=3, random_state=seed).fit(x)
         self.features_ = x
         self.labels_ = km.labels_
