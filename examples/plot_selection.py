@@ -111,7 +111,9 @@ for a in names:
 # %%
 # The paper's consistency and the gated consistency, side by side
 # ----------------------------------------------------------------
-# Left: each pool image with the true outline of its mitochondria (yellow). Middle: the
+# Left: each pool image with the true outline of its mitochondria (yellow) and three
+# choices: the paper's consistency (red), the gated consistency (cyan) and random (white),
+# kwtl's default selector (:data:`~kwtl.selection.DEFAULT_SELECTOR`). Middle: the
 # consistency score of every candidate painted onto its pixels (averaged where patches
 # overlap) with the ``n_select`` patches the paper's consistency chose (red). Right: the
 # predicted foreground fraction that the gate measures (no label read), with the patches
@@ -148,7 +150,9 @@ for i, image in enumerate(pool_images):
     axes[i, 0].contour(pool_masks[i], levels=[0.5], colors="yellow", linewidths=0.8)
     boxes(axes[i, 0], chosen["consistency"], i, "red")
     boxes(axes[i, 0], chosen["gated consistency"], i, "cyan")
-    axes[i, 0].set_title(f"pool image {i}: truth, both choices", fontsize=9)
+    boxes(axes[i, 0], chosen["random"], i, "white")  # kwtl's default selector
+    axes[i, 0].set_title(f"pool image {i}: truth; consistency (red), gated (cyan), "
+                         "random = default (white)", fontsize=8)
     im = axes[i, 1].imshow(paint(scores["consistency"], i), cmap="viridis")
     fig.colorbar(im, ax=axes[i, 1], fraction=0.046, label="consistency score")
     boxes(axes[i, 1], chosen["consistency"], i, "red")
