@@ -5,14 +5,12 @@ import time
 from pathlib import Path
 
 import numpy as np
-import torch
 from tqdm.auto import tqdm
 
 from .. import __version__
 from ..datasets import PatchSet, read_image
 from ..utils import derive_seed
-from ..utils._atomic import atomic_write
-from ._files import read_foreground, sha256_array
+from ._files import read_checkpoint, read_foreground, sha256_array, write_checkpoint
 from ._model import fingerprint, load_model, model_source, recorded_training, save_model
 from ._select import _WORK, PLFT_MODEL, SELECTION_COLUMNS, batch_progress, read_selection
 
@@ -176,12 +174,11 @@ def finetune(todo_dir, out, model=None, *, epochs=20, batch_size=None, random_st
     work = todo / _WORK / f"finetune-{key[:16]}"
     checkpoint = work / "checkpoint.pt"
     done, losses = 0, []
-    if checkpoint.is_file():
-        saved = torch.load(checkpoint, map_location="cpu", weights_only=True)
-        if saved.get("fingerprint") == key:
-            seg.module_.load_state_dict(saved["module"])
-            seg.optimizer_.load_state_dict(saved["optimizer"])
-            done, losses = int(saved["epoch"]), list(saved["losses"])
+    saved = read_checkpoint(checkpoint, key)
+    if saved is not None:
+        seg.module_.load_state_dict(saved["module"])
+        seg.optimizer_.load_state_dict(saved["optimizer"])
+        done, losses = int(saved["epoch"]), list(saved["losses"])
     per_epoch = -(-len(patches) // int(seg.batch_size))
     bar = tqdm(total=int(epochs) * per_epoch, initial=done * per_epoch, desc="fine-tuning",
                unit="batch", disable=not progress)
@@ -192,10 +189,8 @@ def finetune(todo_dir, out, model=None, *, epochs=20, batch_size=None, random_st
                 seg.partial_fit(patches, mask_patches, epochs=1)
             done += 1
             losses.append(float(seg.history[-1, "train_loss"]))
-            state = {"fingerprint": key, "epoch": done, "losses": losses,
-                     "module": {k: v.detach().cpu() for k, v in seg.module_.state_dict().items()},
-                     "optimizer": seg.optimizer_.state_dict()}
-            atomic_write(checkpoint, lambda f: torch.save(state, f))
+            write_checkpoint(checkpoint, key, seg.module_, epoch=done, losses=losses,
+                             optimizer=seg.optimizer_.state_dict())
             bar.set_postfix(epoch=done, loss=f"{losses[-1]:.4f}")
     finally:
         bar.close()

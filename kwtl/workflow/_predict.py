@@ -7,7 +7,7 @@ from sklearn.utils import Bunch
 from tqdm.auto import tqdm
 
 from .. import __version__
-from ..utils._atomic import atomic_write, atomic_write_text
+from ..utils._atomic import atomic_write_text
 from ..utils._output import prepare_output_dir
 from ..datasets import write_image, write_mask
 from ..postprocess import label_instances

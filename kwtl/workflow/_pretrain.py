@@ -4,13 +4,12 @@ import time
 from pathlib import Path
 
 import numpy as np
-import torch
 from tqdm.auto import tqdm
 
 from ..models import FCRNSegmenter
 from ..utils import derive_seed
-from ..utils._atomic import atomic_write, atomic_write_text
-from ._files import folder_sha256, load_annotated
+from ..utils._atomic import atomic_write_text
+from ._files import folder_sha256, load_annotated, read_checkpoint, write_checkpoint
 from ._model import fingerprint, load_model, model_source, recorded_training, save_model
 
 __all__ = ["pretrain"]
@@ -176,11 +175,10 @@ def _reptile_in_blocks(segmenter, images, masks, groups, out, key, seed, progres
     work = _work_dir(out)
     checkpoint = work / "checkpoint.pt"
     done, history = 0, []
-    if checkpoint.is_file():
-        saved = torch.load(checkpoint, map_location="cpu", weights_only=True)
-        if saved.get("fingerprint") == key:
-            segmenter.module_.load_state_dict(saved["state"])
-            done, history = int(saved["done"]), list(saved["history"])
+    saved = read_checkpoint(checkpoint, key)
+    if saved is not None:
+        segmenter.module_.load_state_dict(saved["module"])
+        done, history = int(saved["done"]), list(saved["history"])
     bar = tqdm(total=total, initial=done, desc="pretrain (Reptile)", unit="it",
                disable=not progress)
     try:
@@ -191,10 +189,7 @@ def _reptile_in_blocks(segmenter, images, masks, groups, out, key, seed, progres
             segmenter.meta_fit(images, masks, groups)
             history += list(segmenter.meta_history_)
             done += block
-            state = {"fingerprint": key, "done": done, "history": history,
-                     "state": {k: v.detach().cpu() for k, v in
-                               segmenter.module_.state_dict().items()}}
-            atomic_write(checkpoint, lambda f: torch.save(state, f))
+            write_checkpoint(checkpoint, key, segmenter.module_, done=done, history=history)
             atomic_write_text(work / "README.txt", "kwtl pretrain checkpoint; deleted when "
                               "the model file is written\n")
             bar.update(block)

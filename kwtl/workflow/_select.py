@@ -466,8 +466,6 @@ def _scores(selector, plft, grids, arrays, work, progress):
 
 def _finished(out, key):
     """The result of a finished selection in ``out`` with fingerprint ``key``, else None."""
-    import pandas as pd
-
     meta_file = out / "selection.json"
     if not meta_file.is_file():
         return None
