@@ -280,7 +280,7 @@ def fine_tune_and_evaluate(plft, target, pool, test, chosen, table, seed, profil
     return 100 * float(np.mean(per_image)), per_image
 
 
-def jobs(targets, splits, shots, arms):
+def jobs(targets, splits, shots, arms, draws=len(SEEDS)):
     """Jobs in priority order: for each split (then each target), every arm's first draw and
     draws 2-5 of the random baselines; afterwards draws 2-5 of the stochastic label-free
     arms. So an interrupted run has complete baselines on as many splits as possible."""
@@ -289,7 +289,7 @@ def jobs(targets, splits, shots, arms):
     for n_shots in shots:
         for split in splits:
             for target in targets:
-                for seed in SEEDS:
+                for seed in SEEDS[:draws]:
                     for arm in arms:
                         if not ARMS[arm][1]:
                             if seed == 0:
@@ -305,55 +305,92 @@ def run(args):
     import torch
 
     torch.set_num_threads(args.threads)
-    from kwtl.models import load_pretrained
-
     profile = PROFILES[args.profile]
     out = Path(args.out)
     targets = {}
     plft = {}
-    todo = jobs(args.targets, args.splits, args.shots, args.arms)
+    todo = jobs(args.targets, args.splits, args.shots, args.arms, args.draws)
     print(f"{len(todo)} jobs", flush=True)
     for target_name, arm, n_shots, split, seed in todo:
         path = (out / "runs" / args.profile
                 / f"{target_name}__{arm}__{n_shots}shot__split{split}__seed{seed}.json")
-        if path.exists():
+        if path.exists() or not _claim(path):
             continue
-        if target_name not in targets:
-            targets[target_name] = Target(target_name)
-            plft[target_name] = load_pretrained(
-                f"authors:{target_name}", source=SHARED / "weights", precision="fp32",
-                patch_size=profile["patch_size"], stride=profile["stride"])
-        target, seg = targets[target_name], plft[target_name]
-        start = time.perf_counter()
-        pool, test = target.split(split, profile)
-        table = pool_table(out, target, pool, seg, profile)
-        scored = time.perf_counter()
-        n_support = n_shots * per_target(profile["patches_per_shot"], target_name)
-        scores = (np.zeros(len(table["consistency"])) if arm == "plft"
-                  else arm_scores(arm, table, seed, profile))
-        chosen = np.argsort(-np.where(np.isnan(scores), -np.inf, scores), kind="stable")[:n_support]
-        miou, per_image = fine_tune_and_evaluate(seg, target, pool, test, chosen, table, seed,
-                                                 profile, n_support,
-                                                 epochs=0 if arm == "plft" else None)
-        gt_fg = table["gt_foreground"][chosen]
-        record = {
-            "target": target_name, "selector": arm, "n_shots": n_shots, "split": split,
-            "seed": seed, "miou": miou, "reads_labels": ARMS[arm][0],
-            "per_image_iou": per_image, "profile": args.profile,
-            "support_images": int(len(set(table["image"][chosen].tolist()))),
-            "support_gt_fg_mean": float(gt_fg.mean() / profile["patch_size"] ** 2),
-            "support_gt_nonempty": float(np.mean(gt_fg >= profile["min_foreground"])),
-            "pool_images": [target.names[i] for i in pool],
-            "test_images": [target.names[i] for i in test],
-            "n_candidates": int(len(scores)), "n_support": int(n_support),
-            "support": [[target.names[int(table["image"][c])], int(table["coords"][c][0]),
-                         int(table["coords"][c][1])] for c in chosen],
-            "seconds_scoring": scored - start, "seconds_total": time.perf_counter() - start,
-            "torch_threads": args.threads, "load_avg": os.getloadavg()[0],
-        }
-        atomic_write_json(path, record)
-        print(f"{target_name} {arm} {n_shots}shot split{split} seed{seed}: {miou:.1f} "
-              f"({record['seconds_total']:.0f} s, load {record['load_avg']:.1f})", flush=True)
+        try:
+            _run_job(args, profile, out, targets, plft, path, target_name, arm, n_shots, split,
+                     seed)
+        finally:
+            _release(path)
+
+
+def _claim(path):
+    """Claim a job for this process (several processes may share one ``runs/`` folder):
+    ``False`` when another live process holds it. A claim left by a killed process is taken
+    over, so a killed run still resumes."""
+    claim = path.with_name(path.name + ".claim")
+    claim.parent.mkdir(parents=True, exist_ok=True)
+    for _ in range(2):
+        try:
+            fd = os.open(claim, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+        except FileExistsError:
+            try:
+                holder = int(claim.read_text() or 0)
+                os.kill(holder, 0)
+                return False  # a live process runs it
+            except (ValueError, ProcessLookupError, FileNotFoundError):
+                claim.unlink(missing_ok=True)  # stale: its process is gone
+                continue
+            except PermissionError:
+                return False
+        with os.fdopen(fd, "w") as f:
+            f.write(str(os.getpid()))
+        return not path.exists()  # finished by another process meanwhile
+    return False
+
+
+def _release(path):
+    path.with_name(path.name + ".claim").unlink(missing_ok=True)
+
+
+def _run_job(args, profile, out, targets, plft, path, target_name, arm, n_shots, split, seed):
+    from kwtl.models import load_pretrained
+
+    if target_name not in targets:
+        targets[target_name] = Target(target_name)
+        plft[target_name] = load_pretrained(
+            f"authors:{target_name}", source=SHARED / "weights", precision="fp32",
+            patch_size=profile["patch_size"], stride=profile["stride"])
+    target, seg = targets[target_name], plft[target_name]
+    start = time.perf_counter()
+    pool, test = target.split(split, profile)
+    table = pool_table(out, target, pool, seg, profile)
+    scored = time.perf_counter()
+    n_support = n_shots * per_target(profile["patches_per_shot"], target_name)
+    scores = (np.zeros(len(table["consistency"])) if arm == "plft"
+              else arm_scores(arm, table, seed, profile))
+    chosen = np.argsort(-np.where(np.isnan(scores), -np.inf, scores), kind="stable")[:n_support]
+    miou, per_image = fine_tune_and_evaluate(seg, target, pool, test, chosen, table, seed,
+                                             profile, n_support,
+                                             epochs=0 if arm == "plft" else None)
+    gt_fg = table["gt_foreground"][chosen]
+    record = {
+        "target": target_name, "selector": arm, "n_shots": n_shots, "split": split,
+        "seed": seed, "miou": miou, "reads_labels": ARMS[arm][0],
+        "per_image_iou": per_image, "profile": args.profile,
+        "support_images": int(len(set(table["image"][chosen].tolist()))),
+        "support_gt_fg_mean": float(gt_fg.mean() / profile["patch_size"] ** 2),
+        "support_gt_nonempty": float(np.mean(gt_fg >= profile["min_foreground"])),
+        "pool_images": [target.names[i] for i in pool],
+        "test_images": [target.names[i] for i in test],
+        "n_candidates": int(len(scores)), "n_support": int(n_support),
+        "support": [[target.names[int(table["image"][c])], int(table["coords"][c][0]),
+                     int(table["coords"][c][1])] for c in chosen],
+        "seconds_scoring": scored - start, "seconds_total": time.perf_counter() - start,
+        "torch_threads": args.threads, "load_avg": os.getloadavg()[0],
+    }
+    atomic_write_json(path, record)
+    print(f"{target_name} {arm} {n_shots}shot split{split} seed{seed}: {miou:.1f} "
+          f"({record['seconds_total']:.0f} s, load {record['load_avg']:.1f})", flush=True)
 
 
 def _sd_of_draws(groups):
@@ -474,6 +511,9 @@ def main(argv=None):
     parser.add_argument("--shots", nargs="+", type=int, default=[1])
     parser.add_argument("--arms", nargs="+", default=list(ARMS), choices=list(ARMS))
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--draws", type=int, default=len(SEEDS), choices=range(1, len(SEEDS) + 1),
+                        help="seeded draws per stochastic arm (the first N of 5); a later run "
+                             "with more draws adds the missing ones")
     parser.add_argument("--table", action="store_true",
                         help="write results.csv and print the summary table; run nothing")
     parser.add_argument("--default", default=None, help="arm flagged is_default in results.csv")

@@ -78,10 +78,12 @@ class PatchDataset(Dataset):
         return len(self.patches)
 
     def __getitem__(self, i):
-        x = torch.from_numpy(np.ascontiguousarray(self.patches[i]))[None]
+        # torch.from_numpy needs a writable array: a read-only one (an image read from a file,
+        # a memory map) is copied here, never the user's array written to
+        x = torch.from_numpy(np.require(self.patches[i], requirements=["C", "W"]))[None]
         if self.masks is None:
             return x, torch.zeros(0)
-        y = torch.from_numpy(np.ascontiguousarray(self.masks[i], dtype=np.float32))[None]
+        y = torch.from_numpy(np.require(self.masks[i], np.float32, ["C", "W"]))[None]
         return x, y
 
 

@@ -63,12 +63,12 @@ def read_annotations(todo_dir):
         raise ValueError(f"{csv_file} lists no item to annotate")
     images, masks, mask_files, missing, mismatched = [], [], [], [], []
     for row in table.itertuples(index=False):
-        image = np.array(read_image(todo / row.image_file))  # writable: torch reads it
+        image = read_image(todo / row.image_file)
         path = _mask_path(todo, row.mask_file)
         if path is None:
             missing.append(row.mask_file)
             continue
-        mask = np.array(read_foreground(path))
+        mask = read_foreground(path)
         if mask.shape != image.shape:
             mismatched.append(f"{path.relative_to(todo)} is {mask.shape[0]}x{mask.shape[1]}, "
                               f"its image {image.shape[0]}x{image.shape[1]}")

@@ -318,3 +318,22 @@ def test_recalibrate_batchnorm_sets_population_statistics(fitted, data):
         if "running" not in k and "num_batches" not in k:
             assert torch.equal(v, weights[k]), k  # no weight changed
     assert seg.module_.conv1[1].momentum == 0.1
+
+
+def test_patch_dataset_reads_read_only_arrays_without_warning_or_writing():
+    import warnings
+
+    from kwtl.models._segmenter import PatchDataset
+
+    image = np.arange(64, dtype=np.uint8).reshape(8, 8)
+    mask = (image % 3 == 0)
+    image.flags.writeable = False
+    mask.flags.writeable = False
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # torch warns on a non-writable array
+        x, y = PatchDataset([image], [mask])[0]
+    assert x.shape == (1, 8, 8) and x.dtype == torch.uint8
+    np.testing.assert_array_equal(x[0].numpy(), image)
+    np.testing.assert_array_equal(y[0].numpy(), mask.astype(np.float32))
+    x[0, 0, 0] = 255  # the tensor owns a copy: the user's array is untouched
+    assert image[0, 0] == 0
