@@ -12,20 +12,25 @@ __all__ = ["DEFAULT_SELECTOR", "LABEL_FREE_SELECTORS", "PAPER_SELECTORS", "SELEC
            "make_selector"]
 
 
-def _gate_consistency(magnitude=1.3, random_state=None):
+# The compositions take what a run passes to every selector (``magnitude``, ``dense``,
+# ``unit``, ``random_state``), so ``kwtl select --selector NAME`` scores them as fast as the
+# plain selectors; ``dense`` reaches every part that measures pixels.
+def _gate_consistency(magnitude=1.3, dense=False, unit="patch", random_state=None):
     """The paper's consistency inside the predicted-foreground gate."""
-    return ForegroundGate(ConsistencySelector(magnitude=magnitude), random_state=random_state)
+    return ForegroundGate(ConsistencySelector(magnitude=magnitude, dense=dense), dense=dense,
+                          unit=unit, random_state=random_state)
 
 
-def _gate_representative(random_state=None):
+def _gate_representative(dense=False, unit="patch", random_state=None):
     """k-means representatives of the gated candidates."""
-    return ForegroundGate(RepresentativeSelector(), random_state=random_state)
+    return ForegroundGate(RepresentativeSelector(), dense=dense, unit=unit,
+                          random_state=random_state)
 
 
-def _stratified_consistency(magnitude=1.3, random_state=None):
+def _stratified_consistency(magnitude=1.3, dense=False, unit="patch", random_state=None):
     """Consistency sampled ∝ score within predicted-foreground strata, one patch per image."""
-    return StratifiedSelector(ConsistencySelector(magnitude=magnitude), max_per_image=1,
-                              random_state=random_state)
+    return StratifiedSelector(ConsistencySelector(magnitude=magnitude, dense=dense),
+                              max_per_image=1, dense=dense, unit=unit, random_state=random_state)
 
 #: Selector classes by the short name used on the command line and in result files, in the
 #: order reports list them. A new selector becomes available to ``kwtl run --selectors``,

@@ -41,3 +41,17 @@ def test_runner_registry_builds_label_free_selectors():
     assert make_selector("gate_consistency", magnitude=1.7).selector.magnitude == 1.7
     with pytest.raises(ValueError, match="gate_random"):
         make_selector("nope")
+
+
+@pytest.mark.parametrize("name", ["gate_consistency", "gate_representative",
+                                  "stratified_consistency"])
+def test_registry_compositions_take_dense_and_unit(name):
+    from kwtl.selection import make_selector
+
+    sel = make_selector(name, dense=True, unit="image", random_state=1)
+    assert sel.dense is True and sel.unit == "image" and sel.random_state == 1
+    inner = sel.selector
+    # every part that measures pixels scores whole images when asked to
+    assert inner.get_params().get("dense", True) is True
+    plain = make_selector(name)
+    assert plain.dense is False and plain.unit == "patch"
