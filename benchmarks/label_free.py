@@ -458,9 +458,35 @@ def table(out, default=None):
                     f"{mean_delta} | {wins} | {worst} | "
                     f"{np.mean([r['support_images'] for r in sup]):.1f}, "
                     f"{100 * np.mean([r['support_gt_nonempty'] for r in sup]):.0f} % |")
+            lines.extend(_per_split_lines(per))
     text = "\n".join(lines) + "\n"
     print(text)
     return text
+
+
+def _per_split_lines(per):
+    """Per split: random's mean over its draws (and their number) and every other arm's
+    split mean minus it, so the paired wins can be checked by eye."""
+    base = per.get("random", {})
+    splits = sorted(base)
+    if not splits:
+        return []
+    lines = ["", "Per split: random's mean mIoU (draws), and each arm's split mean minus it "
+             "(draws of the arm in brackets when more than one).", "",
+             "| arm | " + " | ".join(f"split {k}" for k in splits) + " |",
+             "|---|" + "---|" * len(splits)]
+    lines.append("| random | " + " | ".join(f"{np.mean(base[k]):.1f} ({len(base[k])})"
+                                            for k in splits) + " |")
+    for arm in ARMS:
+        if arm == "random" or arm not in per:
+            continue
+        cells = []
+        for k in splits:
+            v = per[arm].get(k)
+            cells.append("" if not v else f"{np.mean(v) - np.mean(base[k]):+.1f}"
+                         + (f" ({len(v)})" if len(v) > 1 else ""))
+        lines.append(f"| {arm} | " + " | ".join(cells) + " |")
+    return lines
 
 
 def describe(args):
