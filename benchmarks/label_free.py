@@ -45,10 +45,14 @@ PROFILES = {
     "mid": {"patch_size": 256, "stride": 128, "patches_per_shot": 16, "epochs": 20,
             "batch_size": 8, "pool_images": {"EM": 24}, "test_images": {"EM": 11},
             "test_crop": None, "min_foreground": 360, "n_clusters": 16, "max_per_image": 1},
+    # the paper's sizes. At stride 30 exact per-patch scoring would cost ~40x a whole-image
+    # pass (676 overlapping 256² patches per ssTEM image), so the statistics are dense: whole
+    # images through the library's dense selectors, read off per candidate by box sums.
+    # Encoder features per patch are skipped (hours on a CPU): no representative arms here.
     "paper": {"patch_size": 256, "stride": 30, "patches_per_shot": {"ssTEM": 500, "EM": 400},
               "epochs": 20, "batch_size": 64, "pool_images": {}, "test_images": {},
               "test_crop": None, "min_foreground": 360, "n_clusters": None,
-              "max_per_image": None},
+              "max_per_image": None, "dense": True, "features": False},
 }
 for _name, _profile in PROFILES.items():
     _profile["name"] = _name
@@ -116,7 +120,10 @@ class Target:
 
 def image_statistics(segmenter, image, mask, profile, magnitude=1.3):
     """Per-candidate statistics of one image's patch grid, exactly as the selectors'
-    per-patch path computes them (each patch forwarded on its own, eval-mode BatchNorm)."""
+    per-patch path computes them (each patch forwarded on its own, eval-mode BatchNorm),
+    or by the selectors' dense path when the profile says ``dense``."""
+    if profile.get("dense"):
+        return dense_image_statistics(segmenter, image, mask, profile, magnitude)
     import torch
     import torch.nn.functional as F
 
@@ -149,6 +156,37 @@ def image_statistics(segmenter, image, mask, profile, magnitude=1.3):
             "mean_proba": np.concatenate(mean_p), "entropy": np.concatenate(ent),
             "features": np.concatenate(feats).astype(np.float32), "gt_foreground": gt,
             "coords": coords[:, 1:]}
+
+
+def dense_image_statistics(segmenter, image, mask, profile, magnitude=1.3):
+    """The same statistics from whole-image passes (the library's ``dense=True`` selectors:
+    each candidate's value is the mean of a full-image map over its window), so a stride-30
+    grid costs a few passes per image instead of one per patch. Features only if the
+    profile asks for them (``features``), else an empty column."""
+    from kwtl.datasets import PatchSet
+    from kwtl.selection import (ConsistencySelector, EntropySelector,
+                                PredictedForegroundSelector)
+
+    pool = PatchSet.from_images([image], profile["patch_size"], profile["stride"])
+    stats = {
+        "consistency": ConsistencySelector(magnitude=magnitude, dense=True),
+        "fg_fraction": PredictedForegroundSelector(dense=True),
+        "mean_proba": PredictedForegroundSelector(measure="mean_proba", dense=True),
+        "entropy": EntropySelector(dense=True),
+    }
+    stats = {k: np.asarray(sel.score(pool, segmenter), dtype=np.float64)
+             for k, sel in stats.items()}
+    if profile.get("features", True):
+        stats["features"] = np.concatenate(
+            [segmenter.encoder_features(batch) for _, batch in pool.iter_batches(64)]
+        ).astype(np.float32)
+    else:
+        stats["features"] = np.zeros((len(pool), 0), dtype=np.float32)
+    coords = pool.coords
+    ph = pw = profile["patch_size"]
+    stats["gt_foreground"] = np.array([mask[r:r + ph, c:c + pw].sum() for _, r, c in coords])
+    stats["coords"] = coords[:, 1:]
+    return stats
 
 
 def load_stats(out, target, idx, segmenter, profile):
@@ -227,6 +265,9 @@ def arm_scores(arm, table, seed, profile):
         return inside(StratifiedSelector(
             beta=0.0, n_strata=3, max_per_image=profile["max_per_image"],
             random_state=seed).scores_from(cons[keep], fg[keep], table["image"][keep]))
+    if arm in ("representative", "gate_representative") and table["features"].shape[1] == 0:
+        raise ValueError(f"the {profile['name']!r} profile computes no encoder features; "
+                         f"the {arm} arm needs them")
     if arm == "representative":
         return RepresentativeSelector(n_clusters=n_clusters, random_state=0).scores_from(
             table["features"])
@@ -359,7 +400,7 @@ def _run_job(args, profile, out, targets, plft, path, target_name, arm, n_shots,
         targets[target_name] = Target(target_name)
         plft[target_name] = load_pretrained(
             f"authors:{target_name}", source=SHARED / "weights", precision="fp32",
-            patch_size=profile["patch_size"], stride=profile["stride"])
+            patch_size=profile["patch_size"], stride=profile["stride"], device=args.device)
     target, seg = targets[target_name], plft[target_name]
     start = time.perf_counter()
     pool, test = target.split(split, profile)
@@ -489,6 +530,44 @@ def _per_split_lines(per):
     return lines
 
 
+def compare_dense(args):
+    """How the dense statistics (whole-image passes, the ``paper`` profile's) agree with the
+    exact per-patch ones cached for this profile: Spearman correlation per statistic and
+    the overlap of the two top-n sets of consistency, per image."""
+    from scipy.stats import spearmanr
+
+    from kwtl.models import load_pretrained
+
+    profile = PROFILES[args.profile]
+    dense_profile = dict(profile, dense=True, features=False)
+    out = Path(args.out)
+    for target_name in args.targets:
+        target = Target(target_name)
+        seg = load_pretrained(f"authors:{target_name}", source=SHARED / "weights",
+                              precision="fp32", device=args.device,
+                              patch_size=profile["patch_size"], stride=profile["stride"])
+        done = set()
+        for split in args.splits:
+            pool, _ = target.split(split, profile)
+            for idx in [i for i in pool if i not in done][:args.compare_dense]:
+                done.add(idx)
+                exact = load_stats(out, target, idx, seg, profile)
+                start = time.perf_counter()
+                dense = dense_image_statistics(seg, target.images[idx], target.masks[idx],
+                                               dense_profile)
+                seconds = time.perf_counter() - start
+                n = max(1, len(exact["consistency"]) // 4)
+                top = len(set(np.argsort(-exact["consistency"])[:n])
+                          & set(np.argsort(-dense["consistency"])[:n])) / n
+                rho = {k: spearmanr(exact[k], dense[k]).correlation
+                       for k in ("consistency", "fg_fraction", "entropy")}
+                print(f"{target_name} {target.names[idx]}: {len(exact['consistency'])} "
+                      f"candidates; Spearman exact vs dense "
+                      + ", ".join(f"{k} {v:+.3f}" for k, v in rho.items())
+                      + f"; top-quarter consistency overlap {100 * top:.0f} %; "
+                      f"dense {seconds:.0f} s", flush=True)
+
+
 def describe(args):
     """What each arm would pick (no fine-tuning): support images and the share of picked
     candidates with ground-truth foreground (read here only to describe the picks), plus
@@ -502,7 +581,8 @@ def describe(args):
     for target_name in args.targets:
         target = Target(target_name)
         seg = load_pretrained(f"authors:{target_name}", source=SHARED / "weights",
-                              precision="fp32", patch_size=profile["patch_size"],
+                              precision="fp32", device=args.device,
+                              patch_size=profile["patch_size"],
                               stride=profile["stride"])
         for split in args.splits:
             pool, _ = target.split(split, profile)
@@ -537,6 +617,10 @@ def main(argv=None):
     parser.add_argument("--shots", nargs="+", type=int, default=[1])
     parser.add_argument("--arms", nargs="+", default=list(ARMS), choices=list(ARMS))
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--device", default="cpu", help="torch device, e.g. cuda")
+    parser.add_argument("--compare-dense", type=int, default=0, metavar="K",
+                        help="compare the cached exact statistics of the first K pool images "
+                             "of each split with the dense ones; run nothing else")
     parser.add_argument("--draws", type=int, default=len(SEEDS), choices=range(1, len(SEEDS) + 1),
                         help="seeded draws per stochastic arm (the first N of 5); a later run "
                              "with more draws adds the missing ones")
@@ -548,6 +632,9 @@ def main(argv=None):
     args = parser.parse_args(argv)
     if args.describe:
         describe(args)
+        return 0
+    if args.compare_dense:
+        compare_dense(args)
         return 0
     if args.table:
         table(args.out, args.default)
