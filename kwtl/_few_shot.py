@@ -88,8 +88,9 @@ class FewShotSegmentation(BaseEstimator):
         A :mod:`kwtl.selection` selector; None means
         ``make_selector(kwtl.selection.DEFAULT_SELECTOR)``, i.e. ``RandomSelector()``: without
         the authors' ground-truth filter the paper's ``ConsistencySelector()`` lost to random
-        on real data (user guide, "Knowing what to label without labels"); pass it to run
-        the paper's method.
+        on real data, and no label-free selector has yet beaten random by the project's bar
+        (user guide, "Knowing what to label without labels"); pass
+        ``ConsistencySelector()`` to run the paper's method.
     n_shots : int, default=1
         Annotation budget in shots.
     patches_per_shot : int or "auto", default="auto"
