@@ -17,8 +17,10 @@ Usage::
 
 Profiles (``PROFILES`` below): ``cheap`` — 128² candidates on a stride-128 grid, 8 patches
 per shot, 20 epochs at batch 4, EM pool cut to 8 images and EM test set to 6 images,
-test images centre-cropped to half their side; ``paper`` — 256² at stride 30, P_t 500/400,
-20 epochs, batch 64, all pool and test images at full size.
+test images centre-cropped to half their side; ``mid`` — 256² on a stride-128 grid, 16 patches
+per shot, EM pool cut to 24 images, full-size test images; ``paper`` — 256² at stride 30, P_t
+500/400, 20 epochs, batch 64, all pool and test images at full size, statistics scored densely
+(whole-image passes; ``--device cuda`` for a GPU).
 """
 import argparse
 import json
@@ -385,7 +387,10 @@ def _claim(path):
                 return False
         with os.fdopen(fd, "w") as f:
             f.write(str(os.getpid()))
-        return not path.exists()  # finished by another process meanwhile
+        if path.exists():  # finished by another process meanwhile
+            _release(path)
+            return False
+        return True
     return False
 
 
