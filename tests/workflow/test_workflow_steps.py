@@ -12,7 +12,7 @@ from workflow_helpers import TINY, draw_masks
 from kwtl import FewShotSegmentation
 from kwtl.datasets import read_image
 from kwtl.models import ModelFileError
-from kwtl.selection import DEFAULT_SELECTOR, make_selector
+from kwtl.selection import DEFAULT_SELECTOR, BaseSelector, make_selector
 from kwtl.workflow import (SELECTION_COLUMNS, finetune, load_model, predict, pretrain,
                            read_annotations, read_selection, select)
 
@@ -187,9 +187,26 @@ def test_select_with_a_whole_pool_selector_and_unit_checks(tiny_data, tmp_path):
     result = select(tiny_data["target"], tiny_data["model"], 3, tmp_path / "todo",
                     selector="representative", progress=False)
     assert len(result.table) == 3 and result.metadata["selector"]["name"] == "representative"
+    # the registry's compositions take unit="image" too
+    whole = select(tiny_data["target"], tiny_data["model"], 1, tmp_path / "t2", unit="image",
+                   selector="stratified_consistency", progress=False)
+    assert len(whole.table) == 1 and set(whole.table["row"]) == {0}
+    assert whole.metadata["selector"]["name"] == "stratified_consistency"
+
+    class PatchOnly(BaseSelector):
+        """A selector without a ``unit`` parameter: it chooses patches only."""
+
+        unit = "patch"
+
+        def __init__(self, random_state=None):
+            self.random_state = random_state
+
+        def _score_pool(self, pool, estimator):
+            return np.arange(len(pool), dtype=np.float64)
+
     with pytest.raises(ValueError, match="chooses patches only"):
-        select(tiny_data["target"], tiny_data["model"], 1, tmp_path / "t2", unit="image",
-               selector="stratified_consistency", progress=False)
+        select(tiny_data["target"], tiny_data["model"], 1, tmp_path / "t3", unit="image",
+               selector=PatchOnly(), progress=False)
 
 
 def test_select_whole_images(tiny_data, tmp_path):
