@@ -151,13 +151,19 @@ def image_statistics(segmenter, image, mask, profile, magnitude=1.3):
         mean_p.append(p.mean(dim=(1, 2)).double().numpy())
         ent.append(binary_entropy(p).mean(dim=(1, 2)).double().numpy())
         feats.append(segmenter.encoder_features(batch))
-    coords = pool.coords
-    ph = pw = profile["patch_size"]
-    gt = np.array([mask[r:r + ph, c:c + pw].sum() for _, r, c in coords])
     return {"consistency": np.concatenate(cons), "fg_fraction": np.concatenate(fg),
             "mean_proba": np.concatenate(mean_p), "entropy": np.concatenate(ent),
-            "features": np.concatenate(feats).astype(np.float32), "gt_foreground": gt,
-            "coords": coords[:, 1:]}
+            "features": np.concatenate(feats).astype(np.float32),
+            **candidate_truth(pool, mask)}
+
+
+def candidate_truth(pool, mask):
+    """Ground-truth foreground pixels of each candidate (read only by the label-reading arms
+    and the descriptions) and its (row, col)."""
+    ph, pw = pool.patch_size
+    coords = pool.coords
+    gt = np.array([mask[r:r + ph, c:c + pw].sum() for _, r, c in coords])
+    return {"gt_foreground": gt, "coords": coords[:, 1:]}
 
 
 def dense_image_statistics(segmenter, image, mask, profile, magnitude=1.3):
@@ -184,11 +190,7 @@ def dense_image_statistics(segmenter, image, mask, profile, magnitude=1.3):
         ).astype(np.float32)
     else:
         stats["features"] = np.zeros((len(pool), 0), dtype=np.float32)
-    coords = pool.coords
-    ph = pw = profile["patch_size"]
-    stats["gt_foreground"] = np.array([mask[r:r + ph, c:c + pw].sum() for _, r, c in coords])
-    stats["coords"] = coords[:, 1:]
-    return stats
+    return {**stats, **candidate_truth(pool, mask)}
 
 
 def load_stats(out, target, idx, segmenter, profile):
