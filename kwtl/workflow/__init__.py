@@ -17,11 +17,12 @@ Model files are weights-only tensors plus a JSON sidecar recording kwtl's versio
 architecture, the parameters and the training data's names and sha256 checksums
 (:func:`load_model`, :func:`save_model`).
 """
+from ._auto import AUTO_MODELS, IMPLAUSIBLE_FOREGROUND, choose_model
 from ._finetune import finetune, read_annotations
 from ._model import load_model, save_model
 from ._predict import predict
 from ._pretrain import pretrain
 from ._select import PLFT_MODEL, SELECTION_COLUMNS, read_selection, select
 
-__all__ = ["PLFT_MODEL", "SELECTION_COLUMNS", "finetune", "load_model", "predict",
+__all__ = ["AUTO_MODELS", "IMPLAUSIBLE_FOREGROUND", "PLFT_MODEL", "choose_model", "SELECTION_COLUMNS", "finetune", "load_model", "predict",
            "pretrain", "read_annotations", "read_selection", "save_model", "select"]

@@ -1,0 +1,161 @@
+"""Which released model to start from: a label-free choice for a folder (``--from auto``).
+
+Every released model of the authors was pre-trained and pseudo-label fine-tuned for one kind
+of image (:data:`kwtl.models.PRETRAINED`). On another kind it can be far off: the EM model
+marks most pixels of fluorescence nuclei as cells. :func:`choose_model` ranks the released
+models on the user's own unlabelled images by how well each model's mask agrees with the
+classical pseudo-labels of the same images (:class:`~kwtl.pseudo_label.PseudoLabeler`:
+histogram equalisation and an automatic threshold and polarity), the signal pseudo-label
+fine-tuning trains on anyway, and reports each model's predicted foreground fraction. No label
+is read. The choice, measured leave-one-dataset-out on the five benchmark datasets, is in
+``benchmarks/results/auto_model/``.
+"""
+import warnings
+
+import numpy as np
+from sklearn.utils import Bunch
+from tqdm.auto import tqdm
+
+from ..metrics import iou_score
+
+__all__ = ["AUTO_MODELS", "IMPLAUSIBLE_FOREGROUND", "choose_model", "foreground_fraction",
+           "warn_implausible_foreground"]
+
+#: The released models ``choose_model`` picks from (one per kind of image).
+AUTO_MODELS = ("authors:B39", "authors:B5", "authors:EM", "authors:ssTEM", "authors:TNBC")
+#: A predicted foreground fraction above this on a folder is implausible for cells (the
+#: model probably sees the background as cells): warned about.
+IMPLAUSIBLE_FOREGROUND = 0.60
+
+
+def _evenly_spaced(n, k):
+    if k is None or k >= n:
+        return list(range(n))
+    return sorted({int(i) for i in np.linspace(0, n - 1, int(k)).round()})
+
+
+def foreground_fraction(segmenter, images):
+    """Fraction of the pixels of ``images`` that ``segmenter`` predicts as foreground.
+
+    Parameters
+    ----------
+    segmenter : FCRNSegmenter
+        An initialised segmenter (its ``threshold`` and ``bn_mode`` are used).
+    images : list of ndarray of shape (H, W)
+
+    Returns
+    -------
+    fraction : float
+        Predicted foreground pixels over all pixels, pooled over the images.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from kwtl.models import FCRNSegmenter
+    >>> seg = FCRNSegmenter(module__width=4, patch_size=16).initialize()
+    >>> 0.0 <= foreground_fraction(seg, [np.zeros((16, 16), np.uint8)]) <= 1.0
+    True
+    """
+    masks = segmenter.predict(images)
+    return float(sum(int(m.sum()) for m in masks) / sum(m.size for m in masks))
+
+
+def warn_implausible_foreground(fraction, model_name, limit=IMPLAUSIBLE_FOREGROUND):
+    """Warn (``UserWarning``, one line) when a model predicts more than ``limit`` of the pixels
+    as cells; returns whether it warned."""
+    if fraction <= limit:
+        return False
+    warnings.warn(
+        f"{model_name} predicts {100 * fraction:.0f}% of the pixels of these images as cells "
+        f"(more than {100 * limit:.0f}%): it is probably the wrong starting model for them; "
+        "see the user guide's table of which model to start from, or use --model auto",
+        UserWarning, stacklevel=3)
+    return True
+
+
+def choose_model(images, candidates=AUTO_MODELS, *, channel=None, max_images=8,
+                 device=None, progress=True):
+    """Choose the released model to start from for a folder of unlabelled images.
+
+    Each candidate predicts masks for up to ``max_images`` evenly spaced images of the
+    folder; its **agreement** is the mean foreground IoU between its masks and the
+    pseudo-labels of :class:`~kwtl.pseudo_label.PseudoLabeler` (default, automatic
+    threshold and polarity) on the same images. The candidate with the highest agreement is
+    chosen (ties: the first in ``candidates``). No label is read.
+
+    Parameters
+    ----------
+    images : str, path-like or list of 2-D arrays
+        A folder of images (read as :func:`kwtl.datasets.load_images` does) or the images.
+    candidates : sequence of str or FCRNSegmenter, default=AUTO_MODELS
+        Model names (:data:`kwtl.models.PRETRAINED`), model files, or segmenters.
+    channel : int or None, default=None
+        Channel of multi-channel files.
+    max_images : int or None, default=8
+        At most this many images are predicted (None: all).
+    device : str or None, default=None
+    progress : bool, default=True
+
+    Returns
+    -------
+    result : sklearn.utils.Bunch
+        ``choice`` (the chosen candidate as given), ``table`` (pandas DataFrame, one row per
+        candidate: ``model``, ``agreement``, ``foreground``, sorted best first),
+        ``pseudo_label_foreground`` (the pseudo-labels' foreground fraction) and
+        ``images`` (indices of the images used).
+
+    Warns
+    -----
+    UserWarning
+        When the chosen model predicts more than :data:`IMPLAUSIBLE_FOREGROUND` of the
+        pixels as foreground.
+
+    Examples
+    --------
+    >>> from kwtl.datasets import make_cells
+    >>> from kwtl.models import FCRNSegmenter
+    >>> images, _ = make_cells(2, 32, random_state=0)
+    >>> a = FCRNSegmenter(module__width=4, patch_size=16, random_state=0).initialize()
+    >>> b = FCRNSegmenter(module__width=4, patch_size=16, random_state=1).initialize()
+    >>> result = choose_model(images, [a, b], progress=False)  # doctest: +SKIP
+    >>> list(result.table.columns)  # doctest: +SKIP
+    ['model', 'agreement', 'foreground']
+    """
+    import pandas as pd
+
+    from ..pseudo_label import PseudoLabeler
+    from ._model import load_model
+    from ._select import _as_images
+
+    candidates = list(candidates)
+    if not candidates:
+        raise ValueError("candidates is empty: give at least one model")
+    if max_images is not None and (isinstance(max_images, bool) or not isinstance(
+            max_images, (int, np.integer)) or max_images < 1):
+        raise ValueError(f"max_images must be None or a positive integer, got {max_images!r}")
+    arrays, _, _ = _as_images(images, channel)
+    if not arrays:
+        raise ValueError("no images to choose a model for")
+    used = _evenly_spaced(len(arrays), max_images)
+    arrays = [arrays[i] for i in used]
+    pseudo = PseudoLabeler().fit_transform(arrays)
+    params = {} if device is None else {"device": device}
+    rows = []
+    for candidate in tqdm(candidates, desc="trying the released models", unit="model",
+                          disable=not progress):
+        segmenter = load_model(candidate, **params)
+        masks = segmenter.predict(arrays)
+        name = candidate if isinstance(candidate, str) else getattr(
+            candidate, "name", type(candidate).__name__)
+        rows.append({"model": str(name),
+                     "agreement": float(np.mean([iou_score(p, m)
+                                                 for p, m in zip(pseudo, masks)])),
+                     "foreground": float(sum(int(m.sum()) for m in masks)
+                                         / sum(m.size for m in masks))})
+    best = int(np.argmax([r["agreement"] for r in rows]))  # first of ties
+    table = pd.DataFrame(rows, columns=["model", "agreement", "foreground"])
+    table = table.iloc[np.argsort(-table["agreement"].to_numpy(), kind="stable")]
+    table = table.reset_index(drop=True)
+    warn_implausible_foreground(rows[best]["foreground"], rows[best]["model"])
+    return Bunch(choice=candidates[best], table=table, images=used,
+                 pseudo_label_foreground=float(np.mean([p.mean() for p in pseudo])))
