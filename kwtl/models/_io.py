@@ -11,7 +11,9 @@ leaves either the old pair or a sidecar that no longer matches, which loading re
 sidecar when there is one, and turns every failure (missing, empty, truncated, text, damaged,
 wrong architecture) into a :class:`ModelFileError` that names the file and the problem.
 Plain state-dict files without a sidecar (e.g. the authors' released ``.pth`` weights) still
-load; only the checks that need a sidecar (checksums) are skipped for them.
+load; instead of the sidecar's checksums, the CRC-32 that ``torch.save``'s zip container keeps
+for every member is verified (:func:`check_zip_container`), so flipped bytes inside the tensor
+data are refused rather than loaded.
 """
 import hashlib
 import io
@@ -19,11 +21,14 @@ import json
 import os
 import pickle
 import tempfile
+import zipfile
+import zlib
 from pathlib import Path
 
 import torch
 
-__all__ = ["ModelFileError", "architecture_of", "check_state_dict", "read_sidecar",
+__all__ = ["ModelFileError", "architecture_of", "check_state_dict", "check_zip_container",
+           "read_sidecar",
            "read_weights", "save_weights", "sidecar_path", "SIDECAR_FORMAT"]
 
 #: ``format`` field of the sidecar.
@@ -213,6 +218,51 @@ def _kind_of(head):
         return "other"
 
 
+def check_zip_container(source, name):
+    """Verify the CRC-32 of every member of a zip-format torch file (``torch.save``'s format).
+
+    Parameters
+    ----------
+    source : str, path-like or binary file object (seekable)
+    name : str
+        The file's name for the message.
+
+    Raises
+    ------
+    ModelFileError
+        If the container cannot be read or a member's data does not match its CRC-32.
+
+    Examples
+    --------
+    >>> import io, torch
+    >>> buffer = io.BytesIO()
+    >>> torch.save({"w": torch.ones(3)}, buffer)
+    >>> check_zip_container(buffer, "w.pt")  # intact: returns None
+    >>> data = bytearray(buffer.getvalue())
+    >>> data[data.index(torch.ones(3).numpy().tobytes())] ^= 0xFF  # a flipped tensor byte
+    >>> check_zip_container(io.BytesIO(bytes(data)), "w.pt")
+    Traceback (most recent call last):
+    ...
+    kwtl.models._io.ModelFileError: cannot load w.pt: ...
+    """
+    try:
+        with zipfile.ZipFile(source) as archive:
+            for info in archive.infolist():
+                with archive.open(info) as member:
+                    while member.read(1 << 20):  # the CRC-32 is checked at each member's end
+                        pass
+    except (zipfile.BadZipFile, zlib.error, EOFError, OSError, ValueError,
+            NotImplementedError) as exc:
+        detail = str(exc).splitlines()[0][:120] if str(exc) else type(exc).__name__
+        raise ModelFileError(
+            f"cannot load {name}: the file is truncated or damaged (the CRC-32 check of its "
+            f"zip container failed: {detail}); copy it again, with its .json sidecar if it "
+            "has one") from None
+    finally:
+        if hasattr(source, "seek"):
+            source.seek(0)
+
+
 def _torch_load(source, name, head):
     kind = _kind_of(head)
     if kind == "text":
@@ -260,6 +310,8 @@ def read_weights(f):
         if not data:
             raise ModelFileError(f"cannot load {name}: the file is empty")
         meta = None
+        if _kind_of(data[:64]) == "zip":
+            check_zip_container(io.BytesIO(data), name)
         state = _torch_load(io.BytesIO(data), name, data[:64])
     else:
         path = Path(os.fspath(f))
@@ -283,6 +335,8 @@ def read_weights(f):
                     "is damaged or was changed after saving")
         with open(path, "rb") as handle:
             head = handle.read(64)
+        if meta is None and _kind_of(head) == "zip":  # no checksums recorded: the zip's CRCs
+            check_zip_container(path, name)
         state = _torch_load(path, name, head)
     if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
         state = state["state_dict"]

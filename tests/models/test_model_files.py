@@ -226,3 +226,50 @@ def test_pickle_of_the_estimator_unaffected(trained):
     again = pickle.loads(pickle.dumps(trained))
     np.testing.assert_array_equal(again.module_.conv8.bias.detach().numpy(),
                                   trained.module_.conv8.bias.detach().numpy())
+
+
+def _no_sidecar_flipped(path):
+    """The issue's case: bytes flipped inside the tensor data, the sidecar not copied along
+    (torch.load itself reads such a file without complaint)."""
+    os.remove(str(path) + ".json")
+    _corrupt(path)
+
+
+def test_flipped_bytes_without_sidecar_load_silently_in_torch(saved):
+    """The premise of the zip check: torch alone does not notice the damage."""
+    _no_sidecar_flipped(saved)
+    state = torch.load(saved, map_location="cpu", weights_only=True)
+    assert "conv1.0.weight" in state
+
+
+@pytest.mark.parametrize("initialized", [True, False], ids=["fitted", "fresh"])
+def test_flipped_bytes_without_sidecar_are_refused(initialized, saved, tmp_path):
+    _no_sidecar_flipped(saved)
+    before_files = _snapshot(tmp_path)
+    seg = tiny(random_state=3)
+    if initialized:
+        seg.initialize()
+        before = _state(seg)
+    with pytest.raises(ModelFileError, match="CRC-32") as info:
+        seg.load_params(f_params=saved)
+    assert str(saved) in str(info.value)
+    if initialized:
+        assert all(torch.equal(before[k], v) for k, v in _state(seg).items())
+    else:
+        assert not seg.initialized_
+    assert _snapshot(tmp_path) == before_files
+
+
+def test_flipped_bytes_in_a_file_object_are_refused(saved):
+    _no_sidecar_flipped(saved)
+    with open(saved, "rb") as f, pytest.raises(ModelFileError, match="CRC-32"):
+        read_weights(f)
+
+
+def test_flipped_bytes_without_sidecar_refused_by_the_workflow(saved):
+    from kwtl.workflow import load_model
+
+    _no_sidecar_flipped(saved)
+    with pytest.raises(ModelFileError, match="CRC-32"):
+        load_model(saved)
+
