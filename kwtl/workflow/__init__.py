@@ -1,6 +1,6 @@
 """The lab workflow: from a folder of unlabelled images to what to annotate, a model, masks.
 
-Four steps, each a function (and a ``kwtl`` command) that writes its results atomically,
+The steps, each a function (and a ``kwtl`` command) that writes its results atomically,
 resumes after an interruption, and never replaces a user's file silently:
 
 * :func:`pretrain` — Reptile on annotated source folders (or the authors' released
@@ -11,18 +11,25 @@ resumes after an interruption, and never replaces a user's file silently:
 * :func:`finetune` — the annotator's masks in, a fine-tuned model file out
   (``kwtl finetune``);
 * :func:`predict` — full-resolution masks (binary or instance labels), probability maps
-  and overlays for a folder (``kwtl predict``).
+  and overlays for a folder (``kwtl predict``);
+* :func:`evaluate` — predicted masks against a lab's own few true masks: IoU per image and
+  overall, instance F1 (``kwtl evaluate``).
+
+:func:`choose_model` picks the released model to start from for a folder, without labels
+(``--model auto``).
 
 Model files are weights-only tensors plus a JSON sidecar recording kwtl's version, the
 architecture, the parameters and the training data's names and sha256 checksums
 (:func:`load_model`, :func:`save_model`).
 """
 from ._auto import AUTO_MODELS, IMPLAUSIBLE_FOREGROUND, choose_model
+from ._evaluate import evaluate
 from ._finetune import finetune, read_annotations
 from ._model import load_model, save_model
 from ._predict import predict
 from ._pretrain import pretrain
 from ._select import PLFT_MODEL, SELECTION_COLUMNS, read_selection, select
 
-__all__ = ["AUTO_MODELS", "IMPLAUSIBLE_FOREGROUND", "PLFT_MODEL", "choose_model", "SELECTION_COLUMNS", "finetune", "load_model", "predict",
+__all__ = ["AUTO_MODELS", "IMPLAUSIBLE_FOREGROUND", "PLFT_MODEL", "SELECTION_COLUMNS",
+           "choose_model", "evaluate", "finetune", "load_model", "predict",
            "pretrain", "read_annotations", "read_selection", "save_model", "select"]
