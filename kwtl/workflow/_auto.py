@@ -10,6 +10,7 @@ fine-tuning trains on anyway, and reports each model's predicted foreground frac
 is read. The choice, measured leave-one-dataset-out on the five benchmark datasets, is in
 ``benchmarks/results/auto_model/``.
 """
+import os
 import warnings
 
 import numpy as np
@@ -100,7 +101,8 @@ def choose_model(images, candidates=AUTO_MODELS, *, channel=None, max_images=8,
     -------
     result : sklearn.utils.Bunch
         ``choice`` (the chosen candidate as given), ``table`` (pandas DataFrame, one row per
-        candidate: ``model``, ``agreement``, ``foreground``, sorted best first),
+        candidate: ``model`` (its name or path; ``"FCRNSegmenter 2"`` for the third
+        candidate given as an object), ``agreement``, ``foreground``, sorted best first),
         ``pseudo_label_foreground`` (the pseudo-labels' foreground fraction) and
         ``images`` (indices of the images used).
 
@@ -141,12 +143,12 @@ def choose_model(images, candidates=AUTO_MODELS, *, channel=None, max_images=8,
     pseudo = PseudoLabeler().fit_transform(arrays)
     params = {} if device is None else {"device": device}
     rows = []
-    for candidate in tqdm(candidates, desc="trying the released models", unit="model",
-                          disable=not progress):
+    for k, candidate in enumerate(tqdm(candidates, desc="trying the released models",
+                                       unit="model", disable=not progress)):
         segmenter = load_model(candidate, **params)
         masks = segmenter.predict(arrays)
-        name = candidate if isinstance(candidate, str) else getattr(
-            candidate, "name", type(candidate).__name__)
+        name = (str(candidate) if isinstance(candidate, (str, os.PathLike))
+                else f"{type(candidate).__name__} {k}")
         rows.append({"model": str(name),
                      "agreement": float(np.mean([iou_score(p, m)
                                                  for p, m in zip(pseudo, masks)])),
