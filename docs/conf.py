@@ -149,14 +149,15 @@ sphinx_gallery_conf = {
 # -- generated pages -----------------------------------------------------------------------
 def _write_cli_help():
     """Write ``kwtl COMMAND --help`` to ``generated/kwtl_COMMAND_help.txt`` (included by
-    cli.rst), so the documented options are always those of the installed command."""
+    cli.rst), so the documented options are always those of the installed command. The
+    files are made by every build and are not kept in the repository (.gitignore)."""
     import contextlib
     import io
 
-    from kwtl.cli import main
+    from kwtl.cli import main, subcommands
 
     os.environ["COLUMNS"] = "92"  # argparse wraps at the terminal width
-    for command in ("run", "pretrain", "select", "finetune", "predict"):
+    for command in subcommands():
         buffer = io.StringIO()
         with contextlib.redirect_stdout(buffer), contextlib.suppress(SystemExit):
             main([command, "--help"])

@@ -81,6 +81,12 @@ def _parser():
     return parser
 
 
+def subcommands():
+    """The names of the ``kwtl`` commands, in the order of ``kwtl --help``."""
+    actions = [a for a in _parser()._actions if isinstance(a, argparse._SubParsersAction)]
+    return list(actions[0].choices)
+
+
 def _common_options(parser, force_help):
     parser.add_argument("--force", action="store_true", help=force_help)
     parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")

@@ -20,7 +20,6 @@ import io
 import json
 import os
 import pickle
-import tempfile
 import zipfile
 import zlib
 from pathlib import Path
@@ -103,18 +102,10 @@ def _check_json(value, name):
 
 
 def _atomic_write_bytes(path, data):
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    """Atomic write, readable by the group and others like any file a user saves (0644)."""
+    from ..utils._atomic import atomic_write
+
+    atomic_write(path, lambda f: f.write(data))
 
 
 def save_weights(module, path, parameters=None, training=None):

@@ -7,6 +7,7 @@ import warnings
 
 import numpy as np
 import torch
+from scipy.special import expit
 from sklearn.base import clone
 from skorch import NeuralNet
 from skorch.dataset import unpack_data
@@ -698,7 +699,7 @@ class FCRNSegmenter(NeuralNet):
                                     device=self.device, dtype=self._amp_dtype,
                                     channels_last=self._channels_last,
                                     max_pixels=int(self.max_pixels))
-        return [(1.0 / (1.0 + np.exp(-z))).astype(np.float32) for z in logits]
+        return [expit(z).astype(np.float32) for z in logits]  # no overflow warning
 
     def predict(self, X):
         """Boolean foreground masks: ``predict_proba(X) >= threshold``."""
