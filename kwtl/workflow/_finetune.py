@@ -10,6 +10,7 @@ from tqdm.auto import tqdm
 from .. import __version__
 from ..datasets import PatchSet, read_image
 from ..utils import derive_seed
+from ..utils._inputs import check_out_apart
 from ._files import read_checkpoint, read_foreground, sha256_array, write_checkpoint
 from ._model import fingerprint, load_model, model_source, recorded_training, save_model
 from ._select import _WORK, PLFT_MODEL, SELECTION_COLUMNS, batch_progress, read_selection
@@ -140,6 +141,7 @@ def finetune(todo_dir, out, model=None, *, epochs=20, batch_size=None, random_st
         raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
     if out.is_dir():
         raise ValueError(f"--out {out} is a folder; give a model file name such as tuned.kwtl")
+    check_out_apart(out, [("the annotation package", todo), ("the starting model", model)])
     data = read_annotations(todo)
     start = todo / PLFT_MODEL if model is None else model
     start_record = model_source(start)

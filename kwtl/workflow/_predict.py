@@ -8,6 +8,7 @@ from tqdm.auto import tqdm
 
 from .. import __version__
 from ..utils._atomic import atomic_write_text
+from ..utils._inputs import check_out_apart
 from ..utils._output import prepare_output_dir
 from ..datasets import write_image, write_mask
 from ..postprocess import label_instances
@@ -83,6 +84,8 @@ def predict(images, model, out, instances=False, probabilities=False, mask_suffi
     suffix = "" if mask_suffix is None else str(mask_suffix)
     if any(ch in suffix for ch in "/\\"):
         raise ValueError(f"mask_suffix must be a plain name part, got {suffix!r}")
+    check_out_apart(out, [("the images folder", images if isinstance(images, (str, Path))
+                           else None), ("the model", model)])
     arrays, names, images_record = _as_images(images, channel)
     params = {} if device is None else {"device": device}
     segmenter = load_model(model, **params)

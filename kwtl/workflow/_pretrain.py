@@ -9,6 +9,7 @@ from tqdm.auto import tqdm
 from ..models import FCRNSegmenter
 from ..utils import derive_seed
 from ..utils._atomic import atomic_write_text
+from ..utils._inputs import check_out_apart
 from ._files import folder_sha256, load_annotated, read_checkpoint, write_checkpoint
 from ._model import fingerprint, load_model, model_source, recorded_training, save_model
 
@@ -97,6 +98,10 @@ def pretrain(sources, out, start=None, *, width=None, patch_size=None, stride=No
             raise FileNotFoundError(f"source folder not found: {folder}")
     if out.is_dir():
         raise ValueError(f"--out {out} is a folder; give a model file name such as model.kwtl")
+    check_out_apart(out, [("a source folder", s) for s in sources]
+                    + [("the starting model", start)])
+    check_out_apart(_work_dir(out), [("a source folder", s) for s in sources],
+                    option="--out's work folder")
     chosen = {"module__width": width, "patch_size": patch_size, "stride": stride,
               "meta_iterations": meta_iterations, "inner_steps": inner_steps,
               "meta_shots": meta_shots}

@@ -20,6 +20,7 @@ from ..selection import DEFAULT_SELECTOR, PixelSelector, make_selector
 from ..selection._base import BaseSelector
 from ..utils import check_images, derive_seed
 from ..utils._atomic import atomic_write, atomic_write_text
+from ..utils._inputs import check_out_apart
 from ..utils._output import prepare_output_dir
 from ..datasets import write_image
 from ._files import load_unlabelled, sha256_array
@@ -280,6 +281,8 @@ def select(images, model, budget, out, unit="patch", selector=None, *, channel=N
         raise ValueError(f"the {selector_name or type(selector).__name__} selector chooses "
                          f"{ {'patch': 'patches', 'image': 'whole images'}.get(selector.unit)} only; use unit='{selector.unit}' "
                          f"(--unit {selector.unit})")
+    check_out_apart(out, [("the images folder", images if isinstance(images, (str, Path))
+                           else None), ("the model", model)])
     arrays, names, images_record = _as_images(images, channel)
     params = {} if device is None else {"device": device}
     segmenter = load_model(model, **params)
