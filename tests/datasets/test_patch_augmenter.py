@@ -114,6 +114,20 @@ def test_zoom_samples_the_centred_grid_bilinearly(factor):
                 assert zoomed_mask[yy, xx] == mask[int(round(sy)), int(round(sx))]
 
 
+@pytest.mark.parametrize("factor", [0.8, 1.3, 2.5])
+def test_zoom_agrees_with_scipy_affine_transform(factor):
+    from scipy import ndimage
+
+    rng = np.random.default_rng(2)
+    image = rng.random((13, 17)) * 255
+    zoomed, _ = zoom_pair(image, image > 128, factor)
+    centre = np.array([6.0, 8.0])
+    matrix = np.eye(2) / factor
+    want = ndimage.affine_transform(image, matrix, offset=centre - matrix @ centre, order=1,
+                                    mode="mirror")
+    np.testing.assert_allclose(zoomed, want, atol=1e-9)
+
+
 def test_scale_draws_stay_in_their_range_and_keep_masks_binary():
     image = np.tile(np.arange(16, dtype=np.uint8) * 16, (16, 1))
     mask = image >= 128
