@@ -25,7 +25,7 @@ import numpy as np
 from PIL import Image
 
 from kwtl.datasets import make_cells, write_image, write_mask
-from kwtl.workflow import finetune, predict, pretrain, read_selection, select
+from kwtl.workflow import evaluate, finetune, predict, pretrain, read_selection, select
 
 root = Path(tempfile.mkdtemp())
 for seed, domain in enumerate(("fluorescence", "histology")):
@@ -53,8 +53,9 @@ pretrain([root / "fluorescence", root / "histology"], root / "model.kwtl", width
 # 2. Select what to annotate
 # --------------------------
 # Pseudo-label fine-tuning on the new folder, then the default selector scores every 32²
-# candidate; the six best non-overlapping ones are exported with ``selection.csv``, an
-# overview picture per image and a README for the annotator.
+# candidate; six non-overlapping ones are exported with ``selection.csv``, a contact sheet
+# of all of them, an overview picture per image that holds one, and a README for the
+# annotator that says what the selector did.
 result = select(root / "new", root / "model.kwtl", budget=6, out=root / "todo",
                 pl_epochs=5, progress=False)
 print(result.table[["image_file", "mask_file", "source_image", "row", "col", "score"]])
@@ -67,6 +68,11 @@ for ax, name in zip(axes, sorted(result.table["source_image"].unique())[:4]):
     ax.axis("off")
 fig.suptitle("What to annotate: the chosen patches, numbered by rank")
 fig.tight_layout()
+
+fig, ax = plt.subplots(figsize=(10, 3))
+ax.imshow(Image.open(root / "todo" / "contact_sheet.png"))
+ax.set_title("contact_sheet.png: every chosen patch, by rank")
+ax.axis("off")
 
 # %%
 # 3. The annotator draws the masks; fine-tune
@@ -84,13 +90,14 @@ finetune(root / "todo", root / "tuned.kwtl", epochs=30, batch_size=6, progress=F
 # %%
 # 4. Masks for the whole folder
 # -----------------------------
-# Instance labels (one value per cell, touching cells split by a watershed), an overlay per
-# image, same names as the images.
-predict(root / "new", root / "tuned.kwtl", root / "masks", instances=True, progress=False)
+# Instance labels (one value per cell, touching cells split by a watershed) in ``masks/``,
+# an overlay per image in ``overlays/``, same names as the images.
+predict(root / "new", root / "tuned.kwtl", root / "predicted", instances=True,
+        progress=False)
 
 fig, axes = plt.subplots(2, 4, figsize=(10, 5.2))
 for i in range(4):
-    labels = np.asarray(Image.open(root / "masks" / f"nuclei{i}.png"))
+    labels = np.asarray(Image.open(root / "predicted" / "masks" / f"nuclei{i}.png"))
     axes[0, i].imshow(new_images[i], cmap="gray")
     axes[0, i].set_title(f"nuclei{i}.png")
     axes[1, i].imshow(labels, cmap="nipy_spectral", interpolation="nearest")
@@ -99,4 +106,14 @@ for ax in axes.ravel():
     ax.axis("off")
 fig.suptitle("Predicted instance labels (masks/)")
 fig.tight_layout()
+
+# %%
+# 5. How good is it?
+# ------------------
+# A lab labels a few images of its own and compares: IoU per image and the mean, and with
+# ``instances=True`` the cells matched one to one (``kwtl evaluate`` on the command line).
+for i in range(3):
+    write_mask(root / "my_truth" / f"nuclei{i}.png", hidden_truth[i])
+scores = evaluate(root / "predicted", root / "my_truth", instances=True)
+print(scores.table.round(3))
 plt.show()

@@ -276,7 +276,8 @@ def _unlabelled_files(folder, recursive, mask_suffix):
     return dict(sorted(files.items()))
 
 
-def load_images(folder, channel=None, recursive=False, mask_suffix=MASK_SUFFIX):
+def load_images(folder, channel=None, recursive=False, mask_suffix=MASK_SUFFIX,
+                progress=False):
     """Load every image of an unlabelled folder, stacks split into their planes.
 
     Files are read in sorted name order with :func:`~kwtl.datasets.read_image`'s rules; a
@@ -295,6 +296,8 @@ def load_images(folder, channel=None, recursive=False, mask_suffix=MASK_SUFFIX):
         (``"day1/x"``), with ``/`` as separator.
     mask_suffix : str or None, default="_masks"
         Stem suffix of files that are skipped as masks; None skips nothing.
+    progress : bool, default=False
+        Show a progress bar (one tick per file).
 
     Returns
     -------
@@ -334,8 +337,11 @@ def load_images(folder, channel=None, recursive=False, mask_suffix=MASK_SUFFIX):
         raise ValueError(
             f"no images ({', '.join(IMAGE_EXTENSIONS)}) found in {folder}"
             + ("" if recursive else " (sub-folders are not read: pass recursive=True)"))
+    from tqdm.auto import tqdm
+
     images, names = [], []
-    for name, file in files.items():
+    for name, file in tqdm(files.items(), desc="reading images", unit="file",
+                           disable=not progress):
         planes = _planes(_decode(file), file, channel, as_stack="auto")
         is_stack = len(planes) > 1
         width = max(3, len(str(len(planes) - 1)))

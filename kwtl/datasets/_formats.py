@@ -462,7 +462,7 @@ def _encode(path, suffix, arr):
     return atomic_write(path, lambda f: f.write(data))
 
 
-def write_mask(path, labels, overwrite=False):
+def write_mask(path, labels, overwrite=False, *, dtype=None):
     """Write a binary or instance-label mask as PNG or TIFF (by extension), atomically.
 
     The values are written as they are, in the smallest unsigned type that holds them:
@@ -481,6 +481,9 @@ def write_mask(path, labels, overwrite=False):
         Bool, or non-negative integers (floats that are whole numbers are accepted).
     overwrite : bool, default=False
         Whether an existing file may be replaced.
+    dtype : numpy unsigned integer type or None, default=None
+        Write at least this type (e.g. ``np.uint16``, so that every instance-label file of
+        a folder has the same depth, whatever its number of cells); None: the smallest.
 
     Returns
     -------
@@ -525,8 +528,14 @@ def write_mask(path, labels, overwrite=False):
         raise ValueError(
             f"{path}: a PNG mask holds labels up to 65535, the largest here is {top}; "
             "write a .tif instead")
-    dtype = np.uint8 if top < 256 else np.uint16 if top < 65536 else np.uint32
-    return _encode(path, suffix, arr.astype(dtype))
+    smallest = np.uint8 if top < 256 else np.uint16 if top < 65536 else np.uint32
+    if dtype is not None:
+        if np.dtype(dtype) not in (np.dtype(np.uint8), np.dtype(np.uint16), np.dtype(np.uint32)):
+            raise ValueError(f"dtype must be uint8, uint16 or uint32, got {dtype!r}")
+        if suffix == ".png" and np.dtype(dtype) == np.dtype(np.uint32):
+            raise ValueError("a PNG mask is at most 16-bit; write a .tif for uint32")
+        smallest = np.promote_types(smallest, dtype).type
+    return _encode(path, suffix, arr.astype(smallest))
 
 
 def write_image(path, image, overwrite=False):

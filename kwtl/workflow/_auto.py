@@ -20,7 +20,7 @@ from tqdm.auto import tqdm
 from ..metrics import iou_score
 
 __all__ = ["AUTO_MODELS", "IMPLAUSIBLE_FOREGROUND", "choose_model", "foreground_fraction",
-           "warn_implausible_foreground"]
+           "resolve_model", "warn_if_implausible", "warn_implausible_foreground"]
 
 #: The released models ``choose_model`` picks from (one per kind of image).
 AUTO_MODELS = ("authors:B39", "authors:B5", "authors:EM", "authors:ssTEM", "authors:TNBC")
@@ -61,17 +61,51 @@ def foreground_fraction(segmenter, images):
     return float(sum(int(m.sum()) for m in masks) / sum(m.size for m in masks))
 
 
-def warn_implausible_foreground(fraction, model_name, limit=IMPLAUSIBLE_FOREGROUND):
+def warn_implausible_foreground(fraction, model_name, limit=IMPLAUSIBLE_FOREGROUND,
+                                advice="see the user guide's table of which model to start "
+                                       "from, or let kwtl choose one (--model auto)"):
     """Warn (``UserWarning``, one line) when a model predicts more than ``limit`` of the pixels
     as cells; returns whether it warned."""
     if fraction <= limit:
         return False
     warnings.warn(
-        f"{model_name} predicts {100 * fraction:.0f}% of the pixels of these images as cells "
-        f"(more than {100 * limit:.0f}%): it is probably the wrong starting model for them; "
-        "see the user guide's table of which model to start from, or use --model auto",
+        f"{model_name} predicts {100 * fraction:.1f}% of the pixels of these images as cells "
+        f"(more than {100 * limit:.0f}%): it is probably the wrong model for them; {advice}",
         UserWarning, stacklevel=3)
     return True
+
+
+def _name(model):
+    return str(model) if isinstance(model, (str, os.PathLike)) else type(model).__name__
+
+
+def warn_if_implausible(segmenter, images, model, max_images=4, max_side=512):
+    """Predict centre crops (at most ``max_side`` pixels a side) of up to ``max_images``
+    evenly spaced images and warn if the foreground is implausible; returns the fraction."""
+    crops = []
+    for i in _evenly_spaced(len(images), max_images):
+        h, w = images[i].shape
+        r, c = max(0, (h - max_side) // 2), max(0, (w - max_side) // 2)
+        crops.append(images[i][r:r + max_side, c:c + max_side])
+    fraction = foreground_fraction(segmenter, crops)
+    warn_implausible_foreground(fraction, _name(model))
+    return fraction
+
+
+def resolve_model(model, images, *, device=None, progress=True):
+    """``model``, or with ``"auto"`` the released model :func:`choose_model` picks for
+    ``images``; returns ``(model, record)``, the record (None unless auto) for provenance."""
+    if not (isinstance(model, str) and model == "auto"):
+        return model, None
+    result = choose_model(images, device=device, progress=progress)
+    best = result.table.iloc[0]
+    runner_up = (f"; next {result.table.iloc[1]['model']} "
+                 f"{result.table.iloc[1]['agreement']:.2f}" if len(result.table) > 1 else "")
+    print(f"--model auto: starting from {result.choice} (its masks agree with the "
+          f"pseudo-labels at IoU {best['agreement']:.2f}{runner_up}; it predicts "
+          f"{100 * best['foreground']:.0f}% foreground)")
+    return result.choice, {"choice": result.choice, "images": result.images,
+                           "table": result.table.to_dict(orient="records")}
 
 
 def choose_model(images, candidates=AUTO_MODELS, *, channel=None, max_images=8,
@@ -158,6 +192,8 @@ def choose_model(images, candidates=AUTO_MODELS, *, channel=None, max_images=8,
     table = pd.DataFrame(rows, columns=["model", "agreement", "foreground"])
     table = table.iloc[np.argsort(-table["agreement"].to_numpy(), kind="stable")]
     table = table.reset_index(drop=True)
-    warn_implausible_foreground(rows[best]["foreground"], rows[best]["model"])
+    warn_implausible_foreground(rows[best]["foreground"], rows[best]["model"],
+                                advice="no released model fits these images well; check "
+                                       "the masks of the first fine-tuned model closely")
     return Bunch(choice=candidates[best], table=table, images=used,
                  pseudo_label_foreground=float(np.mean([p.mean() for p in pseudo])))

@@ -69,10 +69,10 @@ def folder_sha256(folder):
     return digest.hexdigest()
 
 
-def load_unlabelled(folder, channel=None):
+def load_unlabelled(folder, channel=None, progress=False):
     """The images of an unlabelled folder, sorted by name (stacks split into planes):
     ``(images, names)``; see :func:`kwtl.datasets.load_images`."""
-    return load_images(folder, channel=channel)
+    return load_images(folder, channel=channel, progress=progress)
 
 
 def load_annotated(folder):

@@ -11,8 +11,14 @@ from .. import __version__
 from ..datasets import PatchSet, read_image
 from ..utils import derive_seed
 from ..utils._inputs import check_out_apart
-from ._files import read_checkpoint, read_foreground, sha256_array, write_checkpoint
+from ..datasets import read_mask
+from ..utils import masks_to_foreground
+from ._display import _is_colour
+from ._files import read_checkpoint, sha256_array, write_checkpoint
+from ._auto import foreground_fraction
+from ._mask_checks import check_foreground, check_mask_labels, lossy_siblings
 from ._model import fingerprint, load_model, model_source, recorded_training, save_model
+from ._package import MODEL_INPUT
 from ._select import _WORK, PLFT_MODEL, SELECTION_COLUMNS, batch_progress, read_selection
 
 __all__ = ["finetune", "read_annotations"]
@@ -30,12 +36,17 @@ def _mask_path(todo, mask_file):
     return None
 
 
-def read_annotations(todo_dir):
+def read_annotations(todo_dir, accept_masks=False):
     """The annotated items of a ``select`` folder: images, masks and the selection table.
 
     Every row of ``selection.csv`` must have its mask (at ``mask_file``, or the same name
     with ``.tif``/``.tiff``/``.png``), of the same size as its image; binary masks and
-    instance labels are both read as foreground = non-zero.
+    instance labels are both read as foreground = non-zero. The images are the model's
+    input (``model_input/``; packages of older kwtl versions: ``image_file``). A JPEG saved
+    in a mask's place is named as such (lossy: save PNG or TIFF); a mask whose values are
+    neither binary nor instance labels (a picture with cells painted on it, smoothed edges)
+    is refused unless ``accept_masks``
+    (:func:`kwtl.workflow._mask_checks.check_mask_labels`).
 
     Returns
     -------
@@ -62,14 +73,22 @@ def read_annotations(todo_dir):
         raise ValueError(f"{csv_file} lacks the column(s) {', '.join(absent)}")
     if len(table) == 0:
         raise ValueError(f"{csv_file} lists no item to annotate")
-    images, masks, mask_files, missing, mismatched = [], [], [], [], []
+    images, masks, mask_files, missing, mismatched, lossy, painted = [], [], [], [], [], [], []
     for row in table.itertuples(index=False):
-        image = read_image(todo / row.image_file)
+        model_input = todo / MODEL_INPUT / Path(row.image_file).name
+        image = read_image(model_input if model_input.is_file() else todo / row.image_file)
         path = _mask_path(todo, row.mask_file)
         if path is None:
-            missing.append(row.mask_file)
+            jpeg = lossy_siblings(todo / row.mask_file)
+            (lossy if jpeg else missing).append(
+                str(jpeg[0].relative_to(todo)) if jpeg else row.mask_file)
             continue
-        mask = read_foreground(path)
+        labels = read_mask(path)
+        problem = check_mask_labels(labels, path.relative_to(todo), colour=_is_colour(path))
+        if problem and not accept_masks:
+            painted.append(problem)
+            continue
+        mask = masks_to_foreground(labels, separate_touching=True)
         if mask.shape != image.shape:
             mismatched.append(f"{path.relative_to(todo)} is {mask.shape[0]}x{mask.shape[1]}, "
                               f"its image {image.shape[0]}x{image.shape[1]}")
@@ -78,6 +97,15 @@ def read_annotations(todo_dir):
         masks.append(mask)
         mask_files.append(path)
     problems = []
+    if lossy:
+        shown = ", ".join(lossy[:3]) + (f" and {len(lossy) - 3} more" if len(lossy) > 3
+                                        else "")
+        problems.append(f"{len(lossy)} masks are saved as JPEG ({shown}): JPEG is lossy and "
+                        "changes the values at the cells' edges; save them as PNG or TIFF")
+    if painted:
+        problems.append(painted[0] + (f" ({len(painted) - 1} more masks like it)"
+                                      if len(painted) > 1 else "")
+                        + "; or pass --accept-masks to train on them as they are")
     if missing:
         shown = ", ".join(missing[:5]) + (f" and {len(missing) - 5} more" if len(missing) > 5
                                           else "")
@@ -93,7 +121,7 @@ def read_annotations(todo_dir):
 
 
 def finetune(todo_dir, out, model=None, *, epochs=20, batch_size=None, random_state=0,
-             device=None, overwrite=False, progress=True):
+             device=None, overwrite=False, accept_masks=False, progress=True):
     """Fine-tune on the annotator's masks of a ``select`` folder; write a model file.
 
     The same fine-tuning as :class:`~kwtl.FewShotSegmentation`'s support step: a fresh Adam
@@ -125,6 +153,11 @@ def finetune(todo_dir, out, model=None, *, epochs=20, batch_size=None, random_st
     device : str or None, default=None
     overwrite : bool, default=False
         Replace an ``out`` made from other inputs.
+    accept_masks : bool, default=False
+        Train on masks that the checks flag: likely inverted (more than 90 % foreground, or
+        over half and far above what the starting model predicts on the same items,
+        :func:`kwtl.workflow._mask_checks.check_foreground`) or neither binary nor
+        instance labels. Without it such masks are refused with the numbers.
     progress : bool, default=True
 
     Returns
@@ -141,8 +174,8 @@ def finetune(todo_dir, out, model=None, *, epochs=20, batch_size=None, random_st
         raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
     if out.is_dir():
         raise ValueError(f"--out {out} is a folder; give a model file name such as tuned.kwtl")
+    data = read_annotations(todo, accept_masks)  # (is it a package at all? said first)
     check_out_apart(out, [("the annotation package", todo), ("the starting model", model)])
-    data = read_annotations(todo)
     start = todo / PLFT_MODEL if model is None else model
     start_record = model_source(start)
     items = [{"image": str(r.image_file), "mask": str(p.relative_to(todo)),
@@ -154,8 +187,7 @@ def finetune(todo_dir, out, model=None, *, epochs=20, batch_size=None, random_st
     key = fingerprint("finetune", start_record, items, settings, __version__)
     if out.exists():
         if recorded_training(out).get("fingerprint") == key:
-            if progress:
-                print(f"{out} is already fine-tuned on these masks; loading it")
+            print(f"{out} is already fine-tuned on these masks; nothing to do")
             return load_model(out)
         if not overwrite:
             raise FileExistsError(f"{out} exists (made from other inputs or parameters); "
@@ -163,6 +195,10 @@ def finetune(todo_dir, out, model=None, *, epochs=20, batch_size=None, random_st
 
     params = {} if device is None else {"device": device}
     seg = load_model(start, **params)
+    problem = check_foreground(data["masks"], foreground_fraction(seg, data["images"]))
+    if problem and not accept_masks:
+        raise ValueError(f"{todo}: {problem} Fix the masks (README.txt there), or pass "
+                         "--accept-masks to train on them as they are")
     if batch_size is not None:
         seg.set_params(batch_size=int(batch_size))
     seg.set_params(random_state=derive_seed(random_state, "finetune"))

@@ -14,6 +14,8 @@ from ..datasets import write_image, write_mask
 from ..postprocess import label_instances
 from ._files import sha256_array
 from ._model import fingerprint, load_model, model_source
+from ._auto import warn_implausible_foreground
+from ._display import display_image
 from ._select import _as_images
 
 __all__ = ["predict"]
@@ -21,11 +23,16 @@ __all__ = ["predict"]
 _FORMATS = ("png", "tif")
 
 
-def _overlay(image, labels, path):
-    """The image in grey with the predicted objects' outlines in colour."""
+#: Sub-folders of ``predict``'s output, by kind of file.
+FOLDERS = {"mask": "masks", "overlay": "overlays", "probability": "probabilities"}
+
+
+def _overlay(picture, labels, path):
+    """The picture (colour kept, contrast-stretched) with the objects' outlines in colour."""
     from skimage.segmentation import find_boundaries
 
-    rgb = np.repeat(image[..., None], 3, axis=2)
+    rgb = picture if picture.ndim == 3 else np.repeat(picture[..., None], 3, axis=2)
+    rgb = rgb.copy()
     edges = find_boundaries(labels, mode="inner")
     rgb[edges] = (255, 60, 0)
     write_image(path, rgb, overwrite=True)
@@ -38,16 +45,20 @@ def predict(images, model, out, instances=False, probabilities=False, mask_suffi
 
     For an image ``a.tif`` it writes, in ``out``:
 
-    * ``a{mask_suffix}.png`` (or ``.tif``): the mask, same size as the image — binary
+    * ``masks/a{mask_suffix}.png`` (or ``.tif``): the mask, same size as the image — binary
       (0 / 255, 8-bit) or, with ``instances=True``, instance labels (0 = background,
-      1 … n = one value per cell, 8- or 16-bit; 32-bit TIFF beyond 65535 cells) from
+      1 … n = one value per cell, 16-bit; 32-bit TIFF beyond 65535 cells) from
       :func:`kwtl.postprocess.label_instances` (connected components of the thresholded
       prediction, touching cells split by a distance-transform watershed), so the file
       opens as a labels layer in napari or as Cellpose masks
       (:func:`kwtl.datasets.write_mask`);
-    * ``a_prob.tif`` (``probabilities=True``): the foreground probability as 16-bit
-      TIFF, ``p = value / 65535`` (:func:`kwtl.datasets.write_image`);
-    * ``a_overlay.png`` (``overlay=True``): the image with the objects' outlines.
+    * ``probabilities/a_prob.tif`` (``probabilities=True``): the foreground probability as
+      16-bit TIFF, ``p = value / 65535`` (:func:`kwtl.datasets.write_image`);
+    * ``overlays/a_overlay.png`` (``overlay=True``): the image (in colour for RGB files,
+      contrast-stretched) with the objects' outlines.
+
+    Warns when the model marks more than 60 % of all pixels as cells (probably the wrong
+    model for these images).
 
     Resumable: an image whose files exist (from a run with the same model and parameters,
     recorded in ``out/predict.json``) is skipped. Files of a run with another model or
@@ -86,7 +97,8 @@ def predict(images, model, out, instances=False, probabilities=False, mask_suffi
         raise ValueError(f"mask_suffix must be a plain name part, got {suffix!r}")
     check_out_apart(out, [("the images folder", images if isinstance(images, (str, Path))
                            else None), ("the model", model)])
-    arrays, names, images_record = _as_images(images, channel)
+    arrays, names, images_record = _as_images(images, channel, progress)
+    folder = images if isinstance(images, (str, Path)) else None
     params = {} if device is None else {"device": device}
     segmenter = load_model(model, **params)
     settings = {"instances": bool(instances), "probabilities": bool(probabilities),
@@ -103,16 +115,16 @@ def predict(images, model, out, instances=False, probabilities=False, mask_suffi
     if record is None or record.get("fingerprint") != key:
         record = {"made_by": "kwtl predict", "kwtl_version": __version__, "fingerprint": key,
                   "model": model_source(model), "images": images_record, **settings,
-                  "done": {}}
+                  "masks_folder": FOLDERS["mask"], "done": {}}
     written, skipped = {}, []
     bar = tqdm(total=len(arrays), desc="predicting", unit="image", disable=not progress)
     try:
         for image, name in zip(arrays, names):
-            files = {"mask": out / f"{name}{suffix}.{format}"}
+            files = {"mask": out / FOLDERS["mask"] / f"{name}{suffix}.{format}"}
             if probabilities:
-                files["probability"] = out / f"{name}_prob.tif"
+                files["probability"] = out / FOLDERS["probability"] / f"{name}_prob.tif"
             if overlay:
-                files["overlay"] = out / f"{name}_overlay.png"
+                files["overlay"] = out / FOLDERS["overlay"] / f"{name}_overlay.png"
             done = record["done"].get(name)
             if done == sha256_array(image) and all(f.is_file() for f in files.values()):
                 skipped.append(name)
@@ -127,18 +139,30 @@ def predict(images, model, out, instances=False, probabilities=False, mask_suffi
                                      "--format tif")
             else:
                 labels = proba >= segmenter.threshold
-            write_mask(files["mask"], labels, overwrite=True)
+            write_mask(files["mask"], labels, overwrite=True,
+                       dtype=np.uint16 if instances else None)
             if probabilities:
                 write_image(files["probability"], np.clip(proba, 0.0, 1.0), overwrite=True)
             if overlay:
-                _overlay(image, labels, files["overlay"])
+                _overlay(display_image(folder, name, image, channel), labels, files["overlay"])
             record["done"][name] = sha256_array(image)
+            record.setdefault("foreground", {})[name] = float(np.mean(labels > 0))
             atomic_write_text(record_file, json.dumps(record, indent=1) + "\n")
             written[name] = files["mask"]
             bar.update(1)
     finally:
         bar.close()
     kind = "instance-label" if instances else "binary"
-    print(f"wrote {len(written) - len(skipped)} {kind} masks to {out}"
-          + (f" ({len(skipped)} already there)" if skipped else ""))
+    if len(skipped) == len(written):
+        print(f"{out} already holds these masks; nothing to do")
+    else:
+        print(f"wrote {len(written) - len(skipped)} {kind} masks to {out / FOLDERS['mask']}"
+              + (f" ({len(skipped)} already there)" if skipped else "")
+              + (f", overlays to {out / FOLDERS['overlay']}" if overlay else ""))
+    fractions = [record.get("foreground", {}).get(n) for n in names]
+    sizes = [a.size for a in arrays]
+    if all(f is not None for f in fractions) and fractions:
+        warn_implausible_foreground(float(np.dot(fractions, sizes) / sum(sizes)),
+                                    getattr(model, "name", str(model)) if isinstance(
+                                        model, (str, Path)) else type(model).__name__)
     return Bunch(masks=written, path=out, skipped=skipped)

@@ -123,7 +123,7 @@ def pretrain(sources, out, start=None, *, width=None, patch_size=None, stride=No
         extra.items())), int(random_state))
     if out.exists():
         if recorded_training(out).get("fingerprint") == key:
-            _say(True, f"{out} is already pre-trained from these inputs; loading it")
+            _say(True, f"{out} is already pre-trained from these inputs; nothing to do")
             return load_model(out, device=device)
         if not overwrite:
             raise FileExistsError(f"{out} exists (made from other inputs or parameters); "

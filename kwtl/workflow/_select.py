@@ -3,7 +3,6 @@ import contextlib
 import copy
 import json
 import shutil
-import textwrap
 import time
 import warnings
 from pathlib import Path
@@ -22,9 +21,11 @@ from ..utils import check_images, derive_seed
 from ..utils._atomic import atomic_write, atomic_write_text
 from ..utils._inputs import check_out_apart
 from ..utils._output import prepare_output_dir
-from ..datasets import write_image
+from ._auto import resolve_model, warn_if_implausible
+from ._display import colour_files
 from ._files import load_unlabelled, sha256_array
 from ._model import fingerprint, load_model, model_source, save_model
+from ._package import write_package
 
 __all__ = ["select", "read_selection", "SELECTION_COLUMNS", "PLFT_MODEL"]
 
@@ -36,11 +37,17 @@ PLFT_MODEL = "model_plft.kwtl"
 _WORK = ".kwtl-work"
 
 
-def _as_images(images, channel):
-    """A folder (read with the format policy) or a list of arrays; with names and a record."""
+def _as_images(images, channel, progress=False):
+    """A folder (read with the format policy) or a list of arrays; with names and a record.
+    Says in one line when colour images are converted to grey for the model."""
     if isinstance(images, (str, Path)):
         folder = Path(images)
-        arrays, names = load_unlabelled(folder, channel=channel)
+        arrays, names = load_unlabelled(folder, channel=channel, progress=progress)
+        colour = colour_files(folder, channel)
+        if colour:
+            print(f"{len(colour)} of {len(arrays)} images are colour (RGB): the model sees them "
+                  "in grey (ITU-R 601 luma; --channel C picks one colour instead); the "
+                  "pictures for people keep their colour")
         return arrays, names, str(folder.resolve())
     arrays = check_images(images, name="images")
     return arrays, [f"image{i:03d}" for i in range(len(arrays))], "<arrays>"
@@ -131,63 +138,6 @@ def _non_overlapping(order, coords, size, budget):
 
 def _item_name(name, row, col, unit):
     return name if unit == "image" else f"{name}_r{row:04d}_c{col:04d}"
-
-
-def _overview(image, boxes, path):
-    """The source image with the chosen regions drawn and numbered by rank."""
-    from PIL import Image, ImageDraw
-
-    picture = Image.fromarray(image).convert("RGB")
-    draw = ImageDraw.Draw(picture)
-    width = max(2, min(image.shape) // 200)
-    for rank, (r, c, h, w) in boxes:
-        draw.rectangle([c, r, c + w - 1, r + h - 1], outline=(255, 40, 40), width=width)
-        draw.text((c + 2 * width + 2, r + 2 * width + 2), f"#{rank}", fill=(255, 255, 0))
-    write_image(path, np.asarray(picture), overwrite=True)
-
-
-_README = """\
-kwtl annotation package
-=======================
-
-What to do
-----------
-{intro}
-
-For every row of selection.csv:
-  1. open its image_file (e.g. {example_image}) in your annotation tool
-     (napari, Fiji, QuPath, the Cellpose GUI ...);
-  2. draw the cells (foreground);
-  3. save the mask at its mask_file (e.g. {example_mask}).
-
-Mask format
------------
-* the same size as its image ({size_text});
-* PNG or TIFF (the same name with .tif or .tiff instead of .png is accepted too);
-* binary (0 = background, any other value = cell) or instance labels (0 = background,
-  1, 2, 3 ... = one value per cell, as napari labels layers and Cellpose write them);
-* an item without any cell gets an all-zero mask (do not skip it).
-
-Then run
-
-    kwtl finetune {todo} --out tuned.kwtl
-
-which checks that every mask is there and has the right size, fine-tunes the model on
-your masks and writes tuned.kwtl; then
-
-    kwtl predict IMAGES_DIR --model tuned.kwtl --out MASKS_DIR
-
-segments a whole folder.
-
-Files
------
-images/           the {what} to annotate (8-bit grey PNG, as the model sees them)
-masks/            put your masks here
-overview/         one picture per source image, the chosen regions in red, by rank
-selection.csv     one row per item: {columns}
-selection.json    how the choice was made (model, selector, parameters, kwtl {version})
-model_plft.kwtl   the model the choice was made with (kwtl finetune starts from it)
-"""
 
 
 def select(images, model, budget, out, unit="patch", selector=None, *, channel=None,
@@ -283,9 +233,12 @@ def select(images, model, budget, out, unit="patch", selector=None, *, channel=N
                          f"(--unit {selector.unit})")
     check_out_apart(out, [("the images folder", images if isinstance(images, (str, Path))
                            else None), ("the model", model)])
-    arrays, names, images_record = _as_images(images, channel)
+    arrays, names, images_record = _as_images(images, channel, progress)
     params = {} if device is None else {"device": device}
+    model, auto_record = resolve_model(model, arrays, device=device, progress=progress)
     segmenter = load_model(model, **params)
+    if auto_record is None:  # (choose_model has warned already)
+        warn_if_implausible(segmenter, arrays, model)
     if stride is not None:
         if isinstance(stride, bool) or not isinstance(stride, (int, np.integer)) or stride < 1:
             raise ValueError(f"stride must be a positive integer, got {stride!r}")
@@ -360,51 +313,21 @@ def select(images, model, budget, out, unit="patch", selector=None, *, channel=N
         chosen = (order[: int(budget)] if unit == "image" or allow_overlap
                   else _non_overlapping(order, coords, size, int(budget)))
 
-    # 4. the package (images/ and overview/ hold only kwtl's files: stale ones go)
-    for folder in ("images", "overview"):
-        for old in (out / folder).glob("*.png") if (out / folder).is_dir() else ():
-            old.unlink()
-    rows, boxes = [], {}
-    for rank, k in enumerate(chosen, start=1):
-        i, r, c = (int(v) for v in coords[k])
-        item = _item_name(names[i], r, c, unit)
-        if unit == "image":
-            pixels, (h, w), size_text = arrays[i], shapes[i], f"{shapes[i][0]}x{shapes[i][1]}"
-        else:
-            pixels, (h, w), size_text = arrays[i][r:r + size, c:c + size], (size, size), size
-        write_image(out / "images" / f"{item}.png", pixels, overwrite=True)
-        rows.append({"image_file": f"images/{item}.png", "mask_file": f"masks/{item}.png",
-                     "source_image": names[i], "row": r, "col": c, "size": size_text,
-                     "score": float(flat[k]), "rank": rank})
-        boxes.setdefault(i, []).append((rank, (r, c, h, w)))
-    (out / "masks").mkdir(exist_ok=True)
-    for i, name in enumerate(names):
-        _overview(arrays[i], boxes.get(i, []), out / "overview" / f"{name}.png")
-    table = pd.DataFrame(rows, columns=list(SELECTION_COLUMNS))
-    atomic_write_text(out / "selection.csv", table.to_csv(index=False))
+    # 4. the package: pictures for the annotator, the model's input, table, README
+    table, description = write_package(
+        out, chosen, coords, flat, arrays, names, size=size, unit=unit,
+        folder=images if isinstance(images, (str, Path)) else None, channel=channel,
+        selector=selector, selector_name=selector_name, columns=SELECTION_COLUMNS,
+        progress=progress)
     save_model(plft, out / PLFT_MODEL, overwrite=True,
                training=json.loads(json.dumps(_training_of(plft_file))))
-    what = "whole images" if unit == "image" else f"{size}x{size} patches"
-    intro = textwrap.fill(
-        f"kwtl chose the {len(rows)} {what} in images/ for you to annotate, out of "
-        f"{len(flat)} candidates in {len(arrays)} images: with the "
-        f"{settings['selector']['name']!r} selector"
-        f"{' (fast whole-image scoring)' if getattr(selector, 'dense', False) else ''}, "
-        "these are the ones whose masks should teach the model most. selection.csv lists "
-        "them best first (column rank); overview/ shows where each lies in its source "
-        "image.", width=88)
-    atomic_write_text(out / "README.txt", _README.format(
-        intro=intro, what=what, example_image=rows[0]["image_file"],
-        example_mask=rows[0]["mask_file"],
-        size_text="height x width in column size" if unit == "image"
-        else f"{size}x{size} pixels",
-        todo=out, columns=", ".join(SELECTION_COLUMNS), version=__version__))
     metadata = {
         "made_by": "kwtl select", "kwtl_version": __version__, "fingerprint": key,
         "images": images_record, "n_images": len(arrays), "model": model_record,
         "plft_model": PLFT_MODEL, **settings,
         "dense": getattr(selector, "dense", None),
-        "n_candidates": int(len(flat)), "n_chosen": len(rows),
+        "n_candidates": int(len(flat)), "n_chosen": len(table),
+        "auto_model": auto_record,
         "seconds": {"total": round(time.perf_counter() - started, 1),
                     "plft": round(scoring_started - plft_started, 1),
                     "scoring": round(scored_at - scoring_started, 1),
@@ -413,8 +336,9 @@ def select(images, model, budget, out, unit="patch", selector=None, *, channel=N
     }
     atomic_write_text(out / "selection.json", json.dumps(metadata, indent=1) + "\n")
     shutil.rmtree(out / _WORK, ignore_errors=True)  # finished: the cache is not needed
-    print(f"chose {len(rows)} {what} of {len(arrays)} images for annotation; "
-              f"see {out / 'README.txt'}")
+    what = "whole images" if unit == "image" else f"{size}x{size} patches"
+    print(f"chose {len(table)} {what} of {len(arrays)} images for annotation with the "
+          f"{description.name!r} selector ({description.summary}); see {out / 'README.txt'}")
     return Bunch(table=table, path=out, metadata=metadata, model=plft)
 
 

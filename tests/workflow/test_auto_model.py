@@ -57,7 +57,7 @@ def test_agreement_and_foreground_match_an_independent_computation(images):
 
 
 def test_an_implausible_choice_is_warned_about(images):
-    with pytest.warns(UserWarning, match=r"predicts 100% of the pixels.*more than 60%"):
+    with pytest.warns(UserWarning, match=r"predicts 100.0% of the pixels.*more than 60%"):
         result = choose_model(images, [_constant(-20.0), _constant(20.0)], progress=False)
     assert result.table["foreground"].iloc[0] == 1.0
 

@@ -126,9 +126,9 @@ def test_four_commands_on_real_images(shared_data, tmp_path, capsys):
     assert main(["predict", str(target), "--model", str(tuned), "--out", str(masks),
                  "--instances", "--suffix", "_masks", *run]) == 0
     for name, gt in truth.items():
-        labels = np.asarray(Image.open(masks / f"{name}_masks.png"))
+        labels = np.asarray(Image.open(masks / "masks" / f"{name}_masks.png"))
         assert labels.shape == gt.shape and labels.dtype in (np.uint8, np.uint16)
         values = np.unique(labels)
         assert values[0] == 0 or len(values) == 1
         assert np.array_equal(values, np.arange(len(values)))  # 0 then 1..n, no gaps
-        assert (masks / f"{name}_overlay.png").is_file()
+        assert (masks / "overlays" / f"{name}_overlay.png").is_file()

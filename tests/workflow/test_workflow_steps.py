@@ -13,6 +13,7 @@ from kwtl import FewShotSegmentation
 from kwtl.datasets import read_image
 from kwtl.models import ModelFileError
 from kwtl.selection import DEFAULT_SELECTOR, BaseSelector, make_selector
+from kwtl.workflow._display import stretch
 from kwtl.workflow import (SELECTION_COLUMNS, finetune, load_model, predict, pretrain,
                            read_annotations, read_selection, select)
 
@@ -99,23 +100,29 @@ def test_select_writes_the_annotation_package(tiny_data, package):
     table = read_selection(todo)
     assert tuple(table.columns) == SELECTION_COLUMNS
     assert len(table) == 5 and table["rank"].tolist() == [1, 2, 3, 4, 5]
-    assert table["score"].is_monotonic_decreasing
+    assert table["score"].isna().all()  # the default (random) draws: no score (issue 23)
     size = TINY["patch_size"]
     images = dict(zip([f"img{i:02d}" for i in range(3)], tiny_data["target_images"]))
     for row in table.itertuples():
         assert row.image_file == f"images/{row.source_image}_r{row.row:04d}_c{row.col:04d}.png"
         assert row.mask_file == row.image_file.replace("images/", "masks/")
-        patch = np.asarray(Image.open(todo / row.image_file))
         source = images[row.source_image]
-        assert np.array_equal(patch, source[row.row:row.row + size, row.col:row.col + size])
+        window = source[row.row:row.row + size, row.col:row.col + size]
+        model_input = np.asarray(Image.open(todo / row.image_file.replace("images/",
+                                                                          "model_input/")))
+        assert np.array_equal(model_input, window)  # the model's input, unchanged
+        picture = np.asarray(Image.open(todo / row.image_file))  # for people: stretched
+        assert np.array_equal(picture, stretch(source)[row.row:row.row + size,
+                                                       row.col:row.col + size])
     # chosen patches of one image do not overlap
     for _, group in table.groupby("source_image"):
         corners = group[["row", "col"]].to_numpy()
         for a in range(len(corners)):
             for b in range(a + 1, len(corners)):
                 assert np.any(np.abs(corners[a] - corners[b]) >= size)
-    assert sorted(p.name for p in (todo / "overview").iterdir()) == [f"img{i:02d}.png"
-                                                                   for i in range(3)]
+    assert sorted(p.name for p in (todo / "overview").iterdir()) == sorted(
+        f"{name}.png" for name in set(table["source_image"]))  # images holding picks only
+    assert (todo / "contact_sheet.png").is_file()
     readme = (todo / "README.txt").read_text()
     assert "masks/" in readme and "instance labels" in readme and "kwtl finetune" in readme
     meta = json.loads((todo / "selection.json").read_text())
@@ -279,7 +286,8 @@ def test_predict_masks_instances_probabilities_and_resume(tiny_data, tmp_path, c
                      probabilities=True, mask_suffix="_masks", format="tif", progress=False)
     seg = load_model(tiny_data["model"])
     for i, image in enumerate(tiny_data["target_images"]):
-        labels = read_image_labels(out / f"img{i:02d}_masks.tif")
+        labels = read_image_labels(out / "masks" / f"img{i:02d}_masks.tif")
+        assert labels.dtype == np.uint16  # the documented depth, whatever the cell count
         proba = seg.predict_proba([image])[0]
         assert labels.shape == image.shape
         # the objects are the predicted foreground without specks under 16 pixels
@@ -290,9 +298,11 @@ def test_predict_masks_instances_probabilities_and_resume(tiny_data, tmp_path, c
         big = np.bincount(parts.ravel()) >= 16
         big[0] = False
         assert np.array_equal(labels > 0, big[parts])
-        stored = read_image_labels(out / f"img{i:02d}_prob.tif") / 65535
+        stored = read_image_labels(out / "probabilities" / f"img{i:02d}_prob.tif") / 65535
         assert np.abs(stored - proba).max() <= 0.5 / 65535 + 1e-6
-        assert (out / f"img{i:02d}_overlay.png").is_file()
+        assert (out / "overlays" / f"img{i:02d}_overlay.png").is_file()
+    assert sorted(p.name for p in (out / "masks").iterdir()) == [
+        f"img{i:02d}_masks.tif" for i in range(3)]  # masks alone in their folder
     assert set(result.masks) == {"img00", "img01", "img02"}
     again = predict(tiny_data["target"], tiny_data["model"], out, instances=True,
                     probabilities=True, mask_suffix="_masks", format="tif", progress=False)
@@ -304,9 +314,9 @@ def test_predict_masks_instances_probabilities_and_resume(tiny_data, tmp_path, c
 def test_predict_binary_png(tiny_data, tmp_path):
     out = tmp_path / "pred"
     predict(tiny_data["target"], tiny_data["model"], out, overlay=False, progress=False)
-    mask = np.asarray(Image.open(out / "img00.png"))
+    mask = np.asarray(Image.open(out / "masks" / "img00.png"))
     assert mask.dtype == np.uint8 and set(np.unique(mask)) <= {0, 255}
-    assert not (out / "img00_overlay.png").exists()
+    assert not (out / "overlays").exists()
     assert np.array_equal(mask > 0, load_model(tiny_data["model"]).predict(
         [tiny_data["target_images"][0]])[0])
 
