@@ -16,7 +16,8 @@ _DESCRIPTION = """\
 kwtl: knowing what to label (Dawoud et al., WACV 2023).
 
 The lab workflow, from a folder of unlabelled images to masks:
-  kwtl pretrain SOURCE_DIR... --out model.kwtl   (or --from authors:EM)
+  kwtl pretrain SOURCE_DIR... --out model.kwtl   (or --from authors:B39 ..., or
+                 --from auto --images IMAGES_DIR: the released model that suits them)
   kwtl select IMAGES_DIR --model model.kwtl --budget N --out TODO_DIR
   (annotate the patches in TODO_DIR as its README.txt says)
   kwtl finetune TODO_DIR --out tuned.kwtl
@@ -101,6 +102,9 @@ def _common_options(parser, force_help):
 _MODEL_HELP = ("a model file (kwtl pretrain / kwtl finetune) or the authors' released "
                "weights by name: {names} (found in $KWTL_WEIGHTS, else downloaded from the "
                "authors' pinned commit, sha256 checked)")
+_AUTO_HELP = ("; or 'auto': the released model whose masks agree best with the classical "
+              "pseudo-labels of these images (no label read; the user guide's table says "
+              "which model suits which images)")
 
 
 def _workflow_parsers(sub):
@@ -122,7 +126,11 @@ def _workflow_parsers(sub):
     pre.add_argument("--out", required=True, metavar="FILE", help="model file to write, "
                      "e.g. model.kwtl (its sidecar is FILE.json)")
     pre.add_argument("--from", dest="start", metavar="MODEL",
-                     help="start from these weights: " + model_help)
+                     help="start from these weights: " + model_help
+                          + "; or 'auto' with --images: the released model that suits "
+                            "those images best (see kwtl select --model auto)")
+    pre.add_argument("--images", metavar="IMAGES_DIR", default=None,
+                     help="with --from auto: the lab's unlabelled images to choose for")
     for name, what in (("width", "network width (default 32)"),
                        ("patch-size", "training patch size, a multiple of 8 (default 256)"),
                        ("stride", "patch grid step (default 30)"),
@@ -141,7 +149,7 @@ def _workflow_parsers(sub):
                     "position, selection.csv, one overview picture per source image and a "
                     "README.txt for the annotator. Resumable: rerun the same command.")
     sel.add_argument("images", metavar="IMAGES_DIR", help="folder of unlabelled images")
-    sel.add_argument("--model", required=True, metavar="MODEL", help=model_help)
+    sel.add_argument("--model", required=True, metavar="MODEL", help=model_help + _AUTO_HELP)
     sel.add_argument("--budget", required=True, type=int, metavar="N",
                      help="how many patches (or images, --unit image) to annotate")
     sel.add_argument("--unit", choices=("patch", "image"), default="patch",
@@ -178,6 +186,10 @@ def _workflow_parsers(sub):
                      help="fine-tuning epochs (default 20, the paper's)")
     fin.add_argument("--batch-size", type=int, default=None, metavar="N",
                      help="patches per batch (default: the model's, 64)")
+    fin.add_argument("--accept-masks", action="store_true",
+                     help="train on masks the checks flag (likely inverted: over 90%% "
+                          "foreground, or over half and far above the model's prediction; "
+                          "values that are neither binary nor instance labels)")
     _common_options(fin, "replace an existing --out made from other inputs")
 
     pred = sub.add_parser(
@@ -262,7 +274,8 @@ def _workflow(args):
             raise ValueError(f"--device {device}: CUDA is not available on this machine")
     progress = not args.no_progress
     if args.command == "pretrain":
-        workflow.pretrain(args.sources, args.out, start=args.start, width=args.width,
+        workflow.pretrain(args.sources, args.out, start=args.start, images=args.images,
+                          width=args.width,
                           patch_size=args.patch_size, stride=args.stride,
                           meta_iterations=args.meta_iterations, inner_steps=args.inner_steps,
                           meta_shots=args.meta_shots, random_state=args.seed,
@@ -276,7 +289,8 @@ def _workflow(args):
     elif args.command == "finetune":
         workflow.finetune(args.todo, args.out, model=args.model, epochs=args.epochs,
                           batch_size=args.batch_size, random_state=args.seed, device=device,
-                          overwrite=args.force, progress=progress)
+                          overwrite=args.force, accept_masks=args.accept_masks,
+                          progress=progress)
     else:
         workflow.predict(args.images, args.model, args.out, instances=args.instances,
                          probabilities=args.probabilities, mask_suffix=args.suffix,

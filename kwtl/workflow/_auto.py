@@ -97,7 +97,7 @@ def resolve_model(model, images, *, device=None, progress=True):
     ``images``; returns ``(model, record)``, the record (None unless auto) for provenance."""
     if not (isinstance(model, str) and model == "auto"):
         return model, None
-    result = choose_model(images, device=device, progress=progress)
+    result = choose_model(images, AUTO_MODELS, device=device, progress=progress)
     best = result.table.iloc[0]
     runner_up = (f"; next {result.table.iloc[1]['model']} "
                  f"{result.table.iloc[1]['agreement']:.2f}" if len(result.table) > 1 else "")

@@ -28,6 +28,10 @@ FAR_ABOVE_PREDICTION = 0.30
 #: Masks with fewer distinct values are not checked for scattered values (binary masks, or
 #: a few classes, hold many cells per value).
 _FEW_VALUES = 8
+#: Pieces of fewer pixels are specks; a mask is mostly made of cells, not specks (a picture
+#: with many colours is mostly specks: every colour a pixel here and there).
+_SPECK = 5
+_MAX_SPECKS = 0.2
 _JPEG = (".jpg", ".jpeg", ".JPG", ".JPEG", ".jpe")
 
 
@@ -76,7 +80,9 @@ def check_mask_labels(labels, path, colour=False):
     """A problem line when a mask's values are neither binary nor instance labels.
 
     Instance labels (napari, Cellpose, colour-coded) have one connected piece per value
-    (allowing a few cut in two); masks with fewer than 8 values are not checked. A picture with cells painted over it, or a mask saved with
+    (allowing a few cut in two), and the pieces are cells, not specks; a picture has many
+    more pieces than values, or is mostly specks of under 5 pixels (more than 20 % of its
+    foreground). Masks with fewer than 8 values are not checked. A picture with cells painted over it, or a mask saved with
     smoothed edges, has many values scattered in specks: many more pieces than values.
 
     Parameters
@@ -100,7 +106,7 @@ def check_mask_labels(labels, path, colour=False):
     True
     >>> noisy = np.random.default_rng(0).integers(0, 50, (32, 32))
     >>> check_mask_labels(noisy, "b.png")  # doctest: +ELLIPSIS
-    'b.png holds 49 values in ... separate pieces: ...
+    'b.png holds 49 values in ... separate pieces (...% of its foreground in specks...
     """
     from skimage.measure import label as connected
 
@@ -108,8 +114,11 @@ def check_mask_labels(labels, path, colour=False):
     values = values[values != 0]
     if len(values) < _FEW_VALUES:  # binary, or a few classes: each value may hold many cells
         return None
-    pieces = int(connected(labels, background=0, connectivity=2).max())
-    if pieces <= 2 * len(values) + 2:
+    parts = connected(labels, background=0, connectivity=2)
+    pieces = int(parts.max())
+    sizes = np.bincount(parts.ravel())[1:]
+    specks = float(sizes[sizes < _SPECK].sum() / max(1, sizes.sum()))
+    if pieces <= 2 * len(values) + 2 and specks <= _MAX_SPECKS:
         return None
     if colour:
         fix = ("it looks like a picture with cells painted on it, not a mask; save the mask "
@@ -118,7 +127,8 @@ def check_mask_labels(labels, path, colour=False):
         fix = ("it looks like a picture or a mask saved with smoothed edges, not a mask; "
                "save 0 for background and one value for all cells (or one value per cell), "
                "without anti-aliasing")
-    return f"{Path(path)} holds {len(values)} values in {pieces} separate pieces: {fix}"
+    return (f"{Path(path)} holds {len(values)} values in {pieces} separate pieces "
+            f"({100 * specks:.0f}% of its foreground in specks under {_SPECK} pixels): {fix}")
 
 
 def lossy_siblings(path):

@@ -23,8 +23,8 @@ def _work_dir(out):
     return out.parent / f".{out.name}.kwtl-work"
 
 
-def pretrain(sources, out, start=None, *, width=None, patch_size=None, stride=None,
-             meta_iterations=None, inner_steps=None, meta_shots=None, segmenter_params=None,
+def pretrain(sources, out, start=None, *, images=None, width=None, patch_size=None,
+             stride=None, meta_iterations=None, inner_steps=None, meta_shots=None, segmenter_params=None,
              random_state=0, device="cpu", overwrite=False, progress=True):
     """Pre-train a segmenter on annotated source folders (first-order Reptile) into a file.
 
@@ -49,7 +49,10 @@ def pretrain(sources, out, start=None, *, width=None, patch_size=None, stride=No
         The model file to write (e.g. ``model.kwtl``; its sidecar is ``model.kwtl.json``).
     start : str, path-like or None, default=None
         Start from these weights instead of a random initialisation: a model file or a
-        pretrained name such as ``"authors:EM"`` (see :func:`load_model`).
+        pretrained name such as ``"authors:EM"`` (see :func:`load_model`), or ``"auto"``:
+        the released model :func:`choose_model` picks for ``images``.
+    images : str, path-like or None, default=None
+        With ``start="auto"``: the folder of unlabelled images to choose the model for.
     width, patch_size, stride, meta_iterations, inner_steps, meta_shots : int or None
         Network width and Reptile settings (:class:`~kwtl.models.FCRNSegmenter`); None
         keeps ``start``'s, else the paper's (32, 256, 30, 300, 30, 5). The paper's schedule
@@ -99,7 +102,17 @@ def pretrain(sources, out, start=None, *, width=None, patch_size=None, stride=No
     if out.is_dir():
         raise ValueError(f"--out {out} is a folder; give a model file name such as model.kwtl")
     check_out_apart(out, [("a source folder", s) for s in sources]
-                    + [("the starting model", start)])
+                    + [("the starting model", start), ("the images folder", images)])
+    auto_record = None
+    if start == "auto":
+        if images is None:
+            raise ValueError("--from auto chooses among the released models for your images: "
+                             "give them with --images IMAGES_DIR")
+        from ._auto import resolve_model
+        from ._files import load_unlabelled
+
+        start, auto_record = resolve_model(
+            "auto", load_unlabelled(images, progress=progress)[0], progress=progress)
     check_out_apart(_work_dir(out), [("a source folder", s) for s in sources],
                     option="--out's work folder")
     chosen = {"module__width": width, "patch_size": patch_size, "stride": stride,
@@ -159,6 +172,7 @@ def pretrain(sources, out, start=None, *, width=None, patch_size=None, stride=No
             "patch_size", "stride", "meta_iterations", "inner_steps", "meta_shots",
             "inner_lr", "meta_step")},
         "n_images": n_images, "meta_loss": history[-1] if history else None,
+        "auto_model": auto_record,
         "seconds": round(time.perf_counter() - started, 1),
     }
     save_model(segmenter, out, training=training, overwrite=True)
