@@ -76,7 +76,7 @@ def plot_miou_vs_shots(records, path, title=None):
         axes[0].set_axis_off()
     for ax, (target, mine) in zip(axes, by_target):
         for selector, cells in mine.groupby("selector", sort=False):
-            label = f"{selector} (ours)" if selector == "consistency" else selector
+            label = f"{selector} (the paper's)" if selector == "consistency" else selector
             ax.errorbar(
                 cells["n_shots"].tolist(), cells["mean"].tolist(), yerr=cells["std"].tolist(),
                 label=label, marker="o", capsize=3, color=_selector_colour(selector, others),

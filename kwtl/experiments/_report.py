@@ -8,7 +8,8 @@ The runner writes one JSON *record* per finished job into ``<out>/results/``::
 
 :func:`write_report` turns a folder of such records into the tables of :mod:`._tables`,
 the figures of :mod:`._figures` and a Markdown report. ``"consistency"`` is the paper's
-"Ours". Every file is written atomically (:func:`kwtl.utils._atomic.atomic_write`), so an
+method (its tables' "Ours"); every selector is tested against random and the report ends
+with the recommendation the table supports (:mod:`._recommend`). Every file is written atomically (:func:`kwtl.utils._atomic.atomic_write`), so an
 interrupted report never leaves a half-written file behind.
 """
 import csv
@@ -24,6 +25,7 @@ from ..utils._atomic import atomic_write_text as _atomic_write_text
 from ._figures import _selection_for, plot_miou_vs_shots, plot_selection
 from ._files import safe_name
 from ._paper import PAPER_TABLE2, paper_comparison_rows
+from ._recommend import BASELINE, recommendation, selector_kind, compare_with_random
 from ._tables import (_COMPARISON_COLUMNS, _SUMMARY_COLUMNS, _WILCOXON_COLUMNS,
                       _format_value, _selector_shots_rows, _target_key, format_markdown_table,
                       load_results, summary_table, wilcoxon_table)
@@ -71,14 +73,18 @@ def write_report(out_dir, records=None, images=None, metadata=None, paper_table=
 
     * ``results.csv`` — :func:`summary_table` (mean/std in %, ``ddof=0``);
     * ``results.json`` — ``{"metadata", "n_records", "summary", "wilcoxon"}`` (NaN → null);
-    * ``wilcoxon.csv`` — :func:`wilcoxon_table` of ``method`` vs every other selector;
+    * ``wilcoxon.csv`` — every selector against random
+      (:func:`~kwtl.experiments._recommend.compare_with_random`);
     * ``miou_vs_shots.png`` — :func:`plot_miou_vs_shots`;
     * ``selection_<target>.png`` — only with ``images``: for the first repeat of the
       largest-shot ``method`` run, the patches selected on the pool image that received the
       most of them (:func:`plot_selection`);
     * ``paper_comparison.csv`` — only with ``paper_table``;
-    * ``report.md`` — metadata list, selector × shots table per target, Wilcoxon table,
-      figure links and, with ``paper_table``, a "kwtl vs paper (Table 2)" section.
+    * ``report.md`` — metadata list, selector × shots table per target (each selector
+      named as the paper's method, a paper baseline or label-free beyond the paper), the
+      tests of every selector against random, figure links, with ``paper_table`` a "kwtl
+      vs paper (Table 2)" section, and last the recommendation the table supports
+      (:func:`~kwtl.experiments._recommend.recommendation`).
 
     Parameters
     ----------
@@ -96,7 +102,7 @@ def write_report(out_dir, records=None, images=None, metadata=None, paper_table=
         ``{target: {selector: {n_shots: (mean, std)}}}`` to compare against, e.g.
         :data:`kwtl.experiments._paper.PAPER_TABLE2` (``True`` means that table).
     method : str, default="consistency"
-        The selector tested against the others and shown in the selection pictures.
+        The selector shown in the selection pictures.
 
     Returns
     -------
@@ -113,7 +119,7 @@ def write_report(out_dir, records=None, images=None, metadata=None, paper_table=
     if paper_table is True:
         paper_table = PAPER_TABLE2
     summary = summary_table(records)
-    tests = wilcoxon_table(records, method=method)
+    tests = compare_with_random(records)
     paths = {}
 
     paths["results_csv"] = _atomic_write_text(out / "results.csv",
@@ -169,9 +175,11 @@ def _markdown_report(records, summary, tests, metadata, method, selections, comp
     lines.append(f"- **result records**: {len(records)}")
     lines.append("")
 
+    selectors = sorted({r["selector"] for r in summary})
+    kinds = [f"`{s}` ({selector_kind(s)})" for s in selectors if selector_kind(s)]
     lines += ["## mIoU (%) per selector and shots", "",
               "Mean ± std over repeats (numpy std, ddof = 0), in %. "
-              f"`{method}` is the paper's \"Ours\".", ""]
+              + (f"Selectors: {', '.join(kinds)}." if kinds else ""), ""]
     targets = sorted({r["target"] for r in summary}, key=_target_key)
     if not targets:
         lines += ["No results.", ""]
@@ -179,15 +187,15 @@ def _markdown_report(records, summary, tests, metadata, method, selections, comp
         columns, rows = _selector_shots_rows([r for r in summary if r["target"] == target])
         lines += [f"### {target}", "", format_markdown_table(rows, columns)]
 
-    lines += ["## Wilcoxon signed-rank tests", "",
-              f"One-sided (H1: `{method}` > baseline), paired by repeat, α = 0.05 "
-              "(the paper's Table 5).", ""]
+    lines += ["## Wilcoxon signed-rank tests: every selector against random", "",
+              f"One-sided (H1: selector > `{BASELINE}`), paired by repeat, α = 0.05 "
+              "(the test of the paper's Table 5).", ""]
     if tests:
         lines.append(format_markdown_table(
             tests,
-            ["target", "n_shots", "baseline", "n_pairs", "statistic", "p_value", "significant",
+            ["target", "n_shots", "method", "n_pairs", "statistic", "p_value", "significant",
              "note"],
-            headers=["target", "shots", "baseline", "pairs", "W", "p", "p < 0.05", "note"],
+            headers=["target", "shots", "selector", "pairs", "W", "p", "p < 0.05", "note"],
             floatfmt={"statistic": ".1f", "p_value": ".4g"},
        ))
         n_sig = sum(r["significant"] for r in tests)
@@ -217,4 +225,6 @@ def _markdown_report(records, summary, tests, metadata, method, selections, comp
            ))
         else:
             lines += ["No cell in common with the paper's table.", ""]
+
+    lines += ["## Recommendation", "", recommendation(summary, tests), ""]
     return "\n".join(lines).rstrip("\n") + "\n"

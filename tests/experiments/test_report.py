@@ -312,7 +312,11 @@ def test_write_report(tmp_path, records):
     for got, want in zip(data["summary"], summary):
         assert got == pytest.approx(want)
     with open(tmp_path / "wilcoxon.csv", newline="") as f:
-        assert len(list(csv.DictReader(f))) == len(wilcoxon_table(records))
+        written = list(csv.DictReader(f))
+    from kwtl.experiments._recommend import compare_with_random
+
+    assert len(written) == len(compare_with_random(records))
+    assert {row["baseline"] for row in written} == {"random"}
 
     report = (tmp_path / "report.md").read_text()
     for key in ("command", "machine", "wall_time_s", "profile"):
