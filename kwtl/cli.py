@@ -146,7 +146,9 @@ def _workflow_parsers(sub):
         description="Pseudo-label fine-tune the model on a folder of unlabelled images, "
                     "score every candidate patch (or image) and write an annotation package "
                     "to --out: the chosen patches as PNG files named by source image and "
-                    "position, selection.csv, one overview picture per source image and a "
+                    "position (in colour, contrast-stretched; model_input/ holds them as the "
+                    "model sees them), selection.csv, contact_sheet.png, an overview picture "
+                    "per source image holding a chosen item and a "
                     "README.txt for the annotator. Resumable: rerun the same command.")
     sel.add_argument("images", metavar="IMAGES_DIR", help="folder of unlabelled images")
     sel.add_argument("--model", required=True, metavar="MODEL", help=model_help + _AUTO_HELP)
@@ -175,8 +177,9 @@ def _workflow_parsers(sub):
         "finetune", help="fine-tune on the annotated masks", formatter_class=fmt,
         description="Read the masks named in TODO_DIR/selection.csv (binary or instance "
                     "labels, PNG/TIFF, same size as their images; every one must be there), "
-                    "fine-tune the model on them and write a model file. Resumable: "
-                    "rerun the same command.")
+                    "check them (likely inverted, painted pictures, JPEG), fine-tune the "
+                    "model on them and write a model file. Resumable: rerun the same "
+                    "command.")
     fin.add_argument("todo", metavar="TODO_DIR", help="folder written by kwtl select")
     fin.add_argument("--model", default=None, metavar="MODEL",
                      help="starting model (default: TODO_DIR/model_plft.kwtl, the model the "
@@ -195,25 +198,27 @@ def _workflow_parsers(sub):
     pred = sub.add_parser(
         "predict", help="segment a folder of images", formatter_class=fmt,
         description="Write a full-resolution mask for every image of IMAGES_DIR (same base "
-                    "name), an overlay picture, and optionally probability maps. Resumable: "
-                    "rerun the same command.")
+                    "name) into MASKS_DIR/masks/, an overlay picture into overlays/, and "
+                    "optionally probability maps into probabilities/. Resumable: rerun the "
+                    "same command.")
     pred.add_argument("images", metavar="IMAGES_DIR", help="folder of images")
     pred.add_argument("--model", required=True, metavar="MODEL", help=model_help)
     pred.add_argument("--out", required=True, metavar="MASKS_DIR", help="output folder")
     pred.add_argument("--instances", action="store_true",
-                      help="instance labels (0 background, 1..n one per cell; touching cells "
-                           "split by a distance-transform watershed, specks under 16 pixels "
-                           "removed) instead of 0/255 masks")
+                      help="16-bit instance labels (0 background, 1..n one per cell; touching "
+                           "cells split by a distance-transform watershed, specks under 16 "
+                           "pixels removed) instead of 0/255 masks")
     pred.add_argument("--probabilities", action="store_true",
-                      help="also write NAME_prob.tif, the foreground probability as 16-bit "
-                           "TIFF (probability = value / 65535)")
+                      help="also write probabilities/NAME_prob.tif, the foreground "
+                           "probability as 16-bit TIFF (probability = value / 65535)")
     pred.add_argument("--suffix", default="", metavar="TEXT",
                       help="appended to the mask names, e.g. _masks (Cellpose style)")
     pred.add_argument("--format", choices=("png", "tif"), default="png",
                       help="mask file format (default png)")
     pred.add_argument("--channel", type=int, default=None, metavar="C",
                       help="channel of multi-channel images")
-    pred.add_argument("--no-overlay", action="store_true", help="no NAME_overlay.png")
+    pred.add_argument("--no-overlay", action="store_true",
+                      help="no overlays/NAME_overlay.png")
     _common_options(pred, "write into a folder kwtl did not make, or replace masks predicted "
                           "with another model or options")
 
