@@ -368,7 +368,10 @@ def _scores(selector, plft, grids, arrays, work, progress):
             pool = PatchSet(arrays, np.concatenate(
                 [np.column_stack([np.full(len(g), i), g.coords[:, 1:]])
                  for i, g in enumerate(grids)]), grids[0].patch_size)
-            flat = np.asarray(selector.score(pool, plft), dtype=float)
+            with tqdm(total=1, desc=f"scoring {len(pool)} candidates in one pass",
+                      unit="pass", disable=not progress) as bar:
+                flat = np.asarray(selector.score(pool, plft), dtype=float)
+                bar.update(1)
             atomic_write(cache, lambda f: np.savez(f, scores=flat))
         if selector.unit == "image":
             return [flat[i : i + 1] for i in range(len(arrays))]
