@@ -20,13 +20,18 @@ _SCORE_MEANING = {
     "PredictedForegroundSelector": "the foreground the model predicts in the item",
     "ObjectRichnessSelector": "how much object structure (cell boundaries) the model "
                               "predicts in the item",
+    "RepresentativeSelector": "how representative the item is of the pool in the model's "
+                              "encoder features (its cluster's size and its place in it)",
 }
 _WRAPPERS = ("ForegroundGate", "SpreadSelector", "StratifiedSelector")
 
 
 def _summary(obj):
-    doc = inspect.getdoc(obj) or ""
-    return doc.strip().splitlines()[0].rstrip(".") if doc.strip() else type(obj).__name__
+    """The first paragraph of ``obj``'s docstring, on one line."""
+    doc = (inspect.getdoc(obj) or "").strip()
+    if not doc:
+        return type(obj).__name__
+    return " ".join(doc.split("\n\n")[0].split()).rstrip(".")
 
 
 def _innermost(selector):
@@ -53,9 +58,9 @@ def describe_selector(selector, name=None):
     -------
     description : sklearn.utils.Bunch
         ``name``; ``summary`` (one sentence from the selector's own docstring, or from the
-        registry's composition); ``score_meaning`` (None when the score is a random number
-        with no meaning, then the ``score`` column is left empty); ``random`` (whether the
-        choice is a random draw, possibly constrained: spread over images, gated).
+        registry's composition); ``score_meaning`` (None for a random draw, however it is
+        arranged — spread over images, gated: then the ``score`` column is left empty);
+        ``random`` (whether the choice is such a draw).
 
     Examples
     --------
@@ -74,15 +79,12 @@ def describe_selector(selector, name=None):
     inner_name = type(innermost).__name__
     random = inner_name == "RandomSelector"
     wrapped = type(selector).__name__ in _WRAPPERS
-    if random and not wrapped:
+    if random:  # a random draw, however arranged (spread over images, gated): no score
         meaning = None
-    elif inner_name in _SCORE_MEANING and _SCORE_MEANING[inner_name] is not None:
+    elif inner_name in _SCORE_MEANING:
         meaning = _SCORE_MEANING[inner_name] + (
-            f", ordered by {type(selector).__name__}" if wrapped else "")
-    elif random:
-        meaning = (f"the order of a random draw, arranged by {type(selector).__name__} "
-                   f"({_summary(selector)})")
+            ", arranged as the summary says" if wrapped else "")
     else:
-        meaning = f"the {_summary(innermost).lower()} (higher = chosen first)"
+        meaning = f"the selector's score ({_summary(innermost)}; higher = chosen first)"
     return Bunch(name=name or type(selector).__name__, summary=summary,
                  score_meaning=meaning, random=random)
