@@ -196,7 +196,8 @@ def table(out):
     sig = {p.stem: json.loads(p.read_text()) for p in (out / "signals").glob("*.json")}
     lines = ["| target (folder) | auto picks (agreement with pseudo-labels) | its mIoU after "
              "PLFT + fine-tuning | best other model | worst other model | own model "
-             "(reference) | seeds |", "|---|---|---|---|---|---|---|"]
+             "(reference) | post hoc: lowest predicted foreground | seeds |",
+             "|---|---|---|---|---|---|---|---|"]
     detail = ["| target | model | agreement | predicted foreground | zero-shot mIoU | after "
               "PLFT | after fine-tuning (mean ± std over seeds) | seeds |",
               "|---|---|---|---|---|---|---|---|"]
@@ -226,10 +227,13 @@ def table(out):
         best = max(done, key=lambda m: finals[m][0])
         worst = min(done, key=lambda m: finals[m][0])
         own = f"authors:{target}"
+        sparse = min(others, key=lambda m: rows[m]["foreground"])
         lines.append(
             f"| {target} | {pick} | {100 * finals[pick][0]:.1f} | {best} "
             f"{100 * finals[best][0]:.1f} | {worst} {100 * finals[worst][0]:.1f} | "
             + (f"{100 * finals[own][0]:.1f}" if own in finals else "–")
+            + f" | {sparse} "
+            + (f"{100 * finals[sparse][0]:.1f}" if sparse in finals else "–")
             + f" | {min(finals[m][2] for m in done)} |")
     return "\n".join(lines) + "\n\nPer model:\n\n" + "\n".join(detail)
 
