@@ -21,6 +21,7 @@ The lab workflow, from a folder of unlabelled images to masks:
   (annotate the patches in TODO_DIR as its README.txt says)
   kwtl finetune TODO_DIR --out tuned.kwtl
   kwtl predict IMAGES_DIR --model tuned.kwtl --out MASKS_DIR
+  kwtl export tuned.kwtl --format bioimageio --image IMAGE --out model.zip
 
 'kwtl run' runs the whole method (source pre-training, pseudo-label fine-tuning, selection,
 fine-tuning on the selected patches, evaluation) for every selector, shot count and repeat,
@@ -197,6 +198,39 @@ def _workflow_parsers(sub):
     pred.add_argument("--no-overlay", action="store_true", help="no NAME_overlay.png")
     _common_options(pred, "write into a folder kwtl did not make, or replace masks predicted "
                           "with another model or options")
+    _export_parser(sub, model_help)
+
+
+def _export_parser(sub, model_help):
+    """``kwtl export``: a model file as a bioimage.io package (:mod:`kwtl.workflow._export`)."""
+    exp = sub.add_parser(
+        "export", help="write a model as a bioimage.io package (Fiji, QuPath, ilastik)",
+        formatter_class=argparse.HelpFormatter,
+        description="Write MODEL as a bioimage.io model package (format 0.5): PyTorch "
+                    "state-dict weights with their architecture file and TorchScript weights, "
+                    "kwtl's intensity rule as preprocessing, test tensors computed by kwtl "
+                    "from --image, a cover, documentation, the paper as citation. Fiji "
+                    "(deepImageJ), QuPath and ilastik open it.")
+    exp.add_argument("model", metavar="MODEL", help=model_help)
+    exp.add_argument("--format", choices=("bioimageio",), default="bioimageio",
+                     help="package format (default bioimageio)")
+    exp.add_argument("--image", required=True, metavar="FILE",
+                     help="a typical image (at least 16x16): the package's test input and "
+                          "cover")
+    exp.add_argument("--out", required=True, metavar="FILE", help="package to write, e.g. "
+                     "model.zip")
+    exp.add_argument("--name", default=None, help="model name (default: from MODEL)")
+    exp.add_argument("--author", action="append", default=None, metavar="NAME",
+                     help="an author (repeat for several; default: this account's user name)")
+    exp.add_argument("--license", default="MIT", metavar="SPDX",
+                     help="licence of the weights (SPDX identifier, default MIT)")
+    exp.add_argument("--channel", type=int, default=None, metavar="C",
+                     help="channel of a multi-channel --image")
+    exp.add_argument("--force", action="store_true", help="replace an existing --out")
+    exp.add_argument("--threads", type=int, default=None, metavar="N",
+                     help="CPU threads for torch")
+    exp.add_argument("--device", default=None, help=argparse.SUPPRESS)
+    exp.add_argument("--no-progress", action="store_true", help=argparse.SUPPRESS)
 
 
 def _workflow(args):
@@ -227,6 +261,10 @@ def _workflow(args):
                         allow_overlap=args.allow_overlap, pl_epochs=args.pl_epochs,
                         pl_max_patches=args.pl_patches, random_state=args.seed,
                         device=device, overwrite=args.force, progress=progress)
+    elif args.command == "export":
+        workflow.export_bioimageio(args.model, args.out, args.image, name=args.name,
+                                   authors=args.author, license=args.license,
+                                   channel=args.channel, overwrite=args.force)
     elif args.command == "finetune":
         workflow.finetune(args.todo, args.out, model=args.model, epochs=args.epochs,
                           batch_size=args.batch_size, random_state=args.seed, device=device,
@@ -343,7 +381,7 @@ def main(argv=None):
     formatwarning, warnings.formatwarning = warnings.formatwarning, _one_line_warning
     try:  # the command line reports warnings in single lines
         return _run(args) if args.command == "run" else _workflow(args)
-    except (ValueError, KeyError) as err:
+    except (ValueError, KeyError, ImportError) as err:  # ImportError: an optional extra
         print(f"kwtl: error: {err}", file=sys.stderr)
         return 2
     except OSError as err:  # missing data, unwritable output, full disk ...
