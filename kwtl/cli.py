@@ -20,6 +20,8 @@ The lab workflow, from a folder of unlabelled images to masks:
   kwtl select IMAGES_DIR --model model.kwtl --budget N --out TODO_DIR
   (annotate the patches in TODO_DIR as its README.txt says)
   kwtl finetune TODO_DIR --out tuned.kwtl
+  (round 2: kwtl select ... --exclude TODO_DIR --out TODO2_DIR; annotate;
+   kwtl finetune TODO_DIR TODO2_DIR --out tuned2.kwtl)
   kwtl predict IMAGES_DIR --model tuned.kwtl --out MASKS_DIR
   kwtl export tuned.kwtl --format bioimageio --image IMAGE --out model.zip
 
@@ -153,6 +155,12 @@ def _workflow_parsers(sub):
                      help="pseudo-label fine-tuning epochs (default 1; 0 skips it)")
     sel.add_argument("--pl-patches", type=int, default=64, metavar="N",
                      help="at most N patches for pseudo-label fine-tuning (default 64)")
+    sel.add_argument("--exclude", nargs="+", default=None, metavar="PACKAGE",
+                     help="packages of earlier rounds: never choose a region that overlaps "
+                          "one of theirs")
+    sel.add_argument("--scheduler", default=None, metavar="ADDRESS",
+                     help="a Dask scheduler (e.g. tcp://host:8786): score images on its "
+                          "workers")
     sel.add_argument("--out", required=True, metavar="TODO_DIR", help="annotation package")
     _common_options(sel, "write into a folder kwtl did not make, or replace a selection "
                          "made from other inputs (saved masks are kept)")
@@ -163,10 +171,11 @@ def _workflow_parsers(sub):
                     "labels, PNG/TIFF, same size as their images; every one must be there), "
                     "fine-tune the model on them and write a model file. Resumable: "
                     "rerun the same command.")
-    fin.add_argument("todo", metavar="TODO_DIR", help="folder written by kwtl select")
-    fin.add_argument("--model", default=None, metavar="MODEL",
-                     help="starting model (default: TODO_DIR/model_plft.kwtl, the model the "
-                          "selection was made with, as in the paper); " + model_help)
+    fin.add_argument("todo", nargs="+", metavar="TODO_DIR",
+                     help="folder(s) written by kwtl select (rounds: all of them)")
+    fin.add_argument("--from-model", "--model", dest="model", default=None, metavar="MODEL",
+                     help="starting model (default: the first TODO_DIR's model_plft.kwtl, the "
+                          "model the selection was made with, as in the paper); " + model_help)
     fin.add_argument("--out", required=True, metavar="FILE", help="model file to write")
     fin.add_argument("--epochs", type=int, default=20, metavar="N",
                      help="fine-tuning epochs (default 20, the paper's)")
@@ -196,6 +205,9 @@ def _workflow_parsers(sub):
     pred.add_argument("--channel", type=int, default=None, metavar="C",
                       help="channel of multi-channel images")
     pred.add_argument("--no-overlay", action="store_true", help="no NAME_overlay.png")
+    pred.add_argument("--scheduler", default=None, metavar="ADDRESS",
+                      help="a Dask scheduler (e.g. tcp://host:8786): predict images on its "
+                           "workers (results identical to a plain run)")
     _common_options(pred, "write into a folder kwtl did not make, or replace masks predicted "
                           "with another model or options")
     _export_parser(sub, model_help)
@@ -259,7 +271,8 @@ def _workflow(args):
         workflow.select(args.images, args.model, args.budget, args.out, unit=args.unit,
                         selector=args.selector, channel=args.channel, stride=args.stride,
                         allow_overlap=args.allow_overlap, pl_epochs=args.pl_epochs,
-                        pl_max_patches=args.pl_patches, random_state=args.seed,
+                        pl_max_patches=args.pl_patches, exclude=args.exclude,
+                        scheduler=args.scheduler, random_state=args.seed,
                         device=device, overwrite=args.force, progress=progress)
     elif args.command == "export":
         workflow.export_bioimageio(args.model, args.out, args.image, name=args.name,
@@ -273,8 +286,8 @@ def _workflow(args):
         workflow.predict(args.images, args.model, args.out, instances=args.instances,
                          probabilities=args.probabilities, mask_suffix=args.suffix,
                          format=args.format, channel=args.channel,
-                         overlay=not args.no_overlay, device=device, overwrite=args.force,
-                         progress=progress)
+                         overlay=not args.no_overlay, scheduler=args.scheduler,
+                         device=device, overwrite=args.force, progress=progress)
     return 0
 
 
