@@ -172,9 +172,9 @@ class StepsWidget(QWidget):
         if self.running:
             self.status_label.setText("a step is running; wait for it or cancel it")
             return
-        empty = [k for k in ("images", "model", "out") if k in kwargs and not kwargs[k]]
-        if name == "finetune" and not kwargs["todo_dir"]:
-            empty.append("packages")
+        needed = ("todo_dir", "out") if name == "finetune" else ("images", "model", "out")
+        names = {"todo_dir": "packages"}
+        empty = [names.get(k, k) for k in needed if not kwargs[k]]
         if empty:
             self.status_label.setText(f"{name}: fill in {', '.join(empty)}")
             return
@@ -185,10 +185,11 @@ class StepsWidget(QWidget):
                 self._reporter = reporter
                 return function(progress=True, **kwargs)
 
-        worker = create_worker(task, _start_thread=False)
-        worker.returned.connect(lambda result: self._done(name, result, on_result))
-        worker.errored.connect(lambda err: self._failed(name, err))
-        worker.finished.connect(self._finished)
+        # our own "errored" handler: the error is shown here, not re-raised in Qt's loop
+        worker = create_worker(task, _start_thread=False, _connect={
+            "returned": lambda result: self._done(name, result, on_result),
+            "errored": lambda err: self._failed(name, err),
+            "finished": self._finished})
         self.worker = worker
         for button in (self.select_button, self.finetune_button, self.predict_button):
             button.setEnabled(False)

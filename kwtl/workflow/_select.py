@@ -379,8 +379,10 @@ def select(images, model, budget, out, unit="patch", selector=None, *, channel=N
         chosen = (order[: int(budget)] if unit == "image" or allow_overlap
                   else _non_overlapping(order, coords, size, int(budget)))
     if len(chosen) < int(budget):
-        raise ValueError(f"only {len(chosen)} non-overlapping patches are left after "
-                         f"--exclude; ask for a budget of at most {len(chosen)}")
+        where = " after --exclude" if regions else ""
+        raise ValueError(f"only {len(chosen)} non-overlapping patches could be chosen{where} "
+                         f"(best first, on the stride-{segmenter.stride} grid); ask for a "
+                         f"budget of at most {len(chosen)}, or pass --allow-overlap")
 
     # 4. the package (images/ and overview/ hold only kwtl's files: stale ones go)
     for folder in ("images", "overview"):
