@@ -25,6 +25,7 @@ from ..datasets import write_image
 from ._files import load_unlabelled, sha256_array
 from ._model import fingerprint, load_model, model_source, save_model
 from ._distributed import dask_client, score_one
+from ._readme import _README
 from ._rounds import excluded_regions, overlaps_regions, regions_record
 
 __all__ = ["select", "read_selection", "SELECTION_COLUMNS", "PLFT_MODEL"]
@@ -147,48 +148,6 @@ def _overview(image, boxes, path):
     write_image(path, np.asarray(picture), overwrite=True)
 
 
-_README = """\
-kwtl annotation package
-=======================
-
-What to do
-----------
-{intro}
-
-For every row of selection.csv:
-  1. open its image_file (e.g. {example_image}) in your annotation tool
-     (napari, Fiji, QuPath, the Cellpose GUI ...);
-  2. draw the cells (foreground);
-  3. save the mask at its mask_file (e.g. {example_mask}).
-
-Mask format
------------
-* the same size as its image ({size_text});
-* PNG or TIFF (the same name with .tif or .tiff instead of .png is accepted too);
-* binary (0 = background, any other value = cell) or instance labels (0 = background,
-  1, 2, 3 ... = one value per cell, as napari labels layers and Cellpose write them);
-* an item without any cell gets an all-zero mask (do not skip it).
-
-Then run
-
-    kwtl finetune {todo} --out tuned.kwtl
-
-which checks that every mask is there and has the right size, fine-tunes the model on
-your masks and writes tuned.kwtl; then
-
-    kwtl predict IMAGES_DIR --model tuned.kwtl --out MASKS_DIR
-
-segments a whole folder.
-
-Files
------
-images/           the {what} to annotate (8-bit grey PNG, as the model sees them)
-masks/            put your masks here
-overview/         one picture per source image, the chosen regions in red, by rank
-selection.csv     one row per item: {columns}
-selection.json    how the choice was made (model, selector, parameters, kwtl {version})
-model_plft.kwtl   the model the choice was made with (kwtl finetune starts from it)
-"""
 
 
 def select(images, model, budget, out, unit="patch", selector=None, *, channel=None,
