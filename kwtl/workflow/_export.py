@@ -205,6 +205,7 @@ def export_bioimageio(model, out, image, *, name=None, description=None, authors
     >>> with tempfile.TemporaryDirectory() as tmp:
     ...     path = export_bioimageio(seg, pathlib.Path(tmp) / "model.zip", image)
     ...     path.name
+    wrote the bioimage.io model package .../model.zip (pytorch_state_dict + torchscript, ...)
     'model.zip'
     """
     _require_spec()
