@@ -11,6 +11,7 @@ from ..utils._atomic import atomic_write_text
 from ..utils._output import prepare_output_dir
 from ..datasets import write_image, write_mask
 from ..postprocess import label_instances
+from ._distributed import dask_client, predict_one
 from ._files import sha256_array
 from ._model import fingerprint, load_model, model_source
 from ._select import _as_images
@@ -31,8 +32,8 @@ def _overlay(image, labels, path):
 
 
 def predict(images, model, out, instances=False, probabilities=False, mask_suffix=None, *,
-            format="png", channel=None, overlay=True, device=None, overwrite=False,
-            progress=True):
+            format="png", channel=None, overlay=True, scheduler=None, device=None,
+            overwrite=False, progress=True):
     """Segment every image of a folder at full resolution; write masks and pictures.
 
     For an image ``a.tif`` it writes, in ``out``:
@@ -69,6 +70,10 @@ def predict(images, model, out, instances=False, probabilities=False, mask_suffi
     channel : int or None, default=None
         Channel of multi-channel files.
     overlay : bool, default=True
+    scheduler : str or None, default=None
+        Address of a Dask scheduler (``tcp://host:8786``): the images are predicted on its
+        workers (the model is sent to each once); files are written here, identical to a
+        plain run's. Needs ``dask[distributed]``.
     device : str or None, default=None
     overwrite : bool, default=False
     progress : bool, default=True
@@ -102,6 +107,24 @@ def predict(images, model, out, instances=False, probabilities=False, mask_suffi
                   "model": model_source(model), "images": images_record, **settings,
                   "done": {}}
     written, skipped = {}, []
+    with dask_client(scheduler) as client:
+        _predict_all(arrays, names, segmenter, record, record_file, out, suffix, format,
+                     instances, probabilities, overlay, written, skipped, client, progress)
+    kind = "instance-label" if instances else "binary"
+    print(f"wrote {len(written) - len(skipped)} {kind} masks to {out}"
+          + (f" ({len(skipped)} already there)" if skipped else ""))
+    return Bunch(masks=written, path=out, skipped=skipped)
+
+
+def _predict_all(arrays, names, segmenter, record, record_file, out, suffix, format,
+                 instances, probabilities, overlay, written, skipped, client, progress):
+    """Predict and write each image not done yet (on ``client``'s workers when given)."""
+    todo = {}
+    if client is not None:  # submit what is left; results are written here, in order
+        model = client.scatter(segmenter, broadcast=True)
+        for image, name in zip(arrays, names):
+            if record["done"].get(name) != sha256_array(image):
+                todo[name] = client.submit(predict_one, model, image, pure=False)
     bar = tqdm(total=len(arrays), desc="predicting", unit="image", disable=not progress)
     try:
         for image, name in zip(arrays, names):
@@ -116,7 +139,8 @@ def predict(images, model, out, instances=False, probabilities=False, mask_suffi
                 written[name] = files["mask"]
                 bar.update(1)
                 continue
-            proba = segmenter.predict_proba([image])[0]
+            proba = (todo.pop(name).result() if name in todo
+                     else segmenter.predict_proba([image])[0])
             if instances:
                 labels = label_instances(proba, threshold=segmenter.threshold)
                 if labels.max(initial=0) > np.iinfo(np.uint16).max and format == "png":
@@ -135,7 +159,3 @@ def predict(images, model, out, instances=False, probabilities=False, mask_suffi
             bar.update(1)
     finally:
         bar.close()
-    kind = "instance-label" if instances else "binary"
-    print(f"wrote {len(written) - len(skipped)} {kind} masks to {out}"
-          + (f" ({len(skipped)} already there)" if skipped else ""))
-    return Bunch(masks=written, path=out, skipped=skipped)
