@@ -42,12 +42,19 @@ def atomic_write_json(path, obj):
 class Bundle:
     """Images, masks, the plan and the weights from one or more bundle folders."""
 
-    def __init__(self, folders):
+    def __init__(self, folders, selections=()):
         self.folders = [Path(f) for f in folders if Path(f).is_dir()]
         plans = [f / "plan.json" for f in self.folders if (f / "plan.json").is_file()]
         if not plans:
             raise FileNotFoundError(f"no plan.json in {folders}")
         self.plan = json.loads(plans[0].read_text())
+        for folder in selections:  # selections made after packing (effort.py prepare)
+            for path in sorted(Path(folder).glob("*_split*.json")):
+                target, split = path.stem.rsplit("_split", 1)
+                per_split = self.plan["selections"].setdefault(target, {})
+                per_split.setdefault(split, {}).update(
+                    {k: v for k, v in json.loads(path.read_text()).items()
+                     if k not in per_split.get(split, {})})
         self._files = {}
         for f in self.folders:
             for path in sorted((f / "data").glob("*/*.webp")):
@@ -68,11 +75,10 @@ class Bundle:
     def mask(self, target, name):
         key = (target, name)
         if key not in self._masks:
-            path = self._files[key].with_suffix(".mask.npz")
-            with np.load(path) as z:
-                shape = tuple(z["shape"])
-                self._masks[key] = np.unpackbits(z["bits"])[:np.prod(shape)].reshape(
-                    shape).astype(bool)
+            from PIL import Image
+
+            path = self._files[key].with_suffix(".mask.png")
+            self._masks[key] = np.asarray(Image.open(path).convert("L")) > 0
         return self._masks[key]
 
     def weights(self, target):
@@ -109,7 +115,7 @@ def job_images(bundle, job):
 class Context:
     """What a worker keeps between jobs: the bundle and one PLFT model per target."""
 
-    def __init__(self, folders, device, tf32=False):
+    def __init__(self, folders, device, tf32=False, selections=()):
         import torch
 
         torch.set_num_threads(int(os.environ.get("KWTL_THREADS", "1")))
@@ -117,7 +123,7 @@ class Context:
             torch.backends.cuda.matmul.allow_tf32 = bool(tf32)
             torch.backends.cudnn.allow_tf32 = bool(tf32)
             torch.backends.cudnn.benchmark = True
-        self.bundle, self.device, self.tf32 = Bundle(folders), device, tf32
+        self.bundle, self.device, self.tf32 = Bundle(folders, selections), device, tf32
         self._plft = {}
 
     def plft(self, target):

@@ -71,11 +71,11 @@ def load_records(folders):
     return records
 
 
-def _worker(folders, device, tf32, jobs, results):
+def _worker(folders, device, tf32, selections, jobs, results):
     import torch
 
     torch.set_num_threads(1)
-    ctx = Context(folders, device, tf32)
+    ctx = Context(folders, device, tf32, selections)
     while True:
         item = jobs.get()
         if item is None:
@@ -100,7 +100,8 @@ class Scheduler:
         self.records = load_records([self.out, *previous])
         from _effort_exec import Bundle
 
-        self.bundle = Bundle(self.folders)
+        self.selections = [str(self.out / "selections")]
+        self.bundle = Bundle(self.folders, self.selections)
 
     def runnable(self, jobs):
         todo = []
@@ -124,7 +125,8 @@ class Scheduler:
         context = mp.get_context("spawn")
         self.jobs, self.results = context.Queue(), context.Queue()
         workers = [context.Process(target=_worker, args=(self.folders, self.device, self.tf32,
-                                                         self.jobs, self.results))
+                                                         self.selections, self.jobs,
+                                                         self.results))
                    for _ in range(self.n_workers)]
         for w in workers:
             w.start()

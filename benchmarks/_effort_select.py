@@ -42,6 +42,24 @@ class Target:
         return pool, test
 
 
+class BundleTarget(Target):
+    """The same, read from a data bundle (``effort.py pack``) instead of ``../shared``."""
+
+    def __init__(self, bundle, name):
+        self.name = name
+        self._splits = bundle.plan["splits"][name]
+        self.names = sorted({n for s in self._splits.values() for n in s["pool"] + s["test"]})
+        self.images = [bundle.image(name, n) for n in self.names]
+        self.masks = [bundle.mask(name, n) for n in self.names]
+
+    def split(self, k):
+        if k not in SPLITS:
+            raise ValueError("only the authors' splits 0-4 may be run here")
+        index = {n: i for i, n in enumerate(self.names)}
+        s = self._splits[str(k)]
+        return sorted(index[n] for n in s["pool"]), sorted(index[n] for n in s["test"])
+
+
 def image_grid(image):
     from kwtl.datasets import PatchSet
 

@@ -13,7 +13,9 @@ resumes after an interruption, and never replaces a user's file silently:
 * :func:`predict` — full-resolution masks (binary or instance labels), probability maps
   and overlays for a folder (``kwtl predict``);
 * :func:`evaluate` — predicted masks against a lab's own few true masks: IoU per image and
-  overall, instance F1 (``kwtl evaluate``).
+  overall, instance F1 (``kwtl evaluate``);
+* :func:`export_bioimageio` — a model as a bioimage.io package for Fiji (deepImageJ),
+  QuPath and ilastik (``kwtl export``).
 
 :func:`choose_model` picks the released model to start from for a folder, without labels
 (``--model auto``).
@@ -24,12 +26,14 @@ architecture, the parameters and the training data's names and sha256 checksums
 """
 from ._auto import AUTO_MODELS, IMPLAUSIBLE_FOREGROUND, choose_model
 from ._evaluate import evaluate
+from ._export import EXPORT_FORMATS, export_bioimageio
 from ._finetune import finetune, read_annotations
 from ._model import load_model, save_model
 from ._predict import predict
 from ._pretrain import pretrain
 from ._select import PLFT_MODEL, SELECTION_COLUMNS, read_selection, select
 
-__all__ = ["AUTO_MODELS", "IMPLAUSIBLE_FOREGROUND", "PLFT_MODEL", "SELECTION_COLUMNS",
-           "choose_model", "evaluate", "finetune", "load_model", "predict",
-           "pretrain", "read_annotations", "read_selection", "save_model", "select"]
+__all__ = ["AUTO_MODELS", "EXPORT_FORMATS", "IMPLAUSIBLE_FOREGROUND", "PLFT_MODEL",
+           "SELECTION_COLUMNS", "choose_model", "evaluate", "export_bioimageio", "finetune",
+           "load_model", "predict", "pretrain", "read_annotations", "read_selection",
+           "save_model", "select"]

@@ -19,6 +19,7 @@ from ._auto import foreground_fraction
 from ._mask_checks import check_foreground, check_mask_labels, lossy_siblings
 from ._model import fingerprint, load_model, model_source, recorded_training, save_model
 from ._package import MODEL_INPUT
+from ._rounds import package_list
 from ._select import _WORK, PLFT_MODEL, SELECTION_COLUMNS, batch_progress, read_selection
 
 __all__ = ["finetune", "read_annotations"]
@@ -137,15 +138,17 @@ def finetune(todo_dir, out, model=None, *, epochs=20, batch_size=None, random_st
 
     Parameters
     ----------
-    todo_dir : str or path-like
-        The folder written by :func:`select`, with the masks saved in it.
+    todo_dir : str, path-like or list of them
+        The folder written by :func:`select`, with the masks saved in it; or several
+        (rounds: ``[todo1, todo2]``), whose annotated items are all trained on.
     out : str or path-like
         The fine-tuned model file (e.g. ``tuned.kwtl``); its sidecar records the kwtl
         version, architecture, parameters, the starting model and every annotated image
         and mask with its sha256.
     model : str, path-like, FCRNSegmenter or None, default=None
-        Starting model; None is the model the selection was made with
-        (``todo_dir/model_plft.kwtl``, after pseudo-label fine-tuning), as in the paper.
+        Starting model (``kwtl finetune --from-model``); None is the model the (first)
+        selection was made with (``todo_dir/model_plft.kwtl``, after pseudo-label
+        fine-tuning), as in the paper: each round retrains from it on all masks so far.
     epochs : int, default=20
     batch_size : int or None, default=None
         None keeps the model's (64).
@@ -165,7 +168,8 @@ def finetune(todo_dir, out, model=None, *, epochs=20, batch_size=None, random_st
     segmenter : FCRNSegmenter
     """
     started = time.perf_counter()
-    todo = Path(todo_dir)
+    packages = package_list(todo_dir, "annotation package")
+    todo = packages[0]
     out = Path(out)
     if isinstance(epochs, bool) or not isinstance(epochs, (int, np.integer)) or epochs < 1:
         raise ValueError(f"epochs must be a positive integer, got {epochs!r}")
@@ -174,14 +178,24 @@ def finetune(todo_dir, out, model=None, *, epochs=20, batch_size=None, random_st
         raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
     if out.is_dir():
         raise ValueError(f"--out {out} is a folder; give a model file name such as tuned.kwtl")
-    data = read_annotations(todo, accept_masks)  # (is it a package at all? said first)
-    check_out_apart(out, [("the annotation package", todo), ("the starting model", model)])
+    all_data = [read_annotations(folder, accept_masks)  # (packages at all? said first)
+                for folder in packages]
+    check_out_apart(out, [("the annotation package", folder) for folder in packages]
+                    + [("the starting model", model)])
+    data = {key: [v for d in all_data for v in d[key]]
+            for key in ("images", "masks", "mask_files")}
+    data["metadata"] = all_data[0]["metadata"]
     start = todo / PLFT_MODEL if model is None else model
     start_record = model_source(start)
-    items = [{"image": str(r.image_file), "mask": str(p.relative_to(todo)),
-              "image_sha256": sha256_array(im), "mask_sha256": sha256_array(m)}
-             for r, p, im, m in zip(data["table"].itertuples(index=False), data["mask_files"],
-                                    data["images"], data["masks"])]
+    items = []
+    for folder, d in zip(packages, all_data):
+        for r, p, im, m in zip(d["table"].itertuples(index=False), d["mask_files"],
+                               d["images"], d["masks"]):
+            items.append({"image": str(r.image_file), "mask": str(p.relative_to(folder)),
+                          "image_sha256": sha256_array(im), "mask_sha256": sha256_array(m),
+                          # one package keeps the one-package fingerprint of earlier kwtl
+                          **({"package": str(folder.resolve())} if len(packages) > 1
+                             else {})})
     settings = {"epochs": int(epochs), "batch_size": batch_size,
                 "random_state": int(random_state)}
     key = fingerprint("finetune", start_record, items, settings, __version__)
@@ -197,7 +211,8 @@ def finetune(todo_dir, out, model=None, *, epochs=20, batch_size=None, random_st
     seg = load_model(start, **params)
     problem = check_foreground(data["masks"], foreground_fraction(seg, data["images"]))
     if problem and not accept_masks:
-        raise ValueError(f"{todo}: {problem} Fix the masks (README.txt there), or pass "
+        raise ValueError(f"{', '.join(map(str, packages))}: {problem} Fix the masks "
+                         "(README.txt there), or pass "
                          "--accept-masks to train on them as they are")
     if batch_size is not None:
         seg.set_params(batch_size=int(batch_size))
@@ -240,6 +255,9 @@ def finetune(todo_dir, out, model=None, *, epochs=20, batch_size=None, random_st
                       "fingerprint": data["metadata"].get("fingerprint"),
                       "model": data["metadata"].get("model"),
                       "images": data["metadata"].get("images")},
+        **({"selections": [{"folder": str(f.resolve()),
+                            "fingerprint": d["metadata"].get("fingerprint")}
+                           for f, d in zip(packages, all_data)]} if len(packages) > 1 else {}),
         "sources": items, "parameters": {**settings, "batch_size": int(seg.batch_size),
                                          "lr": float(seg.lr), "patches": len(patches)},
         "losses": losses, "seconds": round(time.perf_counter() - started, 1),
@@ -247,6 +265,8 @@ def finetune(todo_dir, out, model=None, *, epochs=20, batch_size=None, random_st
     save_model(seg, out, training=training, overwrite=True)
     shutil.rmtree(work, ignore_errors=True)
     print(f"fine-tuned {start_record['name']} for {epochs} epochs on {len(patches)} patches "
-          f"from {len(items)} annotated items ({100 * foreground:.1f}% foreground); loss "
+          f"from {len(items)} annotated items"
+          f"{f' of {len(packages)} packages' if len(packages) > 1 else ''} "
+          f"({100 * foreground:.1f}% foreground); loss "
           f"{losses[0]:.4f} -> {losses[-1]:.4f}; wrote {out}")
     return seg

@@ -10,63 +10,13 @@ from ..datasets import write_image
 from ..utils._atomic import atomic_write_text
 from ._describe import describe_selector
 from ._display import contact_sheet, display_image, overview
+from ._readme import _README
 
 __all__ = ["MODEL_INPUT", "write_package"]
 
 #: Folder of the package holding the chosen items as the model sees them (8-bit grey);
 #: ``finetune`` trains on these, the annotator draws on ``images/``.
 MODEL_INPUT = "model_input"
-
-_README = """\
-kwtl annotation package
-=======================
-
-What to do
-----------
-{intro}
-
-For every row of selection.csv (contact_sheet.png shows them all on one picture):
-  1. open its image_file (e.g. {example_image}) in your annotation tool
-     (napari, Fiji, QuPath, the Cellpose GUI ...);
-  2. draw the cells (foreground);
-  3. save the mask at its mask_file (e.g. {example_mask}).
-
-Mask format
------------
-* the same size as its image ({size_text});
-* PNG or TIFF (the same name with .tif or .tiff instead of .png is accepted too), not
-  JPEG: JPEG is lossy and changes the values at the cells' edges;
-* binary (0 = background, any other value = cell) or instance labels (0 = background,
-  1, 2, 3 ... = one value per cell, as napari labels layers and Cellpose write them);
-  save the mask alone (cells on black), not the picture with cells painted on it;
-* an item without any cell gets an all-zero mask (do not skip it).
-
-Then run
-
-    kwtl finetune {todo} --out tuned.kwtl
-
-which checks the masks (all there, the right size, not inverted), fine-tunes the model on
-them and writes tuned.kwtl; then
-
-    kwtl predict IMAGES_DIR --model tuned.kwtl --out MASKS_DIR
-
-segments a whole folder.
-
-Files
------
-images/            the {what} to annotate,
-                   {look}
-model_input/       the same {what} as the model sees them (8-bit grey); kwtl finetune
-                   trains on these
-masks/             put your masks here
-contact_sheet.png  all chosen items on one picture, by rank
-overview/          the {n_overviews} source image(s) holding chosen items, the regions in
-                   red and numbered by rank
-selection.csv      one row per item: {columns}
-                   score: {score_text}
-selection.json     how the choice was made (model, selector, parameters, kwtl {version})
-model_plft.kwtl    the model the choice was made with (kwtl finetune starts from it)
-"""
 
 
 def _intro(description, n_chosen, what, n_candidates, n_images, dense):

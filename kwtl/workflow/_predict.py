@@ -12,6 +12,7 @@ from ..utils._inputs import check_out_apart
 from ..utils._output import prepare_output_dir
 from ..datasets import write_image, write_mask
 from ..postprocess import label_instances
+from ._distributed import dask_client, predict_one
 from ._files import sha256_array
 from ._model import fingerprint, load_model, model_source
 from ._auto import warn_implausible_foreground
@@ -39,8 +40,8 @@ def _overlay(picture, labels, path):
 
 
 def predict(images, model, out, instances=False, probabilities=False, mask_suffix=None, *,
-            format="png", channel=None, overlay=True, device=None, overwrite=False,
-            progress=True):
+            format="png", channel=None, overlay=True, scheduler=None, device=None,
+            overwrite=False, progress=True):
     """Segment every image of a folder at full resolution; write masks and pictures.
 
     For an image ``a.tif`` it writes, in ``out``:
@@ -81,6 +82,10 @@ def predict(images, model, out, instances=False, probabilities=False, mask_suffi
     channel : int or None, default=None
         Channel of multi-channel files.
     overlay : bool, default=True
+    scheduler : str or None, default=None
+        Address of a Dask scheduler (``tcp://host:8786``): the images are predicted on its
+        workers (the model is sent to each once); files are written here, identical to a
+        plain run's. Needs ``dask[distributed]``.
     device : str or None, default=None
     overwrite : bool, default=False
     progress : bool, default=True
@@ -117,6 +122,39 @@ def predict(images, model, out, instances=False, probabilities=False, mask_suffi
                   "model": model_source(model), "images": images_record, **settings,
                   "masks_folder": FOLDERS["mask"], "done": {}}
     written, skipped = {}, []
+    def picture(name, image):  # for people: the file's colour, contrast-stretched
+        return display_image(folder, name, image, channel)
+
+    with dask_client(scheduler) as client:
+        _predict_all(arrays, names, segmenter, record, record_file, out, suffix, format,
+                     instances, probabilities, overlay, written, skipped, client, progress,
+                     picture)
+    kind = "instance-label" if instances else "binary"
+    if len(skipped) == len(written):
+        print(f"{out} already holds these masks; nothing to do")
+    else:
+        print(f"wrote {len(written) - len(skipped)} {kind} masks to {out / FOLDERS['mask']}"
+              + (f" ({len(skipped)} already there)" if skipped else "")
+              + (f", overlays to {out / FOLDERS['overlay']}" if overlay else ""))
+    fractions = [record.get("foreground", {}).get(n) for n in names]
+    sizes = [a.size for a in arrays]
+    if fractions and all(f is not None for f in fractions):
+        warn_implausible_foreground(float(np.dot(fractions, sizes) / sum(sizes)),
+                                    str(model) if isinstance(model, (str, Path))
+                                    else type(model).__name__)
+    return Bunch(masks=written, path=out, skipped=skipped)
+
+
+def _predict_all(arrays, names, segmenter, record, record_file, out, suffix, format,
+                 instances, probabilities, overlay, written, skipped, client, progress,
+                 picture):
+    """Predict and write each image not done yet (on ``client``'s workers when given)."""
+    todo = {}
+    if client is not None:  # submit what is left; results are written here, in order
+        model = client.scatter(segmenter, broadcast=True)
+        for image, name in zip(arrays, names):
+            if record["done"].get(name) != sha256_array(image):
+                todo[name] = client.submit(predict_one, model, image, pure=False)
     bar = tqdm(total=len(arrays), desc="predicting", unit="image", disable=not progress)
     try:
         for image, name in zip(arrays, names):
@@ -131,7 +169,8 @@ def predict(images, model, out, instances=False, probabilities=False, mask_suffi
                 written[name] = files["mask"]
                 bar.update(1)
                 continue
-            proba = segmenter.predict_proba([image])[0]
+            proba = (todo.pop(name).result() if name in todo
+                     else segmenter.predict_proba([image])[0])
             if instances:
                 labels = label_instances(proba, threshold=segmenter.threshold)
                 if labels.max(initial=0) > np.iinfo(np.uint16).max and format == "png":
@@ -144,7 +183,7 @@ def predict(images, model, out, instances=False, probabilities=False, mask_suffi
             if probabilities:
                 write_image(files["probability"], np.clip(proba, 0.0, 1.0), overwrite=True)
             if overlay:
-                _overlay(display_image(folder, name, image, channel), labels, files["overlay"])
+                _overlay(picture(name, image), labels, files["overlay"])
             record["done"][name] = sha256_array(image)
             record.setdefault("foreground", {})[name] = float(np.mean(labels > 0))
             atomic_write_text(record_file, json.dumps(record, indent=1) + "\n")
@@ -152,17 +191,3 @@ def predict(images, model, out, instances=False, probabilities=False, mask_suffi
             bar.update(1)
     finally:
         bar.close()
-    kind = "instance-label" if instances else "binary"
-    if len(skipped) == len(written):
-        print(f"{out} already holds these masks; nothing to do")
-    else:
-        print(f"wrote {len(written) - len(skipped)} {kind} masks to {out / FOLDERS['mask']}"
-              + (f" ({len(skipped)} already there)" if skipped else "")
-              + (f", overlays to {out / FOLDERS['overlay']}" if overlay else ""))
-    fractions = [record.get("foreground", {}).get(n) for n in names]
-    sizes = [a.size for a in arrays]
-    if all(f is not None for f in fractions) and fractions:
-        warn_implausible_foreground(float(np.dot(fractions, sizes) / sum(sizes)),
-                                    getattr(model, "name", str(model)) if isinstance(
-                                        model, (str, Path)) else type(model).__name__)
-    return Bunch(masks=written, path=out, skipped=skipped)

@@ -25,7 +25,9 @@ from ._auto import resolve_model, warn_if_implausible
 from ._display import colour_files
 from ._files import load_unlabelled, sha256_array
 from ._model import fingerprint, load_model, model_source, save_model
+from ._distributed import dask_client, score_one
 from ._package import write_package
+from ._rounds import excluded_regions, overlaps_regions, regions_record
 
 __all__ = ["select", "read_selection", "SELECTION_COLUMNS", "PLFT_MODEL"]
 
@@ -136,13 +138,10 @@ def _non_overlapping(order, coords, size, budget):
     return np.asarray(chosen, dtype=np.intp)
 
 
-def _item_name(name, row, col, unit):
-    return name if unit == "image" else f"{name}_r{row:04d}_c{col:04d}"
-
-
 def select(images, model, budget, out, unit="patch", selector=None, *, channel=None,
            stride=None, allow_overlap=False, pl_epochs=1, pl_max_patches=64, pl_batch_size=8,
-           random_state=0, device=None, overwrite=False, progress=True):
+           exclude=None, scheduler=None, random_state=0, device=None, overwrite=False,
+           progress=True):
     """Choose what to annotate in a folder of unlabelled images; write the annotation package.
 
     The steps are the method's (Dawoud et al. 2023): the model's BatchNorm becomes affine
@@ -186,6 +185,13 @@ def select(images, model, budget, out, unit="patch", selector=None, *, channel=N
     allow_overlap : bool, default=False
     pl_epochs, pl_max_patches, pl_batch_size : int
         PLFT schedule (see above); ``pl_epochs=0`` skips PLFT.
+    exclude : list of str or path-like, or None, default=None
+        Annotation packages of earlier rounds: no candidate that overlaps a region chosen
+        in them is chosen again (regions are matched by source image name and position;
+        see :func:`kwtl.workflow._rounds.excluded_regions`).
+    scheduler : str or None, default=None
+        Address of a Dask scheduler: pixel selectors score the images on its workers
+        (PLFT and the choice stay here); the scores are those of a plain run.
     random_state : int, default=0
     device : str or None, default=None
         Torch device; None keeps the model file's (CPU).
@@ -232,7 +238,8 @@ def select(images, model, budget, out, unit="patch", selector=None, *, channel=N
                          f"{ {'patch': 'patches', 'image': 'whole images'}.get(selector.unit)} only; use unit='{selector.unit}' "
                          f"(--unit {selector.unit})")
     check_out_apart(out, [("the images folder", images if isinstance(images, (str, Path))
-                           else None), ("the model", model)])
+                           else None), ("the model", model)]
+                    + [("an excluded package", p) for p in exclude or ()])
     arrays, names, images_record = _as_images(images, channel, progress)
     params = {} if device is None else {"device": device}
     model, auto_record = resolve_model(model, arrays, device=device, progress=progress)
@@ -252,12 +259,14 @@ def select(images, model, budget, out, unit="patch", selector=None, *, channel=N
     grids = [PatchSet.from_images([im], size, segmenter.stride, cover_border=True)
              for im in arrays]
     _check_budget(budget, unit, shapes, size, allow_overlap, sum(len(g) for g in grids))
+    regions = excluded_regions(exclude, names)
 
     settings = {"budget": int(budget), "unit": unit, "allow_overlap": bool(allow_overlap),
                 "stride": int(segmenter.stride), "patch_size": size,
                 "pl_epochs": int(pl_epochs), "pl_batch_size": int(pl_batch_size),
                 "pl_max_patches": None if pl_max_patches is None else int(pl_max_patches),
                 "random_state": int(random_state),
+                **({"exclude": regions_record(regions)} if regions else {}),
                 "selector": {"name": selector_name or type(selector).__name__,
                              "class": type(selector).__name__,
                              "params": {k: repr(v) for k, v in selector.get_params().items()}}}
@@ -290,7 +299,8 @@ def select(images, model, budget, out, unit="patch", selector=None, *, channel=N
 
     # 2. scores, image by image (pixel selectors score each image on its own)
     scoring_started = time.perf_counter()
-    scores = _scores(selector, plft, grids, arrays, work, progress)
+    with dask_client(scheduler) as client:
+        scores = _scores(selector, plft, grids, arrays, work, progress, client)
     scored_at = time.perf_counter()
 
     # 3. the choice
@@ -306,12 +316,26 @@ def select(images, model, budget, out, unit="patch", selector=None, *, channel=N
         warnings.warn(f"all {len(flat)} candidates have the same score: the selection is "
                       "just the first ones (is the model trained?)", RuntimeWarning,
                       stacklevel=2)
-    if type(selector)._choose is not BaseSelector._choose:
-        chosen = selector.rank(flat, int(budget))  # a budget-dependent choice of its own
+    blocked = overlaps_regions(coords, size, shapes, names, regions, unit)
+    allowed = np.flatnonzero(~blocked)
+    if regions:
+        print(f"excluded {int(blocked.sum())} of {len(flat)} candidates that overlap the "
+              f"regions of {len(exclude)} earlier package(s)")
+    if len(allowed) < int(budget):
+        raise ValueError(f"budget {budget} is more than the {len(allowed)} candidates left "
+                         "after --exclude")
+    if type(selector)._choose is not BaseSelector._choose:  # a budget-dependent choice
+        chosen = allowed[selector.rank(flat[allowed], int(budget))]
     else:
         order = selector.rank(flat, len(flat))
+        order = order[~blocked[order]]
         chosen = (order[: int(budget)] if unit == "image" or allow_overlap
                   else _non_overlapping(order, coords, size, int(budget)))
+    if len(chosen) < int(budget):
+        where = " after --exclude" if regions else ""
+        raise ValueError(f"only {len(chosen)} non-overlapping patches could be chosen{where} "
+                         f"(best first, on the stride-{segmenter.stride} grid); ask for a "
+                         f"budget of at most {len(chosen)}, or pass --allow-overlap")
 
     # 4. the package: pictures for the annotator, the model's input, table, README
     table, description = write_package(
@@ -328,6 +352,8 @@ def select(images, model, budget, out, unit="patch", selector=None, *, channel=N
         "dense": getattr(selector, "dense", None),
         "n_candidates": int(len(flat)), "n_chosen": len(table),
         "auto_model": auto_record,
+        "exclude": [str(Path(p).resolve()) for p in exclude or ()],
+        "n_excluded": int(blocked.sum()),
         "seconds": {"total": round(time.perf_counter() - started, 1),
                     "plft": round(scoring_started - plft_started, 1),
                     "scoring": round(scored_at - scoring_started, 1),
@@ -357,8 +383,9 @@ def _training_of(path):
     return recorded_training(path)
 
 
-def _scores(selector, plft, grids, arrays, work, progress):
-    """Scores of every image's candidates, cached per image in ``work/scores``."""
+def _scores(selector, plft, grids, arrays, work, progress, client=None):
+    """Scores of every image's candidates, cached per image in ``work/scores`` (pixel
+    selectors: on ``client``'s workers when given)."""
     if not isinstance(selector, PixelSelector):  # whole-pool selectors: one pass
         cache = work / "scores" / "pool.npz"
         if cache.is_file():
@@ -377,13 +404,21 @@ def _scores(selector, plft, grids, arrays, work, progress):
             return [flat[i : i + 1] for i in range(len(arrays))]
         bounds = np.cumsum([0] + [len(g) for g in grids])
         return [flat[a:b] for a, b in zip(bounds[:-1], bounds[1:])]
-    scores = []
+    scores, remote = [], {}
+    if client is not None:
+        sent = client.scatter([selector, plft], broadcast=True)
+        remote = {i: client.submit(score_one, *sent, grid, pure=False)
+                  for i, grid in enumerate(grids)
+                  if not (work / "scores" / f"{i:05d}.npy").is_file()}
     bar = tqdm(total=len(arrays), desc="scoring images", unit="image", disable=not progress)
     try:
         for i, grid in enumerate(grids):
             cache = work / "scores" / f"{i:05d}.npy"
             if cache.is_file():
                 values = np.load(cache)
+            elif i in remote:
+                values = remote.pop(i).result()
+                atomic_write(cache, lambda f: np.save(f, values))
             else:
                 values = np.asarray(selector.score(grid, plft), dtype=float)
                 atomic_write(cache, lambda f: np.save(f, values))
