@@ -28,7 +28,7 @@ from ._paper import PAPER_TABLE2, paper_comparison_rows
 from ._recommend import BASELINE, recommendation, selector_kind, compare_with_random
 from ._tables import (_COMPARISON_COLUMNS, _SUMMARY_COLUMNS, _WILCOXON_COLUMNS,
                       _format_value, _selector_shots_rows, _target_key, format_markdown_table,
-                      load_results, summary_table, wilcoxon_table)
+                      load_results, summary_table)
 
 __all__ = ["write_report"]
 

@@ -211,7 +211,6 @@ def select(images, model, budget, out, unit="patch", selector=None, *, channel=N
     --------
     finetune : the next step, once the masks are drawn.
     """
-    import pandas as pd
 
     started = time.perf_counter()
     if unit not in ("patch", "image"):

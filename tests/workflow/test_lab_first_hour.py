@@ -10,7 +10,7 @@ from PIL import Image
 
 import kwtl.workflow._auto as auto
 from kwtl.cli import main
-from kwtl.datasets import make_cells, write_image, write_mask
+from kwtl.datasets import make_cells, write_image
 from kwtl.workflow import read_selection, select
 from workflow_helpers import draw_masks
 

@@ -1,6 +1,5 @@
 """The annotation checks of kwtl finetune: inverted, painted and JPEG masks."""
 import numpy as np
-import pytest
 from skimage.segmentation import find_boundaries
 
 from kwtl.datasets import make_cells, read_mask, write_image
