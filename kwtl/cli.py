@@ -106,8 +106,9 @@ _MODEL_HELP = ("a model file (kwtl pretrain / kwtl finetune) or the authors' rel
                "weights by name: {names} (found in $KWTL_WEIGHTS, else downloaded from the "
                "authors' pinned commit, sha256 checked)")
 _AUTO_HELP = ("; or 'auto': the released model whose masks agree best with the classical "
-              "pseudo-labels of these images (no label read; the user guide's table says "
-              "which model suits which images)")
+              "pseudo-labels of these images (no label read; measured right for fluorescence, "
+              "wrong for electron microscopy: the user guide's table 'Which model to start "
+              "from' is the measured advice)")
 
 
 def _workflow_parsers(sub):

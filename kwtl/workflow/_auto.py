@@ -7,8 +7,11 @@ models on the user's own unlabelled images by how well each model's mask agrees 
 classical pseudo-labels of the same images (:class:`~kwtl.pseudo_label.PseudoLabeler`:
 histogram equalisation and an automatic threshold and polarity), the signal pseudo-label
 fine-tuning trains on anyway, and reports each model's predicted foreground fraction. No label
-is read. The choice, measured leave-one-dataset-out on the five benchmark datasets, is in
-``benchmarks/results/auto_model/``.
+is read. Measured leave-one-dataset-out on the five benchmark datasets
+(``benchmarks/results/auto_model/``), the choice was the best of the other models on both
+fluorescence datasets but the worst on electron microscopy, where the classical
+pseudo-labels over-segment; the user guide's table "Which model to start from" is the
+measured advice.
 """
 import os
 import warnings
@@ -62,8 +65,8 @@ def foreground_fraction(segmenter, images):
 
 
 def warn_implausible_foreground(fraction, model_name, limit=IMPLAUSIBLE_FOREGROUND,
-                                advice="see the user guide's table of which model to start "
-                                       "from, or let kwtl choose one (--model auto)"):
+                                advice="see the user guide's table 'Which model to start "
+                                       "from' (authors:B39 when unsure)"):
     """Warn (``UserWarning``, one line) when a model predicts more than ``limit`` of the pixels
     as cells; returns whether it warned."""
     if fraction <= limit:
