@@ -14,7 +14,7 @@ import numpy as np
 from scipy import ndimage
 
 from _effort_plan import (ARMS, BUDGETS, MIN_FOREGROUND, PATCH, SEEDS, SHARED, SPLITS, STRIDE,
-                          n_patches)
+                          budget_key, n_patches)
 
 
 class Target:
@@ -216,7 +216,7 @@ def split_selections(cache, target, split, seg, arms):
             out[arm][seed] = {
                 "support": [[target.names[int(table["image"][k])], int(table["coords"][k][0]),
                              int(table["coords"][k][1])] for k in chosen],
-                "drawn": {str(b): drawn_record(target, table, chosen[:n_patches(target.name, b)])
+                "drawn": {budget_key(b): drawn_record(target, table, chosen[:n_patches(target.name, b)])
                           for b in BUDGETS},
             }
     return out
