@@ -242,6 +242,17 @@ def cost(args):
               flush=True)
 
 
+def one_job(args):
+    """Run one job given as JSON (a check of the code path on a new machine)."""
+    from _effort_exec import Context, run_job
+
+    ctx = Context(args.bundle, args.device, args.tf32)
+    start = time.perf_counter()
+    r = run_job(ctx, json.loads(args.json))
+    print(f"{r['id']}: mIoU {r['miou']:.1f}, {r['n_patches']} patches, "
+          f"{time.perf_counter() - start:.1f} s", flush=True)
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -278,6 +289,12 @@ def main(argv=None):
     p.add_argument("--recipes", nargs="+", default=list(RECIPES))
     p.add_argument("--steps", type=int, default=20)
     p.add_argument("--threads", type=int, default=2)
+    p = sub.add_parser("job", help="run one job given as JSON (a code-path check)")
+    p.add_argument("--bundle", nargs="+", required=True)
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--tf32", action="store_true")
+    p.add_argument("--json", required=True)
+    p.add_argument("--smoke", action="store_true", help="make the 2-step recipe available")
     p = sub.add_parser("table", help="results.csv, tables and figures")
     for p in sub.choices.values():
         p.add_argument("--out", default=str(OUT))
@@ -289,7 +306,8 @@ def main(argv=None):
 
         table(Path(args.out))
         return 0
-    {"prepare": prepare, "pack": pack, "run": run, "cost": cost}[args.command](args)
+    {"prepare": prepare, "pack": pack, "run": run, "cost": cost,
+     "job": one_job}[args.command](args)
     return 0
 
 
