@@ -299,10 +299,8 @@ class _Pool:
 
 def fine_tune_and_evaluate(plft, target, pool, test, chosen, table, seed, profile, n_support,
                            epochs=None):
-    import copy
-
-    from kwtl._oracle import Oracle
     from kwtl.datasets import PatchSet
+    from kwtl.few_shot import Oracle, fine_tune
     from kwtl.metrics import iou_score
 
     images = [target.images[i] for i in pool]
@@ -312,12 +310,9 @@ def fine_tune_and_evaluate(plft, target, pool, test, chosen, table, seed, profil
     support = PatchSet(images, coords, (profile["patch_size"],) * 2)
     oracle = Oracle([target.masks[i] for i in pool], shapes=[im.shape for im in images])
     masks = oracle.reveal_patches(support)
-    model = copy.deepcopy(plft)
-    model.set_params(batch_size=profile["batch_size"], random_state=seed)
-    model.initialize_optimizer()
     epochs = profile["epochs"] if epochs is None else epochs
-    if epochs:
-        model.partial_fit(support, masks, epochs=epochs)
+    model = fine_tune(plft, support, masks, epochs=epochs, batch_size=profile["batch_size"],
+                      random_state=seed)
     crops = [centre_crop(target.images[i], profile["test_crop"]) for i in test]
     gts = [centre_crop(target.masks[i], profile["test_crop"]) for i in test]
     preds = model.predict(crops)

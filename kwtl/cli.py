@@ -8,7 +8,7 @@ import time
 import warnings
 from pathlib import Path
 
-from . import __version__
+from ._version import __version__
 from .selection import SELECTORS
 from .utils._output import OUTPUT_MARKER, OutputFolderError, prepare_output_dir  # noqa: F401
 

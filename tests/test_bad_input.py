@@ -337,7 +337,7 @@ def test_bad_few_shot_parameters_fail_before_training(params, error, match, data
 
 def test_budget_after_the_foreground_filter_fails_before_training(data, no_training):
     from kwtl.datasets import PatchSet
-    from kwtl.utils._image import patch_foreground_counts
+    from kwtl.utils._masks import patch_foreground_counts
 
     images, masks = data
     kept = int(np.sum(patch_foreground_counts(

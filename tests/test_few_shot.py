@@ -160,7 +160,7 @@ def test_memory_caches_pretraining_across_selectors(packed, tmp_path):
         return len([p for p in tmp_path.rglob("output.pkl") if stage in p.parts])
 
     tiny_method(selector=ConsistencySelector(), memory=memory).fit(X, y, d)
-    assert entries("_meta_fit") == 1 and entries("_pseudo_label_fine_tune") == 1
+    assert entries("_meta_fit") == 1 and entries("_pseudo_label_fine_tune_cached") == 1
     assert entries("_cached_scores") == 3  # one per selector
     # scores do not depend on the budget: one scoring pass serves every shot count
     c = tiny_method(selector=ConsistencySelector(), n_shots=2, memory=memory).fit(X, y, d)

@@ -18,7 +18,7 @@ from pathlib import Path
 import joblib
 import numpy as np
 
-from .._few_shot import FewShotSegmentation
+from ..few_shot import FewShotSegmentation
 from ..datasets import load_benchmark, make_synthetic_benchmark
 from ..metrics import iou_score
 from ..model_selection import LeaveOneDatasetOut, authors_splits, benchmark_to_Xy
@@ -165,8 +165,6 @@ class Experiment:
 
     def _check_budgets(self, todo):
         """Fail before any training if a job's budget exceeds its pool (or an input is bad)."""
-        from .._preflight import check_before_training
-
         largest = {}
         for target, _, selector, shots in todo:
             unit = getattr(_make_selector(selector), "unit", "patch")
@@ -175,8 +173,7 @@ class Experiment:
                 largest[key] = (shots, selector)
         for (target, _), (shots, selector) in largest.items():
             X, y, d, train, _ = self.split(target, 0)
-            check_before_training(self.estimator(target, selector, shots), X[train], y[train],
-                                  d[train])
+            self.estimator(target, selector, shots).check_fit(X[train], y[train], d[train])
 
     def records(self):
         """The finished results, in job order."""

@@ -149,7 +149,7 @@ def save_weights(module, path, parameters=None, training=None):
     buffer = io.BytesIO()
     torch.save(state, buffer)
     data = buffer.getvalue()
-    from .. import __version__
+    from .._version import __version__
 
     meta = {
         "format": SIDECAR_FORMAT,

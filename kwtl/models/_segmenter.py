@@ -17,8 +17,8 @@ from ..datasets import PatchSet
 from ..metrics import mean_iou
 from ..utils import (check_images, check_masks, check_training_masks, derive_seed,
                      normalize_uint8, validate_params)
-from ..utils._image import patch_foreground_counts
-from ..utils._validation import Interval, Options, Pair
+from ..utils._masks import patch_foreground_counts
+from ..utils.validation import Interval, Options, Pair
 from ._fcrn import FCRN, enable_mc_dropout, switch_to_affine
 from ._fold import FoldedModuleCache, use_training_layers
 from ._io import check_state_dict, read_weights, save_weights
@@ -265,19 +265,17 @@ class FCRNSegmenter(NeuralNet):
         self.random_state = random_state
 
     # ------------------------------------------------------------------ set-up
-    def _check_params(self):
+    def _validate_params(self):
+        """kwtl's validation hook: ``_parameter_constraints`` and the rules that span
+        values, then — once the network exists — skorch's own check of argument names."""
         validate_params(type(self).__name__, {k: getattr(self, k, None) for k in
                                               self._parameter_constraints},
                         self._parameter_constraints)
-        if int(self.patch_size) < 8 or int(self.patch_size) % 8:
+        if int(self.patch_size) % 8:
             raise ValueError(f"patch_size must be a positive multiple of 8, got {self.patch_size}")
-        if self.bn_mode not in ("batch", "running"):
-            raise ValueError(f"bn_mode must be 'batch' or 'running', got {self.bn_mode!r}")
         resolve_precision(self.precision, self.device)
-        if self.micro_batch_size is not None and int(self.micro_batch_size) < 1:
-            raise ValueError(f"micro_batch_size must be None or positive, got {self.micro_batch_size}")
-        if not 0.0 < float(self.threshold) < 1.0:
-            raise ValueError(f"threshold must be in (0, 1), got {self.threshold}")
+        if self.__dict__.get("module_") is not None:
+            super()._validate_params()
 
     @property
     def _amp_dtype(self):
@@ -300,7 +298,7 @@ class FCRNSegmenter(NeuralNet):
         ``random_state``, swap in layers with faster CPU training passes (same parameters,
         same function; see ``kwtl.models._fold.use_training_layers``) and use channels-last
         memory on the CPU and under bf16."""
-        self._check_params()
+        self._validate_params()
         seed = derive_seed(self.random_state, "init")
         if seed is not None:
             torch.manual_seed(seed)
@@ -363,7 +361,7 @@ class FCRNSegmenter(NeuralNet):
         """skorch hook: images (or a PatchSet) become a lazy dataset of grid patches."""
         if is_dataset(X):
             return X
-        self._check_params()
+        self._validate_params()
         patches, masks = self._patch_sets(X, y)
         return PatchDataset(patches, masks)
 
@@ -430,7 +428,7 @@ class FCRNSegmenter(NeuralNet):
         -------
         self
         """
-        self._check_params()
+        self._validate_params()
         images = check_images(X, min_size=8)
         masks = check_masks(y, images)
         check_training_masks(masks)
@@ -507,16 +505,20 @@ class FCRNSegmenter(NeuralNet):
             self.module_.train(was_training)
         return self
 
-    def to_affine(self, gamma=0.1, beta=0.0):
+    def to_affine(self, gamma=0.1, beta=0.0, *, if_needed=False):
         """Switch every BatchNorm to a fresh affine one (γ=gamma, β=beta) — the paper's
         target-side switch after meta-training — and start a fresh optimizer.
+
+        With ``if_needed=True`` a model whose BatchNorm is affine already (e.g. after
+        pseudo-label fine-tuning) keeps it and only gets a fresh optimizer.
 
         Returns
         -------
         self
         """
         self.check_is_fitted()
-        switch_to_affine(self.module_, gamma, beta)
+        if not (if_needed and _is_affine(self.module_)):
+            switch_to_affine(self.module_, gamma, beta)
         self.initialize_optimizer()
         return self
 
@@ -692,7 +694,7 @@ class FCRNSegmenter(NeuralNet):
         proba : list of ndarray of shape (H_i, W_i), float32
         """
         self.check_is_fitted()
-        self._check_params()
+        self._validate_params()
         images = check_images(X, min_size=8)
         logits = predict_logit_maps(self.module_, images, bn_mode=self.bn_mode,
                                     device=self.device, dtype=self._amp_dtype,

@@ -315,7 +315,16 @@ class BaseSelector(abc.ABC, BaseEstimator):
                                   and pps >= 1)):
             raise ValueError(f"patches_per_shot must be a positive integer or 'auto', got {pps!r}")
         n = self._budget_size(len(pool), len(pool.arrays), n_shots, pps)
-        self._check_n(n, self._n_candidates(pool))
+        available = self._n_candidates(pool)
+        if n > available:
+            if self.unit == "image":
+                budget, what, fix = f"n_shots={n_shots}", "pool images", "lower n_shots"
+            else:
+                budget = f"n_shots={n_shots} x patches_per_shot={pps!r} = {n}"
+                what = "candidate patches"
+                fix = "lower n_shots or patches_per_shot, or use a smaller stride"
+            raise ValueError(f"more shots than candidates: the budget {budget} is larger than "
+                             f"the pool, which has only {available} {what}; {fix}")
         return n
 
     def _budget_size(self, n_candidates, n_images, n_shots, patches_per_shot):

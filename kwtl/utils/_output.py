@@ -87,7 +87,7 @@ def prepare_output_dir(out, force=False, resume=False, made_by="kwtl run"):
     try:
         path.mkdir(parents=True, exist_ok=True)
         if not marker.exists() or (force and (read_marker(path) or {}).get("made_by") != made_by):
-            from .. import __version__
+            from .._version import __version__
 
             marker.write_text(json.dumps({"made_by": made_by, "kwtl_version": __version__})
                               + "\n")

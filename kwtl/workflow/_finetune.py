@@ -5,14 +5,14 @@ import time
 from pathlib import Path
 
 import numpy as np
-from tqdm.auto import tqdm
 
-from .. import __version__
+from .._version import __version__
 from ..datasets import PatchSet, read_image
+from ..few_shot import fine_tune
 from ..utils import derive_seed
 from ._files import read_checkpoint, read_foreground, sha256_array, write_checkpoint
 from ._model import fingerprint, load_model, model_source, recorded_training, save_model
-from ._select import _WORK, PLFT_MODEL, SELECTION_COLUMNS, batch_progress, read_selection
+from ._select import _WORK, PLFT_MODEL, SELECTION_COLUMNS, read_selection
 
 __all__ = ["finetune", "read_annotations"]
 
@@ -27,6 +27,20 @@ def _mask_path(todo, mask_file):
         if candidate.is_file():
             return candidate
     return None
+
+
+class _Checkpoint:
+    """The fine-tuning checkpoint of one set of inputs (``fingerprint``), for
+    :func:`kwtl.few_shot.fine_tune`."""
+
+    def __init__(self, path, fingerprint):
+        self.path, self.fingerprint = path, fingerprint
+
+    def load(self):
+        return read_checkpoint(self.path, self.fingerprint)
+
+    def save(self, module, **state):
+        write_checkpoint(self.path, self.fingerprint, module, **state)
 
 
 def read_annotations(todo_dir):
@@ -160,40 +174,16 @@ def finetune(todo_dir, out, model=None, *, epochs=20, batch_size=None, random_st
                                   "choose another --out, or pass --force to replace it")
 
     params = {} if device is None else {"device": device}
-    seg = load_model(start, **params)
-    if batch_size is not None:
-        seg.set_params(batch_size=int(batch_size))
-    seg.set_params(random_state=derive_seed(random_state, "finetune"))
-    seg.initialize_optimizer()  # fine-tuning starts with a fresh optimizer
-    patches = PatchSet.from_images(data["images"], seg.patch_size, seg.stride)
+    start_model = load_model(start, **params)
+    patches = PatchSet.from_images(data["images"], start_model.patch_size, start_model.stride)
     if len(patches) == 0:
         raise ValueError(f"the annotated images are smaller than the model's patches "
-                         f"({seg.patch_size}x{seg.patch_size})")
-    mask_patches = patches.with_arrays(data["masks"])
-
+                         f"({start_model.patch_size}x{start_model.patch_size})")
     work = todo / _WORK / f"finetune-{key[:16]}"
-    checkpoint = work / "checkpoint.pt"
-    done, losses = 0, []
-    saved = read_checkpoint(checkpoint, key)
-    if saved is not None:
-        seg.module_.load_state_dict(saved["module"])
-        seg.optimizer_.load_state_dict(saved["optimizer"])
-        done, losses = int(saved["epoch"]), list(saved["losses"])
-    per_epoch = -(-len(patches) // int(seg.batch_size))
-    bar = tqdm(total=int(epochs) * per_epoch, initial=done * per_epoch, desc="fine-tuning",
-               unit="batch", disable=not progress)
-    try:
-        while done < epochs:
-            seg.n_train_calls_ = done  # the shuffle seed of epoch `done + 1`
-            with batch_progress(seg, bar):
-                seg.partial_fit(patches, mask_patches, epochs=1)
-            done += 1
-            losses.append(float(seg.history[-1, "train_loss"]))
-            write_checkpoint(checkpoint, key, seg.module_, epoch=done, losses=losses,
-                             optimizer=seg.optimizer_.state_dict())
-            bar.set_postfix(epoch=done, loss=f"{losses[-1]:.4f}")
-    finally:
-        bar.close()
+    seg = fine_tune(start_model, patches, patches.with_arrays(data["masks"]), epochs=int(epochs),
+                    batch_size=batch_size, random_state=derive_seed(random_state, "finetune"),
+                    progress=progress, checkpoint=_Checkpoint(work / "checkpoint.pt", key))
+    losses = seg.epoch_losses_
     seg.set_params(random_state=int(random_state))
     foreground = float(np.mean([m.mean() for m in data["masks"]]))
     training = {

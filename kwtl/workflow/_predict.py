@@ -6,7 +6,7 @@ import numpy as np
 from sklearn.utils import Bunch
 from tqdm.auto import tqdm
 
-from .. import __version__
+from .._version import __version__
 from ..utils._atomic import atomic_write_text
 from ..utils._output import prepare_output_dir
 from ..datasets import write_image, write_mask

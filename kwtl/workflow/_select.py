@@ -1,6 +1,4 @@
 """``select``: PLFT on a folder, scoring, and the annotation package for the annotator."""
-import contextlib
-import copy
 import json
 import shutil
 import textwrap
@@ -11,11 +9,11 @@ from pathlib import Path
 import numpy as np
 from sklearn.base import clone
 from sklearn.utils import Bunch
-from skorch.callbacks import Callback
 from tqdm.auto import tqdm
 
-from .. import __version__
+from .._version import __version__
 from ..datasets import PatchSet
+from ..few_shot import plft_patches, pseudo_label_fine_tune
 from ..selection import DEFAULT_SELECTOR, PixelSelector, make_selector
 from ..selection._base import BaseSelector
 from ..utils import check_images, derive_seed
@@ -43,61 +41,6 @@ def _as_images(images, channel):
         return arrays, names, str(folder.resolve())
     arrays = check_images(images, name="images")
     return arrays, [f"image{i:03d}" for i in range(len(arrays))], "<arrays>"
-
-
-def _plft(segmenter, images, epochs, max_patches, batch_size, seed, progress):
-    """The paper's target-side steps before selection, bounded for a lab machine:
-    affine BatchNorm (if the model has none yet), pseudo-label fine-tuning on up to
-    ``max_patches`` evenly spaced non-overlapping patches, BatchNorm recalibration."""
-    from ..models._segmenter import _is_affine
-    from ..pseudo_label import PseudoLabeler
-
-    seg = copy.deepcopy(segmenter)
-    seg.set_params(random_state=seed)
-    if not _is_affine(seg.module_):
-        seg.to_affine()
-    size = seg.patch_size
-    patches = PatchSet.from_images(images, size, size, cover_border=True)
-    if max_patches is not None and len(patches) > max_patches:
-        keep = np.unique(np.linspace(0, len(patches) - 1, int(max_patches)).round().astype(int))
-        patches = patches.subset(keep)
-    if epochs:
-        labels = PseudoLabeler().fit_transform(images)
-        own_batch = seg.batch_size
-        seg.batch_size = int(batch_size)
-        n_batches = int(epochs) * -(-len(patches) // int(batch_size))
-        with tqdm(total=n_batches, desc="pseudo-label fine-tuning", unit="batch",
-                  disable=not progress) as bar, batch_progress(seg, bar):
-            try:
-                seg.partial_fit(patches, patches.with_arrays(labels), epochs=int(epochs))
-            finally:
-                seg.batch_size = own_batch
-    seg.recalibrate_batchnorm(patches)
-    seg.initialize_optimizer()
-    return seg, len(patches)
-
-
-class _BatchBar(Callback):
-    """skorch callback: one tick of a tqdm bar per training batch."""
-
-    def __init__(self, bar):
-        self.bar = bar
-
-    def on_batch_end(self, net, batch=None, training=None, **kwargs):
-        if training:
-            self.bar.update(1)
-
-
-@contextlib.contextmanager
-def batch_progress(segmenter, bar):
-    """Tick ``bar`` once per training batch of ``segmenter`` inside the block (a callback
-    added to the initialised net for the block only; its parameters are untouched)."""
-    entry = ("kwtl_workflow_progress", _BatchBar(bar).initialize())
-    segmenter.callbacks_.append(entry)
-    try:
-        yield
-    finally:
-        segmenter.callbacks_.remove(entry)
 
 
 def _check_budget(budget, unit, shapes, size, allow_overlap, n_candidates):
@@ -324,8 +267,12 @@ def select(images, model, budget, out, unit="patch", selector=None, *, channel=N
         plft = load_model(plft_file, **params)
         n_plft = None
     else:
-        plft, n_plft = _plft(segmenter, arrays, pl_epochs, pl_max_patches, pl_batch_size,
-                             derive_seed(random_state, "plft"), progress)
+        plft = pseudo_label_fine_tune(
+            segmenter, arrays, epochs=pl_epochs, batch_size=pl_batch_size, stride=size,
+            cover_border=True, max_patches=pl_max_patches, switch_affine="auto",
+            random_state=derive_seed(random_state, "plft"), progress=progress)
+        n_plft = len(plft_patches(arrays, size, size, cover_border=True,
+                                  max_patches=pl_max_patches))
         save_model(plft, plft_file, overwrite=True, training={
             "step": "select (pseudo-label fine-tuning)", "fingerprint": key,
             "start": model_record, "images": images_record, "n_images": len(arrays),

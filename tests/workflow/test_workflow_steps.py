@@ -254,7 +254,7 @@ def test_finetune_trains_records_sources_and_resumes(tiny_data, package, tmp_pat
     assert meta["start"]["name"].endswith("model_plft.kwtl") and len(meta["losses"]) == 3
 
     from kwtl.models import FCRNSegmenter
-    real = FCRNSegmenter.partial_fit
+    real = FCRNSegmenter.on_epoch_begin
     calls = {"n": 0}
 
     def dies_in_second_epoch(self, *args, **kwargs):
@@ -263,13 +263,25 @@ def test_finetune_trains_records_sources_and_resumes(tiny_data, package, tmp_pat
             raise KeyboardInterrupt
         return real(self, *args, **kwargs)
 
-    monkeypatch.setattr(FCRNSegmenter, "partial_fit", dies_in_second_epoch)
+    monkeypatch.setattr(FCRNSegmenter, "on_epoch_begin", dies_in_second_epoch)
     with pytest.raises(KeyboardInterrupt):
         finetune(todo, tmp_path / "resumed.kwtl", epochs=3, progress=False)
-    monkeypatch.setattr(FCRNSegmenter, "partial_fit", real)
+    monkeypatch.setattr(FCRNSegmenter, "on_epoch_begin", real)
     resumed = finetune(todo, tmp_path / "resumed.kwtl", epochs=3, progress=False)
+    assert calls["n"] == 2  # the resumed run did not start again from the first epoch
     assert _same_state(_state(whole), _state(resumed))
     assert _same_state(_state(whole), _state(load_model(tmp_path / "resumed.kwtl")))
+
+    # the workflow's fine-tuning is the method's step, kwtl.few_shot.fine_tune
+    from kwtl.datasets import PatchSet
+    from kwtl.few_shot import fine_tune
+    from kwtl.utils import derive_seed
+
+    start = load_model(todo / "model_plft.kwtl")
+    patches = PatchSet.from_images(data["images"], start.patch_size, start.stride)
+    direct = fine_tune(start, patches, patches.with_arrays(data["masks"]), epochs=3,
+                       random_state=derive_seed(0, "finetune"))
+    assert _same_state(_state(whole), _state(direct))
 
 
 # ------------------------------------------------------------------ predict

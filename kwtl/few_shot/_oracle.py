@@ -1,8 +1,8 @@
 """The annotation oracle: the only door to the target masks."""
 import numpy as np
 
-from .datasets import PatchSet
-from .utils import as_mask
+from ..datasets import PatchSet
+from ..utils import as_mask
 
 __all__ = ["Oracle"]
 
