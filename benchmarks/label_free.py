@@ -121,40 +121,32 @@ class Target:
 
 
 def image_statistics(segmenter, image, mask, profile, magnitude=1.3):
-    """Per-candidate statistics of one image's patch grid, exactly as the selectors'
-    per-patch path computes them (each patch forwarded on its own, eval-mode BatchNorm),
-    or by the selectors' dense path when the profile says ``dense``."""
-    if profile.get("dense"):
-        return dense_image_statistics(segmenter, image, mask, profile, magnitude)
-    import torch
-    import torch.nn.functional as F
-
+    """Per-candidate statistics of one image's patch grid, computed by the shipped selectors
+    (:meth:`~kwtl.selection.BaseSelector.score`): exactly per patch, or from whole-image
+    passes (``dense=True``) when the profile says ``dense`` — a stride-30 grid then costs a
+    few passes per image instead of one per patch. Encoder features (those of
+    :class:`~kwtl.selection.RepresentativeSelector`) only if the profile asks for them
+    (``features``), else an empty column."""
     from kwtl.datasets import PatchSet
-    from kwtl.selection import autocontrast, brightness, sharpness
-    from kwtl.selection._uncertainty import binary_entropy
+    from kwtl.selection import PredictedForegroundSelector, make_selector
 
+    dense = bool(profile.get("dense", False))
     pool = PatchSet.from_images([image], profile["patch_size"], profile["stride"])
-    cons, fg, mean_p, ent, feats = [], [], [], [], []
-    step = 16
-    for _, batch in pool.iter_batches(step):
-        k = len(batch)
-        copies = np.concatenate([batch, autocontrast(batch), brightness(batch, magnitude),
-                                 sharpness(batch, magnitude)])
-        logits = segmenter.patch_logits(copies)
-        clean = logits[:k]
-        aug = logits[k:].reshape(3, *clean.shape)
-        ref = (torch.sigmoid(clean) >= 0.5).float()
-        bce = F.binary_cross_entropy_with_logits(aug, ref.expand_as(aug), reduction="none")
-        cons.append(bce.sum(0).mean(dim=(1, 2)).double().numpy())
-        p = torch.sigmoid(clean)
-        fg.append((p >= 0.5).float().mean(dim=(1, 2)).double().numpy())
-        mean_p.append(p.mean(dim=(1, 2)).double().numpy())
-        ent.append(binary_entropy(p).mean(dim=(1, 2)).double().numpy())
-        feats.append(segmenter.encoder_features(batch))
-    return {"consistency": np.concatenate(cons), "fg_fraction": np.concatenate(fg),
-            "mean_proba": np.concatenate(mean_p), "entropy": np.concatenate(ent),
-            "features": np.concatenate(feats).astype(np.float32),
-            **candidate_truth(pool, mask)}
+    stats = {
+        "consistency": make_selector("consistency", magnitude=magnitude, dense=dense),
+        "fg_fraction": PredictedForegroundSelector(dense=dense),
+        "mean_proba": PredictedForegroundSelector(measure="mean_proba", dense=dense),
+        "entropy": make_selector("entropy", dense=dense),
+    }
+    stats = {k: np.asarray(sel.score(pool, segmenter), dtype=np.float64)
+             for k, sel in stats.items()}
+    if profile.get("features", True):
+        stats["features"] = np.concatenate(
+            [segmenter.encoder_features(batch) for _, batch in pool.iter_batches(16)]
+        ).astype(np.float32)
+    else:
+        stats["features"] = np.zeros((len(pool), 0), dtype=np.float32)
+    return {**stats, **candidate_truth(pool, mask)}
 
 
 def candidate_truth(pool, mask):
@@ -164,33 +156,6 @@ def candidate_truth(pool, mask):
     coords = pool.coords
     gt = np.array([mask[r:r + ph, c:c + pw].sum() for _, r, c in coords])
     return {"gt_foreground": gt, "coords": coords[:, 1:]}
-
-
-def dense_image_statistics(segmenter, image, mask, profile, magnitude=1.3):
-    """The same statistics from whole-image passes (the library's ``dense=True`` selectors:
-    each candidate's value is the mean of a full-image map over its window), so a stride-30
-    grid costs a few passes per image instead of one per patch. Features only if the
-    profile asks for them (``features``), else an empty column."""
-    from kwtl.datasets import PatchSet
-    from kwtl.selection import (ConsistencySelector, EntropySelector,
-                                PredictedForegroundSelector)
-
-    pool = PatchSet.from_images([image], profile["patch_size"], profile["stride"])
-    stats = {
-        "consistency": ConsistencySelector(magnitude=magnitude, dense=True),
-        "fg_fraction": PredictedForegroundSelector(dense=True),
-        "mean_proba": PredictedForegroundSelector(measure="mean_proba", dense=True),
-        "entropy": EntropySelector(dense=True),
-    }
-    stats = {k: np.asarray(sel.score(pool, segmenter), dtype=np.float64)
-             for k, sel in stats.items()}
-    if profile.get("features", True):
-        stats["features"] = np.concatenate(
-            [segmenter.encoder_features(batch) for _, batch in pool.iter_batches(64)]
-        ).astype(np.float32)
-    else:
-        stats["features"] = np.zeros((len(pool), 0), dtype=np.float32)
-    return {**stats, **candidate_truth(pool, mask)}
 
 
 def load_stats(out, target, idx, segmenter, profile):
@@ -224,8 +189,8 @@ ARMS = {
     "gate_consistency": (False, False, "consistency top-n inside the label-free gate"),
     "stratified_consistency": (False, True, "3 predicted-fg strata, sampling ∝ consistency^1, "
                                "<= max_per_image per image first"),
-    "gate_stratified_random": (False, True, "inside the gate: 3 fg strata, uniform, "
-                               "<= max_per_image per image first"),
+    "gate_stratified_random": (False, True, "retired (not a shipped selector): inside the "
+                               "gate, 3 fg strata, uniform, <= max_per_image per image first"),
     "representative": (False, False, "k-means on encoder features, nearest each centre"),
     "gate_representative": (False, False, "k-means representatives inside the gate"),
     "gt_consistency": (True, False, "the paper's protocol: consistency after the GT filter"),
@@ -234,67 +199,61 @@ ARMS = {
 
 
 def arm_scores(arm, table, seed, profile):
-    """Scores over the pool's candidates for one arm (higher = annotate first)."""
-    from kwtl.selection import RandomSelector
-    from kwtl.selection._gate import ForegroundGate
-    from kwtl.selection._representative import RepresentativeSelector
-    from kwtl.selection._stratified import StratifiedSelector
+    """Scores over the pool's candidates for one arm (higher = annotate first).
+
+    Every label-free arm is the shipped selector of that name
+    (:func:`kwtl.selection.make_selector`), fed the cached per-candidate statistics through
+    its public methods (``score`` on the pool's candidates for the draws, which read no
+    pixel, and ``scores_from`` for the compositions), so what is measured is what
+    ``kwtl select`` and ``FewShotSegmentation`` run.
+    """
+    from kwtl.datasets import PatchSet
+    from kwtl.selection import SELECTORS, make_selector
+    from kwtl.selection._gate import gate_mask
 
     n = len(table["consistency"])
     fg = table["fg_fraction"]
-    gt_keep = table["gt_foreground"] >= profile["min_foreground"]
-    rnd = RandomSelector(random_state=seed)._score_pool(_Pool(n), None)
     cons = table["consistency"]
-    n_clusters = profile["n_clusters"]
-    if arm == "random":
-        return rnd
-    gate = ForegroundGate()
-    keep = fg >= np.quantile(fg, 0.5)  # what ForegroundGate keeps; its inner sees only these
-
-    def inside(scores_of_kept):
-        inner = np.full(n, np.nan)
-        inner[keep] = scores_of_kept
-        return gate.scores_from(inner, fg)
-
-    if arm == "gate_random":
-        return inside(rnd[keep])
-    if arm == "consistency":
-        return cons
-    if arm == "gate_consistency":
-        return inside(cons[keep])
-    if arm == "stratified_consistency":
-        return StratifiedSelector(beta=1.0, n_strata=3, max_per_image=profile["max_per_image"],
-                                  random_state=seed).scores_from(cons, fg, table["image"])
-    if arm == "gate_stratified_random":
-        return inside(StratifiedSelector(
-            beta=0.0, n_strata=3, max_per_image=profile["max_per_image"],
-            random_state=seed).scores_from(cons[keep], fg[keep], table["image"][keep]))
+    # the candidates' positions; the draws read no pixel, so the images are zero-memory
+    # stand-ins of a size that holds every candidate
+    size = profile["patch_size"]
+    extent = np.broadcast_to(np.uint8(0), tuple(table["coords"].max(axis=0) + size))
+    pool = PatchSet([extent] * (int(table["image"].max()) + 1),
+                    np.column_stack([table["image"], table["coords"]]), size)
+    if arm in ("gt_consistency", "gt_random"):  # label-reading references, not shipped
+        keep = table["gt_foreground"] >= profile["min_foreground"]
+        inner = cons if arm == "gt_consistency" else arm_scores("random", table, seed, profile)
+        return np.where(keep, inner, -np.inf)
+    if arm not in SELECTORS:
+        raise ValueError(f"arm {arm!r} is not a shipped selector (kwtl.selection.SELECTORS); "
+                         "it is kept only to read old results")
     if arm in ("representative", "gate_representative") and table["features"].shape[1] == 0:
         raise ValueError(f"the {profile['name']!r} profile computes no encoder features; "
                          f"the {arm} arm needs them")
+    selector = make_selector(arm, random_state=seed, magnitude=1.3,
+                             n_clusters=profile["n_clusters"],
+                             max_per_image=profile["max_per_image"])
+    if arm == "random":
+        return selector.score(pool, None)
+    if arm == "consistency":
+        return cons
     if arm == "representative":
-        return RepresentativeSelector(n_clusters=n_clusters, random_state=0).scores_from(
-            table["features"])
-    if arm == "gate_representative":
-        return inside(RepresentativeSelector(n_clusters=n_clusters, random_state=0).scores_from(
-            table["features"][keep]))
-    if arm == "gt_consistency":
-        return np.where(gt_keep, cons, -np.inf)
-    if arm == "gt_random":
-        return np.where(gt_keep, rnd, -np.inf)
-    raise ValueError(arm)
-
-
-class _Pool:
-    """Just enough of a PatchSet for RandomSelector's draw (n candidates, one image)."""
-
-    def __init__(self, n):
-        self.n = n
-        self.arrays = [None]
-        self.coords = np.zeros((n, 3), dtype=np.int64)
-
-    def __len__(self):
-        return self.n
+        return selector.scores_from(table["features"])
+    if arm == "stratified_consistency":
+        return selector.scores_from(cons, fg, table["image"])
+    # a foreground gate around an inner selector: the inner one ranks the gated candidates
+    keep = gate_mask(fg, selector.quantile, selector.threshold)
+    inner_selector = selector.inner_selector()
+    inner = np.full(n, np.nan)
+    if arm == "gate_consistency":
+        inner[keep] = cons[keep]
+    elif arm == "gate_random":
+        inner[keep] = inner_selector.score(pool.subset(np.flatnonzero(keep)), None)
+    elif arm == "gate_representative":
+        inner[keep] = inner_selector.scores_from(table["features"][keep])
+    else:
+        raise ValueError(f"no statistics for the arm {arm!r}")
+    return selector.scores_from(inner, fg)
 
 
 def fine_tune_and_evaluate(plft, target, pool, test, chosen, table, seed, profile, n_support,
@@ -555,8 +514,8 @@ def compare_dense(args):
                 done.add(idx)
                 exact = load_stats(out, target, idx, seg, profile)
                 start = time.perf_counter()
-                dense = dense_image_statistics(seg, target.images[idx], target.masks[idx],
-                                               dense_profile)
+                dense = image_statistics(seg, target.images[idx], target.masks[idx],
+                                         dense_profile)
                 seconds = time.perf_counter() - start
                 n = max(1, len(exact["consistency"]) // 4)
                 top = len(set(np.argsort(-exact["consistency"])[:n])
@@ -617,7 +576,8 @@ def main(argv=None):
     parser.add_argument("--targets", nargs="+", default=["ssTEM", "EM"])
     parser.add_argument("--splits", nargs="+", type=int, default=[0, 1, 2, 3, 4])
     parser.add_argument("--shots", nargs="+", type=int, default=[1])
-    parser.add_argument("--arms", nargs="+", default=list(ARMS), choices=list(ARMS))
+    parser.add_argument("--arms", nargs="+", choices=list(ARMS),
+                        default=[a for a in ARMS if a != "gate_stratified_random"])
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--device", default="cpu", help="torch device, e.g. cuda")
     parser.add_argument("--compare-dense", type=int, default=0, metavar="K",

@@ -1,8 +1,8 @@
 """The ``kwtl`` command line: ``kwtl run`` runs the main job; ``kwtl pretrain``,
 ``select``, ``finetune`` and ``predict`` are the lab workflow (:mod:`kwtl.workflow`)."""
 import argparse
-import json
 import os
+import re
 import sys
 import time
 import warnings
@@ -220,23 +220,24 @@ def _workflow(args):
                           patch_size=args.patch_size, stride=args.stride,
                           meta_iterations=args.meta_iterations, inner_steps=args.inner_steps,
                           meta_shots=args.meta_shots, random_state=args.seed,
-                          device=device or "cpu", overwrite=args.force, progress=progress)
+                          device=device or "cpu", overwrite=args.force, progress=progress,
+                          verbose=True)
     elif args.command == "select":
         workflow.select(args.images, args.model, args.budget, args.out, unit=args.unit,
                         selector=args.selector, channel=args.channel, stride=args.stride,
                         allow_overlap=args.allow_overlap, pl_epochs=args.pl_epochs,
                         pl_max_patches=args.pl_patches, random_state=args.seed,
-                        device=device, overwrite=args.force, progress=progress)
+                        device=device, overwrite=args.force, progress=progress, verbose=True)
     elif args.command == "finetune":
         workflow.finetune(args.todo, args.out, model=args.model, epochs=args.epochs,
                           batch_size=args.batch_size, random_state=args.seed, device=device,
-                          overwrite=args.force, progress=progress)
+                          overwrite=args.force, progress=progress, verbose=True)
     else:
         workflow.predict(args.images, args.model, args.out, instances=args.instances,
                          probabilities=args.probabilities, mask_suffix=args.suffix,
                          format=args.format, channel=args.channel,
                          overlay=not args.no_overlay, device=device, overwrite=args.force,
-                         progress=progress)
+                         progress=progress, verbose=True)
     return 0
 
 
@@ -328,6 +329,27 @@ def _tune_process():
             os.environ.setdefault(key, value)
 
 
+#: How the library's messages (Python terms) read on the command line.
+CLI_TERMS = (("pass overwrite=True", "pass --force"), ("another out,", "another --out,"),
+             ("out=", "--out "), ("resume=True", "--resume"), ("start='", "--from '"),
+             ("unit='patch'", "--unit patch"), ("unit='image'", "--unit image"))
+
+
+#: Arguments whose command-line flag is not their name with dashes.
+_FLAGS = {"random_state": "seed", "pl_max_patches": "pl-patches", "overwrite": "force",
+          "start": "from", "images": "IMAGES_DIR", "todo_dir": "TODO_DIR"}
+
+
+def _in_cli_terms(message):
+    """A library message with its argument names replaced by the command line's flags."""
+    message = re.sub(r"The '(\w+)' parameter of \w+ must be",
+                     lambda m: f"--{_FLAGS.get(m.group(1), m.group(1).replace('_', '-'))} "
+                               "must be", message)
+    for python, flag in CLI_TERMS:
+        message = message.replace(python, flag)
+    return message
+
+
 def _one_line_warning(message, category, filename, lineno, line=None):
     return f"kwtl: warning: {message}\n"
 
@@ -344,11 +366,12 @@ def main(argv=None):
     try:  # the command line reports warnings in single lines
         return _run(args) if args.command == "run" else _workflow(args)
     except (ValueError, KeyError) as err:
-        print(f"kwtl: error: {err}", file=sys.stderr)
+        print(f"kwtl: error: {_in_cli_terms(str(err))}", file=sys.stderr)
         return 2
     except OSError as err:  # missing data, unwritable output, full disk ...
         where = f" {err.filename}" if getattr(err, "filename", None) else ""
-        print(f"kwtl: error:{where} {err.strerror or err}", file=sys.stderr)
+        print(f"kwtl: error:{where} {_in_cli_terms(str(err.strerror or err))}",
+              file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("kwtl: interrupted; finished results are kept; rerun the same command to resume",

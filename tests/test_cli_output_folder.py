@@ -80,7 +80,7 @@ def test_policy_accepts_new_empty_and_own_folders(tmp_path):
 
 def test_force_writes_into_a_users_folder_but_keeps_other_files(users_folder):
     (users_folder / "keep.txt").write_text("mine")
-    with pytest.raises(OutputFolderError, match="--force"):
+    with pytest.raises(OutputFolderError, match="overwrite=True"):
         prepare_output_dir(users_folder)
     prepare_output_dir(users_folder, force=True)
     assert (users_folder / OUTPUT_MARKER).exists()

@@ -6,7 +6,9 @@ import torch
 import torch.nn.functional as F
 
 from ._augment import AUGMENTATIONS, autocontrast_lut
-from ._base import PixelSelector
+from ..utils.validation import Interval
+from ._params import DENSE, OPEN_UNIT, POSITIVE_INT
+from ._pixel import PixelSelector
 from ._dense import DenseScoringMixin, box_reduce
 
 __all__ = ["ConsistencySelector"]
@@ -99,19 +101,17 @@ class ConsistencySelector(DenseScoringMixin, PixelSelector):
         self.dense = dense
         self.contrast_groups = contrast_groups
 
+    _parameter_constraints = {
+        **PixelSelector._parameter_constraints,
+        "magnitude": [Interval(numbers.Real, 0, None, closed="neither", finite=True)],
+        "threshold": [OPEN_UNIT],
+        "dense": DENSE,
+        "contrast_groups": [POSITIVE_INT],
+    }
+
     def _validate_params(self):
-        if isinstance(self.magnitude, bool) or not isinstance(self.magnitude, numbers.Real) \
-                or not np.isfinite(self.magnitude) or self.magnitude <= 0:
-            raise ValueError(f"magnitude must be a positive finite number, got {self.magnitude!r}")
-        if isinstance(self.threshold, bool) or not isinstance(self.threshold, numbers.Real) \
-                or not 0.0 < self.threshold < 1.0:
-            raise ValueError(f"threshold must be in (0, 1), got {self.threshold!r}")
-        if isinstance(self.contrast_groups, bool) \
-                or not isinstance(self.contrast_groups, numbers.Integral) \
-                or self.contrast_groups < 1:
-            raise ValueError(f"contrast_groups must be a positive int, got "
-                             f"{self.contrast_groups!r}")
-        self._augmentation_functions()
+        super()._validate_params()
+        self._augmentation_functions()  # names or callables
 
     def _augmentation_functions(self):
         augmentations = self.augmentations

@@ -1,5 +1,4 @@
 """Representativeness on the model's encoder features (k-means / TypiClust-style)."""
-import numbers
 import warnings
 
 import numpy as np
@@ -8,7 +7,10 @@ from sklearn.decomposition import PCA
 from sklearn.neighbors import NearestNeighbors
 
 from ..utils import derive_seed
-from ._base import BaseSelector, PixelSelector
+from ..utils.validation import Options
+from ._base import BaseSelector
+from ._params import POSITIVE_INT
+from ._pixel import PixelSelector
 
 __all__ = ["RepresentativeSelector", "representative_order", "typicality"]
 
@@ -133,19 +135,14 @@ class RepresentativeSelector(BaseSelector):
     #: k-means initialisation is random (reproducible with a seed).
     stochastic = True
 
-    def _validate_params(self):
-        for name in ("n_clusters", "n_neighbors"):
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, numbers.Integral) or v < 1:
-                raise ValueError(f"{name} must be a positive integer, got {v!r}")
-        v = self.batch_size
-        if v is not None and (isinstance(v, bool) or not isinstance(v, numbers.Integral) or v < 1):
-            raise ValueError(f"batch_size must be None or a positive integer, got {v!r}")
-        v = self.n_components
-        if v is not None and (isinstance(v, bool) or not isinstance(v, numbers.Integral) or v < 1):
-            raise ValueError(f"n_components must be None or a positive integer, got {v!r}")
-        if self.within not in _WITHIN:
-            raise ValueError(f"within must be one of {_WITHIN}, got {self.within!r}")
+    _parameter_constraints = {
+        **BaseSelector._parameter_constraints,
+        "n_clusters": [POSITIVE_INT],
+        "within": [Options(_WITHIN)],
+        "n_components": [None, POSITIVE_INT],
+        "n_neighbors": [POSITIVE_INT],
+        "batch_size": [None, POSITIVE_INT],
+    }
 
     def _check_estimator(self, estimator, X):
         estimator = super()._check_estimator(estimator, X)

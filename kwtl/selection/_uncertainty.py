@@ -1,12 +1,12 @@
 """Uncertainty baselines of the paper: predictive entropy and MC-dropout entropy."""
 import contextlib
-import numbers
 
 import torch
 import torch.nn.functional as F
 
 from ..utils import derive_seed
-from ._base import PixelSelector
+from ._params import DENSE, OPEN_UNIT, POSITIVE_INT
+from ._pixel import PixelSelector
 from ._dense import DenseScoringMixin
 
 __all__ = ["EntropySelector", "MCDropoutSelector", "binary_entropy"]
@@ -85,6 +85,8 @@ class EntropySelector(DenseScoringMixin, PixelSelector):
     (2, 16, 16)
     """
 
+    _parameter_constraints = {**PixelSelector._parameter_constraints, "dense": DENSE}
+
     def __init__(self, *, dense=False, unit="patch", reduction="mean", batch_size=None,
                  random_state=None):
         super().__init__(unit=unit, reduction=reduction, batch_size=batch_size,
@@ -161,6 +163,9 @@ class MCDropoutSelector(DenseScoringMixin, PixelSelector):
     """
 
     stochastic = True
+    #: The dropout masks of a seeded run are drawn in one stream over the whole pool, so an
+    #: image's scores depend on the images scored before it: scored (and cached) in one pass.
+    separable = False
 
     def __init__(self, n_passes=10, p=0.5, *, dense=False, unit="patch", reduction="mean",
                  batch_size=None, random_state=None):
@@ -170,13 +175,12 @@ class MCDropoutSelector(DenseScoringMixin, PixelSelector):
         self.p = p
         self.dense = dense
 
-    def _validate_params(self):
-        if isinstance(self.n_passes, bool) or not isinstance(self.n_passes, numbers.Integral) \
-                or self.n_passes < 1:
-            raise ValueError(f"n_passes must be a positive int, got {self.n_passes!r}")
-        if isinstance(self.p, bool) or not isinstance(self.p, numbers.Real) \
-                or not 0.0 < self.p < 1.0:
-            raise ValueError(f"p must be in (0, 1), got {self.p!r}")
+    _parameter_constraints = {
+        **PixelSelector._parameter_constraints,
+        "n_passes": [POSITIVE_INT],
+        "p": [OPEN_UNIT],
+        "dense": DENSE,
+    }
 
     @contextlib.contextmanager
     def _scoring_context(self, estimator):

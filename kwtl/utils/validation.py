@@ -38,7 +38,8 @@ class Interval:
     """Numbers of type ``kind`` (``numbers.Integral`` or ``numbers.Real``) in a range.
 
     ``closed`` is ``"left"``, ``"right"``, ``"both"`` or ``"neither"``; None bounds are
-    infinite. Booleans never count as numbers.
+    infinite (and then admit infinity unless ``finite``). Booleans and NaN never count as
+    numbers.
 
     Examples
     --------
@@ -49,13 +50,16 @@ class Interval:
     'a float in the range (0, 1)'
     """
 
-    def __init__(self, kind, left, right, closed="both"):
+    def __init__(self, kind, left, right, closed="both", *, finite=False):
         self.kind, self.left, self.right, self.closed = kind, left, right, closed
+        self.finite = finite
 
     def is_satisfied_by(self, value):
         if not _is_number(value, self.kind):
             return False
-        if isinstance(value, float) and not np.isfinite(value) and self.right is not None:
+        if isinstance(value, numbers.Real) and np.isnan(value):
+            return False
+        if not np.isfinite(value) and (self.finite or self.right is not None):
             return False
         if self.left is not None:
             if value < self.left or (value == self.left and self.closed in ("right", "neither")):
@@ -66,7 +70,8 @@ class Interval:
         return True
 
     def __str__(self):
-        kind = "an int" if self.kind is numbers.Integral else "a float"
+        kind = "an int" if self.kind is numbers.Integral else (
+            "a finite float" if self.finite else "a float")
         lb = "[" if self.closed in ("left", "both") and self.left is not None else "("
         rb = "]" if self.closed in ("right", "both") and self.right is not None else ")"
         left = "-inf" if self.left is None else self.left

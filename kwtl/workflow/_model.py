@@ -2,22 +2,16 @@
 import os
 from pathlib import Path
 
-import joblib
-
 from ..models import FCRNSegmenter, ModelFileError
 from ..models._io import _sha256_file, read_sidecar, save_weights, sidecar_path
 from ..models._pretrained import PRETRAINED, load_pretrained, pretrained_path
+from ._step import fingerprint
 
-__all__ = ["fingerprint", "load_model", "model_source", "recorded_training", "save_model"]
+__all__ = ["load_model", "model_source", "recorded_training", "save_model"]
 
 # FCRNSegmenter parameters a model file restores (the device and the seed are the caller's)
 _RESTORED = tuple(k for k in FCRNSegmenter._parameter_constraints if k != "random_state") + (
     "module__width", "module__dropout", "module__init")
-
-
-def fingerprint(*parts):
-    """A short stable hash of JSON-like ``parts`` (inputs and parameters of a step)."""
-    return joblib.hash(parts)
 
 
 def _restore(value):
@@ -123,10 +117,10 @@ def save_model(segmenter, path, training=None, overwrite=False):
     """
     path = Path(path)
     if path.is_dir():
-        raise ModelFileError(f"--out {path} is a folder; give a model file name such as "
+        raise ModelFileError(f"out={path} is a folder; give a model file name such as "
                              "model.kwtl")
     if (path.exists() or sidecar_path(path).exists()) and not overwrite:
-        raise FileExistsError(f"{path} exists; choose another --out, or pass --force to "
+        raise FileExistsError(f"{path} exists; choose another out, or pass overwrite=True to "
                               "replace it")
     path.parent.mkdir(parents=True, exist_ok=True)
     params = {k: v for k, v in segmenter.get_params(deep=False).items()

@@ -1,19 +1,16 @@
 """``predict``: a folder of images in, full-resolution masks (and pictures) out."""
-import json
-from pathlib import Path
-
 import numpy as np
 from sklearn.utils import Bunch
-from tqdm.auto import tqdm
 
 from .._version import __version__
-from ..utils._atomic import atomic_write_text
-from ..utils._output import prepare_output_dir
 from ..datasets import write_image, write_mask
 from ..postprocess import label_instances
-from ._files import sha256_array
-from ._model import fingerprint, load_model, model_source
-from ._select import _as_images
+from ..utils._progress import progress_bar
+from ..utils.validation import Options, validate_arguments
+from ._files import as_images, sha256_array
+from ._model import load_model, model_source
+from ._select import COMMON_ARGUMENTS
+from ._step import FolderStep, fingerprint, say
 
 __all__ = ["predict"]
 
@@ -30,9 +27,12 @@ def _overlay(image, labels, path):
     write_image(path, rgb, overwrite=True)
 
 
+@validate_arguments({"instances": ["boolean"], "probabilities": ["boolean"],
+                     "mask_suffix": [None, str], "format": [Options(_FORMATS)],
+                     "overlay": ["boolean"], **COMMON_ARGUMENTS})
 def predict(images, model, out, instances=False, probabilities=False, mask_suffix=None, *,
             format="png", channel=None, overlay=True, device=None, overwrite=False,
-            progress=True):
+            progress=True, verbose=False):
     """Segment every image of a folder at full resolution; write masks and pictures.
 
     For an image ``a.tif`` it writes, in ``out``:
@@ -71,38 +71,34 @@ def predict(images, model, out, instances=False, probabilities=False, mask_suffi
     overlay : bool, default=True
     device : str or None, default=None
     overwrite : bool, default=False
-    progress : bool, default=True
+    progress : bool or callable, default=True
+    verbose : bool, default=False
+        Print a one-line summary.
 
     Returns
     -------
     result : sklearn.utils.Bunch
         ``masks`` (dict image name -> mask file), ``path``, ``skipped`` (names already done).
     """
-    if format not in _FORMATS:
-        raise ValueError(f"format must be one of {_FORMATS}, got {format!r}")
     suffix = "" if mask_suffix is None else str(mask_suffix)
     if any(ch in suffix for ch in "/\\"):
         raise ValueError(f"mask_suffix must be a plain name part, got {suffix!r}")
-    arrays, names, images_record = _as_images(images, channel)
+    arrays, names, images_record = as_images(images, channel)
     params = {} if device is None else {"device": device}
     segmenter = load_model(model, **params)
     settings = {"instances": bool(instances), "probabilities": bool(probabilities),
                 "suffix": suffix, "format": format, "overlay": bool(overlay),
                 "threshold": float(segmenter.threshold), "bn_mode": segmenter.bn_mode}
-    key = fingerprint("predict", model_source(model), settings, __version__)
-    out = Path(out)
-    prepare_output_dir(out, force=overwrite, made_by="kwtl predict")
-    record_file = out / "predict.json"
-    record = json.loads(record_file.read_text()) if record_file.is_file() else None
-    if record is not None and record.get("fingerprint") != key and not overwrite:
-        raise FileExistsError(f"{out} holds masks predicted with another model or other "
-                              "options; choose another --out, or pass --force to replace them")
-    if record is None or record.get("fingerprint") != key:
-        record = {"made_by": "kwtl predict", "kwtl_version": __version__, "fingerprint": key,
+    step = FolderStep(out, fingerprint("predict", model_source(model), settings, __version__),
+                      "kwtl predict", "predict.json", overwrite)
+    out = step.out
+    record = step.claim(f"{out} holds masks predicted with another model or other options")
+    if record is None:
+        record = {"made_by": "kwtl predict", "kwtl_version": __version__,
                   "model": model_source(model), "images": images_record, **settings,
                   "done": {}}
     written, skipped = {}, []
-    bar = tqdm(total=len(arrays), desc="predicting", unit="image", disable=not progress)
+    bar = progress_bar(progress, len(arrays), "predicting", "image")
     try:
         for image, name in zip(arrays, names):
             files = {"mask": out / f"{name}{suffix}.{format}"}
@@ -130,12 +126,12 @@ def predict(images, model, out, instances=False, probabilities=False, mask_suffi
             if overlay:
                 _overlay(image, labels, files["overlay"])
             record["done"][name] = sha256_array(image)
-            atomic_write_text(record_file, json.dumps(record, indent=1) + "\n")
+            step.write_record(record)
             written[name] = files["mask"]
             bar.update(1)
     finally:
         bar.close()
     kind = "instance-label" if instances else "binary"
-    print(f"wrote {len(written) - len(skipped)} {kind} masks to {out}"
-          + (f" ({len(skipped)} already there)" if skipped else ""))
+    say(verbose, f"wrote {len(written) - len(skipped)} {kind} masks to {out}"
+                 + (f" ({len(skipped)} already there)" if skipped else ""))
     return Bunch(masks=written, path=out, skipped=skipped)

@@ -15,6 +15,7 @@ class FarthestFirst(BaseSelector):
     is greedy farthest-point in that space (deterministic)."""
 
     required_methods = ("patch_logits",)
+    budget_dependent = True
 
     def __init__(self, *, unit="patch", random_state=None):
         self.unit = unit
@@ -133,3 +134,55 @@ def test_budget_larger_than_the_pool_fails_before_training(packed):
     with pytest.raises(ValueError, match="more shots than candidates"):
         FewShotSegmentation(seg, selector=RandomSelector(), n_shots=1000,
                             patches_per_shot=10).fit(X, y, d)
+
+
+# ------------------------------------------------------------------ choosing, in the selector
+def _tiny_pool_and_model():
+    from kwtl.datasets import PatchSet, make_cells
+
+    images, _ = make_cells(3, 48, domain="em", random_state=1)
+    seg = FCRNSegmenter(module__width=4, module__init="default", patch_size=16, stride=8,
+                        precision="fp32", random_state=0).initialize()
+    return PatchSet.from_images(images, 16, 8), seg
+
+
+def test_non_overlapping_choice_is_the_greedy_walk_down_the_ranking():
+    pool, seg = _tiny_pool_and_model()
+    selector = EntropySelector()
+    support = selector.select_support(pool, seg, n_shots=5, patches_per_shot=1,
+                                      non_overlapping=True)
+    order = np.argsort(-selector.scores_, kind="stable")
+    # by hand: walk down the ranking, keep what overlaps nothing kept in its image
+    kept = []
+    for k in order:
+        i, r, c = pool.coords[k]
+        if all(i2 != i or abs(r - r2) >= 16 or abs(c - c2) >= 16
+               for i2, r2, c2 in pool.coords[kept]):
+            kept.append(k)
+        if len(kept) == 5:
+            break
+    np.testing.assert_array_equal(support.indices, kept)
+    plain = EntropySelector().select_support(pool, seg, n_shots=5, patches_per_shot=1)
+    np.testing.assert_array_equal(plain.indices, order[:5])
+    assert not np.array_equal(plain.indices, support.indices)  # the grid overlaps (stride 8)
+
+
+def test_a_budget_dependent_choice_is_kept_as_it_is():
+    pool, seg = _tiny_pool_and_model()
+    selector = FarthestFirst()
+    support = selector.select_support(pool, seg, n_shots=4, patches_per_shot=1,
+                                      non_overlapping=True)
+    np.testing.assert_array_equal(support.indices, FarthestFirst().select(pool, 4, seg))
+
+
+@pytest.mark.parametrize("selector", [EntropySelector(), RandomSelector(random_state=3)])
+def test_scores_cached_image_by_image_equal_one_pass(selector, tmp_path):
+    pool, seg = _tiny_pool_and_model()
+    seen = []
+    cached = selector.score(pool, seg, memory=tmp_path, progress=lambda d, t: seen.append(d))
+    np.testing.assert_array_equal(cached, selector.score(pool, seg))
+    entries = len(list(tmp_path.rglob("output.pkl")))
+    assert entries == (3 if selector.separable else 1)
+    assert seen == ([1, 2, 3] if selector.separable else [])
+    np.testing.assert_array_equal(selector.score(pool, seg, memory=tmp_path), cached)
+    assert len(list(tmp_path.rglob("output.pkl"))) == entries  # read back, not rescored

@@ -9,7 +9,7 @@ from kwtl.models import FCRN, FCRNSegmenter
 from kwtl.models._inference import forward_patches, forward_tiled
 from kwtl.selection import ConsistencySelector, EntropySelector, MCDropoutSelector
 from kwtl.selection._augment import autocontrast, autocontrast_lut
-from kwtl.selection._base import aggregate_images
+from kwtl.selection._pixel import aggregate_images
 from kwtl.selection._dense import box_reduce
 
 PATCH = 64
@@ -187,7 +187,7 @@ def test_dense_auto_follows_candidate_overlap(trained):
 @pytest.mark.parametrize("bad", ["yes", 1, None])
 def test_dense_rejects_bad_values(trained, bad):
     images, seg = trained
-    with pytest.raises(ValueError, match="dense must be True, False or 'auto'"):
+    with pytest.raises(ValueError, match="'dense' parameter .* must be a bool or one of 'auto'"):
         EntropySelector(dense=bad).score(images, seg)
 
 

@@ -201,7 +201,7 @@ class TestForegroundGate(SelectorTemplate):
         np.testing.assert_allclose(gate.inner_scores_[keep], inner[keep], rtol=1e-6)
         np.testing.assert_array_equal(picked, self._expected_order(inner, fg, keep))
         # the inner selector's own unit is overridden by the gate's
-        assert gate.set_params(selector=EntropySelector(unit="patch"))._inner().unit == "image"
+        assert gate.set_params(selector=EntropySelector(unit="patch")).inner_selector().unit == "image"
 
     def test_gate_on_subset_pool_ranks_absent_images_last(self, seg, pool, images):
         subset = pool.subset(np.flatnonzero(pool.coords[:, 0] != 1))

@@ -30,7 +30,7 @@ def test_bad_input_gets_one_line_and_exit_2(tiny_data, tmp_path, capsys):
         (["select", target, "--model", str(tmp_path / "nope.kwtl"), "--budget", "2",
           "--out", str(tmp_path / "t2")], "no such file"),
         (["select", target, "--model", model, "--budget", "0", "--out", str(tmp_path / "t3")],
-         "budget must be a positive integer"),
+         r"--budget must be an int in the range \[1, inf\); got 0"),
         (["select", target, "--model", model, "--budget", "2", "--selector", "best",
           "--out", str(tmp_path / "t4")], "unknown selector"),
         (["finetune", str(tmp_path), "--out", str(tmp_path / "t.kwtl")],

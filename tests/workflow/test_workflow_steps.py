@@ -89,6 +89,8 @@ def test_pretrain_never_replaces_another_file(tiny_data, tmp_path, capsys):
 def test_pretrain_rerun_with_same_inputs_loads_the_file(tiny_data, capsys):
     before = tiny_data["model"].stat().st_mtime_ns
     pretrain([tiny_data["source"]], tiny_data["model"], progress=False, **TINY)
+    assert capsys.readouterr().out == ""  # the library prints nothing unless verbose
+    pretrain([tiny_data["source"]], tiny_data["model"], progress=False, verbose=True, **TINY)
     assert "already pre-trained" in capsys.readouterr().out
     assert tiny_data["model"].stat().st_mtime_ns == before
 
@@ -137,23 +139,24 @@ def test_select_resumes_without_rescoring(tiny_data, tmp_path, monkeypatch):
 
     args = (tiny_data["target"], tiny_data["model"], 5)
     whole = select(*args, tmp_path / "whole", selector="consistency", progress=False)
-    real = ConsistencySelector.score
+    real = ConsistencySelector._score_pool
     calls = []
 
-    def dies_on_third_image(self, X, estimator):
+    def dies_on_third_image(self, pool, estimator):
         calls.append(1)
         if len(calls) == 3:
             raise KeyboardInterrupt
-        return real(self, X, estimator)
+        return real(self, pool, estimator)
 
-    monkeypatch.setattr(ConsistencySelector, "score", dies_on_third_image)
+    monkeypatch.setattr(ConsistencySelector, "_score_pool", dies_on_third_image)
     todo = tmp_path / "todo"
     with pytest.raises(KeyboardInterrupt):
         select(*args, todo, selector="consistency", progress=False)
-    assert len(list((todo / ".kwtl-work").rglob("*.npy"))) == 2
+    # the selector's score cache holds the two images scored before the interruption
+    assert len(list((todo / ".kwtl-work").rglob("output.pkl"))) == 2
     calls.clear()
-    monkeypatch.setattr(ConsistencySelector, "score",
-                        lambda self, X, est: (calls.append(1), real(self, X, est))[1])
+    monkeypatch.setattr(ConsistencySelector, "_score_pool",
+                        lambda self, pool, est: (calls.append(1), real(self, pool, est))[1])
     select(*args, todo, selector="consistency", progress=False)
     assert len(calls) == 1  # only the image not scored before the interruption
     pd.testing.assert_frame_equal(read_selection(todo), whole.table)
