@@ -1,7 +1,7 @@
 """The FCRN network of the paper and its BatchNorm switch."""
 from torch import nn
 
-__all__ = ["FCRN", "switch_to_affine", "enable_mc_dropout"]
+__all__ = ["FCRN", "enable_mc_dropout", "is_affine", "switch_to_affine"]
 
 
 def _block(conv, channels, affine, pool):
@@ -195,3 +195,9 @@ class enable_mc_dropout:
         for m, mode in self._modes.items():
             m.training = mode
         return False
+
+
+def is_affine(module):
+    """Whether the module's BatchNorm layers are affine (after :func:`switch_to_affine`)."""
+    return any(getattr(m, "affine", False) for m in module.modules()
+               if isinstance(m, nn.BatchNorm2d))

@@ -21,32 +21,22 @@ protocol; a selector lists the entry points it calls in ``required_methods``.
 """
 import abc
 import numbers
-import os
 import warnings
 
 import numpy as np
 import torch
-from sklearn.base import BaseEstimator, clone
-from sklearn.utils.validation import check_is_fitted, check_memory
+from sklearn.base import BaseEstimator
+from sklearn.utils.validation import check_is_fitted
 
 from ..datasets import PatchSet
 from ..utils import check_images
-from ..utils._fingerprint import model_fingerprint
-from ..utils._progress import progress_bar
 from ..utils.validation import Options, validate_params
 from ._choice import Support, choose_non_overlapping
+from ._scoring import score_candidates
 
 __all__ = ["BaseSelector"]
 
 _UNITS = ("patch", "image")
-
-
-def _cached_scores(selector, fingerprint, pool, estimator):
-    """Selection scores of every candidate; cached by ``fingerprint``, not ``estimator``.
-
-    Scores do not depend on the budget, so one scoring pass serves every shot count.
-    """
-    return selector._score_pool(pool, estimator)
 
 
 class BaseSelector(abc.ABC, BaseEstimator):
@@ -414,39 +404,8 @@ class BaseSelector(abc.ABC, BaseEstimator):
     def _scores(self, pool, estimator, memory=None, progress=None):
         """Scores of every candidate: one pass, or image by image (a separable selector
         with a cache or a progress report), from ``memory`` when allowed."""
-        cache = memory is not None and self.deterministic  # an unseeded draw is not reused
-        if cache:
-            fingerprint = None if estimator is None else model_fingerprint(estimator)
-            memory = os.fspath(memory) if isinstance(memory, os.PathLike) else memory
-            cached = check_memory(memory).cache(_cached_scores, ignore=["estimator"])
-
-            def score_pool(part):
-                return cached(clone(self), fingerprint, part, estimator)  # params, not scores_
-        else:
-            def score_pool(part):
-                return self._score_pool(part, estimator)
-
         with torch.no_grad():
-            if not (self.separable and (cache or progress)):
-                return score_pool(pool)
-            owners = pool.coords[:, 0]
-            images = np.unique(owners)
-            scores = np.full(self._n_candidates(pool), -np.inf)
-            bar = progress_bar(progress, len(images), "scoring images", "image")
-            try:
-                for i in images:
-                    rows = np.flatnonzero(owners == i)
-                    coords = np.column_stack([np.zeros(len(rows), np.int64),
-                                              pool.coords[rows, 1:]])
-                    part = score_pool(PatchSet([pool.arrays[i]], coords, pool.patch_size))
-                    if self.unit == "patch":
-                        scores[rows] = part
-                    else:
-                        scores[i] = part[0]
-                    bar.update(1)
-            finally:
-                bar.close()
-            return scores
+            return score_candidates(self, pool, estimator, memory, progress)
 
     def _warn_if_tied(self, scores):
         scores = np.asarray(scores)

@@ -3,7 +3,7 @@ import numpy as np
 import torch
 
 from kwtl.models import FCRNSegmenter
-from kwtl.models import _segmenter
+from kwtl.models import _entry_points as _segmenter
 from kwtl.models._inference import forward_patches
 
 
