@@ -10,11 +10,11 @@ import os
 
 import numpy as np
 import pytest
+import tiny
 
 from kwtl import FewShotSegmentation
 from kwtl.datasets import make_cells
 from kwtl.metrics import iou_score, mean_iou
-from kwtl.models import FCRNSegmenter
 from kwtl.pseudo_label import PseudoLabeler
 from kwtl.selection import ConsistencySelector, EntropySelector, RandomSelector
 from kwtl.utils import InvalidParameterError, check_images, check_masks
@@ -23,11 +23,10 @@ S = 32  # image side of the tiny synthetic data
 
 
 def tiny_segmenter(**kw):
-    params = dict(module__width=2, module__init="default", patch_size=16, stride=16,
-                  meta_iterations=1, inner_steps=1, meta_shots=1, batch_size=8,
-                  max_epochs=1, precision="fp32", random_state=0)
-    params.update(kw)
-    return FCRNSegmenter(**params)
+    """The tests' tiny segmenter, narrower and with one step of everything."""
+    return tiny.tiny_segmenter(**{"module__width": 2, "meta_iterations": 1, "inner_steps": 1,
+                                  "meta_shots": 1, "max_epochs": 1, "lr": 1e-4,
+                                  "random_state": 0, **kw})
 
 
 def tiny_method(**kw):
@@ -182,11 +181,11 @@ def test_bad_masks(entry, case, data, fitted, no_training):
         pytest.skip("legitimate here (see check_masks)")
     domains = np.array([1, 1, -1, -1])
     if entry == "check_masks":
-        call = lambda: check_masks(y, check_images(images))  # noqa: E731
+        call = lambda: check_masks(y, check_images(images))
     elif entry == "FCRNSegmenter.fit":
-        call = lambda: tiny_segmenter().fit(images, y)  # noqa: E731
+        call = lambda: tiny_segmenter().fit(images, y)
     elif entry == "FCRNSegmenter.meta_fit":
-        call = lambda: tiny_segmenter().meta_fit(images, y, [1, 1, 2, 2])  # noqa: E731
+        call = lambda: tiny_segmenter().meta_fit(images, y, [1, 1, 2, 2])
     elif entry == "FewShotSegmentation.fit (sources)":
         # images 0, 1 are the sources, 2, 3 the target
         if case == "one mask fewer":
@@ -195,13 +194,13 @@ def test_bad_masks(entry, case, data, fitted, no_training):
             y_src = list(y[:2]) + list(masks[2:])
         else:
             y_src = _swap(y, masks, source=True)
-        call = lambda: tiny_method().fit(images, y_src, sample_domain=domains)  # noqa: E731
+        call = lambda: tiny_method().fit(images, y_src, sample_domain=domains)
     elif entry == "FewShotSegmentation.fit (target)":
         y_tgt = y if case == "one mask fewer" else _swap(y, masks, source=False)
-        call = lambda: tiny_method(segmenter=fitted).fit(  # noqa: E731
+        call = lambda: tiny_method(segmenter=fitted).fit(
             images, y_tgt, sample_domain=domains)
     else:
-        call = lambda: mean_iou(y, list(masks))  # noqa: E731
+        call = lambda: mean_iou(y, list(masks))
         if case == "one mask fewer":
             match = "3 true masks but 4 predicted"
     with pytest.raises(error, match=match):

@@ -5,21 +5,17 @@ import pytest
 import sklearn
 from sklearn.base import clone
 from sklearn.model_selection import GridSearchCV
+from tiny import tiny_segmenter
 
 from kwtl import FewShotSegmentation, Oracle
 from kwtl.datasets import PatchSet, make_synthetic_benchmark
 from kwtl.model_selection import LeaveOneDatasetOut, authors_splits, benchmark_to_Xy
-from kwtl.models import FCRNSegmenter
-from kwtl.selection import (ConsistencySelector, EntropySelector, MCDropoutSelector,
-                            RandomSelector)
-
-
-def tiny_segmenter(**kw):
-    params = dict(module__width=4, module__init="default", patch_size=16, stride=16,
-                  meta_iterations=2, inner_steps=2, meta_shots=2, lr=1e-3, batch_size=8,
-                  precision="fp32")
-    params.update(kw)
-    return FCRNSegmenter(**params)
+from kwtl.selection import (
+    ConsistencySelector,
+    EntropySelector,
+    MCDropoutSelector,
+    RandomSelector,
+)
 
 
 def tiny_method(**kw):

@@ -4,12 +4,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from tiny import tiny_segmenter
 
 from kwtl.datasets import PatchSet
-from kwtl.models import (AUTHORS_COMMIT, PRETRAINED, FCRNSegmenter, load_pretrained,
-                         pretrained_path)
+from kwtl.models import (
+    AUTHORS_COMMIT,
+    PRETRAINED,
+    _pretrained,
+    load_pretrained,
+    pretrained_path,
+)
 from kwtl.models._features import encoder_features, image_encoder_maps, window_means
-from kwtl.models import _pretrained
 
 WEIGHTS = Path(__file__).resolve().parents[3] / "shared" / "weights"
 needs_weights = pytest.mark.skipif(not (WEIGHTS / "authors_plft_EM.pth").exists(),
@@ -83,8 +88,7 @@ def test_download_is_pinned_and_checked(tmp_path, monkeypatch):
 # ----------------------------------------------------------------- features
 @pytest.fixture(scope="module")
 def seg():
-    return FCRNSegmenter(module__width=4, module__init="default", patch_size=16, stride=16, precision="fp32",
-                         random_state=0).initialize()
+    return tiny_segmenter(random_state=0).initialize()
 
 
 def test_encoder_features_match_manual_forward(seg):

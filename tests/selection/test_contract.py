@@ -2,6 +2,7 @@
 import numpy as np
 import pytest
 import torch
+from tiny import tiny_segmenter
 
 from kwtl import FewShotSegmentation
 from kwtl.datasets import make_synthetic_benchmark
@@ -74,9 +75,7 @@ def packed():
 
 
 def method(selector, **kw):
-    seg = FCRNSegmenter(module__width=4, module__init="default", patch_size=16, stride=8,
-                        meta_iterations=2, inner_steps=2, meta_shots=2, lr=1e-3, batch_size=8,
-                        precision="fp32")
+    seg = tiny_segmenter(stride=8)
     params = dict(segmenter=seg, selector=selector, n_shots=2, patches_per_shot=3, pl_epochs=1,
                   pl_batch_size=8, finetune_epochs=1, random_state=0)
     params.update(kw)
@@ -141,8 +140,7 @@ def _tiny_pool_and_model():
     from kwtl.datasets import PatchSet, make_cells
 
     images, _ = make_cells(3, 48, domain="em", random_state=1)
-    seg = FCRNSegmenter(module__width=4, module__init="default", patch_size=16, stride=8,
-                        precision="fp32", random_state=0).initialize()
+    seg = tiny_segmenter(stride=8, random_state=0).initialize()
     return PatchSet.from_images(images, 16, 8), seg
 
 

@@ -3,14 +3,15 @@ import numpy as np
 import pytest
 import torch
 from scipy.stats import spearmanr
+from tiny import tiny_segmenter
 
 from kwtl.datasets import PatchSet, make_cells
-from kwtl.models import FCRN, FCRNSegmenter
+from kwtl.models import FCRN
 from kwtl.models._inference import forward_patches, forward_tiled
 from kwtl.selection import ConsistencySelector, EntropySelector, MCDropoutSelector
 from kwtl.selection._augment import autocontrast, autocontrast_lut
-from kwtl.selection._pixel import aggregate_images
 from kwtl.selection._dense import box_reduce
+from kwtl.selection._pixel import aggregate_images
 
 PATCH = 64
 
@@ -18,8 +19,8 @@ PATCH = 64
 @pytest.fixture(scope="module")
 def trained():
     images, masks = make_cells(n_images=2, image_size=(128, 160), random_state=0)
-    seg = FCRNSegmenter(module__width=4, patch_size=PATCH, stride=8, precision="fp32",
-                        max_epochs=3, batch_size=8, random_state=0).fit(images, masks)
+    seg = tiny_segmenter(module__init="paper", lr=1e-4, patch_size=PATCH, stride=8,
+                         max_epochs=3, random_state=0).fit(images, masks)
     return list(images), seg
 
 

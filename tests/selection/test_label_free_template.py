@@ -9,7 +9,6 @@ import torch
 from sklearn.base import clone
 from sklearn.model_selection import ParameterGrid
 
-from kwtl.datasets import PatchSet
 from kwtl.selection import (ConsistencySelector, EntropySelector, ForegroundGate,
                             PredictedForegroundSelector, RandomSelector, RepresentativeSelector,
                             StratifiedSelector)

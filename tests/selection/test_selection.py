@@ -5,9 +5,16 @@ import pytest
 import torch
 from PIL import Image, ImageEnhance, ImageOps
 from scipy.special import entr
+from selector_template import (
+    PATCH,
+    STRIDE,
+    PixelSelectorTemplate,
+    SelectorTemplate,
+    _images,
+)
+from tiny import tiny_segmenter
 
 from kwtl.datasets import PatchSet
-from kwtl.models import FCRNSegmenter
 from kwtl.selection import (
     ConsistencySelector,
     EntropySelector,
@@ -15,7 +22,6 @@ from kwtl.selection import (
     RandomSelector,
 )
 from kwtl.utils import derive_seed
-from selector_template import PATCH, STRIDE, PixelSelectorTemplate, SelectorTemplate, _images
 
 
 def _forward(seg, patches, dropout=None):
@@ -112,8 +118,8 @@ def test_entropy_matches_numpy(seg, pool):
 
 
 def test_entropy_is_stable_for_saturated_logits():
-    seg = FCRNSegmenter(module__width=4, patch_size=PATCH, stride=STRIDE, precision="fp32",
-                        random_state=0).initialize()  # uncalibrated: logits ~ 1e5
+    seg = tiny_segmenter(module__init="paper", patch_size=PATCH, stride=STRIDE,
+                         random_state=0).initialize()  # uncalibrated: logits ~ 1e5
     scores = EntropySelector().score(_images(), seg)
     assert np.isfinite(scores).all() and (scores >= 0).all()
 

@@ -3,7 +3,6 @@ import json
 import re
 
 import numpy as np
-import pandas as pd
 import pytest
 from PIL import Image
 from skimage.measure import label
@@ -11,7 +10,7 @@ from skimage.measure import label
 from kwtl.cli import main
 from kwtl.datasets import read_image, read_mask, write_image, write_mask
 from kwtl.workflow import SELECTION_COLUMNS, read_selection
-from workflow_helpers import TINY, draw_masks
+from workflow_helpers import draw_masks
 
 
 def _one_line_error(capsys, argv, pattern):
