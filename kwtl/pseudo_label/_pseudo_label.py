@@ -16,6 +16,7 @@ from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils import check_random_state
 
 from ..utils import check_images
+from ..utils.validation import Interval, Options, validate_params
 
 __all__ = [
     "PAPER_PRESETS",
@@ -338,15 +339,20 @@ class PseudoLabeler(TransformerMixin, BaseEstimator):
         params.update(overrides)
         return cls(**params)
 
+    _parameter_constraints = {
+        "method": [Options(_METHODS)],
+        "polarity": [Options(_POLARITIES)],
+        "dilation_size": [Interval(numbers.Integral, 1, None, closed="left")],
+        "dilation_iterations": [Interval(numbers.Integral, 0, None, closed="left")],
+        "random_state": [None, numbers.Integral, np.random.RandomState],
+    }
+
     def _validate_params(self):
-        if self.method not in _METHODS:
-            raise ValueError(f"method must be one of {_METHODS}, got {self.method!r}")
-        if self.polarity not in _POLARITIES:
-            raise ValueError(f"polarity must be one of {_POLARITIES}, got {self.polarity!r}")
+        """``_parameter_constraints``, and the threshold when the method uses it."""
+        validate_params(type(self).__name__, self.get_params(deep=False),
+                        self._parameter_constraints)
         if self.method == "threshold":
             _check_int(self.threshold, "threshold", low=0, high=255)
-        _check_int(self.dilation_size, "dilation_size", low=1)
-        _check_int(self.dilation_iterations, "dilation_iterations", low=0)
 
     def fit(self, X, y=None):
         """Validate the parameters and the images; nothing is learned.
