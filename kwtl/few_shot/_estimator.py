@@ -9,14 +9,13 @@ from sklearn.utils.validation import check_is_fitted, check_memory
 from ..metrics import mean_iou
 from ..utils import derive_seed
 from ..utils._fingerprint import model_fingerprint
-from ..utils.validation import HasMethods, Interval, Options, validate_params
+from ..utils.validation import (NON_NEGATIVE_INT, POSITIVE_INT, HasMethods, Options,
+                                validate_params)
 from ._preflight import as_object_array, check_before_training, split_by_domain
 from ._steps import fine_tune, pseudo_label_fine_tune
 
 __all__ = ["FewShotSegmentation"]
 
-_positive_int = Interval(numbers.Integral, 1, None, closed="left")
-_non_negative_int = Interval(numbers.Integral, 0, None, closed="left")
 
 
 def _meta_fit(segmenter, images, masks, groups):
@@ -149,14 +148,14 @@ class FewShotSegmentation(BaseEstimator):
                            HasMethods(["fit_transform"], example="PseudoLabeler()")],
         "selector": [None, HasMethods(["score", "select_support"],
                                       example="ConsistencySelector()")],
-        "n_shots": [_positive_int],
-        "patches_per_shot": [Options(("auto",)), _positive_int],
-        "pl_epochs": [_non_negative_int],
-        "pl_batch_size": [_positive_int],
-        "finetune_epochs": [_non_negative_int],
+        "n_shots": [POSITIVE_INT],
+        "patches_per_shot": [Options(("auto",)), POSITIVE_INT],
+        "pl_epochs": [NON_NEGATIVE_INT],
+        "pl_batch_size": [POSITIVE_INT],
+        "finetune_epochs": [NON_NEGATIVE_INT],
         "switch_affine": ["boolean"],
         "recalibrate_batchnorm": ["boolean"],
-        "min_foreground": [None, _non_negative_int],
+        "min_foreground": [None, NON_NEGATIVE_INT],
         "memory": [None, str, HasMethods(["cache"], example="joblib.Memory(path)"),
                    os.PathLike],
         "random_state": [None, numbers.Integral, np.random.RandomState],

@@ -11,7 +11,7 @@ from ..datasets import PatchSet
 from ..metrics import mean_iou
 from ..utils import (check_images, check_masks, check_training_masks, derive_seed,
                      normalize_uint8, validate_params)
-from ..utils.validation import Interval, Options, Pair
+from ..utils.validation import NON_NEGATIVE_INT, POSITIVE_INT, Interval, Options, Pair
 from ._fcrn import FCRN, is_affine, switch_to_affine
 from ._fold import use_training_layers
 from ._data import PatchDataset, _warn_if_one_class, resolve_precision
@@ -118,27 +118,26 @@ class FCRNSegmenter(SelectionEntryPoints, VerifiedModelFiles, NeuralNet):
     """
 
     # --- parameter validation (kwtl.utils.validate_params), checked before any training
-    _positive_int = Interval(numbers.Integral, 1, None, closed="left")
     _parameter_constraints = {
         "lr": [Interval(numbers.Real, 0, None, closed="neither")],
         "weight_decay": [Interval(numbers.Real, 0, None, closed="left")],
-        "max_epochs": [Interval(numbers.Integral, 0, None, closed="left")],
-        "batch_size": [_positive_int],
+        "max_epochs": [NON_NEGATIVE_INT],
+        "batch_size": [POSITIVE_INT],
         "shuffle": ["boolean"],
         "patch_size": [Interval(numbers.Integral, 8, None, closed="left")],
-        "stride": [_positive_int, Pair(_positive_int)],
+        "stride": [POSITIVE_INT, Pair(POSITIVE_INT)],
         "bn_mode": [Options(("batch", "running"))],
         "precision": [Options(("auto", "fp32", "bf16"))],
-        "micro_batch_size": [None, _positive_int],
-        "inference_batch_size": [_positive_int],
+        "micro_batch_size": [None, POSITIVE_INT],
+        "inference_batch_size": [POSITIVE_INT],
         "max_pixels": [Interval(numbers.Integral, 64, None, closed="left")],
         "threshold": [Interval(numbers.Real, 0, 1, closed="neither")],
-        "meta_iterations": [Interval(numbers.Integral, 0, None, closed="left")],
-        "meta_shots": [_positive_int],
-        "inner_steps": [_positive_int],
+        "meta_iterations": [NON_NEGATIVE_INT],
+        "meta_shots": [POSITIVE_INT],
+        "inner_steps": [POSITIVE_INT],
         "inner_lr": [Interval(numbers.Real, 0, None, closed="neither")],
         "meta_step": [Interval(numbers.Real, 0, None, closed="left")],
-        "meta_stride": [None, _positive_int, Pair(_positive_int), dict],
+        "meta_stride": [None, POSITIVE_INT, Pair(POSITIVE_INT), dict],
         "random_state": [None, numbers.Integral, np.random.RandomState],
     }
     # ---

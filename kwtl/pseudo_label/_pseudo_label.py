@@ -16,7 +16,7 @@ from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils import check_random_state
 
 from ..utils import check_images
-from ..utils.validation import Interval, Options, validate_params
+from ..utils.validation import NON_NEGATIVE_INT, POSITIVE_INT, Options, validate_params
 
 __all__ = [
     "PAPER_PRESETS",
@@ -342,8 +342,8 @@ class PseudoLabeler(TransformerMixin, BaseEstimator):
     _parameter_constraints = {
         "method": [Options(_METHODS)],
         "polarity": [Options(_POLARITIES)],
-        "dilation_size": [Interval(numbers.Integral, 1, None, closed="left")],
-        "dilation_iterations": [Interval(numbers.Integral, 0, None, closed="left")],
+        "dilation_size": [POSITIVE_INT],
+        "dilation_iterations": [NON_NEGATIVE_INT],
         "random_state": [None, numbers.Integral, np.random.RandomState],
     }
 

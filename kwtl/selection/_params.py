@@ -1,10 +1,8 @@
 """Parameter constraints shared by the selectors (``_parameter_constraints`` entries)."""
 import numbers
 
-from ..utils.validation import Interval, Options
+from ..utils.validation import POSITIVE_INT, Interval, Options  # noqa: F401 (re-exported)
 
-#: An int >= 1.
-POSITIVE_INT = Interval(numbers.Integral, 1, None, closed="left")
 #: A float strictly between 0 and 1 (probabilities, thresholds).
 OPEN_UNIT = Interval(numbers.Real, 0, 1, closed="neither")
 #: ``dense``: exact per-patch scoring, whole-image maps, or chosen by overlap.

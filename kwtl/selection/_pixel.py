@@ -1,12 +1,11 @@
 """Pixel-scoring selectors: stream the pool, score pixels, reduce each patch to a score."""
 import abc
 import contextlib
-import numbers
 
 import numpy as np
 import torch
 
-from ..utils.validation import Interval, Options
+from ..utils.validation import POSITIVE_INT, Options
 from ._base import BaseSelector
 
 __all__ = ["PixelSelector", "aggregate_images"]
@@ -60,7 +59,7 @@ class PixelSelector(BaseSelector):
     _parameter_constraints = {
         **BaseSelector._parameter_constraints,
         "reduction": [Options(_REDUCTIONS), "callable"],
-        "batch_size": [None, Interval(numbers.Integral, 1, None, closed="left")],
+        "batch_size": [None, POSITIVE_INT],
     }
 
     def __init__(self, *, unit="patch", reduction="mean", batch_size=None, random_state=None):

@@ -21,7 +21,8 @@ import numpy as np
 from ._intensity import as_uint8_image
 from ._masks import as_mask, mask_classes
 
-__all__ = ["HasMethods", "Interval", "InvalidParameterError", "Options", "Pair", "as_list",
+__all__ = ["NON_NEGATIVE_INT", "POSITIVE_INT", "HasMethods", "Interval",
+           "InvalidParameterError", "Options", "Pair", "as_list",
            "check_images", "check_masks", "check_training_masks", "validate_arguments",
            "validate_params"]
 
@@ -120,6 +121,12 @@ class HasMethods:
     def __str__(self):
         text = f"an object with the methods {', '.join(self.methods)}"
         return f"{text} (e.g. {self.example})" if self.example else text
+
+
+#: An int >= 1 (counts, sizes, batch sizes).
+POSITIVE_INT = Interval(numbers.Integral, 1, None, closed="left")
+#: An int >= 0 (epochs, iterations, seeds).
+NON_NEGATIVE_INT = Interval(numbers.Integral, 0, None, closed="left")
 
 
 def _satisfies(value, constraint):

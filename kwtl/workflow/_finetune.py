@@ -1,5 +1,4 @@
 """``finetune``: the annotator's masks in, a fine-tuned model file out (resumable)."""
-import numbers
 import time
 from pathlib import Path
 
@@ -9,7 +8,7 @@ from .._version import __version__
 from ..datasets import PatchSet
 from ..few_shot import fine_tune
 from ..utils import derive_seed
-from ..utils.validation import Interval, validate_arguments
+from ..utils.validation import POSITIVE_INT, validate_arguments
 from ._files import sha256_array
 from ._model import load_model, model_source
 from ._package import PLFT_MODEL, read_annotations
@@ -18,10 +17,9 @@ from ._step import FileStep, fingerprint, say
 
 __all__ = ["finetune", "read_annotations"]
 
-_positive_int = Interval(numbers.Integral, 1, None, closed="left")
 
 
-@validate_arguments({"epochs": [_positive_int], "batch_size": [None, _positive_int],
+@validate_arguments({"epochs": [POSITIVE_INT], "batch_size": [None, POSITIVE_INT],
                      **COMMON_ARGUMENTS})
 def finetune(todo_dir, out, model=None, *, epochs=20, batch_size=None, random_state=0,
              device=None, overwrite=False, progress=True, verbose=False):

@@ -1,5 +1,4 @@
 """``pretrain``: Reptile on annotated source folders, resumable, into a model file."""
-import numbers
 import time
 from pathlib import Path
 
@@ -9,7 +8,7 @@ from ..models import FCRNSegmenter
 from ..utils import derive_seed
 from ..utils._atomic import atomic_write_text
 from ..utils._progress import progress_bar
-from ..utils.validation import Interval, validate_arguments
+from ..utils.validation import NON_NEGATIVE_INT, POSITIVE_INT, validate_arguments
 from ._files import folder_sha256, load_annotated
 from ._model import load_model, model_source
 from ._select import COMMON_ARGUMENTS
@@ -20,12 +19,12 @@ __all__ = ["pretrain"]
 #: Reptile meta-iterations between two checkpoints of ``pretrain``.
 CHECKPOINT_EVERY = 10
 
-_positive_int = [None, Interval(numbers.Integral, 1, None, closed="left")]
+_positive_int = [None, POSITIVE_INT]
 
 
 @validate_arguments({
     "width": _positive_int, "patch_size": _positive_int, "stride": _positive_int,
-    "meta_iterations": [None, Interval(numbers.Integral, 0, None, closed="left")],
+    "meta_iterations": [None, NON_NEGATIVE_INT],
     "inner_steps": _positive_int, "meta_shots": _positive_int,
     "segmenter_params": [None, dict], **COMMON_ARGUMENTS, "device": [str],
 })

@@ -1,5 +1,4 @@
 """``select``: PLFT on a folder, scoring and choosing, and the annotation package."""
-import numbers
 import time
 
 from sklearn.base import clone
@@ -10,7 +9,7 @@ from ..datasets import PatchSet
 from ..few_shot import plft_patches, pseudo_label_fine_tune
 from ..selection import DEFAULT_SELECTOR, BaseSelector, make_selector
 from ..utils import derive_seed
-from ..utils.validation import Interval, Options, validate_arguments
+from ..utils.validation import NON_NEGATIVE_INT, POSITIVE_INT, Options, validate_arguments
 from ._files import as_images, sha256_array
 from ._model import load_model, model_source, recorded_training, save_model
 from ._package import PLFT_MODEL, SELECTION_COLUMNS, read_selection, write_package
@@ -18,12 +17,11 @@ from ._step import FolderStep, fingerprint, say
 
 __all__ = ["PLFT_MODEL", "SELECTION_COLUMNS", "read_selection", "select"]
 
-_positive_int = Interval(numbers.Integral, 1, None, closed="left")
 _UNIT_WORDS = {"patch": "patches", "image": "whole images"}
 
 #: Constraints of the arguments every workflow step shares.
 COMMON_ARGUMENTS = {
-    "random_state": [Interval(numbers.Integral, 0, None, closed="left")],
+    "random_state": [NON_NEGATIVE_INT],
     "device": [None, str],
     "overwrite": ["boolean"],
     "progress": ["boolean", "callable"],
@@ -32,15 +30,15 @@ COMMON_ARGUMENTS = {
 
 
 @validate_arguments({
-    "budget": [_positive_int],
+    "budget": [POSITIVE_INT],
     "unit": [Options(("patch", "image"))],
     "selector": [None, str, BaseSelector],
-    "channel": [None, Interval(numbers.Integral, 0, None, closed="left")],
-    "stride": [None, _positive_int],
+    "channel": [None, NON_NEGATIVE_INT],
+    "stride": [None, POSITIVE_INT],
     "allow_overlap": ["boolean"],
-    "pl_epochs": [Interval(numbers.Integral, 0, None, closed="left")],
-    "pl_max_patches": [None, _positive_int],
-    "pl_batch_size": [_positive_int],
+    "pl_epochs": [NON_NEGATIVE_INT],
+    "pl_max_patches": [None, POSITIVE_INT],
+    "pl_batch_size": [POSITIVE_INT],
     **COMMON_ARGUMENTS,
 })
 def select(images, model, budget, out, unit="patch", selector=None, *, channel=None,
