@@ -156,7 +156,7 @@ def _write_cli_help():
     from kwtl.cli import main
 
     os.environ["COLUMNS"] = "92"  # argparse wraps at the terminal width
-    for command in ("run", "pretrain", "select", "finetune", "predict"):
+    for command in ("run", "pretrain", "select", "finetune", "predict", "export"):
         buffer = io.StringIO()
         with contextlib.redirect_stdout(buffer), contextlib.suppress(SystemExit):
             main([command, "--help"])

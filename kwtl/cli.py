@@ -20,7 +20,10 @@ The lab workflow, from a folder of unlabelled images to masks:
   kwtl select IMAGES_DIR --model model.kwtl --budget N --out TODO_DIR
   (annotate the patches in TODO_DIR as its README.txt says)
   kwtl finetune TODO_DIR --out tuned.kwtl
+  (round 2: kwtl select ... --exclude TODO_DIR --out TODO2_DIR; annotate;
+   kwtl finetune TODO_DIR TODO2_DIR --out tuned2.kwtl)
   kwtl predict IMAGES_DIR --model tuned.kwtl --out MASKS_DIR
+  kwtl export tuned.kwtl --format bioimageio --image IMAGE --out model.zip
 
 'kwtl run' runs the whole method (source pre-training, pseudo-label fine-tuning, selection,
 fine-tuning on the selected patches, evaluation) for every selector, shot count and repeat,
@@ -152,6 +155,12 @@ def _workflow_parsers(sub):
                      help="pseudo-label fine-tuning epochs (default 1; 0 skips it)")
     sel.add_argument("--pl-patches", type=int, default=64, metavar="N",
                      help="at most N patches for pseudo-label fine-tuning (default 64)")
+    sel.add_argument("--exclude", nargs="+", default=None, metavar="PACKAGE",
+                     help="packages of earlier rounds: never choose a region that overlaps "
+                          "one of theirs")
+    sel.add_argument("--scheduler", default=None, metavar="ADDRESS",
+                     help="a Dask scheduler (e.g. tcp://host:8786): score images on its "
+                          "workers")
     sel.add_argument("--out", required=True, metavar="TODO_DIR", help="annotation package")
     _common_options(sel, "write into a folder kwtl did not make, or replace a selection "
                          "made from other inputs (saved masks are kept)")
@@ -162,10 +171,11 @@ def _workflow_parsers(sub):
                     "labels, PNG/TIFF, same size as their images; every one must be there), "
                     "fine-tune the model on them and write a model file. Resumable: "
                     "rerun the same command.")
-    fin.add_argument("todo", metavar="TODO_DIR", help="folder written by kwtl select")
-    fin.add_argument("--model", default=None, metavar="MODEL",
-                     help="starting model (default: TODO_DIR/model_plft.kwtl, the model the "
-                          "selection was made with, as in the paper); " + model_help)
+    fin.add_argument("todo", nargs="+", metavar="TODO_DIR",
+                     help="folder(s) written by kwtl select (rounds: all of them)")
+    fin.add_argument("--from-model", "--model", dest="model", default=None, metavar="MODEL",
+                     help="starting model (default: the first TODO_DIR's model_plft.kwtl, the "
+                          "model the selection was made with, as in the paper); " + model_help)
     fin.add_argument("--out", required=True, metavar="FILE", help="model file to write")
     fin.add_argument("--epochs", type=int, default=20, metavar="N",
                      help="fine-tuning epochs (default 20, the paper's)")
@@ -195,8 +205,44 @@ def _workflow_parsers(sub):
     pred.add_argument("--channel", type=int, default=None, metavar="C",
                       help="channel of multi-channel images")
     pred.add_argument("--no-overlay", action="store_true", help="no NAME_overlay.png")
+    pred.add_argument("--scheduler", default=None, metavar="ADDRESS",
+                      help="a Dask scheduler (e.g. tcp://host:8786): predict images on its "
+                           "workers (results identical to a plain run)")
     _common_options(pred, "write into a folder kwtl did not make, or replace masks predicted "
                           "with another model or options")
+    _export_parser(sub, model_help)
+
+
+def _export_parser(sub, model_help):
+    """``kwtl export``: a model file as a bioimage.io package (:mod:`kwtl.workflow._export`)."""
+    exp = sub.add_parser(
+        "export", help="write a model as a bioimage.io package (Fiji, QuPath, ilastik)",
+        formatter_class=argparse.HelpFormatter,
+        description="Write MODEL as a bioimage.io model package (format 0.5): PyTorch "
+                    "state-dict weights with their architecture file and TorchScript weights, "
+                    "kwtl's intensity rule as preprocessing, test tensors computed by kwtl "
+                    "from --image, a cover, documentation, the paper as citation. Fiji "
+                    "(deepImageJ), QuPath and ilastik open it.")
+    exp.add_argument("model", metavar="MODEL", help=model_help)
+    exp.add_argument("--format", choices=("bioimageio",), default="bioimageio",
+                     help="package format (default bioimageio)")
+    exp.add_argument("--image", required=True, metavar="FILE",
+                     help="a typical image (at least 16x16): the package's test input and "
+                          "cover")
+    exp.add_argument("--out", required=True, metavar="FILE", help="package to write, e.g. "
+                     "model.zip")
+    exp.add_argument("--name", default=None, help="model name (default: from MODEL)")
+    exp.add_argument("--author", action="append", default=None, metavar="NAME",
+                     help="an author (repeat for several; default: this account's user name)")
+    exp.add_argument("--license", default="MIT", metavar="SPDX",
+                     help="licence of the weights (SPDX identifier, default MIT)")
+    exp.add_argument("--channel", type=int, default=None, metavar="C",
+                     help="channel of a multi-channel --image")
+    exp.add_argument("--force", action="store_true", help="replace an existing --out")
+    exp.add_argument("--threads", type=int, default=None, metavar="N",
+                     help="CPU threads for torch")
+    exp.add_argument("--device", default=None, help=argparse.SUPPRESS)
+    exp.add_argument("--no-progress", action="store_true", help=argparse.SUPPRESS)
 
 
 def _workflow(args):
@@ -226,8 +272,13 @@ def _workflow(args):
         workflow.select(args.images, args.model, args.budget, args.out, unit=args.unit,
                         selector=args.selector, channel=args.channel, stride=args.stride,
                         allow_overlap=args.allow_overlap, pl_epochs=args.pl_epochs,
-                        pl_max_patches=args.pl_patches, random_state=args.seed,
+                        pl_max_patches=args.pl_patches, exclude=args.exclude,
+                        scheduler=args.scheduler, random_state=args.seed,
                         device=device, overwrite=args.force, progress=progress, verbose=True)
+    elif args.command == "export":
+        workflow.export_bioimageio(args.model, args.out, args.image, name=args.name,
+                                   authors=args.author, license=args.license,
+                                   channel=args.channel, overwrite=args.force, verbose=True)
     elif args.command == "finetune":
         workflow.finetune(args.todo, args.out, model=args.model, epochs=args.epochs,
                           batch_size=args.batch_size, random_state=args.seed, device=device,
@@ -236,8 +287,8 @@ def _workflow(args):
         workflow.predict(args.images, args.model, args.out, instances=args.instances,
                          probabilities=args.probabilities, mask_suffix=args.suffix,
                          format=args.format, channel=args.channel,
-                         overlay=not args.no_overlay, device=device, overwrite=args.force,
-                         progress=progress, verbose=True)
+                         overlay=not args.no_overlay, scheduler=args.scheduler,
+                         device=device, overwrite=args.force, progress=progress, verbose=True)
     return 0
 
 
@@ -332,7 +383,9 @@ def _tune_process():
 #: How the library's messages (Python terms) read on the command line.
 CLI_TERMS = (("pass overwrite=True", "pass --force"), ("another out,", "another --out,"),
              ("out=", "--out "), ("resume=True", "--resume"), ("start='", "--from '"),
-             ("unit='patch'", "--unit patch"), ("unit='image'", "--unit image"))
+             ("unit='patch'", "--unit patch"), ("unit='image'", "--unit image"),
+             ("allow_overlap=True", "--allow-overlap"), ("after exclude", "after --exclude"),
+             ("format='tif'", "--format tif"))
 
 
 #: Arguments whose command-line flag is not their name with dashes.
@@ -365,7 +418,7 @@ def main(argv=None):
     formatwarning, warnings.formatwarning = warnings.formatwarning, _one_line_warning
     try:  # the command line reports warnings in single lines
         return _run(args) if args.command == "run" else _workflow(args)
-    except (ValueError, KeyError) as err:
+    except (ValueError, KeyError, ImportError) as err:  # ImportError: an optional extra
         print(f"kwtl: error: {_in_cli_terms(str(err))}", file=sys.stderr)
         return 2
     except OSError as err:  # missing data, unwritable output, full disk ...

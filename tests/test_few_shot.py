@@ -159,10 +159,10 @@ def test_memory_caches_pretraining_across_selectors(packed, tmp_path):
     assert entries("_meta_fit") == 1 and entries("_pseudo_label_fine_tune_cached") == 1
     # one per pool image for the pixel selectors (Entropy, Consistency), one for Random
     n_pool = int(np.sum(np.asarray(d) < 0))
-    assert entries("_cached_scores") == 2 * n_pool + 1
+    assert len(list(tmp_path.rglob("kwtl_scores/*.npy"))) == 2 * n_pool + 1
     # scores do not depend on the budget: one scoring pass serves every shot count
     c = tiny_method(selector=ConsistencySelector(), n_shots=2, memory=memory).fit(X, y, d)
-    assert entries("_cached_scores") == 2 * n_pool + 1
+    assert len(list(tmp_path.rglob("kwtl_scores/*.npy"))) == 2 * n_pool + 1
     assert np.array_equal(c.support_indices_[:3],
                           tiny_method(selector=ConsistencySelector()).fit(X, y, d).support_indices_)
 

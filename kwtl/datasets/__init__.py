@@ -1,4 +1,5 @@
 """Reading and writing image files, loading microscopy datasets, the synthetic benchmark, and patch extraction."""
+from ._augment import PatchAugmenter, dihedral
 from ._download import download_sstem
 from ._folder import BENCHMARK_FOLDERS, MASK_SUFFIX, load_benchmark, load_folder, load_images
 from ._formats import IMAGE_EXTENSIONS, MASK_EXTENSIONS, read_image, read_mask, read_stack
@@ -11,8 +12,10 @@ __all__ = [
     "IMAGE_EXTENSIONS",
     "MASK_EXTENSIONS",
     "MASK_SUFFIX",
+    "PatchAugmenter",
     "PatchSet",
     "SYNTHETIC_DOMAINS",
+    "dihedral",
     "download_sstem",
     "extract_patches",
     "load_benchmark",

@@ -7,9 +7,10 @@ not part of the API.
 from ._fcrn import FCRN
 from ._io import ModelFileError, read_weights, save_weights
 from ._loss import WeightedBCEWithLogitsLoss
+from ._recipe import FineTuneRecipe
 from ._pretrained import AUTHORS_COMMIT, PRETRAINED, load_pretrained, pretrained_path
 from ._segmenter import FCRNSegmenter
 
-__all__ = ["AUTHORS_COMMIT", "FCRN", "FCRNSegmenter", "ModelFileError", "PRETRAINED",
+__all__ = ["AUTHORS_COMMIT", "FCRN", "FCRNSegmenter", "FineTuneRecipe", "ModelFileError", "PRETRAINED",
            "WeightedBCEWithLogitsLoss", "load_pretrained", "pretrained_path", "read_weights",
            "save_weights"]

@@ -25,7 +25,11 @@ nested parameters are grid-searchable (``selector__quantile``, ``selector__selec
 * :class:`RepresentativeSelector` — k-means on the model's encoder features, the candidate
   nearest each centre (or the most typical, TypiClust);
 * :class:`StratifiedSelector` — strata by predicted foreground, draws ∝ score^β instead
-  of a strict top-k, at most ``max_per_image`` candidates per image.
+  of a strict top-k, at most ``max_per_image`` candidates per image;
+* :class:`SpreadSelector` — wraps any selector (random by default): at most
+  ``max_per_image`` candidates per image first;
+* :class:`ObjectRichnessSelector` — predicted object boundary (or object count) per
+  candidate.
 
 :data:`DEFAULT_SELECTOR` names the selector used when none is given. :data:`SELECTORS` maps
 short names (``kwtl run --selectors``) to these classes and to
@@ -42,6 +46,8 @@ from ._protocol import SelectionModel
 from ._random import RandomSelector
 from ._registry import DEFAULT_SELECTOR, SELECTORS, make_selector
 from ._representative import RepresentativeSelector
+from ._richness import ObjectRichnessSelector
+from ._spread import SpreadSelector
 from ._stratified import StratifiedSelector
 from ._uncertainty import EntropySelector, MCDropoutSelector
 
@@ -53,12 +59,14 @@ __all__ = [
     "EntropySelector",
     "ForegroundGate",
     "MCDropoutSelector",
+    "ObjectRichnessSelector",
     "PixelSelector",
     "PredictedForegroundSelector",
     "RandomSelector",
     "RepresentativeSelector",
     "SELECTORS",
     "SelectionModel",
+    "SpreadSelector",
     "StratifiedSelector",
     "Support",
     "autocontrast",

@@ -179,7 +179,7 @@ class BaseSelector(abc.ABC, BaseEstimator):
                         self._parameter_constraints)
 
     # ------------------------------------------------------------------ public API
-    def score(self, X, estimator, *, memory=None, progress=None):
+    def score(self, X, estimator, *, memory=None, progress=None, executor=None):
         """One score per candidate; higher means "annotate first".
 
         Parameters
@@ -197,6 +197,10 @@ class BaseSelector(abc.ABC, BaseEstimator):
         progress : bool, callable or None, default=None
             Progress by image (a :attr:`separable` selector scores image by image then):
             True for a tqdm bar, or ``progress(done, total)``.
+        executor : object or None, default=None
+            Scores the images of a :attr:`separable` selector elsewhere: an object with
+            ``submit(function, *args)`` returning a future with ``result()`` (e.g. the lab
+            workflow's wrapper of a Dask client); the scores are those of a plain run.
 
         Returns
         -------
@@ -206,7 +210,7 @@ class BaseSelector(abc.ABC, BaseEstimator):
             for a subset :class:`~kwtl.datasets.PatchSet`, scores ``-inf``).
         """
         pool, estimator = self._prepare(X, estimator)
-        return self._scores(pool, estimator, memory, progress)
+        return self._scores(pool, estimator, memory, progress, executor)
 
     def select(self, X, n, estimator):
         """Indices of the ``n`` candidates to annotate, best first.
@@ -266,7 +270,7 @@ class BaseSelector(abc.ABC, BaseEstimator):
         self._check_n(n, len(scores))
         return np.asarray(self._choose(scores, int(n)), dtype=np.intp)
 
-    def choose(self, scores, n, pool=None, *, non_overlapping=False):
+    def choose(self, scores, n, pool=None, *, non_overlapping=False, exclude=None):
         """The ``n`` candidates to annotate, best first, from the scores of ``pool``.
 
         Parameters
@@ -282,17 +286,25 @@ class BaseSelector(abc.ABC, BaseEstimator):
             so an annotator never draws the same pixel twice. It applies to patches of a
             selector that ranks (not :attr:`budget_dependent`); fewer than ``n`` come back
             when the candidates run out.
+        exclude : array-like of bool or None, default=None
+            Candidates that must not be chosen (e.g. annotated in an earlier round).
 
         Returns
         -------
         indices : ndarray of intp
         """
+        allowed = (np.arange(len(scores)) if exclude is None
+                   else np.flatnonzero(~np.asarray(exclude, dtype=bool)))
         if non_overlapping and self.unit == "patch" and not self.budget_dependent:
             if pool is None:
                 raise ValueError("non_overlapping needs the pool (the candidates' positions)")
             order = self.rank(scores, len(scores))
+            if exclude is not None:
+                order = order[np.isin(order, allowed)]
             return choose_non_overlapping(order, pool.coords, pool.patch_size, int(n))
-        return self.rank(scores, n)
+        if exclude is None:
+            return self.rank(scores, n)
+        return allowed[self.rank(np.asarray(scores)[allowed], n)]
 
     def budget(self, pool, n_shots, patches_per_shot="auto"):
         """Number of candidates that ``n_shots`` shots buy on ``pool``.
@@ -357,7 +369,7 @@ class BaseSelector(abc.ABC, BaseEstimator):
         return int(n_shots) * int(patches_per_shot)
 
     def select_support(self, X, estimator, n_shots, patches_per_shot="auto", memory=None, *,
-                       non_overlapping=False, progress=None):
+                       non_overlapping=False, exclude=None, progress=None, executor=None):
         """Choose what to annotate for a budget of ``n_shots`` (the method's selection step).
 
         Scores every candidate (from ``memory`` when the selector is
@@ -378,8 +390,10 @@ class BaseSelector(abc.ABC, BaseEstimator):
             Cache of the scores (see :meth:`score`).
         non_overlapping : bool, default=False
             Chosen patches do not overlap (see :meth:`choose`).
-        progress : bool, callable or None, default=None
-            Progress of the scoring (see :meth:`score`).
+        exclude : array-like of bool or None, default=None
+            Candidates never chosen (see :meth:`choose`).
+        progress, executor : default=None
+            Progress and place of the scoring (see :meth:`score`).
 
         Returns
         -------
@@ -387,10 +401,10 @@ class BaseSelector(abc.ABC, BaseEstimator):
         """
         pool, estimator = self._prepare(X, estimator)
         n = self.budget(pool, n_shots, patches_per_shot)
-        scores = self._scores(pool, estimator, memory, progress)
+        scores = self._scores(pool, estimator, memory, progress, executor)
         self._warn_if_tied(scores)
         self.scores_ = scores
-        chosen = self.choose(scores, n, pool, non_overlapping=non_overlapping)
+        chosen = self.choose(scores, n, pool, non_overlapping=non_overlapping, exclude=exclude)
         if self.unit == "image":
             patches = pool.subset(np.flatnonzero(np.isin(pool.coords[:, 0], chosen)))
             coords = np.column_stack([chosen, np.zeros((len(chosen), 2), dtype=np.int64)])
@@ -401,11 +415,11 @@ class BaseSelector(abc.ABC, BaseEstimator):
                        scores=np.asarray(scores)[chosen], patches=patches)
 
     # ------------------------------------------------------------------ internals
-    def _scores(self, pool, estimator, memory=None, progress=None):
+    def _scores(self, pool, estimator, memory=None, progress=None, executor=None):
         """Scores of every candidate: one pass, or image by image (a separable selector
-        with a cache or a progress report), from ``memory`` when allowed."""
+        with a cache, a progress report or an executor), from ``memory`` when allowed."""
         with torch.no_grad():
-            return score_candidates(self, pool, estimator, memory, progress)
+            return score_candidates(self, pool, estimator, memory, progress, executor)
 
     def _warn_if_tied(self, scores):
         scores = np.asarray(scores)

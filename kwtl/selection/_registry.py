@@ -5,6 +5,8 @@ from ._consistency import ConsistencySelector
 from ._gate import ForegroundGate
 from ._random import RandomSelector
 from ._representative import RepresentativeSelector
+from ._richness import ObjectRichnessSelector
+from ._spread import SpreadSelector
 from ._stratified import StratifiedSelector
 from ._uncertainty import EntropySelector, MCDropoutSelector
 
@@ -23,7 +25,7 @@ def _gate_consistency(magnitude=1.3, dense=False, unit="patch", random_state=Non
 
 def _gate_representative(dense=False, unit="patch", random_state=None):
     """k-means representatives of the gated candidates."""
-    return ForegroundGate(RepresentativeSelector(), dense=dense, unit=unit,
+    return ForegroundGate(RepresentativeSelector(dense=dense), dense=dense, unit=unit,
                           random_state=random_state)
 
 
@@ -31,6 +33,24 @@ def _stratified_consistency(magnitude=1.3, dense=False, unit="patch", random_sta
     """Consistency sampled ∝ score within predicted-foreground strata, one patch per image."""
     return StratifiedSelector(ConsistencySelector(magnitude=magnitude, dense=dense),
                               max_per_image=1, dense=dense, unit=unit, random_state=random_state)
+
+def _spread_random(unit="patch", random_state=None):
+    """Uniform random, at most one patch per image until every image has one."""
+    return SpreadSelector(RandomSelector(), unit=unit, random_state=random_state)
+
+
+def _object_richness(dense=False, unit="patch", random_state=None):
+    """Predicted object-boundary density, at most one patch per image first."""
+    return SpreadSelector(ObjectRichnessSelector(dense=dense), unit=unit,
+                          random_state=random_state)
+
+
+def _typicality(dense=False, unit="patch", random_state=None):
+    """TypiClust on encoder features (16 clusters, the most typical member of each, largest
+    clusters first), at most one patch per image first."""
+    return SpreadSelector(RepresentativeSelector(n_clusters=16, within="typical", dense=dense),
+                          unit=unit, random_state=random_state)
+
 
 #: Selector classes by the short name used on the command line and in result files, in the
 #: order reports list them. A new selector becomes available to ``kwtl run --selectors``,
@@ -46,6 +66,9 @@ SELECTORS = {
     "gate_representative": _gate_representative,
     "representative": RepresentativeSelector,
     "stratified_consistency": _stratified_consistency,
+    "spread_random": _spread_random,
+    "object_richness": _object_richness,
+    "typicality": _typicality,
 }
 
 #: The selector used when none is given: by :class:`~kwtl.FewShotSegmentation`
@@ -59,7 +82,8 @@ DEFAULT_SELECTOR = "random"
 
 #: The label-free selectors beyond the paper, by short name.
 LABEL_FREE_SELECTORS = ("gate_random", "gate_consistency", "gate_representative",
-                        "representative", "stratified_consistency")
+                        "representative", "stratified_consistency", "spread_random",
+                        "object_richness", "typicality")
 
 #: The paper's four selectors (Dawoud et al. 2023, Tab. 2), by short name.
 PAPER_SELECTORS = ("consistency", "entropy", "mc_dropout", "random")

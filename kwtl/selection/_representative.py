@@ -7,12 +7,12 @@ from sklearn.decomposition import PCA
 from sklearn.neighbors import NearestNeighbors
 
 from ..utils import derive_seed
-from ..utils.validation import Options
+from ..utils.validation import POSITIVE_INT, Options
 from ._base import BaseSelector
-from ._params import POSITIVE_INT
 from ._pixel import PixelSelector
 
-__all__ = ["RepresentativeSelector", "representative_order", "typicality"]
+__all__ = ["RepresentativeSelector", "dense_encoder_features", "representative_order",
+           "typicality"]
 
 _WITHIN = ("centre", "typical")
 
@@ -32,6 +32,42 @@ def typicality(features, n_neighbors=20):
         return np.ones(len(x))
     dist, _ = NearestNeighbors(n_neighbors=k + 1).fit(x).kneighbors(x)
     return 1.0 / np.maximum(dist[:, 1:].mean(axis=1), 1e-12)
+
+
+def dense_encoder_features(pool, estimator):
+    """Per-candidate encoder features from one encoder pass per image.
+
+    Each image (reflect-padded to a multiple of 8) goes through the encoder once
+    (:func:`~kwtl.models._features.image_encoder_maps`); a candidate's features are the
+    mean of the bottleneck map over the cells its window covers, its corner rounded to the
+    nearest cell (integral image, O(1) per candidate).
+
+    Returns
+    -------
+    features : ndarray of shape (n_candidates, n_channels), float64
+    """
+    from ..models._features import ENCODER_STRIDE, image_encoder_maps
+
+    s = ENCODER_STRIDE
+    ph, pw = (max(1, -(-v // s)) for v in pool.patch_size)
+    out = None
+    owners = pool.coords[:, 0]
+    for i in np.unique(owners):
+        which = np.flatnonzero(owners == i)
+        image = np.asarray(pool.arrays[i])
+        pad = [(0, -n % s) for n in image.shape[:2]]
+        maps = image_encoder_maps(estimator, np.pad(image, pad, mode="reflect"))
+        c, h, w = maps.shape
+        table = np.zeros((c, h + 1, w + 1))
+        table[:, 1:, 1:] = maps.astype(np.float64).cumsum(1).cumsum(2)
+        r0 = np.clip(np.rint(pool.coords[which, 1] / s).astype(int), 0, h - ph)
+        c0 = np.clip(np.rint(pool.coords[which, 2] / s).astype(int), 0, w - pw)
+        sums = (table[:, r0 + ph, c0 + pw] - table[:, r0, c0 + pw] - table[:, r0 + ph, c0]
+                + table[:, r0, c0])
+        if out is None:
+            out = np.empty((len(pool), c))
+        out[which] = (sums / (ph * pw)).T
+    return out
 
 
 def representative_order(features, labels, centres=None, within="centre", n_neighbors=20):
@@ -96,6 +132,12 @@ class RepresentativeSelector(BaseSelector):
         ``"image"``: an image is described by the mean of its patches' features (the
         average-pooled features of the whole image, up to the patch overlap) and the images
         are clustered.
+    dense : bool, default=False
+        ``True``: the encoder runs once per whole image and each candidate's features are
+        the mean of the bottleneck map over its window (to the nearest of the map's 8-pixel
+        cells; :func:`dense_encoder_features`), instead of one encoder pass per candidate —
+        one pass per image instead of one per candidate on a stride-30 grid. Up to border
+        effects the features agree.
     batch_size : int or None, default=None
         Patches per forward pass of the feature extraction (None: the segmenter's
         ``inference_batch_size``).
@@ -121,7 +163,8 @@ class RepresentativeSelector(BaseSelector):
     """
 
     def __init__(self, n_clusters=20, within="centre", n_components=32, n_neighbors=20, *,
-                 unit="patch", batch_size=None, random_state=None):
+                 dense=False, unit="patch", batch_size=None, random_state=None):
+        self.dense = dense
         self.n_clusters = n_clusters
         self.within = within
         self.n_components = n_components
@@ -141,6 +184,7 @@ class RepresentativeSelector(BaseSelector):
         "within": [Options(_WITHIN)],
         "n_components": [None, POSITIVE_INT],
         "n_neighbors": [POSITIVE_INT],
+        "dense": ["boolean"],
         "batch_size": [None, POSITIVE_INT],
     }
 
@@ -152,10 +196,13 @@ class RepresentativeSelector(BaseSelector):
         return estimator
 
     def _score_pool(self, pool, estimator):
-        step = int(self.batch_size or getattr(estimator, "inference_batch_size", 16) or 1)
-        feats = np.concatenate([np.asarray(estimator.encoder_features(
-            PixelSelector._as_batch(batch)), dtype=np.float64)
-            for _, batch in pool.iter_batches(step)])
+        if self.dense:
+            feats = dense_encoder_features(pool, estimator)
+        else:
+            step = int(self.batch_size or getattr(estimator, "inference_batch_size", 16) or 1)
+            feats = np.concatenate([np.asarray(estimator.encoder_features(
+                PixelSelector._as_batch(batch)), dtype=np.float64)
+                for _, batch in pool.iter_batches(step)])
         if self.unit == "patch":
             return self.scores_from(feats)
         owners = pool.coords[:, 0]

@@ -1,6 +1,5 @@
 """``finetune``: the annotator's masks in, a fine-tuned model file out (resumable)."""
 import time
-from pathlib import Path
 
 import numpy as np
 
@@ -12,6 +11,7 @@ from ..utils.validation import POSITIVE_INT, validate_arguments
 from ._files import sha256_array
 from ._model import load_model, model_source
 from ._package import PLFT_MODEL, read_annotations
+from ._rounds import package_list
 from ._select import COMMON_ARGUMENTS
 from ._step import FileStep, fingerprint, say
 
@@ -38,15 +38,17 @@ def finetune(todo_dir, out, model=None, *, epochs=20, batch_size=None, random_st
 
     Parameters
     ----------
-    todo_dir : str or path-like
-        The folder written by :func:`select`, with the masks saved in it.
+    todo_dir : str, path-like or list of them
+        The folder written by :func:`select`, with the masks saved in it; or several
+        (rounds: ``[todo1, todo2]``), whose annotated items are all trained on.
     out : str or path-like
         The fine-tuned model file (e.g. ``tuned.kwtl``); its sidecar records the kwtl
         version, architecture, parameters, the starting model and every annotated image
         and mask with its sha256.
     model : str, path-like, FCRNSegmenter or None, default=None
-        Starting model; None is the model the selection was made with
-        (``todo_dir/model_plft.kwtl``, after pseudo-label fine-tuning), as in the paper.
+        Starting model (``kwtl finetune --from-model``); None is the model the (first)
+        selection was made with (``todo_dir/model_plft.kwtl``, after pseudo-label
+        fine-tuning), as in the paper: each round retrains from it on all masks so far.
     epochs : int, default=20
     batch_size : int or None, default=None
         None keeps the model's (64).
@@ -63,14 +65,23 @@ def finetune(todo_dir, out, model=None, *, epochs=20, batch_size=None, random_st
     segmenter : FCRNSegmenter
     """
     started = time.perf_counter()
-    todo = Path(todo_dir)
-    data = read_annotations(todo)
+    packages = package_list(todo_dir, "annotation package")
+    todo = packages[0]
+    all_data = [read_annotations(folder) for folder in packages]
+    data = {key: [v for d in all_data for v in d[key]]
+            for key in ("images", "masks", "mask_files")}
+    data["metadata"] = all_data[0]["metadata"]
     start = todo / PLFT_MODEL if model is None else model
     start_record = model_source(start)
-    items = [{"image": str(r.image_file), "mask": str(p.relative_to(todo)),
-              "image_sha256": sha256_array(im), "mask_sha256": sha256_array(m)}
-             for r, p, im, m in zip(data["table"].itertuples(index=False), data["mask_files"],
-                                    data["images"], data["masks"])]
+    items = []
+    for folder, d in zip(packages, all_data):
+        for r, p, im, m in zip(d["table"].itertuples(index=False), d["mask_files"],
+                               d["images"], d["masks"]):
+            items.append({"image": str(r.image_file), "mask": str(p.relative_to(folder)),
+                          "image_sha256": sha256_array(im), "mask_sha256": sha256_array(m),
+                          # one package keeps the one-package fingerprint of earlier kwtl
+                          **({"package": str(folder.resolve())} if len(packages) > 1
+                             else {})})
     settings = {"epochs": int(epochs), "batch_size": batch_size,
                 "random_state": int(random_state)}
     step = FileStep(out, fingerprint("finetune", start_record, items, settings, __version__),
@@ -96,11 +107,15 @@ def finetune(todo_dir, out, model=None, *, epochs=20, batch_size=None, random_st
                       "fingerprint": data["metadata"].get("fingerprint"),
                       "model": data["metadata"].get("model"),
                       "images": data["metadata"].get("images")},
+        **({"selections": [{"folder": str(f.resolve()),
+                            "fingerprint": d["metadata"].get("fingerprint")}
+                           for f, d in zip(packages, all_data)]} if len(packages) > 1 else {}),
         "sources": items, "parameters": {**settings, "batch_size": int(seg.batch_size),
                                          "lr": float(seg.lr), "patches": len(patches)},
         "losses": losses, "seconds": round(time.perf_counter() - started, 1)})
     foreground = float(np.mean([m.mean() for m in data["masks"]]))
     say(verbose, f"fine-tuned {start_record['name']} for {epochs} epochs on {len(patches)} "
-                 f"patches from {len(items)} annotated items ({100 * foreground:.1f}% "
-                 f"foreground); loss {losses[0]:.4f} -> {losses[-1]:.4f}; wrote {step.out}")
+                 f"patches from {len(items)} annotated items"
+                 f"{f' of {len(packages)} packages' if len(packages) > 1 else ''} "
+                 f"({100 * foreground:.1f}% foreground); loss {losses[0]:.4f} -> {losses[-1]:.4f}; wrote {step.out}")
     return seg

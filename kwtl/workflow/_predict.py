@@ -7,6 +7,7 @@ from ..datasets import write_image, write_mask
 from ..postprocess import label_instances
 from ..utils._progress import progress_bar
 from ..utils.validation import Options, validate_arguments
+from ._distributed import dask_client, predict_one
 from ._files import as_images, sha256_array
 from ._model import load_model, model_source
 from ._select import COMMON_ARGUMENTS
@@ -29,10 +30,10 @@ def _overlay(image, labels, path):
 
 @validate_arguments({"instances": ["boolean"], "probabilities": ["boolean"],
                      "mask_suffix": [None, str], "format": [Options(_FORMATS)],
-                     "overlay": ["boolean"], **COMMON_ARGUMENTS})
+                     "overlay": ["boolean"], "scheduler": [None, str], **COMMON_ARGUMENTS})
 def predict(images, model, out, instances=False, probabilities=False, mask_suffix=None, *,
-            format="png", channel=None, overlay=True, device=None, overwrite=False,
-            progress=True, verbose=False):
+            format="png", channel=None, overlay=True, scheduler=None, device=None,
+            overwrite=False, progress=True, verbose=False):
     """Segment every image of a folder at full resolution; write masks and pictures.
 
     For an image ``a.tif`` it writes, in ``out``:
@@ -69,6 +70,10 @@ def predict(images, model, out, instances=False, probabilities=False, mask_suffi
     channel : int or None, default=None
         Channel of multi-channel files.
     overlay : bool, default=True
+    scheduler : str or None, default=None
+        Address of a Dask scheduler (``tcp://host:8786``): the images are predicted on its
+        workers (the model is sent to each once); files are written here, identical to a
+        plain run's. Needs ``dask[distributed]``.
     device : str or None, default=None
     overwrite : bool, default=False
     progress : bool or callable, default=True
@@ -98,6 +103,24 @@ def predict(images, model, out, instances=False, probabilities=False, mask_suffi
                   "model": model_source(model), "images": images_record, **settings,
                   "done": {}}
     written, skipped = {}, []
+    with dask_client(scheduler) as client:
+        _predict_all(arrays, names, segmenter, record, step, out, suffix, format, instances,
+                     probabilities, overlay, written, skipped, client, progress)
+    kind = "instance-label" if instances else "binary"
+    say(verbose, f"wrote {len(written) - len(skipped)} {kind} masks to {out}"
+                 + (f" ({len(skipped)} already there)" if skipped else ""))
+    return Bunch(masks=written, path=out, skipped=skipped)
+
+
+def _predict_all(arrays, names, segmenter, record, step, out, suffix, format, instances,
+                 probabilities, overlay, written, skipped, client, progress):
+    """Predict and write each image not done yet (on ``client``'s workers when given)."""
+    todo = {}
+    if client is not None:  # submit what is left; results are written here, in order
+        model = client.scatter(segmenter, broadcast=True)
+        for image, name in zip(arrays, names):
+            if record["done"].get(name) != sha256_array(image):
+                todo[name] = client.submit(predict_one, model, image, pure=False)
     bar = progress_bar(progress, len(arrays), "predicting", "image")
     try:
         for image, name in zip(arrays, names):
@@ -112,12 +135,13 @@ def predict(images, model, out, instances=False, probabilities=False, mask_suffi
                 written[name] = files["mask"]
                 bar.update(1)
                 continue
-            proba = segmenter.predict_proba([image])[0]
+            proba = (todo.pop(name).result() if name in todo
+                     else segmenter.predict_proba([image])[0])
             if instances:
                 labels = label_instances(proba, threshold=segmenter.threshold)
                 if labels.max(initial=0) > np.iinfo(np.uint16).max and format == "png":
                     raise ValueError(f"{name}: more than 65535 cells do not fit a PNG; use "
-                                     "--format tif")
+                                     "format='tif'")
             else:
                 labels = proba >= segmenter.threshold
             write_mask(files["mask"], labels, overwrite=True)
@@ -131,7 +155,3 @@ def predict(images, model, out, instances=False, probabilities=False, mask_suffi
             bar.update(1)
     finally:
         bar.close()
-    kind = "instance-label" if instances else "binary"
-    say(verbose, f"wrote {len(written) - len(skipped)} {kind} masks to {out}"
-                 + (f" ({len(skipped)} already there)" if skipped else ""))
-    return Bunch(masks=written, path=out, skipped=skipped)

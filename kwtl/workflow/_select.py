@@ -1,5 +1,8 @@
 """``select``: PLFT on a folder, scoring and choosing, and the annotation package."""
 import time
+from pathlib import Path
+
+import numpy as np
 
 from sklearn.base import clone
 from sklearn.utils import Bunch
@@ -10,9 +13,11 @@ from ..few_shot import plft_patches, pseudo_label_fine_tune
 from ..selection import DEFAULT_SELECTOR, BaseSelector, make_selector
 from ..utils import derive_seed
 from ..utils.validation import NON_NEGATIVE_INT, POSITIVE_INT, Options, validate_arguments
+from ._distributed import DaskExecutor, dask_client
 from ._files import as_images, sha256_array
 from ._model import load_model, model_source, recorded_training, save_model
 from ._package import PLFT_MODEL, SELECTION_COLUMNS, read_selection, write_package
+from ._rounds import excluded_regions, overlaps_regions, regions_record
 from ._step import FolderStep, fingerprint, say
 
 __all__ = ["PLFT_MODEL", "SELECTION_COLUMNS", "read_selection", "select"]
@@ -39,11 +44,13 @@ COMMON_ARGUMENTS = {
     "pl_epochs": [NON_NEGATIVE_INT],
     "pl_max_patches": [None, POSITIVE_INT],
     "pl_batch_size": [POSITIVE_INT],
+    "scheduler": [None, str],
     **COMMON_ARGUMENTS,
 })
 def select(images, model, budget, out, unit="patch", selector=None, *, channel=None,
            stride=None, allow_overlap=False, pl_epochs=1, pl_max_patches=64, pl_batch_size=8,
-           random_state=0, device=None, overwrite=False, progress=True, verbose=False):
+           exclude=None, scheduler=None, random_state=0, device=None, overwrite=False,
+           progress=True, verbose=False):
     """Choose what to annotate in a folder of unlabelled images; write the annotation package.
 
     The steps are the method's (Dawoud et al. 2023), each one call: the inputs are checked,
@@ -89,6 +96,13 @@ def select(images, model, budget, out, unit="patch", selector=None, *, channel=N
     allow_overlap : bool, default=False
     pl_epochs, pl_max_patches, pl_batch_size : int
         PLFT schedule (see above); ``pl_epochs=0`` skips PLFT.
+    exclude : list of str or path-like, or None, default=None
+        Annotation packages of earlier rounds: no candidate that overlaps a region chosen
+        in them is chosen again (regions are matched by source image name and position;
+        see :func:`kwtl.workflow._rounds.excluded_regions`).
+    scheduler : str or None, default=None
+        Address of a Dask scheduler: pixel selectors score the images on its workers
+        (PLFT and the choice stay here); the scores are those of a plain run.
     random_state : int, default=0
     device : str or None, default=None
         Torch device; None keeps the model file's (CPU).
@@ -120,11 +134,19 @@ def select(images, model, budget, out, unit="patch", selector=None, *, channel=N
         segmenter.set_params(stride=int(stride))
     size = int(segmenter.patch_size)
     pool = _candidates(arrays, names, segmenter, unit, budget, allow_overlap)
+    regions = excluded_regions(exclude, names)
+    coords = (np.array([[i, 0, 0] for i in range(len(arrays))], dtype=np.int64)
+              if unit == "image" else pool.coords)
+    blocked = overlaps_regions(coords, size, [im.shape for im in arrays], names, regions, unit)
+    if budget > int((~blocked).sum()):
+        raise ValueError(f"budget {budget} is more than the {int((~blocked).sum())} "
+                         "candidates left after exclude")
     settings = {"budget": int(budget), "unit": unit, "allow_overlap": bool(allow_overlap),
                 "stride": int(segmenter.stride), "patch_size": size,
                 "pl_epochs": int(pl_epochs), "pl_batch_size": int(pl_batch_size),
                 "pl_max_patches": None if pl_max_patches is None else int(pl_max_patches),
                 "random_state": int(random_state),
+                **({"exclude": regions_record(regions)} if regions else {}),
                 "selector": {"name": selector_name, "class": type(selector).__name__,
                              "params": {k: repr(v) for k, v in selector.get_params().items()}}}
     model_record = model_source(model)
@@ -163,12 +185,25 @@ def select(images, model, budget, out, unit="patch", selector=None, *, channel=N
     plft = load_model(plft_file, **params)
     plft.set_params(stride=int(segmenter.stride))
 
-    # 3-4. scores (cached image by image) and the choice
+    # 3-4. scores (cached image by image; on a Dask cluster's workers with a scheduler) and
+    # the choice, without the regions of earlier rounds
+    if regions:
+        say(verbose, f"excluded {int(blocked.sum())} of {len(blocked)} candidates that "
+                     f"overlap the regions of {len(exclude)} earlier package(s)")
     scoring_started = time.perf_counter()
-    support = selector.select_support(pool, plft, int(budget), 1, memory=step.work / "scores",
-                                      non_overlapping=unit == "patch" and not allow_overlap,
-                                      progress=progress)
+    with dask_client(scheduler) as client:
+        support = selector.select_support(
+            pool, plft, int(budget), 1, memory=step.work / "scores",
+            non_overlapping=unit == "patch" and not allow_overlap,
+            exclude=blocked if regions else None, progress=progress,
+            executor=None if client is None else DaskExecutor(client))
     scored_at = time.perf_counter()
+    if len(support.indices) < int(budget):
+        where = " after exclude" if regions else ""
+        raise ValueError(f"only {len(support.indices)} non-overlapping patches could be "
+                         f"chosen{where} (best first, on the stride-{segmenter.stride} grid); "
+                         f"ask for a budget of at most {len(support.indices)}, or pass "
+                         "allow_overlap=True")
 
     # 5. the package
     table = write_package(out, arrays, names, support.coords, support.scores, unit=unit,
@@ -182,6 +217,8 @@ def select(images, model, budget, out, unit="patch", selector=None, *, channel=N
         "plft_model": PLFT_MODEL, **settings,
         "dense": getattr(selector, "dense", None),
         "n_candidates": int(len(selector.scores_)), "n_chosen": len(table),
+        "exclude": [str(Path(p).resolve()) for p in exclude or ()],
+        "n_excluded": int(blocked.sum()),
         "seconds": {"total": round(time.perf_counter() - started, 1),
                     "plft": round(scoring_started - plft_started, 1),
                     "scoring": round(scored_at - scoring_started, 1),

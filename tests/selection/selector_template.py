@@ -181,13 +181,13 @@ class SelectorTemplate:
         np.testing.assert_array_equal(support.coords, pool.coords[support.indices])
         np.testing.assert_array_equal(support.patches.coords, pool.coords[support.indices])
         np.testing.assert_array_equal(support.scores, selector.scores_[support.indices])
-        cached = len(list(tmp_path.rglob("output.pkl")))
+        cached = len(list(tmp_path.rglob("kwtl_scores/*.npy")))
         # a separable selector's scores are cached image by image, others' in one entry
         entries = len(np.unique(pool.coords[:, 0])) if selector.separable else 1
         assert cached == (entries if selector.deterministic else 0)
         again = self.make(random_state=0).select_support(pool, seg, 3, 3, memory=memory)
         np.testing.assert_array_equal(again.indices[:6], support.indices)  # same scores
-        assert len(list(tmp_path.rglob("output.pkl"))) == cached  # no second scoring pass
+        assert len(list(tmp_path.rglob("kwtl_scores/*.npy"))) == cached  # no second scoring pass
 
     # ------------------------------------------------------------------ common parameters
     def test_param_unit(self, seg, pool, images):

@@ -179,8 +179,8 @@ def test_scores_cached_image_by_image_equal_one_pass(selector, tmp_path):
     seen = []
     cached = selector.score(pool, seg, memory=tmp_path, progress=lambda d, t: seen.append(d))
     np.testing.assert_array_equal(cached, selector.score(pool, seg))
-    entries = len(list(tmp_path.rglob("output.pkl")))
+    entries = len(list(tmp_path.rglob("kwtl_scores/*.npy")))
     assert entries == (3 if selector.separable else 1)
     assert seen == ([1, 2, 3] if selector.separable else [])
     np.testing.assert_array_equal(selector.score(pool, seg, memory=tmp_path), cached)
-    assert len(list(tmp_path.rglob("output.pkl"))) == entries  # read back, not rescored
+    assert len(list(tmp_path.rglob("kwtl_scores/*.npy"))) == entries  # read back, not rescored

@@ -58,3 +58,13 @@ def test_registry_compositions_take_dense_and_unit(name):
     assert inner.get_params().get("dense", True) is True
     plain = make_selector(name)
     assert plain.dense is False and plain.unit == "patch"
+
+
+@pytest.mark.parametrize("name", ["object_richness", "typicality"])
+def test_spread_compositions_pass_dense_to_their_inner_selector(name):
+    from kwtl.selection import SpreadSelector, make_selector
+
+    sel = make_selector(name, dense=True, unit="image", random_state=1)
+    assert isinstance(sel, SpreadSelector) and sel.unit == "image" and sel.random_state == 1
+    assert sel.selector.dense is True
+    assert make_selector(name).selector.dense is False

@@ -9,6 +9,7 @@ import torch
 from sklearn.base import clone
 from sklearn.model_selection import ParameterGrid
 
+from kwtl.datasets import PatchSet
 from kwtl.selection import (ConsistencySelector, EntropySelector, ForegroundGate,
                             PredictedForegroundSelector, RandomSelector, RepresentativeSelector,
                             StratifiedSelector)
@@ -276,6 +277,16 @@ class TestRepresentativeSelector(SelectorTemplate):
             np.testing.assert_array_equal(got.score(pool, seg), reference)
         with pytest.raises(ValueError, match="batch_size"):
             self.make(batch_size=0).score(pool, seg)
+
+    def test_param_dense(self, seg, images):
+        from kwtl.selection._representative import dense_encoder_features
+
+        pool = PatchSet.from_images(images[:2], 16, 8)
+        sel = self.make(n_clusters=3, n_components=None, dense=True, random_state=0)
+        np.testing.assert_array_equal(
+            sel.score(pool, seg), clone(sel).scores_from(dense_encoder_features(pool, seg)))
+        with pytest.raises(ValueError, match="dense"):
+            self.make(dense="auto").score(pool, seg)
 
     def test_image_features_are_mean_patch_features(self, seg, pool, images):
         feats = self._features(seg, pool)

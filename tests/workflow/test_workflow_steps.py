@@ -153,7 +153,7 @@ def test_select_resumes_without_rescoring(tiny_data, tmp_path, monkeypatch):
     with pytest.raises(KeyboardInterrupt):
         select(*args, todo, selector="consistency", progress=False)
     # the selector's score cache holds the two images scored before the interruption
-    assert len(list((todo / ".kwtl-work").rglob("output.pkl"))) == 2
+    assert len(list((todo / ".kwtl-work").rglob("kwtl_scores/*.npy"))) == 2
     calls.clear()
     monkeypatch.setattr(ConsistencySelector, "_score_pool",
                         lambda self, pool, est: (calls.append(1), real(self, pool, est))[1])

@@ -1,0 +1,237 @@
+"""Running the drawn-area benchmark's jobs: one fine-tune and evaluation each, in parallel.
+
+A job is a dict (target, split, arm, budget, seed, recipe, round); its result is one JSON
+record written atomically under ``<out>/runs/`` (and appended to a JSON-lines file when
+asked), so an interrupted run resumes. Data come from a *bundle* (a folder made by
+``effort.py pack``: lossless WebP images, packed masks, the plan with every arm's
+selections, the PLFT weights), possibly split over several folders, so the same code runs
+here on the CPU and on a lent GPU machine.
+"""
+import copy
+import json
+import os
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from _effort_plan import PATCH, n_patches
+
+
+def job_id(job):
+    rnd = f"r{job['round']}" + (f"-{job['round1_arm']}" if job["round"] == 2 else "")
+    return (f"{job['target']}__{job['arm']}__B{job['budget']}__{rnd}__{job['recipe']}"
+            f"__split{job['split']}__seed{job['seed']}")
+
+
+def atomic_write_json(path, obj):
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump(obj, f)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+class Bundle:
+    """Images, masks, the plan and the weights from one or more bundle folders."""
+
+    def __init__(self, folders, selections=()):
+        self.folders = [Path(f) for f in folders if Path(f).is_dir()]
+        plans = [f / "plan.json" for f in self.folders if (f / "plan.json").is_file()]
+        if not plans:
+            raise FileNotFoundError(f"no plan.json in {folders}")
+        self.plan = json.loads(plans[0].read_text())
+        for folder in selections:  # selections made after packing (effort.py prepare)
+            for path in sorted(Path(folder).glob("*_split*.json")):
+                target, split = path.stem.rsplit("_split", 1)
+                per_split = self.plan["selections"].setdefault(target, {})
+                per_split.setdefault(split, {}).update(
+                    {k: v for k, v in json.loads(path.read_text()).items()
+                     if k not in per_split.get(split, {})})
+        self._files = {}
+        for f in self.folders:
+            for path in sorted((f / "data").glob("*/*.webp")):
+                self._files[(path.parent.name, path.stem)] = path
+        self._images, self._masks = {}, {}
+
+    def has(self, target, names):
+        return all((target, n) in self._files for n in names)
+
+    def image(self, target, name):
+        key = (target, name)
+        if key not in self._images:
+            from PIL import Image
+
+            self._images[key] = np.asarray(Image.open(self._files[key]).convert("L"))
+        return self._images[key]
+
+    def mask(self, target, name):
+        key = (target, name)
+        if key not in self._masks:
+            from PIL import Image
+
+            path = self._files[key].with_suffix(".mask.png")
+            self._masks[key] = np.asarray(Image.open(path).convert("L")) > 0
+        return self._masks[key]
+
+    def weights(self, target):
+        for f in self.folders:
+            path = f / "weights" / f"authors_plft_{target}.pth"
+            if path.is_file():
+                return path
+        raise FileNotFoundError(f"no PLFT weights for {target} in {self.folders}")
+
+    def split(self, target, split):
+        return self.plan["splits"][target][str(split)]
+
+    def support(self, target, split, arm, seed, budget):
+        if arm == "random_fixed":  # the seed-only spread: random's draw 0, any FT seed
+            arm, seed = "random", 0
+        entry = self.plan["selections"][target][str(split)][arm]
+        entry = entry.get(str(seed), entry.get("0"))
+        return entry["support"][:n_patches(target, budget)], entry["drawn"][str(budget)]
+
+
+def job_images(bundle, job):
+    """Every image a job reads (its test images, support images, and the pool for round 2)."""
+    s = bundle.split(job["target"], job["split"])
+    names = set(s["test"])
+    arm = job["round1_arm"] if job["round"] == 2 else job["arm"]
+    budget = job["budget"] / 2 if job["round"] == 2 else job["budget"]
+    support, _ = bundle.support(job["target"], job["split"], arm, job["seed"], budget)
+    names |= {n for n, _, _ in support}
+    if job["round"] == 2:
+        names |= set(s["pool"])
+    return names
+
+
+class Context:
+    """What a worker keeps between jobs: the bundle and one PLFT model per target."""
+
+    def __init__(self, folders, device, tf32=False, selections=()):
+        import torch
+
+        torch.set_num_threads(int(os.environ.get("KWTL_THREADS", "1")))
+        if device.startswith("cuda"):
+            torch.backends.cuda.matmul.allow_tf32 = bool(tf32)
+            torch.backends.cudnn.allow_tf32 = bool(tf32)
+            torch.backends.cudnn.benchmark = True
+        self.bundle, self.device, self.tf32 = Bundle(folders, selections), device, tf32
+        self._plft = {}
+
+    def plft(self, target):
+        from kwtl.models import load_pretrained
+
+        if target not in self._plft:
+            self._plft[target] = load_pretrained(
+                f"authors:{target}", source=self.bundle.weights(target).parent,
+                precision="fp32", patch_size=PATCH, stride=PATCH, device=self.device,
+                # a few test images per forward pass: many workers share one GPU's memory
+                # (batch-statistics BatchNorm does not depend on the batching)
+                max_pixels=2**21 if self.device.startswith("cuda") else 2**23)
+        return self._plft[target]
+
+
+def _support_sets(ctx, target, support):
+    from kwtl.datasets import PatchSet
+
+    names = sorted({n for n, _, _ in support})
+    index = {n: i for i, n in enumerate(names)}
+    coords = [[index[n], r, c] for n, r, c in support]
+    patches = PatchSet([ctx.bundle.image(target, n) for n in names], coords, PATCH)
+    return patches, patches.with_arrays([ctx.bundle.mask(target, n) for n in names])
+
+
+def _fine_tune(ctx, job, support):
+    from _effort_plan import make_recipe
+
+    seg = copy.deepcopy(ctx.plft(job["target"]))
+    patches, masks = _support_sets(ctx, job["target"], support)
+    recipe = make_recipe(job["recipe"])
+    recipe.train(seg, patches, masks, random_state=int(job["seed"]))
+    return seg, recipe.n_steps(len(patches))
+
+
+def _evaluate(ctx, job, seg):
+    from kwtl.metrics import iou_score
+
+    names = ctx.bundle.split(job["target"], job["split"])["test"]
+    images = [ctx.bundle.image(job["target"], n) for n in names]
+    preds = seg.predict(images)
+    per_image = [float(iou_score(ctx.bundle.mask(job["target"], n), p))
+                 for n, p in zip(names, preds)]
+    return 100 * float(np.mean(per_image)), per_image
+
+
+def round_two_support(ctx, job, seg1, support1):
+    """Round 2: the round-1 model scores the pool (spread entropy, whole-image scoring),
+    candidates overlapping a round-1 region are removed, and the greedy non-overlapping
+    choice takes the rest of the budget."""
+    from kwtl.datasets import PatchSet
+    from kwtl.selection import EntropySelector, SpreadSelector
+    from kwtl.workflow._select import _non_overlapping
+
+    from _effort_plan import STRIDE
+
+    target = job["target"]
+    pool_names = ctx.bundle.split(target, job["split"])["pool"]
+    grids = [PatchSet.from_images([ctx.bundle.image(target, n)], PATCH, STRIDE,
+                                  cover_border=True) for n in pool_names]
+    coords = np.concatenate([np.column_stack([np.full(len(g), i), g.coords[:, 1:]])
+                             for i, g in enumerate(grids)])
+    inner = np.concatenate([EntropySelector(dense=True).score(g, seg1) for g in grids])
+    order = np.argsort(-SpreadSelector(EntropySelector()).scores_from(inner, coords[:, 0]),
+                       kind="stable")
+    taken = {}
+    for n, r, c in support1:
+        taken.setdefault(pool_names.index(n), []).append((r, c))
+    free = [k for k in order if not any(abs(coords[k][1] - r) < PATCH
+                                        and abs(coords[k][2] - c) < PATCH
+                                        for r, c in taken.get(coords[k][0], ()))]
+    want = n_patches(target, job["budget"]) - len(support1)
+    chosen = _non_overlapping(np.asarray(free), coords, PATCH, want)
+    return [[pool_names[coords[k][0]], int(coords[k][1]), int(coords[k][2])] for k in chosen]
+
+
+def drawn_of(ctx, target, support):
+    from scipy import ndimage
+
+    fg = objects = 0
+    for n, r, c in support:
+        window = ctx.bundle.mask(target, n)[r:r + PATCH, c:c + PATCH]
+        fg += int(window.sum())
+        objects += int(ndimage.label(window, structure=np.ones((3, 3)))[1])
+    return {"n_patches": len(support), "annotated_px": len(support) * PATCH * PATCH,
+            "annotated_fg_px": fg, "annotated_objects": objects,
+            "images_touched": len({n for n, _, _ in support})}
+
+
+def run_job(ctx, job):
+    """Fine-tune (one or two rounds) and evaluate; the result record."""
+    start = time.perf_counter()
+    t, split, seed = job["target"], job["split"], job["seed"]
+    extra = {}
+    if job["round"] == 1:
+        support, drawn = ctx.bundle.support(t, split, job["arm"], seed, job["budget"])
+    else:
+        support1, _ = ctx.bundle.support(t, split, job["round1_arm"], seed, job["budget"] / 2)
+        seg1, _ = _fine_tune(ctx, job, support1)
+        extra["round1_miou"] = _evaluate(ctx, job, seg1)[0]
+        support = support1 + round_two_support(ctx, job, seg1, support1)
+        drawn = drawn_of(ctx, t, support)
+        extra["round1_patches"] = len(support1)
+    seg, steps = _fine_tune(ctx, job, support)
+    tuned = time.perf_counter()
+    miou, per_image = _evaluate(ctx, job, seg)
+    return {**job, "id": job_id(job), "miou": miou, "per_image_iou": per_image, **drawn,
+            **extra, "support": support, "n_steps": steps,
+            "seconds_finetune": round(tuned - start, 2),
+            "seconds_total": round(time.perf_counter() - start, 2),
+            "device": ctx.device, "tf32": ctx.tf32}

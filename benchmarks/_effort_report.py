@@ -1,0 +1,280 @@
+"""results.csv, the tables and the figures of the drawn-area benchmark (``effort.py table``).
+
+Every comparison is paired: an arm's draw k against random's draw k (same split, same
+fine-tuning seed k), averaged per split, then over splits.
+"""
+import csv
+import os
+
+import numpy as np
+
+from _effort_plan import (ARMS, BUDGETS, RECIPES, SPLITS, TARGETS, best_label_free_arms,
+                          cpu_eligible, default_recipe, recipe_cost, CPU_SECONDS_PER_PASS)
+from _effort_sched import load_records
+
+COLUMNS = ["target", "selector", "budget_images", "n_patches", "annotated_px",
+           "annotated_fg_px", "annotated_objects", "images_touched", "split", "seed", "round",
+           "recipe", "default_recipe", "miou", "reads_labels", "is_default", "phase",
+           "seconds_finetune", "device", "tf32"]
+
+
+def write_csv(out, records, recipe, default_selector):
+    rows = sorted(records, key=lambda r: (r["target"], r["recipe"], r["arm"], r["budget"],
+                                          r["round"], r["split"], r["seed"]))
+    tmp = out / "results.csv.tmp"
+    with open(tmp, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(COLUMNS)
+        for r in rows:
+            w.writerow([r["target"], r["arm"], r["budget"], r["n_patches"], r["annotated_px"],
+                        r["annotated_fg_px"], r["annotated_objects"], r["images_touched"],
+                        r["split"], r["seed"], r["round"], r["recipe"],
+                        str(r["recipe"] == recipe).lower(), f"{r['miou']:.2f}",
+                        str(bool(r["reads_labels"])).lower(),
+                        str(r["arm"] == default_selector and r["round"] == 1).lower(),
+                        r["phase"], r["seconds_finetune"], r["device"],
+                        str(bool(r.get("tf32"))).lower()])
+    os.replace(tmp, out / "results.csv")
+
+
+def _by(records, **where):
+    return [r for r in records if all(r.get(k) == v for k, v in where.items())]
+
+
+def paired(records, arm, budget, recipe, target, base_arm="random", round_=1):
+    """{split: [arm - random per seed]} for seeds both have."""
+    base = {(r["split"], r["seed"]): r["miou"] for r in
+            _by(records, arm=base_arm, budget=budget, recipe=recipe, target=target, round=1)}
+    out = {}
+    for r in _by(records, arm=arm, budget=budget, recipe=recipe, target=target, round=round_):
+        if (r["split"], r["seed"]) in base:
+            out.setdefault(r["split"], []).append(r["miou"] - base[(r["split"], r["seed"])])
+    return out
+
+
+def _mean_of_split_means(values_by_split):
+    return float(np.mean([np.mean(v) for v in values_by_split.values()])) \
+        if values_by_split else float("nan")
+
+
+def recipe_table(records):
+    lines = ["| recipe | steps × batch | CPU s (est.) | ≤ 6 min | ssTEM | EM | mean | "
+             "Δ vs paper20 (paired) | sd of seeds |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for name in RECIPES:
+        cells, deltas, sds = [], [], []
+        for t in TARGETS:
+            by_split = {}
+            for r in _by(records, arm="random", budget=1, recipe=name, target=t, round=1):
+                if r["seed"] < 3:
+                    by_split.setdefault(r["split"], []).append(r["miou"])
+            cells.append(f"{_mean_of_split_means(by_split):.1f} ({len(by_split)})"
+                         if by_split else "—")
+            base = {(r["split"], r["seed"]): r["miou"] for r in _by(
+                records, arm="random", budget=1, recipe="paper20", target=t, round=1)}
+            for r in _by(records, arm="random", budget=1, recipe=name, target=t, round=1):
+                if (r["split"], r["seed"]) in base and r["seed"] < 3:
+                    deltas.append(r["miou"] - base[(r["split"], r["seed"])])
+            sds += [np.std(v, ddof=1) for v in by_split.values() if len(v) > 1]
+        means = [float(c.split()[0]) for c in cells if c != "—"]
+        r = RECIPES[name]
+        steps = r.get("steps") or f"{r['epochs']} ep"
+        lines.append(
+            f"| {name} | {steps} × {r.get('batch_size', 8)} | "
+            f"{recipe_cost(name) * CPU_SECONDS_PER_PASS:.0f} | "
+            f"{'yes' if cpu_eligible(name) else 'no'} | {cells[0]} | {cells[1]} | "
+            f"{np.mean(means) if len(means) == 2 else float('nan'):.1f} | "
+            f"{np.mean(deltas) if deltas else float('nan'):+.1f} | "
+            f"{np.mean(sds) if sds else float('nan'):.1f} |")
+    return lines
+
+
+def arms_table(records, recipe, budget=1):
+    lines = ["| arm | reads labels | target | mean mIoU | Δ vs random (paired) | wins / splits |"
+             " worst split Δ | drawn fg % | objects | images |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    for arm in ["random", "random_fixed", *[a for a in ARMS if a != "random"]]:
+        for t in TARGETS:
+            rs = _by(records, arm=arm, budget=budget, recipe=recipe, target=t, round=1)
+            if not rs:
+                continue
+            by_split = {}
+            for r in rs:
+                by_split.setdefault(r["split"], []).append(r["miou"])
+            d = paired(records, arm, budget, recipe, t) if arm != "random" else {}
+            split_d = [np.mean(v) for v in d.values()]
+            lines.append(
+                f"| {arm} | {'yes' if ARMS.get(arm.replace('_fixed', ''), (0,))[0] else 'no'} "
+                f"| {t} | {_mean_of_split_means(by_split):.1f} ({len(rs)}) | "
+                + (f"{np.mean(split_d):+.1f} | {sum(x > 0 for x in split_d)} / {len(split_d)} | "
+                   f"{min(split_d):+.1f}" if split_d else "— | — | —")
+                + f" | {100 * np.mean([r['annotated_fg_px'] / r['annotated_px'] for r in rs]):.1f}"
+                f" | {np.mean([r['annotated_objects'] for r in rs]):.0f}"
+                f" | {np.mean([r['images_touched'] for r in rs]):.1f} |")
+    return lines
+
+
+def seed_spread(records, recipe):
+    """sd over fine-tuning seeds with the selection fixed, beside sd over random draws."""
+    lines = ["| target | sd, fine-tuning seed only (random draw 0, seeds 0-4) | "
+             "sd, random draws (selection and seed) |", "|---|---|---|"]
+    for t in TARGETS:
+        fixed, draws = {}, {}
+        for r in _by(records, budget=1, recipe=recipe, target=t, round=1):
+            if r["arm"] == "random_fixed" or (r["arm"] == "random" and r["seed"] == 0):
+                fixed.setdefault(r["split"], []).append(r["miou"])
+            if r["arm"] == "random":
+                draws.setdefault(r["split"], []).append(r["miou"])
+        sd = [np.std(v, ddof=1) for v in fixed.values() if len(v) > 1]
+        sd2 = [np.std(v, ddof=1) for v in draws.values() if len(v) > 1]
+        lines.append(f"| {t} | {np.mean(sd) if sd else float('nan'):.1f} ({len(sd)} splits) | "
+                     f"{np.mean(sd2) if sd2 else float('nan'):.1f} ({len(sd2)} splits) |")
+    return lines
+
+
+def curve_stats(records, arm, recipe, target):
+    """Mean mIoU per budget (mean of split means) and the area under the curve over
+    log2(budget), normalised by its span (the curve's mean height)."""
+    means = {}
+    for b in BUDGETS:
+        by_split = {}
+        for r in _by(records, arm=arm, budget=b, recipe=recipe, target=target, round=1):
+            by_split.setdefault(r["split"], []).append(r["miou"])
+        if len(by_split) == len(SPLITS):
+            means[b] = _mean_of_split_means(by_split)
+    if len(means) < len(BUDGETS):
+        return means, float("nan")
+    x = np.log2(BUDGETS)
+    y = [means[b] for b in BUDGETS]
+    return means, float(np.trapezoid(y, x) / (x[-1] - x[0]))
+
+
+def curves_table(records, recipe, arms):
+    lines = ["| arm | target | " + " | ".join(f"B = {b}" for b in BUDGETS)
+             + " | area (mean height) | Δ vs random per budget |",
+             "|---|---|" + "---|" * len(BUDGETS) + "---|---|"]
+    for arm in arms:
+        for t in TARGETS:
+            means, auc = curve_stats(records, arm, recipe, t)
+            if not means:
+                continue
+            deltas = [_mean_of_split_means(paired(records, arm, b, recipe, t)) for b in BUDGETS]
+            lines.append(f"| {arm} | {t} | " + " | ".join(
+                f"{means[b]:.1f}" if b in means else "—" for b in BUDGETS)
+                + f" | {auc:.1f} | "
+                + (", ".join(f"{d:+.1f}" for d in deltas) if arm != "random" else "—") + " |")
+    return lines
+
+
+def rounds_table(records, recipe):
+    lines = ["| budget | target | two rounds (mean) | round 1 alone (B/2) | random, one round "
+             "| Δ two rounds vs random (paired) | wins / splits |", "|---|---|---|---|---|---|---|"]
+    for b in (1, 2):
+        for t in TARGETS:
+            rs = _by(records, arm="round2_entropy", budget=b, recipe=recipe, target=t, round=2)
+            if not rs:
+                continue
+            d = paired(records, "round2_entropy", b, recipe, t, round_=2)
+            split_d = [np.mean(v) for v in d.values()]
+            base = _by(records, arm="random", budget=b, recipe=recipe, target=t, round=1)
+            lines.append(f"| {b} | {t} | {np.mean([r['miou'] for r in rs]):.1f} ({len(rs)}) | "
+                         f"{np.mean([r['round1_miou'] for r in rs]):.1f} | "
+                         f"{np.mean([r['miou'] for r in base]):.1f} | "
+                         f"{np.mean(split_d):+.1f} | {sum(x > 0 for x in split_d)} / "
+                         f"{len(split_d)} |")
+    return lines
+
+
+def selector_rule(records, recipe, arms):
+    """Issue 20's rule for the default selector (quoted in the README): per candidate arm,
+    on both targets: mean paired Δ over B <= 1 >= 2, >= 4 of 5 splits won at B <= 1, never
+    more than 1 point behind random at any budget; the winner is the passing arm with the
+    best area under the curve."""
+    verdicts = {}
+    for arm in arms:
+        ok, notes, aucs = True, [], []
+        for t in TARGETS:
+            small = [b for b in BUDGETS if b <= 1]
+            per_b = {b: paired(records, arm, b, recipe, t) for b in BUDGETS}
+            if any(len(per_b[b]) < len(SPLITS) for b in BUDGETS):
+                ok = False
+                notes.append(f"{t}: incomplete")
+                continue
+            mean_small = np.mean([_mean_of_split_means(per_b[b]) for b in small])
+            wins = sum(np.mean([np.mean(per_b[b][s]) for b in small]) > 0 for s in SPLITS)
+            worst = min(_mean_of_split_means(per_b[b]) for b in BUDGETS)
+            aucs.append(curve_stats(records, arm, recipe, t)[1])
+            passed = mean_small >= 2 and wins >= 4 and worst >= -1
+            ok &= passed
+            notes.append(f"{t}: Δ(B≤1) {mean_small:+.1f}, wins {wins}/5, worst {worst:+.1f}"
+                         f" → {'pass' if passed else 'fail'}")
+        verdicts[arm] = (ok, float(np.mean(aucs)) if aucs else float("nan"), "; ".join(notes))
+    passing = [a for a, v in verdicts.items() if v[0]]
+    winner = max(passing, key=lambda a: verdicts[a][1]) if passing else "random"
+    return winner, verdicts
+
+
+def table(out):
+    from kwtl.selection import DEFAULT_SELECTOR
+
+    records = list(load_records([out]).values())
+    if not records:
+        print(f"no runs under {out}")
+        return
+    recipe, scores = default_recipe(records)
+    write_csv(out, records, recipe, DEFAULT_SELECTOR)
+    best = best_label_free_arms(records, recipe) if recipe else []
+    lines = ["## Recipes (random selection, B = 1, seeds 0-2, splits 0-4)", ""]
+    lines += recipe_table(records)
+    lines += ["", f"Default recipe by the rule: **{recipe}**", "",
+              "## Fine-tuning seed alone", ""] + seed_spread(records, recipe)
+    lines += ["", "## Every arm at B = 1 (default recipe)", ""] + arms_table(records, recipe)
+    lines += ["", f"Best label-free arms at B = 1: {best}", "",
+              "## Budget curves", ""]
+    lines += curves_table(records, recipe, ["random"] + [a for a, _ in best])
+    lines += ["", "## Rounds", ""] + rounds_table(records, recipe)
+    winner, verdicts = selector_rule(records, recipe, [a for a, _ in best])
+    lines += ["", "## The default-selector rule", ""]
+    lines += [f"- {a}: {'passes' if v[0] else 'fails'} (area {v[1]:.1f}; {v[2]})"
+              for a, v in verdicts.items()]
+    lines += [f"- default by the rule: **{winner}**"]
+    text = "\n".join(lines) + "\n"
+    (out / "tables.md").write_text(text)
+    print(text)
+    _figures(out, records, recipe, ["random"] + [a for a, _ in best])
+
+
+def _figures(out, records, recipe, arms):
+    """mIoU against drawn area per target: mean of the split means, and the range of the
+    split means as a band."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(TARGETS), figsize=(10, 4))
+    for ax, t in zip(axes, TARGETS):
+        for arm in arms:
+            xs, mean, low, high = [], [], [], []
+            for b in BUDGETS:
+                by_split = {}
+                for r in _by(records, arm=arm, budget=b, recipe=recipe, target=t, round=1):
+                    by_split.setdefault(r["split"], []).append(r["miou"])
+                if len(by_split) == len(SPLITS):
+                    split_means = [np.mean(v) for v in by_split.values()]
+                    xs.append(b)
+                    mean.append(np.mean(split_means))
+                    low.append(min(split_means))
+                    high.append(max(split_means))
+            if xs:
+                line, = ax.plot(xs, mean, marker="o", label=arm)
+                ax.fill_between(xs, low, high, color=line.get_color(), alpha=0.15)
+        ax.set_xscale("log", base=2)
+        ax.set_xticks(BUDGETS, [str(b) for b in BUDGETS])
+        ax.set_xlabel("drawn area (image-equivalents)")
+        ax.set_ylabel("mIoU (%): mean and range of splits 0-4")
+        ax.set_title(t)
+        ax.legend()
+    fig.tight_layout()
+    fig.savefig(out / "curves.png", dpi=120)
+    plt.close(fig)
