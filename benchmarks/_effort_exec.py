@@ -176,7 +176,7 @@ def round_two_support(ctx, job, seg1, support1):
     choice takes the rest of the budget."""
     from kwtl.datasets import PatchSet
     from kwtl.selection import EntropySelector, SpreadSelector
-    from kwtl.workflow._select import _non_overlapping
+    from kwtl.selection import choose_non_overlapping as _non_overlapping
 
     from _effort_plan import STRIDE
 

@@ -182,7 +182,7 @@ def foreground_aware_order(table, target, seed):
 
 def non_overlapping(order, table, budget):
     """``kwtl select``'s greedy non-overlapping choice over the pool's candidates."""
-    from kwtl.workflow._select import _non_overlapping
+    from kwtl.selection import choose_non_overlapping as _non_overlapping
 
     coords = np.column_stack([table["image"], table["coords"]])
     return _non_overlapping(order, coords, PATCH, budget)
