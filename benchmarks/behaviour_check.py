@@ -20,6 +20,7 @@ writing its results to a folder, then compare the folders::
 
 ``compare`` prints one line per item: equal (bit for bit) or how it differs.
 """
+
 import json
 import os
 import subprocess
@@ -48,9 +49,27 @@ def record(out):
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     env = dict(os.environ, OMP_NUM_THREADS="1")
-    subprocess.run([sys.executable, "-m", "kwtl", "run", "--target", "em", "--repeats", "1",
-                    "--shots", "1", "--out", str(out / "run"), "--threads", "1",
-                    "--no-progress"], check=True, env=env)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "kwtl",
+            "run",
+            "--target",
+            "em",
+            "--repeats",
+            "1",
+            "--shots",
+            "1",
+            "--out",
+            str(out / "run"),
+            "--threads",
+            "1",
+            "--no-progress",
+        ],
+        check=True,
+        env=env,
+    )
     _selections(out)
     _weights(out)
 
@@ -60,8 +79,11 @@ def _ssTEM(n=3):
 
     bench = load_benchmark(str(SHARED / "data"), names=["ssTEM"])
     order = np.argsort(bench.names)[:n]
-    return ([bench.images[i] for i in order], [np.asarray(bench.masks[i]) > 0 for i in order],
-            [bench.names[i] for i in order])
+    return (
+        [bench.images[i] for i in order],
+        [np.asarray(bench.masks[i]) > 0 for i in order],
+        [bench.names[i] for i in order],
+    )
 
 
 def _selections(out):
@@ -76,8 +98,9 @@ def _selections(out):
     from kwtl.workflow import select
 
     images, _, names = _ssTEM()
-    seg = load_pretrained("authors:ssTEM", source=SHARED / "weights", precision="fp32",
-                          patch_size=256, stride=128)
+    seg = load_pretrained(
+        "authors:ssTEM", source=SHARED / "weights", precision="fp32", patch_size=256, stride=128
+    )
     pool = PatchSet.from_images(images, 256, 128)
     folder = out / "ssTEM3"
     for image, name in zip(images, names):
@@ -93,17 +116,21 @@ def _selections(out):
             with tempfile.TemporaryDirectory() as tmp:
                 selector = make_selector(name, random_state=0)
                 memory = joblib.Memory(tmp, verbose=0) if mode == "memory" else None
-                support = selector.select_support(pool, seg, n_shots=1, patches_per_shot=10,
-                                                  memory=memory)
+                support = selector.select_support(
+                    pool, seg, n_shots=1, patches_per_shot=10, memory=memory
+                )
                 selections[f"{name}/{mode}"] = {
                     "indices": support.indices.tolist(),
-                    "scores": [float(v) for v in np.ravel(support.scores)]}
-        result = select(folder, model_file, 4, out / "select" / name, selector=name,
-                        pl_epochs=0, progress=False)
+                    "scores": [float(v) for v in np.ravel(support.scores)],
+                }
+        result = select(
+            folder, model_file, 4, out / "select" / name, selector=name, pl_epochs=0, progress=False
+        )
         table = pd.read_csv(out / "select" / name / "selection.csv")
         selections[f"{name}/workflow"] = {
             "indices": table[["source_image", "row", "col"]].astype(str).agg(" ".join, 1).tolist(),
-            "scores": table["score"].tolist()}
+            "scores": table["score"].tolist(),
+        }
         del result
     (out / "selections.json").write_text(json.dumps(selections, indent=1))
 
@@ -116,16 +143,27 @@ def _weights(out):
     from kwtl.workflow import finetune, load_model, pretrain, select
 
     def tiny(**kw):
-        return FCRNSegmenter(module__width=8, patch_size=64, stride=64, meta_iterations=3,
-                             inner_steps=3, meta_shots=4, batch_size=8, precision="fp32",
-                             random_state=0, **kw)
+        return FCRNSegmenter(
+            module__width=8,
+            patch_size=64,
+            stride=64,
+            meta_iterations=3,
+            inner_steps=3,
+            meta_shots=4,
+            batch_size=8,
+            precision="fp32",
+            random_state=0,
+            **kw,
+        )
 
     sources = {}
     for name in ("B5_sub_DSB2018_fluo360", "TNBC_sub_NuInsSeg"):
         bench = load_benchmark(str(SHARED / "data"), names=[name])
         order = np.argsort(bench.names)[:2]
-        sources[name] = ([bench.images[i] for i in order], [np.asarray(bench.masks[i]) > 0
-                                                            for i in order])
+        sources[name] = (
+            [bench.images[i] for i in order],
+            [np.asarray(bench.masks[i]) > 0 for i in order],
+        )
     X = [im for ims, _ in sources.values() for im in ims]
     y = [m for _, ms in sources.values() for m in ms]
     groups = np.repeat([1, 2], 2)
@@ -136,33 +174,58 @@ def _weights(out):
         for i, (im, m) in enumerate(zip(ims, ms)):
             write_image(out / "src" / name / "images" / f"{i}.png", im, overwrite=True)
             write_mask(out / "src" / name / "masks" / f"{i}.png", m, overwrite=True)
-    seg = pretrain([out / "src" / n for n in sources], out / "pretrained.kwtl", width=8,
-                   patch_size=64, stride=64, meta_iterations=3, inner_steps=3, meta_shots=4,
-                   segmenter_params={"batch_size": 8, "precision": "fp32"}, progress=False,
-                   overwrite=True)
+    seg = pretrain(
+        [out / "src" / n for n in sources],
+        out / "pretrained.kwtl",
+        width=8,
+        patch_size=64,
+        stride=64,
+        meta_iterations=3,
+        inner_steps=3,
+        meta_shots=4,
+        segmenter_params={"batch_size": 8, "precision": "fp32"},
+        progress=False,
+        overwrite=True,
+    )
     _save_state(weights / "reptile_workflow_pretrain.npz", seg)
 
     images, masks, names = _ssTEM()
     crops = [im[:256, :256] for im in images]
     crop_masks = [m[:256, :256] for m in masks]
-    method = FewShotSegmentation(tiny(), selector=EntropySelector(), n_shots=1,
-                                 patches_per_shot=4, pl_epochs=1, pl_batch_size=8,
-                                 finetune_epochs=2, random_state=0)
+    method = FewShotSegmentation(
+        tiny(),
+        selector=EntropySelector(),
+        n_shots=1,
+        patches_per_shot=4,
+        pl_epochs=1,
+        pl_batch_size=8,
+        finetune_epochs=2,
+        random_state=0,
+    )
     method.fit(X + crops, y + crop_masks, np.r_[groups, [-3] * 3])
     _save_state(weights / "estimator_plft.npz", method.plft_segmenter_)
     _save_state(weights / "estimator_finetuned.npz", method.segmenter_)
     np.save(weights / "estimator_support.npy", method.support_indices_)
 
     todo = out / "todo"
-    select(out / "ssTEM3", out / "pretrained.kwtl", 4, todo, selector="random",
-           pl_epochs=1, progress=False, overwrite=True)
+    select(
+        out / "ssTEM3",
+        out / "pretrained.kwtl",
+        4,
+        todo,
+        selector="random",
+        pl_epochs=1,
+        progress=False,
+        overwrite=True,
+    )
     import pandas as pd
 
     truth = {Path(n).stem: m for n, m in zip(names, masks)}
     for row in pd.read_csv(todo / "selection.csv", dtype={"source_image": str}).itertuples():
         r, c = int(row.row), int(row.col)
-        write_mask(todo / row.mask_file, truth[row.source_image][r:r + 64, c:c + 64],
-                   overwrite=True)
+        write_mask(
+            todo / row.mask_file, truth[row.source_image][r : r + 64, c : c + 64], overwrite=True
+        )
     tuned = finetune(todo, out / "tuned.kwtl", epochs=2, progress=False, overwrite=True)
     _save_state(weights / "workflow_plft.npz", load_model(todo / "model_plft.kwtl"))
     _save_state(weights / "workflow_finetune.npz", tuned)
@@ -180,17 +243,27 @@ def compare(old, new):
         return out
 
     a, b = records(old), records(new)
-    lines.append(f"kwtl run records: {len(a)} old, {len(b)} new; "
-                 + ("all equal apart from seconds" if a == b and a else
-                    "DIFFER: " + ", ".join(k for k in sorted(set(a) | set(b))
-                                           if a.get(k) != b.get(k))))
+    lines.append(
+        f"kwtl run records: {len(a)} old, {len(b)} new; "
+        + (
+            "all equal apart from seconds"
+            if a == b and a
+            else "DIFFER: " + ", ".join(k for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k))
+        )
+    )
     sa = json.loads((old / "selections.json").read_text())
     sb = json.loads((new / "selections.json").read_text())
     for key in sorted(set(sa) | set(sb)):
         same = sa.get(key) == sb.get(key)
-        lines.append(f"selection {key}: " + ("equal (indices and scores)" if same else
-                                             f"DIFFERS: old {sa.get(key, {}).get('indices')}, "
-                                             f"new {sb.get(key, {}).get('indices')}"))
+        lines.append(
+            f"selection {key}: "
+            + (
+                "equal (indices and scores)"
+                if same
+                else f"DIFFERS: old {sa.get(key, {}).get('indices')}, "
+                f"new {sb.get(key, {}).get('indices')}"
+            )
+        )
     for path in sorted((old / "weights").glob("*")):
         other = new / "weights" / path.name
         if path.suffix == ".npy":
@@ -200,8 +273,10 @@ def compare(old, new):
         with np.load(path) as x, np.load(other) as y:
             diff = max(float(np.abs(x[k].astype(np.float64) - y[k]).max()) for k in x.files)
             same = all(np.array_equal(x[k], y[k]) for k in x.files) and x.files == y.files
-        lines.append(f"weights {path.stem}: " + ("bit-identical" if same else
-                                                 f"DIFFER (max |difference| {diff:.3g})"))
+        lines.append(
+            f"weights {path.stem}: "
+            + ("bit-identical" if same else f"DIFFER (max |difference| {diff:.3g})")
+        )
     print("\n".join(lines))
 
 

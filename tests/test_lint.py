@@ -1,4 +1,5 @@
 """The linter and formatter configured in pyproject.toml ([tool.ruff]) hold for the tree."""
+
 import subprocess
 import sys
 from pathlib import Path
@@ -10,8 +11,12 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def _ruff(*args):
     pytest.importorskip("ruff")  # installed with the tests extra; skipped only without it
-    return subprocess.run([sys.executable, "-m", "ruff", *args, "--no-cache", "."], cwd=ROOT,
-                          capture_output=True, text=True)
+    return subprocess.run(
+        [sys.executable, "-m", "ruff", *args, "--no-cache", "."],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
 
 
 def test_ruff_lint():
@@ -21,5 +26,6 @@ def test_ruff_lint():
 
 def test_ruff_format():
     result = _ruff("format", "--check")
-    assert result.returncode == 0, ("run `python -m ruff format .`:\n" + result.stdout
-                                    + result.stderr)
+    assert result.returncode == 0, (
+        "run `python -m ruff format .`:\n" + result.stdout + result.stderr
+    )

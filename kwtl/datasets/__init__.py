@@ -1,4 +1,5 @@
 """Reading and writing image files, loading microscopy datasets, the synthetic benchmark, and patch extraction."""
+
 from ._augment import PatchAugmenter, dihedral
 from ._download import download_sstem
 from ._folder import BENCHMARK_FOLDERS, MASK_SUFFIX, load_benchmark, load_folder, load_images

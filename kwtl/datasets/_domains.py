@@ -1,8 +1,10 @@
 """The synthetic cell domains: building blocks and one renderer per imaging domain
 (used by :func:`kwtl.datasets.make_cells`)."""
+
 import numpy as np
 from scipy.ndimage import gaussian_filter
 from scipy.spatial import cKDTree
+
 
 # --------------------------------------------------------------------------------------------
 # building blocks
@@ -23,8 +25,13 @@ def _count(rng, shape, per_128_square, density=1.0):
 #: Coefficient of variation of the per-image density factor of each domain, set so that the
 #: per-image foreground fraction spreads like the real counterpart's at the same field of
 #: view (see the module docstring): CV_real² ≈ CV_poisson² + CV_factor².
-_DENSITY_CV = {"fluorescence": 0.0, "fluorescence_dense": 0.45, "histology": 0.75,
-               "em": 0.0, "sstem": 0.0}
+_DENSITY_CV = {
+    "fluorescence": 0.0,
+    "fluorescence_dense": 0.45,
+    "histology": 0.75,
+    "em": 0.0,
+    "sstem": 0.0,
+}
 
 
 def _density(rng, domain):
@@ -37,8 +44,9 @@ def _density(rng, domain):
     return float(rng.gamma(shape, 1.0 / shape))
 
 
-def _place_objects(rng, shape, n_objects, radius, aspect, gap, irregularity=0.0,
-                   max_tries=25, preferred=None):
+def _place_objects(
+    rng, shape, n_objects, radius, aspect, gap, irregularity=0.0, max_tries=25, preferred=None
+):
     """Place up to ``n_objects`` ellipses that do not overlap (``gap`` pixels apart).
 
     ``radius`` and ``aspect`` are ``(low, high)`` ranges: the semi-axes are
@@ -59,11 +67,12 @@ def _place_objects(rng, shape, n_objects, radius, aspect, gap, irregularity=0.0,
             r = rng.uniform(*radius)
             ratio = np.sqrt(rng.uniform(*aspect))
             a, b = r * ratio, r / ratio
-            r0, c0 = rng.uniform(-0.3 * b, height - 1 + 0.3 * b), rng.uniform(
-                -0.3 * b, width - 1 + 0.3 * b)
+            r0, c0 = (
+                rng.uniform(-0.3 * b, height - 1 + 0.3 * b),
+                rng.uniform(-0.3 * b, width - 1 + 0.3 * b),
+            )
             if preferred is not None:
-                inside = preferred[int(np.clip(r0, 0, height - 1)),
-                                   int(np.clip(c0, 0, width - 1))]
+                inside = preferred[int(np.clip(r0, 0, height - 1)), int(np.clip(c0, 0, width - 1))]
                 if rng.random() > (0.9 if inside else 0.25):
                     continue
             theta = rng.uniform(0, np.pi)
@@ -81,7 +90,8 @@ def _place_objects(rng, shape, n_objects, radius, aspect, gap, irregularity=0.0,
                 outline = 1.0
                 for harmonic in (2, 3, 5):
                     outline = outline + irregularity / harmonic * rng.uniform(0.5, 1.5) * np.cos(
-                        harmonic * angle + rng.uniform(0, 2 * np.pi))
+                        harmonic * angle + rng.uniform(0, 2 * np.pi)
+                    )
                 rho = rho / outline
             inside = rho <= 1.0
             if not inside.any():
@@ -92,8 +102,17 @@ def _place_objects(rng, shape, n_objects, radius, aspect, gap, irregularity=0.0,
             if occupied[rr[keep_out], cc[keep_out]].any():
                 continue
             occupied[rr[inside], cc[inside]] = True
-            objects.append(dict(rows=rr[inside], cols=cc[inside], u=along[inside],
-                                v=across[inside], rho=rho[inside], a=a, b=b))
+            objects.append(
+                dict(
+                    rows=rr[inside],
+                    cols=cc[inside],
+                    u=along[inside],
+                    v=across[inside],
+                    rho=rho[inside],
+                    a=a,
+                    b=b,
+                )
+            )
             break
     return objects
 
@@ -134,8 +153,15 @@ def _to_uint8(image):
 # --------------------------------------------------------------------------------------------
 def _render_fluorescence(rng, shape):
     """Large, round, well separated bright nuclei on a dark background (BBBC005-like)."""
-    objects = _place_objects(rng, shape, _count(rng, shape, 21), radius=(6.0, 11.5),
-                             aspect=(1.0, 1.7), gap=2.0, irregularity=0.05)
+    objects = _place_objects(
+        rng,
+        shape,
+        _count(rng, shape, 21),
+        radius=(6.0, 11.5),
+        aspect=(1.0, 1.7),
+        gap=2.0,
+        irregularity=0.05,
+    )
     in_focus = np.zeros(shape)
     out_of_focus = np.zeros(shape)
     texture = _smooth_noise(rng, shape, 1.5)
@@ -143,8 +169,9 @@ def _render_fluorescence(rng, shape):
         brightness = rng.uniform(110, 230) if rng.random() > 0.2 else rng.uniform(30, 70)
         dome = 1.0 - 0.35 * obj["rho"] ** 2
         layer = out_of_focus if rng.random() < 0.15 else in_focus
-        layer[obj["rows"], obj["cols"]] = brightness * dome * (
-            1 + 0.1 * texture[obj["rows"], obj["cols"]])
+        layer[obj["rows"], obj["cols"]] = (
+            brightness * dome * (1 + 0.1 * texture[obj["rows"], obj["cols"]])
+        )
     focus = rng.uniform(0.6, 2.2)  # images differ in focus, like BBBC005's blur levels
     signal = gaussian_filter(in_focus, focus) + gaussian_filter(out_of_focus, focus + 2.5)
     image = rng.uniform(6, 25) + rng.uniform(0.45, 1.05) * signal
@@ -157,8 +184,15 @@ def _render_fluorescence_dense(rng, shape):
     """Small, crowded, touching nuclei with chromatin texture on an uneven background
     (BBBC039 / U2OS Hoechst-like)."""
     density = _density(rng, "fluorescence_dense")
-    objects = _place_objects(rng, shape, _count(rng, shape, 38, density), radius=(3.5, 7.0),
-                             aspect=(1.0, 1.6), gap=-1.0, irregularity=0.08)
+    objects = _place_objects(
+        rng,
+        shape,
+        _count(rng, shape, 38, density),
+        radius=(3.5, 7.0),
+        aspect=(1.0, 1.6),
+        gap=-1.0,
+        irregularity=0.08,
+    )
     signal = np.zeros(shape)
     chromatin = _smooth_noise(rng, shape, 0.8)
     for obj in objects:
@@ -168,14 +202,18 @@ def _render_fluorescence_dense(rng, shape):
             brightness, speckle = rng.uniform(20, 45), 0.3
         else:
             brightness, speckle = rng.uniform(60, 150), 0.3
-        values = brightness * (1 - 0.15 * obj["rho"] ** 2) * (
-            1 + speckle * chromatin[obj["rows"], obj["cols"]])
+        values = (
+            brightness
+            * (1 - 0.15 * obj["rho"] ** 2)
+            * (1 + speckle * chromatin[obj["rows"], obj["cols"]])
+        )
         signal[obj["rows"], obj["cols"]] = np.maximum(values, 0)
     height, width = shape
     rows, cols = np.mgrid[0:height, 0:width]
     centre = rng.uniform((0, 0), (height, width))
-    vignette = 1 - 0.35 * (np.hypot(rows - centre[0], cols - centre[1])
-                           / np.hypot(height, width)) ** 2
+    vignette = (
+        1 - 0.35 * (np.hypot(rows - centre[0], cols - centre[1]) / np.hypot(height, width)) ** 2
+    )
     background = rng.uniform(22, 45) * vignette * (1 + 0.08 * _smooth_noise(rng, shape, 10))
     image = background + rng.uniform(0.55, 1.1) * gaussian_filter(signal, rng.uniform(0.5, 1.2))
     photons_per_level = rng.uniform(1.0, 3.0)
@@ -194,12 +232,26 @@ def _render_histology(rng, shape):
     image = gaussian_filter(image, 1.0)
 
     density = _density(rng, "histology")
-    lymphocytes = _place_objects(rng, shape, _count(rng, shape, 8, density), radius=(3.0, 4.5),
-                                 aspect=(1.0, 1.3), gap=0.5, irregularity=0.05)
+    lymphocytes = _place_objects(
+        rng,
+        shape,
+        _count(rng, shape, 8, density),
+        radius=(3.0, 4.5),
+        aspect=(1.0, 1.3),
+        gap=0.5,
+        irregularity=0.05,
+    )
     occupied = _union_mask(shape, lymphocytes)
-    tumour = _place_objects(rng, shape, _count(rng, shape, 15, density), radius=(5.5, 10.0),
-                            aspect=(1.1, 2.2), gap=0.0, irregularity=0.18,
-                            preferred=tumour_nest & ~occupied)
+    tumour = _place_objects(
+        rng,
+        shape,
+        _count(rng, shape, 15, density),
+        radius=(5.5, 10.0),
+        aspect=(1.1, 2.2),
+        gap=0.0,
+        irregularity=0.18,
+        preferred=tumour_nest & ~occupied,
+    )
     # tumour nuclei placed independently may overlap lymphocytes: they then merge, as in H&E
     chromatin = _smooth_noise(rng, shape, 1.2)
     for obj, kind in [(o, "lymphocyte") for o in lymphocytes] + [(o, "tumour") for o in tumour]:
@@ -208,8 +260,11 @@ def _render_histology(rng, shape):
             level = rng.uniform(45, 85) + 6 * chromatin[rows, cols]
         else:
             pale = rng.random() < 0.2  # pale nuclei barely darker than cytoplasm
-            level = (rng.uniform(110, 130) if pale else rng.uniform(70, 115)) \
-                + 18 * chromatin[rows, cols] - 20 * (obj["rho"] > 0.75)
+            level = (
+                (rng.uniform(110, 130) if pale else rng.uniform(70, 115))
+                + 18 * chromatin[rows, cols]
+                - 20 * (obj["rho"] > 0.75)
+            )
         image[rows, cols] = level
     stain = rng.uniform(0.7, 1.15)  # staining strength varies between slides
     image = 255 - (255 - gaussian_filter(image, rng.uniform(0.6, 1.2))) * stain
@@ -221,14 +276,26 @@ def _render_em(rng, shape):
     """Elongated mitochondria with cristae and a dark double membrane in granular grey
     cytoplasm with vesicles and sparse membranes (FIB-SEM, EPFL/Lucchi EM-like)."""
     base = rng.uniform(120, 160)
-    image = (base + 10 * _smooth_noise(rng, shape, 0.7) + 9 * _smooth_noise(rng, shape, 4)
-             - rng.uniform(35, 55) * _membranes(rng, shape, _count(rng, shape, 6), 0.9, 4))
-    vesicles = _place_objects(rng, shape, _count(rng, shape, 18), radius=(1.8, 3.8),
-                              aspect=(1.0, 1.4), gap=1.0)
+    image = (
+        base
+        + 10 * _smooth_noise(rng, shape, 0.7)
+        + 9 * _smooth_noise(rng, shape, 4)
+        - rng.uniform(35, 55) * _membranes(rng, shape, _count(rng, shape, 6), 0.9, 4)
+    )
+    vesicles = _place_objects(
+        rng, shape, _count(rng, shape, 18), radius=(1.8, 3.8), aspect=(1.0, 1.4), gap=1.0
+    )
     for obj in vesicles:  # dark rim, light lumen: dark like mitochondria but not foreground
         image[obj["rows"], obj["cols"]] += np.where(obj["rho"] > 0.55, -45, 12)
-    mitochondria = _place_objects(rng, shape, _count(rng, shape, 5), radius=(6.5, 11.0),
-                                  aspect=(2.0, 5.0), gap=3.0, irregularity=0.06)
+    mitochondria = _place_objects(
+        rng,
+        shape,
+        _count(rng, shape, 5),
+        radius=(6.5, 11.0),
+        aspect=(2.0, 5.0),
+        gap=3.0,
+        irregularity=0.06,
+    )
     for obj in mitochondria:
         darkness = rng.uniform(35, 60) if rng.random() > 0.2 else rng.uniform(15, 25)
         period = rng.uniform(3.0, 5.0)
@@ -246,17 +313,26 @@ def _render_sstem(rng, shape):
     base = rng.uniform(150, 190)
     membranes = _membranes(rng, shape, _count(rng, shape, 28), rng.uniform(1.0, 1.6), 3)
     image = base + 8 * _smooth_noise(rng, shape, 2) - rng.uniform(65, 95) * membranes
-    synaptic = _place_objects(rng, shape, _count(rng, shape, 30), radius=(1.0, 1.8),
-                              aspect=(1.0, 1.3), gap=1.0)
+    synaptic = _place_objects(
+        rng, shape, _count(rng, shape, 30), radius=(1.0, 1.8), aspect=(1.0, 1.3), gap=1.0
+    )
     for obj in synaptic:  # vesicles and small densities: dark dots that are not foreground
         image[obj["rows"], obj["cols"]] -= rng.uniform(40, 70)
-    mitochondria = _place_objects(rng, shape, _count(rng, shape, 6.3), radius=(4.5, 9.0),
-                                  aspect=(1.0, 2.2), gap=2.0, irregularity=0.1)
+    mitochondria = _place_objects(
+        rng,
+        shape,
+        _count(rng, shape, 6.3),
+        radius=(4.5, 9.0),
+        aspect=(1.0, 2.2),
+        gap=2.0,
+        irregularity=0.1,
+    )
     matrix = _smooth_noise(rng, shape, 1.0)
     for obj in mitochondria:
         level = rng.uniform(55, 95) if rng.random() > 0.2 else rng.uniform(100, 125)
-        image[obj["rows"], obj["cols"]] = (level + 8 * matrix[obj["rows"], obj["cols"]]
-                                           - 25 * (obj["rho"] > 0.8))
+        image[obj["rows"], obj["cols"]] = (
+            level + 8 * matrix[obj["rows"], obj["cols"]] - 25 * (obj["rho"] > 0.8)
+        )
     image = _electron_exposure(rng, image, contrast=(0.75, 1.2), shift=(-15, 10))
     return _to_uint8(image), _union_mask(shape, mitochondria)
 

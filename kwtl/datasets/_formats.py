@@ -11,6 +11,7 @@ is an error that points to :func:`read_stack`. RGB(A) files become grey by luma 
 ``channel`` picks one colour; other multi-channel files need ``channel``. Cellpose's ``_seg.npy`` files are not read (they
 are Python pickles, which can run code): export masks as PNG or TIFF instead.
 """
+
 from pathlib import Path
 
 import numpy as np
@@ -93,8 +94,12 @@ def _decode_tiff(path):
     # the data (ImageJ's inverted-LUT masks and tifffile's bilevel files rely on this)
 
     # an unnamed 3-D array that looks like (H, W, C): channels-last
-    if (len(named) == 3 and named[0] in _UNNAMED_AXES and arr.shape[2] <= _MAX_CHANNELS_LAST
-            and min(arr.shape[:2]) > _MAX_CHANNELS_LAST):
+    if (
+        len(named) == 3
+        and named[0] in _UNNAMED_AXES
+        and arr.shape[2] <= _MAX_CHANNELS_LAST
+        and min(arr.shape[:2]) > _MAX_CHANNELS_LAST
+    ):
         return _Decoded(arr, "YXC", source_axes=source_axes)
 
     axes = ""
@@ -110,13 +115,18 @@ def _decode_tiff(path):
     if axes.count("C") > 1:
         raise ValueError(
             f"unsupported TIFF layout: more than one channel axis (axes {source_axes!r}, "
-            f"shape {arr.shape})")
+            f"shape {arr.shape})"
+        )
     colour = alpha = False
     if "C" in axes:
         n_channels = arr.shape[axes.index("C")]
         colour = photometric in (2, 6) and n_channels in (3, 4)  # RGB, YCbCr
-        alpha = (photometric in (0, 1) and n_channels == 2
-                 and bool(extrasamples) and extrasamples[0] in (1, 2))
+        alpha = (
+            photometric in (0, 1)
+            and n_channels == 2
+            and bool(extrasamples)
+            and extrasamples[0] in (1, 2)
+        )
     return _Decoded(arr, axes, colour=colour, alpha=alpha, source_axes=source_axes)
 
 
@@ -131,8 +141,10 @@ def _decode(path, extensions=IMAGE_EXTENSIONS):
         if suffix in _JPEG:
             hint = " (JPEG is lossy: its compression invents values at the edges of a mask)"
         elif path.name.endswith("_seg.npy"):
-            hint = (" (Cellpose's _seg.npy files are Python pickles and are not read: "
-                    "export the masks as PNG or TIFF)")
+            hint = (
+                " (Cellpose's _seg.npy files are Python pickles and are not read: "
+                "export the masks as PNG or TIFF)"
+            )
         raise ValueError(
             f"cannot read {path}: unsupported extension {path.suffix!r} "
             f"(supported: {', '.join(extensions)}){hint}"
@@ -188,23 +200,28 @@ def _planes(decoded, path, channel, as_stack):
             "<name>_z000, <name>_z001, ...)"
         )
     # order: planes, Y, X, channel
-    order = ([i for i, a in enumerate(axes) if a == "P"] + [axes.index("Y"), axes.index("X")]
-             + [i for i, a in enumerate(axes) if a == "C"])
+    order = (
+        [i for i, a in enumerate(axes) if a == "P"]
+        + [axes.index("Y"), axes.index("X")]
+        + [i for i, a in enumerate(axes) if a == "C"]
+    )
     arr = np.transpose(arr, order)
     n_planes = int(np.prod(arr.shape[: axes.count("P")], dtype=np.int64))
-    arr = arr.reshape((n_planes,) + arr.shape[axes.count("P"):])
+    arr = arr.reshape((n_planes,) + arr.shape[axes.count("P") :])
     if "C" not in axes:
         if channel not in (None, 0):
             raise ValueError(
                 f"{path} has a single channel ({_describe(decoded)}): channel={channel} "
-                "does not exist (use channel=None or 0)")
+                "does not exist (use channel=None or 0)"
+            )
         return arr
     n_channels = arr.shape[-1]
     if channel is not None:
         if channel >= n_channels:
             raise ValueError(
                 f"{path} has {n_channels} channels ({_describe(decoded)}): channel="
-                f"{channel} does not exist (use 0..{n_channels - 1})")
+                f"{channel} does not exist (use 0..{n_channels - 1})"
+            )
         return arr[..., channel]
     if decoded.colour:
         return arr  # luma later (alpha ignored)
@@ -392,7 +409,8 @@ def read_mask(path):
         if decoded.axes != "YX":
             raise ValueError(
                 f"{path} is not a single 2-D mask ({_describe(decoded)}): masks are one "
-                "grey or colour image per file")
+                "grey or colour image per file"
+            )
     if arr.dtype == bool:
         return arr.astype(np.uint8)
     if np.issubdtype(arr.dtype, np.floating):
@@ -401,7 +419,8 @@ def read_mask(path):
         if not np.all(arr == np.rint(arr)):
             raise ValueError(
                 f"{path} has fractional values: it looks like a probability map, not a "
-                "mask; threshold it first (e.g. p >= 0.5)")
+                "mask; threshold it first (e.g. p >= 0.5)"
+            )
         if arr.size and arr.min() < 0:
             raise ValueError(f"{path} has negative values (min {arr.min()}): not a mask")
         return arr.astype(np.min_scalar_type(max(int(arr.max(initial=0)), 1)))
@@ -410,7 +429,8 @@ def read_mask(path):
     if arr.size and arr.min() < 0:
         raise ValueError(
             f"{path} has negative values (min {arr.min()}): masks are 0 = background and "
-            "positive = foreground or instance ids")
+            "positive = foreground or instance ids"
+        )
     return arr
 
 

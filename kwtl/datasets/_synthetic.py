@@ -42,6 +42,7 @@ coefficient of variation ``_DENSITY_CV[domain]`` (0 where Poisson counts alone a
 spread as much as the real crops). B5 here is the DSB2018 substitute of BBBC005
 (``../shared/data/README.md``): densely packed nuclei, almost no empty patch.
 """
+
 import numbers
 import zlib
 

@@ -1,4 +1,5 @@
 """Writing image and mask files (PNG, TIFF), atomically and never over a user's file silently."""
+
 import io
 from pathlib import Path
 
@@ -16,12 +17,14 @@ def _check_target(path, overwrite, extensions, what):
     if suffix not in extensions:
         raise ValueError(
             f"cannot write {what} {path}: unsupported extension {path.suffix!r} "
-            f"(supported: {', '.join(extensions)})")
+            f"(supported: {', '.join(extensions)})"
+        )
     if path.is_dir():
         raise IsADirectoryError(f"cannot write {what} {path}: it is a folder")
     if path.exists() and not overwrite:
         raise FileExistsError(
-            f"{path} already exists; kwtl does not overwrite files unless overwrite=True")
+            f"{path} already exists; kwtl does not overwrite files unless overwrite=True"
+        )
     return path, suffix
 
 
@@ -99,7 +102,8 @@ def write_mask(path, labels, overwrite=False):
         if not np.all(np.isfinite(arr)) or not np.all(arr == np.rint(arr)):
             raise ValueError(
                 "mask labels must be whole numbers (got fractional or non-finite values; "
-                "for a probability map use write_image)")
+                "for a probability map use write_image)"
+            )
     elif not np.issubdtype(arr.dtype, np.integer):
         raise TypeError(f"mask labels must be bool or integers, got dtype {arr.dtype}")
     if arr.min() < 0:
@@ -108,7 +112,8 @@ def write_mask(path, labels, overwrite=False):
     if suffix == ".png" and top > 65535:
         raise ValueError(
             f"{path}: a PNG mask holds labels up to 65535, the largest here is {top}; "
-            "write a .tif instead")
+            "write a .tif instead"
+        )
     dtype = np.uint8 if top < 256 else np.uint16 if top < 65536 else np.uint32
     return _encode(path, suffix, arr.astype(dtype))
 
@@ -157,20 +162,22 @@ def write_image(path, image, overwrite=False):
     arr = np.asarray(image)
     if not (arr.ndim == 2 or (arr.ndim == 3 and arr.shape[-1] in (3, 4))) or arr.size == 0:
         raise ValueError(
-            f"an image must be (H, W) grey or (H, W, 3|4) colour, got shape {arr.shape}")
+            f"an image must be (H, W) grey or (H, W, 3|4) colour, got shape {arr.shape}"
+        )
     if arr.dtype == bool:
         arr = arr.astype(np.uint8) * np.uint8(255)
     elif np.issubdtype(arr.dtype, np.floating):
         if not np.all(np.isfinite(arr)) or arr.min() < 0 or arr.max() > 1:
             raise ValueError(
                 "float images are written as probability maps and must lie in [0, 1]; "
-                "convert other data to uint8 or uint16 first")
+                "convert other data to uint8 or uint16 first"
+            )
         scale, dtype = (65535, np.uint16) if suffix in _TIFF else (255, np.uint8)
         arr = np.rint(arr * scale).astype(dtype)
     elif arr.dtype not in (np.uint8, np.uint16):
         raise ValueError(
-            f"images are written from uint8, uint16, bool or float in [0, 1], got dtype "
-            f"{arr.dtype}")
+            f"images are written from uint8, uint16, bool or float in [0, 1], got dtype {arr.dtype}"
+        )
     if suffix in _JPEG:
         if arr.dtype != np.uint8:
             raise ValueError(f"{path}: JPEG holds 8-bit data only; write a .png or .tif")

@@ -11,10 +11,17 @@
 The estimator, the lab workflow (:mod:`kwtl.workflow`) and the benchmark drivers all call
 these step functions; the workflow adds only progress, checkpoints and files.
 """
+
 from ._estimator import FewShotSegmentation
 from ._oracle import Oracle
 from ._preflight import check_before_training
 from ._steps import fine_tune, plft_patches, pseudo_label_fine_tune
 
-__all__ = ["FewShotSegmentation", "Oracle", "check_before_training", "fine_tune",
-           "plft_patches", "pseudo_label_fine_tune"]
+__all__ = [
+    "FewShotSegmentation",
+    "Oracle",
+    "check_before_training",
+    "fine_tune",
+    "plft_patches",
+    "pseudo_label_fine_tune",
+]

@@ -1,4 +1,5 @@
 """FewShotSegmentation: the paper's whole method as one scikit-learn estimator."""
+
 import numbers
 import os
 
@@ -9,13 +10,11 @@ from sklearn.utils.validation import check_is_fitted, check_memory
 from ..metrics import mean_iou
 from ..utils import derive_seed
 from ..utils._fingerprint import model_fingerprint
-from ..utils.validation import (NON_NEGATIVE_INT, POSITIVE_INT, HasMethods, Options,
-                                validate_params)
+from ..utils.validation import NON_NEGATIVE_INT, POSITIVE_INT, HasMethods, Options, validate_params
 from ._preflight import as_object_array, check_before_training, split_by_domain
 from ._steps import fine_tune, pseudo_label_fine_tune
 
 __all__ = ["FewShotSegmentation"]
-
 
 
 def _meta_fit(segmenter, images, masks, groups):
@@ -28,12 +27,19 @@ def _meta_fit(segmenter, images, masks, groups):
     return seg
 
 
-def _pseudo_label_fine_tune_cached(segmenter, fingerprint, pseudo_labeler, images, epochs, batch_size, affine,
-                 recalibrate):
+def _pseudo_label_fine_tune_cached(
+    segmenter, fingerprint, pseudo_labeler, images, epochs, batch_size, affine, recalibrate
+):
     """:func:`pseudo_label_fine_tune`, cached by ``fingerprint``, not ``segmenter``."""
-    return pseudo_label_fine_tune(segmenter, images, pseudo_labeler, epochs=epochs,
-                                  batch_size=batch_size, switch_affine=affine,
-                                  recalibrate_batchnorm=recalibrate)
+    return pseudo_label_fine_tune(
+        segmenter,
+        images,
+        pseudo_labeler,
+        epochs=epochs,
+        batch_size=batch_size,
+        switch_affine=affine,
+        recalibrate_batchnorm=recalibrate,
+    )
 
 
 class FewShotSegmentation(BaseEstimator):
@@ -142,12 +148,22 @@ class FewShotSegmentation(BaseEstimator):
     __metadata_request__fit = {"sample_domain": True}
     __metadata_request__score = {"sample_domain": True}
     _parameter_constraints = {
-        "segmenter": [None, HasMethods(["meta_fit", "partial_fit", "predict_proba",
-                                        "patch_logits"], example="FCRNSegmenter()")],
-        "pseudo_labeler": [None, Options(("default",)),
-                           HasMethods(["fit_transform"], example="PseudoLabeler()")],
-        "selector": [None, HasMethods(["score", "select_support"],
-                                      example="ConsistencySelector()")],
+        "segmenter": [
+            None,
+            HasMethods(
+                ["meta_fit", "partial_fit", "predict_proba", "patch_logits"],
+                example="FCRNSegmenter()",
+            ),
+        ],
+        "pseudo_labeler": [
+            None,
+            Options(("default",)),
+            HasMethods(["fit_transform"], example="PseudoLabeler()"),
+        ],
+        "selector": [
+            None,
+            HasMethods(["score", "select_support"], example="ConsistencySelector()"),
+        ],
         "n_shots": [POSITIVE_INT],
         "patches_per_shot": [Options(("auto",)), POSITIVE_INT],
         "pl_epochs": [NON_NEGATIVE_INT],
@@ -156,15 +172,26 @@ class FewShotSegmentation(BaseEstimator):
         "switch_affine": ["boolean"],
         "recalibrate_batchnorm": ["boolean"],
         "min_foreground": [None, NON_NEGATIVE_INT],
-        "memory": [None, str, HasMethods(["cache"], example="joblib.Memory(path)"),
-                   os.PathLike],
+        "memory": [None, str, HasMethods(["cache"], example="joblib.Memory(path)"), os.PathLike],
         "random_state": [None, numbers.Integral, np.random.RandomState],
     }
 
-    def __init__(self, segmenter=None, pseudo_labeler="default", selector=None, n_shots=1,
-                 patches_per_shot="auto", pl_epochs=100, pl_batch_size=128, finetune_epochs=20,
-                 switch_affine=True, recalibrate_batchnorm=True, min_foreground=None,
-                 memory=None, random_state=None):
+    def __init__(
+        self,
+        segmenter=None,
+        pseudo_labeler="default",
+        selector=None,
+        n_shots=1,
+        patches_per_shot="auto",
+        pl_epochs=100,
+        pl_batch_size=128,
+        finetune_epochs=20,
+        switch_affine=True,
+        recalibrate_batchnorm=True,
+        min_foreground=None,
+        memory=None,
+        random_state=None,
+    ):
         self.segmenter = segmenter
         self.pseudo_labeler = pseudo_labeler
         self.selector = selector
@@ -182,8 +209,9 @@ class FewShotSegmentation(BaseEstimator):
     # ------------------------------------------------------------------ helpers
     def _validate_params(self):
         """Check the parameters against ``_parameter_constraints`` (the one rule set)."""
-        validate_params(type(self).__name__, self.get_params(deep=False),
-                        self._parameter_constraints)
+        validate_params(
+            type(self).__name__, self.get_params(deep=False), self._parameter_constraints
+        )
 
     def _components(self):
         from ..models import FCRNSegmenter
@@ -191,10 +219,12 @@ class FewShotSegmentation(BaseEstimator):
         from ..selection import DEFAULT_SELECTOR, make_selector
 
         segmenter = FCRNSegmenter() if self.segmenter is None else self.segmenter
-        pseudo_labeler = (PseudoLabeler() if isinstance(self.pseudo_labeler, str)
-                          else self.pseudo_labeler)
-        selector = (make_selector(DEFAULT_SELECTOR) if self.selector is None
-                    else clone(self.selector))
+        pseudo_labeler = (
+            PseudoLabeler() if isinstance(self.pseudo_labeler, str) else self.pseudo_labeler
+        )
+        selector = (
+            make_selector(DEFAULT_SELECTOR) if self.selector is None else clone(self.selector)
+        )
         seed = derive_seed(self.random_state, "selector")
         if seed is not None and getattr(selector, "random_state", None) is None:
             selector.set_params(random_state=seed)
@@ -209,28 +239,45 @@ class FewShotSegmentation(BaseEstimator):
             segmenter = clone(segmenter).set_params(random_state=seed)
         if len(data.X_src):
             return check_memory(self.memory).cache(_meta_fit)(
-                segmenter, data.X_src, data.y_src, data.groups)
+                segmenter, data.X_src, data.y_src, data.groups
+            )
         if prefitted:
             return segmenter
-        raise ValueError("no source images (sample_domain > 0) and the segmenter is not "
-                         "fitted: give sources to pre-train on, or a fitted segmenter")
+        raise ValueError(
+            "no source images (sample_domain > 0) and the segmenter is not "
+            "fitted: give sources to pre-train on, or a fitted segmenter"
+        )
 
     def _pseudo_label_fine_tune(self, source_model, pseudo_labeler, pool, unlabelled):
         """The target-side BatchNorm switch and PLFT on the pool (and ``unlabelled``),
         cached in ``memory`` by the source model's fingerprint."""
         images = list(pool) + (list(unlabelled) if unlabelled is not None else [])
         plft = check_memory(self.memory).cache(_pseudo_label_fine_tune_cached, ignore=["segmenter"])
-        return plft(source_model, model_fingerprint(source_model), pseudo_labeler, images,
-                    self.pl_epochs, self.pl_batch_size, self.switch_affine,
-                    self.recalibrate_batchnorm)
+        return plft(
+            source_model,
+            model_fingerprint(source_model),
+            pseudo_labeler,
+            images,
+            self.pl_epochs,
+            self.pl_batch_size,
+            self.switch_affine,
+            self.recalibrate_batchnorm,
+        )
 
     def _check_fit(self, X, y, sample_domain, unlabelled):
         self._validate_params()
         segmenter, pseudo_labeler, selector = self._components()
-        data = check_before_training(segmenter, selector, X, y, sample_domain, unlabelled,
-                                     n_shots=self.n_shots,
-                                     patches_per_shot=self.patches_per_shot,
-                                     min_foreground=self.min_foreground)
+        data = check_before_training(
+            segmenter,
+            selector,
+            X,
+            y,
+            sample_domain,
+            unlabelled,
+            n_shots=self.n_shots,
+            patches_per_shot=self.patches_per_shot,
+            min_foreground=self.min_foreground,
+        )
         return segmenter, pseudo_labeler, selector, data
 
     def check_fit(self, X, y, sample_domain=None, unlabelled=None):
@@ -267,8 +314,9 @@ class FewShotSegmentation(BaseEstimator):
             data.y_src = check_masks(data.y_src, data.X_src, name="source masks")
         if unlabelled is not None:
             unlabelled = check_images(unlabelled, name="unlabelled")
-        return self._pseudo_label_fine_tune(self._pretrain(segmenter, data), pseudo_labeler,
-                                            data.pool, unlabelled)
+        return self._pseudo_label_fine_tune(
+            self._pretrain(segmenter, data), pseudo_labeler, data.pool, unlabelled
+        )
 
     def fit(self, X, y, sample_domain=None, unlabelled=None):
         """Run the method for the target images of ``X``.
@@ -292,19 +340,24 @@ class FewShotSegmentation(BaseEstimator):
         self
         """
         # every check that can run before Reptile/PLFT (parameters, images, masks, budget)
-        segmenter, pseudo_labeler, selector, data = self._check_fit(X, y, sample_domain,
-                                                                    unlabelled)
+        segmenter, pseudo_labeler, selector, data = self._check_fit(X, y, sample_domain, unlabelled)
         # the method's steps, each one call
         source_model = self._pretrain(segmenter, data)
-        plft = self._pseudo_label_fine_tune(source_model, pseudo_labeler, data.pool,
-                                            data.unlabelled)
-        support = selector.select_support(data.candidates, plft, self.n_shots,
-                                          self.patches_per_shot, memory=self.memory)
+        plft = self._pseudo_label_fine_tune(
+            source_model, pseudo_labeler, data.pool, data.unlabelled
+        )
+        support = selector.select_support(
+            data.candidates, plft, self.n_shots, self.patches_per_shot, memory=self.memory
+        )
         support_masks = data.oracle.reveal_patches(support.patches)
         seed = derive_seed(self.random_state, "finetune")
-        self.segmenter_ = fine_tune(plft, support.patches, support_masks,
-                                    epochs=self.finetune_epochs,
-                                    random_state=seed if plft.random_state is None else None)
+        self.segmenter_ = fine_tune(
+            plft,
+            support.patches,
+            support_masks,
+            epochs=self.finetune_epochs,
+            random_state=seed if plft.random_state is None else None,
+        )
 
         self.plft_segmenter_ = plft
         self.selector_ = selector
@@ -332,5 +385,4 @@ class FewShotSegmentation(BaseEstimator):
 
         ``sample_domain`` is accepted (and ignored) so that metadata routing can pass it.
         """
-        return mean_iou(list(as_object_array(y, "y")),
-                        self.predict(list(as_object_array(X, "X"))))
+        return mean_iou(list(as_object_array(y, "y")), self.predict(list(as_object_array(X, "X"))))

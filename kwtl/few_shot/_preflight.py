@@ -10,6 +10,7 @@ Everything here is a function of explicit arguments (the estimator's parameters 
 checked by its own ``_validate_params``); :func:`check_before_training` returns the checked
 data, so nothing is converted or checked twice.
 """
+
 import numbers
 
 import numpy as np
@@ -25,8 +26,11 @@ __all__ = ["as_object_array", "candidate_pool", "check_before_training", "split_
 
 def as_object_array(X, name):
     """A 1-D object array of the items of ``X`` (the items themselves, never converted)."""
-    if X is None or isinstance(X, (str, bytes, numbers.Number)) or \
-            (isinstance(X, np.ndarray) and X.dtype != object):
+    if (
+        X is None
+        or isinstance(X, (str, bytes, numbers.Number))
+        or (isinstance(X, np.ndarray) and X.dtype != object)
+    ):
         X = as_list(X, name)  # the shared errors for a single image, a string, None ...
     items = list(X)
     out = np.empty(len(items), dtype=object)
@@ -60,11 +64,17 @@ def split_by_domain(X, y, sample_domain):
     if len(targets) != 1:
         raise ValueError(
             "FewShotSegmentation adapts to one target dataset per fit; got target domains "
-            f"{targets.tolist()}. With GridSearchCV and LeaveOneDatasetOut use refit=False.")
+            f"{targets.tolist()}. With GridSearchCV and LeaveOneDatasetOut use refit=False."
+        )
     src, tgt = sample_domain > 0, sample_domain < 0
-    return Bunch(X_src=X[src], y_src=y[src], groups=sample_domain[src],
-                 pool=check_images(X[tgt], name="target images", min_size=8), y_pool=y[tgt],
-                 target=int(targets[0]))
+    return Bunch(
+        X_src=X[src],
+        y_src=y[src],
+        groups=sample_domain[src],
+        pool=check_images(X[tgt], name="target images", min_size=8),
+        y_pool=y[tgt],
+        target=int(targets[0]),
+    )
 
 
 def candidate_pool(pool, y_pool, patch_size, stride, min_foreground=None):
@@ -83,8 +93,9 @@ def candidate_pool(pool, y_pool, patch_size, stride, min_foreground=None):
         counts = oracle.foreground_counts(candidates)
         candidates = candidates.subset(np.flatnonzero(counts >= int(min_foreground)))
         if len(candidates) == 0:
-            raise ValueError(f"no candidate patch has {min_foreground} foreground pixels "
-                             "(min_foreground)")
+            raise ValueError(
+                f"no candidate patch has {min_foreground} foreground pixels (min_foreground)"
+            )
     return candidates, oracle
 
 
@@ -96,12 +107,24 @@ def _check_target_masks(masks, pool):
         if isinstance(mask, (np.ndarray, list, tuple)):
             checked = as_mask(mask, name=f"target masks[{i}]")
             if checked.shape != image.shape:
-                raise ValueError(f"target masks[{i}] has shape {checked.shape} but its image "
-                                 f"has shape {image.shape}")
+                raise ValueError(
+                    f"target masks[{i}] has shape {checked.shape} but its image "
+                    f"has shape {image.shape}"
+                )
 
 
-def check_before_training(segmenter, selector, X, y, sample_domain=None, unlabelled=None, *,
-                          n_shots=1, patches_per_shot="auto", min_foreground=None):
+def check_before_training(
+    segmenter,
+    selector,
+    X,
+    y,
+    sample_domain=None,
+    unlabelled=None,
+    *,
+    n_shots=1,
+    patches_per_shot="auto",
+    min_foreground=None,
+):
     """Validate the components, images, masks and the budget of a ``fit`` call.
 
     Parameters
@@ -130,24 +153,28 @@ def check_before_training(segmenter, selector, X, y, sample_domain=None, unlabel
     for component in (segmenter, selector):
         if hasattr(component, "_validate_params"):
             component._validate_params()
-    if X is not None and not isinstance(X, (str, bytes)) and hasattr(X, "__len__") \
-            and len(X) == 0:
+    if X is not None and not isinstance(X, (str, bytes)) and hasattr(X, "__len__") and len(X) == 0:
         raise ValueError("X is empty: at least one source or target image is needed")
     data = split_by_domain(X, y, sample_domain)
     if len(data.X_src):
         data.X_src = check_images(data.X_src, name="source images", min_size=8)
         data.y_src = check_masks(data.y_src, data.X_src, name="source masks")
         check_training_masks(data.y_src, name="the source masks")
-    data.unlabelled = (None if unlabelled is None
-                       else check_images(unlabelled, name="unlabelled", min_size=8))
+    data.unlabelled = (
+        None if unlabelled is None else check_images(unlabelled, name="unlabelled", min_size=8)
+    )
     _check_target_masks(data.y_pool, data.pool)
-    data.candidates, data.oracle = candidate_pool(data.pool, data.y_pool, segmenter.patch_size,
-                                                  segmenter.stride, min_foreground)
+    data.candidates, data.oracle = candidate_pool(
+        data.pool, data.y_pool, segmenter.patch_size, segmenter.stride, min_foreground
+    )
     try:  # the selector's own budget rule, checked here before any training
         selector.budget(data.candidates, n_shots, patches_per_shot)
     except ValueError as err:
         if min_foreground is None or getattr(selector, "unit", "patch") == "image":
             raise
-        raise type(err)(str(err).replace(
-            "candidate patches;", "candidate patches after the min_foreground filter;")) from None
+        raise type(err)(
+            str(err).replace(
+                "candidate patches;", "candidate patches after the min_foreground filter;"
+            )
+        ) from None
     return data

@@ -5,6 +5,7 @@ benchmark drivers all call these functions, so a change to a step is made once, 
 returns a trained *copy* of the model it is given; what the callers add is theirs alone:
 caching (the estimator's ``memory``), checkpoints and files (the workflow), progress.
 """
+
 import contextlib
 import copy
 
@@ -36,10 +37,21 @@ def plft_patches(images, patch_size, stride, *, cover_border=False, max_patches=
     return patches
 
 
-def pseudo_label_fine_tune(segmenter, images, pseudo_labeler="default", *, epochs=100,
-                           batch_size=128, stride=None, cover_border=False, max_patches=None,
-                           switch_affine=True, recalibrate_batchnorm=True, random_state=None,
-                           progress=None):
+def pseudo_label_fine_tune(
+    segmenter,
+    images,
+    pseudo_labeler="default",
+    *,
+    epochs=100,
+    batch_size=128,
+    stride=None,
+    cover_border=False,
+    max_patches=None,
+    switch_affine=True,
+    recalibrate_batchnorm=True,
+    random_state=None,
+    progress=None,
+):
     """The target-side BatchNorm switch and pseudo-label fine-tuning (PLFT), on a copy.
 
     The paper's steps between source pre-training and selection: BatchNorm becomes affine
@@ -102,8 +114,13 @@ def pseudo_label_fine_tune(segmenter, images, pseudo_labeler="default", *, epoch
         seg.to_affine(if_needed=switch_affine == "auto")
     else:
         seg.initialize_optimizer()
-    patches = plft_patches(images, seg.patch_size, seg.stride if stride is None else stride,
-                           cover_border=cover_border, max_patches=max_patches)
+    patches = plft_patches(
+        images,
+        seg.patch_size,
+        seg.stride if stride is None else stride,
+        cover_border=cover_border,
+        max_patches=max_patches,
+    )
     if pseudo_labeler is not None and epochs:
         if isinstance(pseudo_labeler, str):
             from ..pseudo_label import PseudoLabeler
@@ -113,8 +130,15 @@ def pseudo_label_fine_tune(segmenter, images, pseudo_labeler="default", *, epoch
         own_batch = seg.batch_size
         seg.batch_size = int(batch_size)
         try:
-            _train(seg, patches, patches.with_arrays(labels), int(epochs), [], progress,
-                   "pseudo-label fine-tuning")
+            _train(
+                seg,
+                patches,
+                patches.with_arrays(labels),
+                int(epochs),
+                [],
+                progress,
+                "pseudo-label fine-tuning",
+            )
         finally:
             seg.batch_size = own_batch
     if recalibrate_batchnorm:
@@ -123,8 +147,17 @@ def pseudo_label_fine_tune(segmenter, images, pseudo_labeler="default", *, epoch
     return seg
 
 
-def fine_tune(segmenter, patches, masks, *, epochs=20, batch_size=None, random_state=None,
-              progress=None, checkpoint=None):
+def fine_tune(
+    segmenter,
+    patches,
+    masks,
+    *,
+    epochs=20,
+    batch_size=None,
+    random_state=None,
+    progress=None,
+    checkpoint=None,
+):
     """Support fine-tuning: a copy of ``segmenter`` trained on the annotated patches.
 
     A fresh Adam (the segmenter's ``lr`` and weight decay), the paper's weighted BCE,
@@ -196,12 +229,13 @@ def _train(segmenter, X, y, epochs, callbacks, progress, desc, done=0):
     interruption reaches the caller, so an unfinished model is never taken for a trained
     one."""
     finished = _EpochCount()
-    with _training_progress(segmenter, progress, epochs, len(X), desc, done=done), \
-            _callbacks(segmenter, [finished, *callbacks]):
+    with (
+        _training_progress(segmenter, progress, epochs, len(X), desc, done=done),
+        _callbacks(segmenter, [finished, *callbacks]),
+    ):
         segmenter.partial_fit(X, y, epochs=epochs - done)
     if finished.n < epochs - done:
-        raise KeyboardInterrupt(f"{desc} interrupted after {done + finished.n} of {epochs} "
-                                "epochs")
+        raise KeyboardInterrupt(f"{desc} interrupted after {done + finished.n} of {epochs} epochs")
 
 
 # ---------------------------------------------------------------- training helpers
@@ -216,9 +250,13 @@ class _EpochLosses(Callback):
 
         self.losses.append(float(net.history[-1, "train_loss"]))
         if self.checkpoint is not None:
-            self.checkpoint.save(module=net.module_, optimizer=net.optimizer_.state_dict(),
-                                 rng=torch.get_rng_state(), epoch=len(self.losses),
-                                 losses=list(self.losses))
+            self.checkpoint.save(
+                module=net.module_,
+                optimizer=net.optimizer_.state_dict(),
+                rng=torch.get_rng_state(),
+                epoch=len(self.losses),
+                losses=list(self.losses),
+            )
 
 
 class _EpochCount(Callback):

@@ -1,4 +1,5 @@
 """Training data and precision settings of :class:`~kwtl.models.FCRNSegmenter`."""
+
 import warnings
 
 import numpy as np
@@ -77,4 +78,7 @@ def _warn_if_one_class(mask_patches):
         warnings.warn(
             f"none of the {len(counts)} training patches has both foreground and background "
             f"({n_empty} all background, {len(counts) - n_empty} all foreground): the weighted "
-            "BCE learns only background from them", UserWarning, stacklevel=4)
+            "BCE learns only background from them",
+            UserWarning,
+            stacklevel=4,
+        )

@@ -6,6 +6,7 @@ They live beside :mod:`kwtl.models._inference` (the forward passes they run) as 
 :class:`~kwtl.models.FCRNSegmenter`, which provides ``module_``, ``device``,
 ``inference_batch_size``, ``patch_size``, ``check_is_fitted`` and the precision settings.
 """
+
 import contextlib
 
 import numpy as np
@@ -118,17 +119,28 @@ class SelectionEntryPoints:
             side = max(64, int((budget / len(part)) ** 0.5) // 8 * 8)
             if padded * len(part) <= budget:
                 side = max(side, -(-max(h, w) // 8) * 8)  # one tile: the whole image
-            out.append(forward_tiled(forward, module, part, tile_size=side, device=self.device,
-                                     dtype=self._amp_dtype,
-                                     channels_last=self._inference_channels_last, **kwargs))
+            out.append(
+                forward_tiled(
+                    forward,
+                    module,
+                    part,
+                    tile_size=side,
+                    device=self.device,
+                    dtype=self._amp_dtype,
+                    channels_last=self._inference_channels_last,
+                    **kwargs,
+                )
+            )
         return out[0] if len(out) == 1 else torch.cat(out)
 
     def _check_images_uint8(self, images):
         self.check_is_fitted()
         images = np.asarray(images)
         if images.ndim != 3 or images.dtype != np.uint8:
-            raise ValueError(f"images must be a uint8 array (k, H, W) of same-shape images, got "
-                             f"{images.dtype} {images.shape}")
+            raise ValueError(
+                f"images must be a uint8 array (k, H, W) of same-shape images, got "
+                f"{images.dtype} {images.shape}"
+            )
         return images
 
     def encoder_features(self, patches):
@@ -144,9 +156,17 @@ class SelectionEntryPoints:
     def _in_chunks(self, forward, module, patches, **kwargs):
         """``forward`` over ``inference_batch_size`` patches at a time, concatenated."""
         step = int(self.inference_batch_size)
-        out = [forward(module, patches[s : s + step], device=self.device, dtype=self._amp_dtype,
-                       channels_last=self._inference_channels_last, **kwargs)
-               for s in range(0, len(patches), step)]
+        out = [
+            forward(
+                module,
+                patches[s : s + step],
+                device=self.device,
+                dtype=self._amp_dtype,
+                channels_last=self._inference_channels_last,
+                **kwargs,
+            )
+            for s in range(0, len(patches), step)
+        ]
         if not out:
             return torch.zeros((0,) + patches.shape[1:], device=self.device)
         return torch.cat(out)
@@ -167,7 +187,11 @@ class SelectionEntryPoints:
         self.check_is_fitted()
         patches = np.asarray(patches)
         if patches.ndim != 3 or patches.dtype != np.uint8:
-            raise ValueError(f"patches must be a uint8 array (n, h, w), got {patches.dtype} {patches.shape}")
+            raise ValueError(
+                f"patches must be a uint8 array (n, h, w), got {patches.dtype} {patches.shape}"
+            )
         if patches.shape[1] % 8 or patches.shape[2] % 8:
-            raise ValueError(f"patch height and width must be divisible by 8, got {patches.shape[1:]}")
+            raise ValueError(
+                f"patch height and width must be divisible by 8, got {patches.shape[1:]}"
+            )
         return patches

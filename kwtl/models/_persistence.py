@@ -1,5 +1,6 @@
 """Verified model files for :class:`~kwtl.models.FCRNSegmenter` (skorch's
 ``save_params``/``load_params``, through :mod:`kwtl.models._io`)."""
+
 import copy
 import os
 
@@ -22,8 +23,11 @@ class VerifiedModelFiles:
         checksums, both written atomically."""
         if isinstance(f_params, (str, os.PathLike)):
             self.check_is_fitted()
-            params = {k: v for k, v in self.get_params(deep=False).items()
-                      if not k.startswith("callbacks")}
+            params = {
+                k: v
+                for k, v in self.get_params(deep=False).items()
+                if not k.startswith("callbacks")
+            }
             save_weights(self.module_, f_params, parameters=params)
             f_params = None
         return super().save_params(f_params, *args, **kwargs)
@@ -38,8 +42,11 @@ class VerifiedModelFiles:
         affine. Plain state dicts without a sidecar (the authors' weights) load too."""
         if f_params is not None and kwargs.get("checkpoint") is None:
             state, _ = read_weights(f_params)
-            name = (getattr(f_params, "name", "the file object") if hasattr(f_params, "read")
-                    else str(f_params))
+            name = (
+                getattr(f_params, "name", "the file object")
+                if hasattr(f_params, "read")
+                else str(f_params)
+            )
             trial = self if self.initialized_ else clone(self).initialize()
             module = copy.deepcopy(trial.module_)
             affine_ckpt = any(k.startswith("conv") and k.endswith(".1.weight") for k in state)

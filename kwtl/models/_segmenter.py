@@ -1,4 +1,5 @@
 """FCRNSegmenter: the paper's FCRN as a scikit-learn/skorch estimator on images."""
+
 import numbers
 
 import numpy as np
@@ -9,8 +10,14 @@ from skorch.utils import is_dataset, to_device
 
 from ..datasets import PatchSet
 from ..metrics import mean_iou
-from ..utils import (check_images, check_masks, check_training_masks, derive_seed,
-                     normalize_uint8, validate_params)
+from ..utils import (
+    check_images,
+    check_masks,
+    check_training_masks,
+    derive_seed,
+    normalize_uint8,
+    validate_params,
+)
 from ..utils.validation import NON_NEGATIVE_INT, POSITIVE_INT, Interval, Options, Pair
 from ._fcrn import FCRN, is_affine, switch_to_affine
 from ._fold import use_training_layers
@@ -170,7 +177,7 @@ class FCRNSegmenter(SelectionEntryPoints, VerifiedModelFiles, NeuralNet):
         meta_stride=None,
         random_state=None,
         **kwargs,
-   ):
+    ):
         super().__init__(
             module,
             criterion,
@@ -181,7 +188,7 @@ class FCRNSegmenter(SelectionEntryPoints, VerifiedModelFiles, NeuralNet):
             train_split=train_split,
             verbose=verbose,
             **kwargs,
-       )
+        )
         self.weight_decay = weight_decay
         self.shuffle = shuffle
         self.patch_size = patch_size
@@ -204,9 +211,11 @@ class FCRNSegmenter(SelectionEntryPoints, VerifiedModelFiles, NeuralNet):
     def _validate_params(self):
         """kwtl's validation hook: ``_parameter_constraints`` and the rules that span
         values, then — once the network exists — skorch's own check of argument names."""
-        validate_params(type(self).__name__, {k: getattr(self, k, None) for k in
-                                              self._parameter_constraints},
-                        self._parameter_constraints)
+        validate_params(
+            type(self).__name__,
+            {k: getattr(self, k, None) for k in self._parameter_constraints},
+            self._parameter_constraints,
+        )
         if int(self.patch_size) % 8:
             raise ValueError(f"patch_size must be a positive multiple of 8, got {self.patch_size}")
         resolve_precision(self.precision, self.device)
@@ -370,7 +379,9 @@ class FCRNSegmenter(SelectionEntryPoints, VerifiedModelFiles, NeuralNet):
         check_training_masks(masks)
         groups = np.asarray(groups)
         if groups.shape != (len(images),):
-            raise ValueError(f"groups must have one entry per image ({len(images)}), got shape {groups.shape}")
+            raise ValueError(
+                f"groups must have one entry per image ({len(images)}), got shape {groups.shape}"
+            )
         if int(self.meta_iterations) < 0 or int(self.inner_steps) < 1 or int(self.meta_shots) < 1:
             raise ValueError("meta_iterations must be >= 0; inner_steps and meta_shots >= 1")
         if not self.initialized_:
@@ -378,8 +389,9 @@ class FCRNSegmenter(SelectionEntryPoints, VerifiedModelFiles, NeuralNet):
         tasks = []
         for g in np.unique(groups):
             idx = np.flatnonzero(groups == g)
-            patches = PatchSet.from_images([images[i] for i in idx], self.patch_size,
-                                           self._meta_stride_for(g))
+            patches = PatchSet.from_images(
+                [images[i] for i in idx], self.patch_size, self._meta_stride_for(g)
+            )
             tasks.append((patches, patches.with_arrays([masks[i] for i in idx])))
         rng = np.random.default_rng(derive_seed(self.random_state, "meta-tasks"))
         seed = derive_seed(self.random_state, "meta")
@@ -387,10 +399,20 @@ class FCRNSegmenter(SelectionEntryPoints, VerifiedModelFiles, NeuralNet):
             torch.manual_seed(seed)
         weight_decay = float(getattr(self, "optimizer__weight_decay", self.weight_decay))
         self.meta_history_ = first_order_reptile(
-            self.module_, tasks, self._forward, self.criterion_,
-            meta_iterations=self.meta_iterations, meta_shots=self.meta_shots,
-            inner_steps=self.inner_steps, inner_lr=self.inner_lr, weight_decay=weight_decay,
-            meta_step=self.meta_step, device=self.device, rng=rng, progress=bool(self.verbose))
+            self.module_,
+            tasks,
+            self._forward,
+            self.criterion_,
+            meta_iterations=self.meta_iterations,
+            meta_shots=self.meta_shots,
+            inner_steps=self.inner_steps,
+            inner_lr=self.inner_lr,
+            weight_decay=weight_decay,
+            meta_step=self.meta_step,
+            device=self.device,
+            rng=rng,
+            progress=bool(self.verbose),
+        )
         self.initialize_optimizer()
         return self
 
@@ -435,8 +457,15 @@ class FCRNSegmenter(SelectionEntryPoints, VerifiedModelFiles, NeuralNet):
         was_training = self.module_.training
         try:
             self.module_.eval()
-            pooled_batchnorm_statistics(self.module_, bns, chosen, batches, self.device,
-                                        self._amp_dtype, self._channels_last)
+            pooled_batchnorm_statistics(
+                self.module_,
+                bns,
+                chosen,
+                batches,
+                self.device,
+                self._amp_dtype,
+                self._channels_last,
+            )
         finally:
             self.module_.train(was_training)
         return self
@@ -482,10 +511,15 @@ class FCRNSegmenter(SelectionEntryPoints, VerifiedModelFiles, NeuralNet):
         self.check_is_fitted()
         self._validate_params()
         images = check_images(X, min_size=8)
-        logits = predict_logit_maps(self.module_, images, bn_mode=self.bn_mode,
-                                    device=self.device, dtype=self._amp_dtype,
-                                    channels_last=self._channels_last,
-                                    max_pixels=int(self.max_pixels))
+        logits = predict_logit_maps(
+            self.module_,
+            images,
+            bn_mode=self.bn_mode,
+            device=self.device,
+            dtype=self._amp_dtype,
+            channels_last=self._channels_last,
+            max_pixels=int(self.max_pixels),
+        )
         return [(1.0 / (1.0 + np.exp(-z))).astype(np.float32) for z in logits]
 
     def predict(self, X):

@@ -36,6 +36,7 @@ short names (``kwtl run --selectors``) to these classes and to
 ready-made compositions (``gate_random``, ``gate_consistency``, ``gate_representative``,
 ``representative``, ``stratified_consistency``).
 """
+
 from ._augment import AUGMENTATIONS, autocontrast, brightness, sharpness
 from ._base import BaseSelector
 from ._choice import Support, choose_non_overlapping

@@ -19,6 +19,7 @@ score vector can be inspected, plotted, cached or combined before anything is ch
 What a selector may ask of the model is the :class:`~kwtl.selection.SelectionModel`
 protocol; a selector lists the entry points it calls in ``required_methods``.
 """
+
 import abc
 import numbers
 import warnings
@@ -165,7 +166,8 @@ class BaseSelector(abc.ABC, BaseEstimator):
         if scores.ndim != 1:
             raise ValueError(
                 f"{type(self).__name__} returned scores of shape {scores.shape}; rows other "
-                "than one number per candidate need a _choose of the selector's own")
+                "than one number per candidate need a _choose of the selector's own"
+            )
         order = np.argsort(-np.where(np.isnan(scores), -np.inf, scores), kind="stable")
         return order[: int(n)].astype(np.intp)
 
@@ -175,8 +177,9 @@ class BaseSelector(abc.ABC, BaseEstimator):
         Subclasses extend the constraints and override this only for rules that span
         parameters, calling ``super()._validate_params()`` first.
         """
-        validate_params(type(self).__name__, self.get_params(deep=False),
-                        self._parameter_constraints)
+        validate_params(
+            type(self).__name__, self.get_params(deep=False), self._parameter_constraints
+        )
 
     # ------------------------------------------------------------------ public API
     def score(self, X, estimator, *, memory=None, progress=None, executor=None):
@@ -293,8 +296,11 @@ class BaseSelector(abc.ABC, BaseEstimator):
         -------
         indices : ndarray of intp
         """
-        allowed = (np.arange(len(scores)) if exclude is None
-                   else np.flatnonzero(~np.asarray(exclude, dtype=bool)))
+        allowed = (
+            np.arange(len(scores))
+            if exclude is None
+            else np.flatnonzero(~np.asarray(exclude, dtype=bool))
+        )
         if non_overlapping and self.unit == "patch" and not self.budget_dependent:
             if pool is None:
                 raise ValueError("non_overlapping needs the pool (the candidates' positions)")
@@ -344,8 +350,10 @@ class BaseSelector(abc.ABC, BaseEstimator):
         if isinstance(n_shots, bool) or not isinstance(n_shots, numbers.Integral) or n_shots < 1:
             raise ValueError(f"n_shots must be a positive integer, got {n_shots!r}")
         pps = patches_per_shot
-        if not (pps == "auto" or (isinstance(pps, numbers.Integral) and not isinstance(pps, bool)
-                                  and pps >= 1)):
+        if not (
+            pps == "auto"
+            or (isinstance(pps, numbers.Integral) and not isinstance(pps, bool) and pps >= 1)
+        ):
             raise ValueError(f"patches_per_shot must be a positive integer or 'auto', got {pps!r}")
         n = self._budget_size(len(pool), len(pool.arrays), n_shots, pps)
         available = self._n_candidates(pool)
@@ -356,8 +364,10 @@ class BaseSelector(abc.ABC, BaseEstimator):
                 budget = f"n_shots={n_shots} x patches_per_shot={pps!r} = {n}"
                 what = "candidate patches"
                 fix = "lower n_shots or patches_per_shot, or use a smaller stride"
-            raise ValueError(f"more shots than candidates: the budget {budget} is larger than "
-                             f"the pool, which has only {available} {what}; {fix}")
+            raise ValueError(
+                f"more shots than candidates: the budget {budget} is larger than "
+                f"the pool, which has only {available} {what}; {fix}"
+            )
         return n
 
     def _budget_size(self, n_candidates, n_images, n_shots, patches_per_shot):
@@ -368,8 +378,19 @@ class BaseSelector(abc.ABC, BaseEstimator):
             return int(n_shots) * max(1, int(round(n_candidates / max(1, n_images))))
         return int(n_shots) * int(patches_per_shot)
 
-    def select_support(self, X, estimator, n_shots, patches_per_shot="auto", memory=None, *,
-                       non_overlapping=False, exclude=None, progress=None, executor=None):
+    def select_support(
+        self,
+        X,
+        estimator,
+        n_shots,
+        patches_per_shot="auto",
+        memory=None,
+        *,
+        non_overlapping=False,
+        exclude=None,
+        progress=None,
+        executor=None,
+    ):
         """Choose what to annotate for a budget of ``n_shots`` (the method's selection step).
 
         Scores every candidate (from ``memory`` when the selector is
@@ -411,8 +432,12 @@ class BaseSelector(abc.ABC, BaseEstimator):
         else:
             patches = pool.subset(chosen)
             coords = pool.coords[chosen]
-        return Support(indices=chosen, coords=np.asarray(coords, dtype=np.int64),
-                       scores=np.asarray(scores)[chosen], patches=patches)
+        return Support(
+            indices=chosen,
+            coords=np.asarray(coords, dtype=np.int64),
+            scores=np.asarray(scores)[chosen],
+            patches=patches,
+        )
 
     # ------------------------------------------------------------------ internals
     def _scores(self, pool, estimator, memory=None, progress=None, executor=None):
@@ -430,7 +455,9 @@ class BaseSelector(abc.ABC, BaseEstimator):
                 f"all {len(scores)} candidates have the same {type(self).__name__} score, "
                 "so the selection is just the first candidates; the PLFT model is probably "
                 "untrained (more PLFT steps, e.g. more pl_epochs or a smaller pl_batch_size)",
-                RuntimeWarning, stacklevel=3)
+                RuntimeWarning,
+                stacklevel=3,
+            )
 
     def _prepare(self, X, estimator):
         self._validate_params()
@@ -486,5 +513,3 @@ class BaseSelector(abc.ABC, BaseEstimator):
 
     def _n_candidates(self, pool):
         return len(pool) if self.unit == "patch" else len(pool.arrays)
-
-

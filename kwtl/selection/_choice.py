@@ -1,4 +1,5 @@
 """What a selector chose, and the choice rules that do not depend on the scores' meaning."""
+
 import dataclasses
 
 import numpy as np

@@ -1,4 +1,5 @@
 """A label-free foreground gate: rank candidates the model believes contain cells first."""
+
 import numbers
 
 import numpy as np
@@ -15,7 +16,6 @@ from ._pixel import PixelSelector
 from ._random import RandomSelector
 
 __all__ = ["ForegroundGate", "PredictedForegroundSelector", "gate_mask", "gate_scores"]
-
 
 
 class PredictedForegroundSelector(DenseScoringMixin, PixelSelector):
@@ -63,10 +63,20 @@ class PredictedForegroundSelector(DenseScoringMixin, PixelSelector):
         "dense": DENSE,
     }
 
-    def __init__(self, measure="fraction", proba_threshold=0.5, *, dense=False, unit="patch",
-                 reduction="mean", batch_size=None, random_state=None):
-        super().__init__(unit=unit, reduction=reduction, batch_size=batch_size,
-                         random_state=random_state)
+    def __init__(
+        self,
+        measure="fraction",
+        proba_threshold=0.5,
+        *,
+        dense=False,
+        unit="patch",
+        reduction="mean",
+        batch_size=None,
+        random_state=None,
+    ):
+        super().__init__(
+            unit=unit, reduction=reduction, batch_size=batch_size, random_state=random_state
+        )
         self.measure = measure
         self.proba_threshold = proba_threshold
         self.dense = dense
@@ -103,8 +113,10 @@ def gate_scores(inner_scores, foreground, quantile=0.5, threshold=None):
     inner = np.asarray(inner_scores, dtype=np.float64)
     fg = np.asarray(foreground, dtype=np.float64)
     if inner.shape != fg.shape or inner.ndim != 1:
-        raise ValueError(f"inner scores and foreground must be 1-D of the same length, got "
-                         f"{inner.shape} and {fg.shape}")
+        raise ValueError(
+            f"inner scores and foreground must be 1-D of the same length, got "
+            f"{inner.shape} and {fg.shape}"
+        )
     keep = gate_mask(fg, quantile, threshold)
     n = max(len(fg), 1)
     out = (rankdata(fg, method="min") - 1) / n
@@ -146,7 +158,9 @@ class _ForegroundWrapper:
     @property
     def required_methods(self):
         """``patch_logits`` for the foreground measure, plus what the inner selector needs."""
-        return tuple(dict.fromkeys(("patch_logits",) + tuple(self.inner_selector().required_methods)))
+        return tuple(
+            dict.fromkeys(("patch_logits",) + tuple(self.inner_selector().required_methods))
+        )
 
     def inner_selector(self):
         """The inner selector as the wrapper uses it: a clone with the wrapper's ``unit`` and,
@@ -161,10 +175,13 @@ class _ForegroundWrapper:
 
     def measure_selector(self):
         """The :class:`PredictedForegroundSelector` of the wrapper's foreground measure."""
-        return PredictedForegroundSelector(measure=self.measure,
-                                           proba_threshold=self.proba_threshold,
-                                           dense=self.dense, unit=self.unit,
-                                           batch_size=self.batch_size)
+        return PredictedForegroundSelector(
+            measure=self.measure,
+            proba_threshold=self.proba_threshold,
+            dense=self.dense,
+            unit=self.unit,
+            batch_size=self.batch_size,
+        )
 
     def _validate_params(self):
         """The wrapper's parameters, then the inner selector's and the measure's."""
@@ -255,9 +272,19 @@ class ForegroundGate(_ForegroundWrapper, BaseSelector):
         "threshold": [None, Interval(numbers.Real, None, None)],
     }
 
-    def __init__(self, selector=None, quantile=0.5, threshold=None, measure="fraction",
-                 proba_threshold=0.5, *, dense=False, unit="patch", batch_size=None,
-                 random_state=None):
+    def __init__(
+        self,
+        selector=None,
+        quantile=0.5,
+        threshold=None,
+        measure="fraction",
+        proba_threshold=0.5,
+        *,
+        dense=False,
+        unit="patch",
+        batch_size=None,
+        random_state=None,
+    ):
         self.selector = selector
         self.quantile = quantile
         self.threshold = threshold
@@ -272,7 +299,6 @@ class ForegroundGate(_ForegroundWrapper, BaseSelector):
     def stochastic(self):
         """As the inner selector (random inside the gate is stochastic)."""
         return bool(self.inner_selector().stochastic)
-
 
     def _score_pool(self, pool, estimator):
         foreground = self.measure_selector().score(pool, estimator)

@@ -1,4 +1,5 @@
 """Parameter constraints shared by the selectors (``_parameter_constraints`` entries)."""
+
 import numbers
 
 from ..utils.validation import POSITIVE_INT, Interval, Options  # noqa: F401 (re-exported)

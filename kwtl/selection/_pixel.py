@@ -1,4 +1,5 @@
 """Pixel-scoring selectors: stream the pool, score pixels, reduce each patch to a score."""
+
 import abc
 import contextlib
 
@@ -157,8 +158,9 @@ class PixelSelector(BaseSelector):
         """Per-pixel maps (k, h, w) tensor → float64 ndarray (k,), reduced on the device."""
         k = maps.shape[0]
         if callable(self.reduction):
-            values = np.asarray(self.reduction(maps.detach().to("cpu", torch.float32).numpy()),
-                                dtype=np.float64)
+            values = np.asarray(
+                self.reduction(maps.detach().to("cpu", torch.float32).numpy()), dtype=np.float64
+            )
             if values.shape != (k,):
                 raise ValueError(
                     f"the reduction callable must return one value per patch, shape ({k},), "
@@ -187,8 +189,12 @@ class PixelSelector(BaseSelector):
         aggregates (``unit="image"``, see :func:`aggregate_images`)."""
         if self.unit == "patch":
             return patch_scores
-        return aggregate_images(patch_scores, pool.coords[:, 0], len(pool.arrays),
-                                "mean" if callable(self.reduction) else self.reduction)
+        return aggregate_images(
+            patch_scores,
+            pool.coords[:, 0],
+            len(pool.arrays),
+            "mean" if callable(self.reduction) else self.reduction,
+        )
 
 
 def aggregate_images(values, owners, n_images, reduction):

@@ -1,4 +1,5 @@
 """Random selection baseline (uniform, without replacement)."""
+
 import numpy as np
 
 from ..utils import derive_seed
@@ -74,4 +75,3 @@ class RandomSelector(BaseSelector):
             has_patch[pool.coords[:, 0]] = True
             scores[~has_patch] = -np.inf
         return scores
-

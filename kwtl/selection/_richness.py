@@ -29,7 +29,7 @@ def boundary_map(mask):
     """
     m = np.asarray(mask, dtype=bool)
     padded = np.pad(m, 1, mode="edge")
-    neighbours_fg = (padded[:-2, 1:-1] & padded[2:, 1:-1] & padded[1:-1, :-2] & padded[1:-1, 2:])
+    neighbours_fg = padded[:-2, 1:-1] & padded[2:, 1:-1] & padded[1:-1, :-2] & padded[1:-1, 2:]
     return (m & ~neighbours_fg).astype(np.float32)
 
 
@@ -111,15 +111,25 @@ class ObjectRichnessSelector(DenseScoringMixin, PixelSelector):
         "dense": DENSE,
     }
 
-    def __init__(self, measure="boundary", proba_threshold=0.5, min_size=16, *, dense=False,
-                 unit="patch", reduction="mean", batch_size=None, random_state=None):
-        super().__init__(unit=unit, reduction=reduction, batch_size=batch_size,
-                         random_state=random_state)
+    def __init__(
+        self,
+        measure="boundary",
+        proba_threshold=0.5,
+        min_size=16,
+        *,
+        dense=False,
+        unit="patch",
+        reduction="mean",
+        batch_size=None,
+        random_state=None,
+    ):
+        super().__init__(
+            unit=unit, reduction=reduction, batch_size=batch_size, random_state=random_state
+        )
         self.measure = measure
         self.proba_threshold = proba_threshold
         self.min_size = min_size
         self.dense = dense
-
 
     def _structure(self, logits):
         masks = (torch.sigmoid(logits.float()) >= float(self.proba_threshold)).cpu().numpy()

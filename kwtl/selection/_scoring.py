@@ -1,4 +1,5 @@
 """The selectors' score cache: one pass, or image by image, from a cache when allowed."""
+
 import os
 from pathlib import Path
 
@@ -71,8 +72,7 @@ def score_candidates(selector, pool, estimator, memory=None, progress=None, exec
     if not (selector.separable and (memory is not None or progress or executor)):
         path = cache.path(pool)
         values = cache.load(path)
-        return cache.save(path, score_part(selector, estimator, pool)) if values is None \
-            else values
+        return cache.save(path, score_part(selector, estimator, pool)) if values is None else values
     owners = pool.coords[:, 0]
     images = np.unique(owners)
     parts = {}
@@ -83,16 +83,23 @@ def score_candidates(selector, pool, estimator, memory=None, progress=None, exec
         parts[int(i)] = (rows, part, cache.path(part))
     remote = {}
     if executor is not None:  # send what is not cached; the results come back in order
-        remote = {i: executor.submit(score_part, selector, estimator, part)
-                  for i, (_, part, path) in parts.items() if cache.load(path) is None}
+        remote = {
+            i: executor.submit(score_part, selector, estimator, part)
+            for i, (_, part, path) in parts.items()
+            if cache.load(path) is None
+        }
     scores = np.full(selector._n_candidates(pool), -np.inf)
     bar = progress_bar(progress, len(images), "scoring images", "image")
     try:
         for i, (rows, part, path) in parts.items():
             values = cache.load(path)
             if values is None:
-                values = cache.save(path, remote.pop(i).result() if i in remote
-                                    else score_part(selector, estimator, part))
+                values = cache.save(
+                    path,
+                    remote.pop(i).result()
+                    if i in remote
+                    else score_part(selector, estimator, part),
+                )
             if selector.unit == "patch":
                 scores[rows] = values
             else:

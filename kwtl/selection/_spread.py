@@ -96,8 +96,9 @@ class SpreadSelector(BaseSelector):
         inner = np.asarray(inner_scores, dtype=np.float64)
         keys = np.where(np.isnan(inner), -np.inf, inner)
         n = len(keys)
-        order = stratified_order(keys, np.zeros(n, dtype=np.int64), np.asarray(images),
-                                 int(self.max_per_image))
+        order = stratified_order(
+            keys, np.zeros(n, dtype=np.int64), np.asarray(images), int(self.max_per_image)
+        )
         scores = np.empty(n, dtype=np.float64)
         scores[order] = n - np.arange(n)
         return scores

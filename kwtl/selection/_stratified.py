@@ -1,4 +1,5 @@
 """Stratified, noise-tempered selection: spread the budget over foreground strata and images."""
+
 import numbers
 
 import numpy as np
@@ -159,9 +160,20 @@ class StratifiedSelector(_ForegroundWrapper, BaseSelector):
         "max_per_image": [None, POSITIVE_INT],
     }
 
-    def __init__(self, selector=None, beta=1.0, n_strata=3, max_per_image=None,
-                 measure="fraction", proba_threshold=0.5, *, dense=False, unit="patch",
-                 batch_size=None, random_state=None):
+    def __init__(
+        self,
+        selector=None,
+        beta=1.0,
+        n_strata=3,
+        max_per_image=None,
+        measure="fraction",
+        proba_threshold=0.5,
+        *,
+        dense=False,
+        unit="patch",
+        batch_size=None,
+        random_state=None,
+    ):
         self.selector = selector
         self.beta = beta
         self.n_strata = n_strata
@@ -173,7 +185,6 @@ class StratifiedSelector(_ForegroundWrapper, BaseSelector):
         self.batch_size = batch_size
         self.random_state = random_state
 
-
     def _score_pool(self, pool, estimator):
         self.foreground_ = self.measure_selector().score(pool, estimator)
         self.inner_scores_ = self.inner_selector().score(pool, estimator)
@@ -181,8 +192,7 @@ class StratifiedSelector(_ForegroundWrapper, BaseSelector):
             return self.scores_from(self.inner_scores_, self.foreground_, pool.coords[:, 0])
         present = _present_images(pool)  # images without a patch (a subset pool) rank last
         scores = np.full(len(self.foreground_), -np.inf)
-        scores[present] = self.scores_from(self.inner_scores_[present],
-                                           self.foreground_[present])
+        scores[present] = self.scores_from(self.inner_scores_[present], self.foreground_[present])
         return scores
 
     def scores_from(self, inner_scores, foreground, images=None):

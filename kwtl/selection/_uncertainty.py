@@ -1,4 +1,5 @@
 """Uncertainty baselines of the paper: predictive entropy and MC-dropout entropy."""
+
 import contextlib
 
 import torch
@@ -87,10 +88,12 @@ class EntropySelector(DenseScoringMixin, PixelSelector):
 
     _parameter_constraints = {**PixelSelector._parameter_constraints, "dense": DENSE}
 
-    def __init__(self, *, dense=False, unit="patch", reduction="mean", batch_size=None,
-                 random_state=None):
-        super().__init__(unit=unit, reduction=reduction, batch_size=batch_size,
-                         random_state=random_state)
+    def __init__(
+        self, *, dense=False, unit="patch", reduction="mean", batch_size=None, random_state=None
+    ):
+        super().__init__(
+            unit=unit, reduction=reduction, batch_size=batch_size, random_state=random_state
+        )
         self.dense = dense
 
     def _pixel_scores(self, patches, estimator):
@@ -167,10 +170,20 @@ class MCDropoutSelector(DenseScoringMixin, PixelSelector):
     #: image's scores depend on the images scored before it: scored (and cached) in one pass.
     separable = False
 
-    def __init__(self, n_passes=10, p=0.5, *, dense=False, unit="patch", reduction="mean",
-                 batch_size=None, random_state=None):
-        super().__init__(unit=unit, reduction=reduction, batch_size=batch_size,
-                         random_state=random_state)
+    def __init__(
+        self,
+        n_passes=10,
+        p=0.5,
+        *,
+        dense=False,
+        unit="patch",
+        reduction="mean",
+        batch_size=None,
+        random_state=None,
+    ):
+        super().__init__(
+            unit=unit, reduction=reduction, batch_size=batch_size, random_state=random_state
+        )
         self.n_passes = n_passes
         self.p = p
         self.dense = dense
@@ -215,13 +228,15 @@ class MCDropoutSelector(DenseScoringMixin, PixelSelector):
 
     def _dense_maps(self, image, corners, patch_size, estimator):
         if hasattr(estimator, "image_mc_dropout_proba"):
-            mean = estimator.image_mc_dropout_proba(image[None], p=float(self.p),
-                                                    n_passes=int(self.n_passes))[0]
+            mean = estimator.image_mc_dropout_proba(
+                image[None], p=float(self.p), n_passes=int(self.n_passes)
+            )[0]
         else:  # any segmenter with image_logits: full stochastic passes
             mean = None
             for _ in range(int(self.n_passes)):
-                prob = torch.sigmoid(estimator.image_logits(image[None],
-                                                            mc_dropout=float(self.p))[0])
+                prob = torch.sigmoid(
+                    estimator.image_logits(image[None], mc_dropout=float(self.p))[0]
+                )
                 mean = prob if mean is None else mean.add_(prob)
             mean = mean.div_(int(self.n_passes))
         yield binary_entropy(mean), slice(None)

@@ -6,12 +6,18 @@ parameters); the intensity and mask policies live in private modules re-exported
 Process-wide settings (``kwtl.utils._allocator.tune_malloc``) belong to applications (the
 ``kwtl`` command line), not to the library.
 """
+
 from ._cache import quiet_damaged_cache_logs
 from ._intensity import PERCENTILES, as_uint8_image, normalize_uint8
 from ._masks import as_mask, colour_labels, mask_classes, masks_to_foreground
 from ._random import derive_seed
-from .validation import (InvalidParameterError, check_images, check_masks,
-                         check_training_masks, validate_params)
+from .validation import (
+    InvalidParameterError,
+    check_images,
+    check_masks,
+    check_training_masks,
+    validate_params,
+)
 
 __all__ = [
     "InvalidParameterError",

@@ -3,6 +3,7 @@
 kwtl works on 2-D 8-bit grey images because the paper's augmentations (auto-contrast,
 brightness, sharpness) and pseudo-label thresholds are defined on 8-bit values.
 """
+
 import numpy as np
 
 __all__ = ["PERCENTILES", "as_uint8_image", "normalize_uint8"]

@@ -1,12 +1,18 @@
 """kwtl's mask policy: any mask becomes a 2-D boolean foreground (rules: :func:`check_masks`)."""
+
 import numbers
 
 import numpy as np
 
 from ._intensity import _asarray
 
-__all__ = ["as_mask", "colour_labels", "mask_classes", "masks_to_foreground",
-           "patch_foreground_counts"]
+__all__ = [
+    "as_mask",
+    "colour_labels",
+    "mask_classes",
+    "masks_to_foreground",
+    "patch_foreground_counts",
+]
 
 
 def as_mask(mask, name="mask", threshold=None, ignore_value=None):
@@ -103,12 +109,15 @@ def colour_labels(rgb):
         rgb = rgb.astype(np.uint8)
     if np.issubdtype(rgb.dtype, np.floating):
         if not np.all(np.isfinite(rgb)) or not np.all(rgb == np.rint(rgb)):
-            raise ValueError("a colour mask must hold whole-number colours (got fractions "
-                             "or NaN/inf: a probability map is not a mask)")
+            raise ValueError(
+                "a colour mask must hold whole-number colours (got fractions "
+                "or NaN/inf: a probability map is not a mask)"
+            )
         rgb = rgb.astype(np.int64)
     if not np.issubdtype(rgb.dtype, np.integer) or (rgb.size and rgb.min() < 0):
         raise ValueError(
-            f"a colour mask must hold non-negative integer colours, got dtype {rgb.dtype}")
+            f"a colour mask must hold non-negative integer colours, got dtype {rgb.dtype}"
+        )
     if rgb.size and rgb.max() > 65535:
         raise ValueError("a colour mask's channels must fit 16 bits (0..65535)")
     bits = 8 if rgb.dtype.itemsize == 1 else 16

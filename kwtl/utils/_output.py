@@ -1,4 +1,5 @@
 """Output folders that never overwrite a user's files: the policy of every kwtl command."""
+
 import json
 import os
 from pathlib import Path
@@ -71,20 +72,26 @@ def prepare_output_dir(out, force=False, resume=False, made_by="kwtl run"):
         try:
             entries = sorted(p.name for p in path.iterdir())
         except OSError as exc:
-            raise OutputFolderError(f"out={path}: cannot read the folder ({exc.strerror})") from None
+            raise OutputFolderError(
+                f"out={path}: cannot read the folder ({exc.strerror})"
+            ) from None
         ours = OUTPUT_MARKER in entries or "experiment.json" in entries
         if resume and not ours:
             raise OutputFolderError(f"resume=True: {path} holds no kwtl run to resume")
         if entries and not ours and not force:
-            shown = ", ".join(entries[:3]) + (f" and {len(entries) - 3} more" if len(entries) > 3 else "")
+            shown = ", ".join(entries[:3]) + (
+                f" and {len(entries) - 3} more" if len(entries) > 3 else ""
+            )
             raise OutputFolderError(
                 f"out={path} is not empty and was not made by kwtl (it holds {shown}); "
-                "choose another out, or pass overwrite=True to write kwtl's files into it")
+                "choose another out, or pass overwrite=True to write kwtl's files into it"
+            )
         other = (read_marker(path) or {}).get("made_by", made_by)
         if ours and other != made_by and not force:
             raise OutputFolderError(
                 f"out={path} was made by '{other}', not '{made_by}'; choose another out, "
-                "or pass overwrite=True to write into it")
+                "or pass overwrite=True to write into it"
+            )
     elif resume:
         raise OutputFolderError(f"resume=True: {path} does not exist, there is nothing to resume")
     try:
@@ -92,11 +99,11 @@ def prepare_output_dir(out, force=False, resume=False, made_by="kwtl run"):
         if not marker.exists() or (force and (read_marker(path) or {}).get("made_by") != made_by):
             from .._version import __version__
 
-            marker.write_text(json.dumps({"made_by": made_by, "kwtl_version": __version__})
-                              + "\n")
+            marker.write_text(json.dumps({"made_by": made_by, "kwtl_version": __version__}) + "\n")
         elif not os.access(path, os.W_OK):
             raise PermissionError(13, "Permission denied")
     except OSError as exc:
         raise OutputFolderError(
-            f"out={path}: cannot write there ({exc.strerror or type(exc).__name__})") from None
+            f"out={path}: cannot write there ({exc.strerror or type(exc).__name__})"
+        ) from None
     return path

@@ -4,6 +4,7 @@ The library prints nothing by itself: a long step takes ``progress`` — False/N
 True (a tqdm bar with the time left) or a callable ``progress(done, total)`` (e.g. a GUI's
 progress bar; called after every unit of work).
 """
+
 from tqdm.auto import tqdm  # module-level: kwtl.napari re-points it to report to widgets
 
 __all__ = ["progress_bar"]

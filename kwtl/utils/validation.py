@@ -12,6 +12,7 @@
   with the same error class semantics (:class:`InvalidParameterError` is both a
   ``ValueError`` and a ``TypeError``).
 """
+
 import functools
 import inspect
 import numbers
@@ -21,10 +22,21 @@ import numpy as np
 from ._intensity import as_uint8_image
 from ._masks import as_mask, mask_classes
 
-__all__ = ["NON_NEGATIVE_INT", "POSITIVE_INT", "HasMethods", "Interval",
-           "InvalidParameterError", "Options", "Pair", "as_list",
-           "check_images", "check_masks", "check_training_masks", "validate_arguments",
-           "validate_params"]
+__all__ = [
+    "NON_NEGATIVE_INT",
+    "POSITIVE_INT",
+    "HasMethods",
+    "Interval",
+    "InvalidParameterError",
+    "Options",
+    "Pair",
+    "as_list",
+    "check_images",
+    "check_masks",
+    "check_training_masks",
+    "validate_arguments",
+    "validate_params",
+]
 
 
 class InvalidParameterError(ValueError, TypeError):
@@ -71,8 +83,11 @@ class Interval:
         return True
 
     def __str__(self):
-        kind = "an int" if self.kind is numbers.Integral else (
-            "a finite float" if self.finite else "a float")
+        kind = (
+            "an int"
+            if self.kind is numbers.Integral
+            else ("a finite float" if self.finite else "a float")
+        )
         lb = "[" if self.closed in ("left", "both") and self.left is not None else "("
         rb = "]" if self.closed in ("right", "both") and self.right is not None else ")"
         left = "-inf" if self.left is None else self.left
@@ -87,8 +102,11 @@ class Options:
         self.options = tuple(options)
 
     def is_satisfied_by(self, value):
-        return isinstance(value, (str, numbers.Number)) and not isinstance(value, bool) \
+        return (
+            isinstance(value, (str, numbers.Number))
+            and not isinstance(value, bool)
             and value in self.options
+        )
 
     def __str__(self):
         return "one of " + ", ".join(repr(o) for o in self.options)
@@ -101,8 +119,11 @@ class Pair:
         self.constraint = constraint
 
     def is_satisfied_by(self, value):
-        return isinstance(value, (tuple, list)) and len(value) == 2 \
+        return (
+            isinstance(value, (tuple, list))
+            and len(value) == 2
             and all(self.constraint.is_satisfied_by(v) for v in value)
+        )
 
     def __str__(self):
         return f"a pair of ({self.constraint})"
@@ -115,8 +136,9 @@ class HasMethods:
         self.methods, self.example = tuple(methods), example
 
     def is_satisfied_by(self, value):
-        return not isinstance(value, (str, type)) \
-            and all(callable(getattr(value, m, None)) for m in self.methods)
+        return not isinstance(value, (str, type)) and all(
+            callable(getattr(value, m, None)) for m in self.methods
+        )
 
     def __str__(self):
         text = f"an object with the methods {', '.join(self.methods)}"
@@ -185,7 +207,9 @@ def validate_params(owner, params, constraints):
         if any(_satisfies(value, c) for c in allowed):
             continue
         expected = [_describe(c) for c in allowed]
-        text = expected[0] if len(expected) == 1 else ", ".join(expected[:-1]) + " or " + expected[-1]
+        text = (
+            expected[0] if len(expected) == 1 else ", ".join(expected[:-1]) + " or " + expected[-1]
+        )
         hint = ""
         if isinstance(value, str) and any(isinstance(c, HasMethods) for c in allowed):
             hint = " Pass an instance, not its name."
@@ -212,6 +236,7 @@ def validate_arguments(constraints):
     ...
     kwtl.utils.validation.InvalidParameterError: The 'budget' parameter of choose must be an int in the range [1, inf); got 0 (int).
     """
+
     def decorate(function):
         signature = inspect.signature(function)
 
@@ -413,9 +438,7 @@ def check_masks(y, images, name="y", threshold=None, ignore_value=None):
     for i, (m, im) in enumerate(zip(items, images)):
         m = as_mask(m, name=f"{name}[{i}]", threshold=threshold, ignore_value=ignore_value)
         if m.shape != im.shape:
-            raise ValueError(
-                f"{name}[{i}] has shape {m.shape} but its image has shape {im.shape}"
-            )
+            raise ValueError(f"{name}[{i}] has shape {m.shape} but its image has shape {im.shape}")
         masks.append(m)
     return masks
 

@@ -26,6 +26,7 @@ Model files are weights-only tensors plus a JSON sidecar recording kwtl's versio
 architecture, the parameters and the training data's names and sha256 checksums
 (:func:`load_model`, :func:`save_model`).
 """
+
 from ._export import EXPORT_FORMATS, export_bioimageio
 from ._finetune import finetune
 from ._model import load_model, save_model
@@ -34,6 +35,17 @@ from ._predict import predict
 from ._pretrain import pretrain
 from ._select import select
 
-__all__ = ["EXPORT_FORMATS", "PLFT_MODEL", "SELECTION_COLUMNS", "export_bioimageio", "finetune",
-           "load_model", "predict", "pretrain", "read_annotations", "read_selection",
-           "save_model", "select"]
+__all__ = [
+    "EXPORT_FORMATS",
+    "PLFT_MODEL",
+    "SELECTION_COLUMNS",
+    "export_bioimageio",
+    "finetune",
+    "load_model",
+    "predict",
+    "pretrain",
+    "read_annotations",
+    "read_selection",
+    "save_model",
+    "select",
+]

@@ -5,6 +5,7 @@ per-image computations (prediction; a selector's scores) run on the cluster's wo
 while this process keeps everything else (reading, writing, checkpoints, the choice), so
 the results are those of a plain run. The model is sent to each worker once.
 """
+
 import contextlib
 
 __all__ = ["DaskExecutor", "dask_client", "predict_one"]
@@ -19,8 +20,9 @@ def dask_client(address):
     try:
         from distributed import Client
     except ImportError:
-        raise ImportError("--scheduler needs Dask's distributed scheduler: "
-                          "pip install 'kwtl[dask]'") from None
+        raise ImportError(
+            "--scheduler needs Dask's distributed scheduler: pip install 'kwtl[dask]'"
+        ) from None
     try:
         client = Client(address, timeout="20s")
     except OSError as exc:

@@ -4,6 +4,7 @@ Reading and writing files is :mod:`kwtl.datasets`' job (``load_images``, ``load_
 ``read_mask``, ``write_image``, ``write_mask``); this module only adds the checksums
 recorded in selection and model files.
 """
+
 import hashlib
 from pathlib import Path
 
@@ -12,8 +13,14 @@ import numpy as np
 from ..datasets import IMAGE_EXTENSIONS, load_folder, load_images, read_mask
 from ..utils import check_images, masks_to_foreground
 
-__all__ = ["as_images", "folder_sha256", "load_annotated", "load_unlabelled",
-           "read_foreground", "sha256_array"]
+__all__ = [
+    "as_images",
+    "folder_sha256",
+    "load_annotated",
+    "load_unlabelled",
+    "read_foreground",
+    "sha256_array",
+]
 
 
 def as_images(images, channel=None):
@@ -48,9 +55,13 @@ def folder_sha256(folder):
     """
     root = Path(folder)
     digest = hashlib.sha256()
-    for path in sorted(p for p in root.rglob("*") if p.is_file()
-                       and not any(part.startswith(".") for part in p.relative_to(root).parts)
-                       and p.suffix.lower() in IMAGE_EXTENSIONS):
+    for path in sorted(
+        p
+        for p in root.rglob("*")
+        if p.is_file()
+        and not any(part.startswith(".") for part in p.relative_to(root).parts)
+        and p.suffix.lower() in IMAGE_EXTENSIONS
+    ):
         digest.update(str(path.relative_to(root).as_posix()).encode() + b"\0")
         with open(path, "rb") as f:
             for block in iter(lambda: f.read(1 << 20), b""):

@@ -1,4 +1,5 @@
 """``finetune``: the annotator's masks in, a fine-tuned model file out (resumable)."""
+
 import time
 
 import numpy as np
@@ -18,11 +19,22 @@ from ._step import FileStep, fingerprint, say
 __all__ = ["finetune", "read_annotations"]
 
 
-
-@validate_arguments({"epochs": [POSITIVE_INT], "batch_size": [None, POSITIVE_INT],
-                     **COMMON_ARGUMENTS})
-def finetune(todo_dir, out, model=None, *, epochs=20, batch_size=None, random_state=0,
-             device=None, overwrite=False, progress=True, verbose=False):
+@validate_arguments(
+    {"epochs": [POSITIVE_INT], "batch_size": [None, POSITIVE_INT], **COMMON_ARGUMENTS}
+)
+def finetune(
+    todo_dir,
+    out,
+    model=None,
+    *,
+    epochs=20,
+    batch_size=None,
+    random_state=0,
+    device=None,
+    overwrite=False,
+    progress=True,
+    verbose=False,
+):
     """Fine-tune on the annotator's masks of a ``select`` folder; write a model file.
 
     The method's support fine-tuning, :func:`kwtl.few_shot.fine_tune` (as in
@@ -68,24 +80,29 @@ def finetune(todo_dir, out, model=None, *, epochs=20, batch_size=None, random_st
     packages = package_list(todo_dir, "annotation package")
     todo = packages[0]
     all_data = [read_annotations(folder) for folder in packages]
-    data = {key: [v for d in all_data for v in d[key]]
-            for key in ("images", "masks", "mask_files")}
+    data = {key: [v for d in all_data for v in d[key]] for key in ("images", "masks", "mask_files")}
     data["metadata"] = all_data[0]["metadata"]
     start = todo / PLFT_MODEL if model is None else model
     start_record = model_source(start)
     items = []
     for folder, d in zip(packages, all_data):
-        for r, p, im, m in zip(d["table"].itertuples(index=False), d["mask_files"],
-                               d["images"], d["masks"]):
-            items.append({"image": str(r.image_file), "mask": str(p.relative_to(folder)),
-                          "image_sha256": sha256_array(im), "mask_sha256": sha256_array(m),
-                          # one package keeps the one-package fingerprint of earlier kwtl
-                          **({"package": str(folder.resolve())} if len(packages) > 1
-                             else {})})
-    settings = {"epochs": int(epochs), "batch_size": batch_size,
-                "random_state": int(random_state)}
-    step = FileStep(out, fingerprint("finetune", start_record, items, settings, __version__),
-                    overwrite)
+        for r, p, im, m in zip(
+            d["table"].itertuples(index=False), d["mask_files"], d["images"], d["masks"]
+        ):
+            items.append(
+                {
+                    "image": str(r.image_file),
+                    "mask": str(p.relative_to(folder)),
+                    "image_sha256": sha256_array(im),
+                    "mask_sha256": sha256_array(m),
+                    # one package keeps the one-package fingerprint of earlier kwtl
+                    **({"package": str(folder.resolve())} if len(packages) > 1 else {}),
+                }
+            )
+    settings = {"epochs": int(epochs), "batch_size": batch_size, "random_state": int(random_state)}
+    step = FileStep(
+        out, fingerprint("finetune", start_record, items, settings, __version__), overwrite
+    )
     if step.finished():
         say(verbose, f"{step.out} is already fine-tuned on these masks; loading it")
         return load_model(step.out)
@@ -94,28 +111,63 @@ def finetune(todo_dir, out, model=None, *, epochs=20, batch_size=None, random_st
     start_model = load_model(start, **params)
     patches = PatchSet.from_images(data["images"], start_model.patch_size, start_model.stride)
     if len(patches) == 0:
-        raise ValueError(f"the annotated images are smaller than the model's patches "
-                         f"({start_model.patch_size}x{start_model.patch_size})")
-    seg = fine_tune(start_model, patches, patches.with_arrays(data["masks"]), epochs=int(epochs),
-                    batch_size=batch_size, random_state=derive_seed(random_state, "finetune"),
-                    progress=progress, checkpoint=step.checkpoint())
+        raise ValueError(
+            f"the annotated images are smaller than the model's patches "
+            f"({start_model.patch_size}x{start_model.patch_size})"
+        )
+    seg = fine_tune(
+        start_model,
+        patches,
+        patches.with_arrays(data["masks"]),
+        epochs=int(epochs),
+        batch_size=batch_size,
+        random_state=derive_seed(random_state, "finetune"),
+        progress=progress,
+        checkpoint=step.checkpoint(),
+    )
     losses = seg.epoch_losses_
     seg.set_params(random_state=int(random_state))
-    step.write(seg, {
-        "step": "finetune", "start": start_record,
-        "selection": {"folder": str(todo.resolve()),
-                      "fingerprint": data["metadata"].get("fingerprint"),
-                      "model": data["metadata"].get("model"),
-                      "images": data["metadata"].get("images")},
-        **({"selections": [{"folder": str(f.resolve()),
-                            "fingerprint": d["metadata"].get("fingerprint")}
-                           for f, d in zip(packages, all_data)]} if len(packages) > 1 else {}),
-        "sources": items, "parameters": {**settings, "batch_size": int(seg.batch_size),
-                                         "lr": float(seg.lr), "patches": len(patches)},
-        "losses": losses, "seconds": round(time.perf_counter() - started, 1)})
+    step.write(
+        seg,
+        {
+            "step": "finetune",
+            "start": start_record,
+            "selection": {
+                "folder": str(todo.resolve()),
+                "fingerprint": data["metadata"].get("fingerprint"),
+                "model": data["metadata"].get("model"),
+                "images": data["metadata"].get("images"),
+            },
+            **(
+                {
+                    "selections": [
+                        {
+                            "folder": str(f.resolve()),
+                            "fingerprint": d["metadata"].get("fingerprint"),
+                        }
+                        for f, d in zip(packages, all_data)
+                    ]
+                }
+                if len(packages) > 1
+                else {}
+            ),
+            "sources": items,
+            "parameters": {
+                **settings,
+                "batch_size": int(seg.batch_size),
+                "lr": float(seg.lr),
+                "patches": len(patches),
+            },
+            "losses": losses,
+            "seconds": round(time.perf_counter() - started, 1),
+        },
+    )
     foreground = float(np.mean([m.mean() for m in data["masks"]]))
-    say(verbose, f"fine-tuned {start_record['name']} for {epochs} epochs on {len(patches)} "
-                 f"patches from {len(items)} annotated items"
-                 f"{f' of {len(packages)} packages' if len(packages) > 1 else ''} "
-                 f"({100 * foreground:.1f}% foreground); loss {losses[0]:.4f} -> {losses[-1]:.4f}; wrote {step.out}")
+    say(
+        verbose,
+        f"fine-tuned {start_record['name']} for {epochs} epochs on {len(patches)} "
+        f"patches from {len(items)} annotated items"
+        f"{f' of {len(packages)} packages' if len(packages) > 1 else ''} "
+        f"({100 * foreground:.1f}% foreground); loss {losses[0]:.4f} -> {losses[-1]:.4f}; wrote {step.out}",
+    )
     return seg

@@ -6,6 +6,7 @@ annotator saves a mask per image), ``overview/`` (each source image with the cho
 drawn), ``selection.csv`` (:data:`SELECTION_COLUMNS`, one row per item, best first),
 ``selection.json`` (how the choice was made), ``README.txt`` and :data:`PLFT_MODEL`.
 """
+
 import json
 import textwrap
 from pathlib import Path
@@ -17,12 +18,19 @@ from ..utils._atomic import atomic_write_text
 from ._files import read_foreground
 from ._readme import _README
 
-__all__ = ["PLFT_MODEL", "SELECTION_COLUMNS", "read_annotations", "read_selection",
-           "write_package"]
+__all__ = ["PLFT_MODEL", "SELECTION_COLUMNS", "read_annotations", "read_selection", "write_package"]
 
 #: Columns of ``selection.csv``, one row per item to annotate.
-SELECTION_COLUMNS = ("image_file", "mask_file", "source_image", "row", "col", "size", "score",
-                     "rank")
+SELECTION_COLUMNS = (
+    "image_file",
+    "mask_file",
+    "source_image",
+    "row",
+    "col",
+    "size",
+    "score",
+    "rank",
+)
 #: The model the selection was scored with (after PLFT), the starting point of ``finetune``.
 PLFT_MODEL = "model_plft.kwtl"
 
@@ -44,9 +52,9 @@ def _overview(image, boxes, path):
     write_image(path, np.asarray(picture), overwrite=True)
 
 
-
-def write_package(out, arrays, names, chosen, scores, *, unit, size, n_candidates,
-                  selector_name, dense, version):
+def write_package(
+    out, arrays, names, chosen, scores, *, unit, size, n_candidates, selector_name, dense, version
+):
     """Write the annotator's files of a selection into the folder ``out``.
 
     Parameters
@@ -79,19 +87,29 @@ def write_package(out, arrays, names, chosen, scores, *, unit, size, n_candidate
         for old in (out / folder).glob("*.png") if (out / folder).is_dir() else ():
             old.unlink()
     rows, boxes = [], {}
-    for rank, ((i, r, c), score) in enumerate(zip(np.asarray(chosen, dtype=np.int64), scores),
-                                              start=1):
+    for rank, ((i, r, c), score) in enumerate(
+        zip(np.asarray(chosen, dtype=np.int64), scores), start=1
+    ):
         i, r, c = int(i), int(r), int(c)
         item = _item_name(names[i], r, c, unit)
         shape = arrays[i].shape
         if unit == "image":
             pixels, (h, w), size_text = arrays[i], shape, f"{shape[0]}x{shape[1]}"
         else:
-            pixels, (h, w), size_text = arrays[i][r:r + size, c:c + size], (size, size), size
+            pixels, (h, w), size_text = arrays[i][r : r + size, c : c + size], (size, size), size
         write_image(out / "images" / f"{item}.png", pixels, overwrite=True)
-        rows.append({"image_file": f"images/{item}.png", "mask_file": f"masks/{item}.png",
-                     "source_image": names[i], "row": r, "col": c, "size": size_text,
-                     "score": float(score), "rank": rank})
+        rows.append(
+            {
+                "image_file": f"images/{item}.png",
+                "mask_file": f"masks/{item}.png",
+                "source_image": names[i],
+                "row": r,
+                "col": c,
+                "size": size_text,
+                "score": float(score),
+                "rank": rank,
+            }
+        )
         boxes.setdefault(i, []).append((rank, (r, c, h, w)))
     (out / "masks").mkdir(exist_ok=True)
     for i, name in enumerate(names):
@@ -105,13 +123,24 @@ def write_package(out, arrays, names, chosen, scores, *, unit, size, n_candidate
         f"selector{' (fast whole-image scoring)' if dense else ''}, "
         "these are the ones whose masks should teach the model most. selection.csv lists "
         "them best first (column rank); overview/ shows where each lies in its source "
-        "image.", width=88)
-    atomic_write_text(out / "README.txt", _README.format(
-        intro=intro, what=what, example_image=rows[0]["image_file"],
-        example_mask=rows[0]["mask_file"],
-        size_text="height x width in column size" if unit == "image"
-        else f"{size}x{size} pixels",
-        todo=out, columns=", ".join(SELECTION_COLUMNS), version=version))
+        "image.",
+        width=88,
+    )
+    atomic_write_text(
+        out / "README.txt",
+        _README.format(
+            intro=intro,
+            what=what,
+            example_image=rows[0]["image_file"],
+            example_mask=rows[0]["mask_file"],
+            size_text="height x width in column size"
+            if unit == "image"
+            else f"{size}x{size} pixels",
+            todo=out,
+            columns=", ".join(SELECTION_COLUMNS),
+            version=version,
+        ),
+    )
     return table
 
 
@@ -120,8 +149,10 @@ def read_selection(todo_dir):
     a source image named ``00`` stays ``"00"``)."""
     import pandas as pd
 
-    return pd.read_csv(Path(todo_dir) / "selection.csv",
-                       dtype={"image_file": str, "mask_file": str, "source_image": str})
+    return pd.read_csv(
+        Path(todo_dir) / "selection.csv",
+        dtype={"image_file": str, "mask_file": str, "source_image": str},
+    )
 
 
 _MASK_SUFFIXES = (".png", ".tif", ".tiff")
@@ -160,8 +191,10 @@ def read_annotations(todo_dir):
         raise FileNotFoundError(f"annotation folder not found: {todo}")
     meta_file, csv_file = todo / "selection.json", todo / "selection.csv"
     if not meta_file.is_file() or not csv_file.is_file():
-        raise ValueError(f"{todo} is not a finished kwtl select folder (no selection.json / "
-                         "selection.csv); run kwtl select first")
+        raise ValueError(
+            f"{todo} is not a finished kwtl select folder (no selection.json / "
+            "selection.csv); run kwtl select first"
+        )
     metadata = json.loads(meta_file.read_text())
     table = read_selection(todo)
     absent = [c for c in SELECTION_COLUMNS if c not in table.columns]
@@ -178,22 +211,31 @@ def read_annotations(todo_dir):
             continue
         mask = read_foreground(path)
         if mask.shape != image.shape:
-            mismatched.append(f"{path.relative_to(todo)} is {mask.shape[0]}x{mask.shape[1]}, "
-                              f"its image {image.shape[0]}x{image.shape[1]}")
+            mismatched.append(
+                f"{path.relative_to(todo)} is {mask.shape[0]}x{mask.shape[1]}, "
+                f"its image {image.shape[0]}x{image.shape[1]}"
+            )
             continue
         images.append(image)
         masks.append(mask)
         mask_files.append(path)
     problems = []
     if missing:
-        shown = ", ".join(missing[:5]) + (f" and {len(missing) - 5} more" if len(missing) > 5
-                                          else "")
+        shown = ", ".join(missing[:5]) + (
+            f" and {len(missing) - 5} more" if len(missing) > 5 else ""
+        )
         problems.append(f"{len(missing)} of {len(table)} masks are missing: {shown}")
     if mismatched:
-        shown = "; ".join(mismatched[:3]) + (f" and {len(mismatched) - 3} more"
-                                             if len(mismatched) > 3 else "")
+        shown = "; ".join(mismatched[:3]) + (
+            f" and {len(mismatched) - 3} more" if len(mismatched) > 3 else ""
+        )
         problems.append(f"{len(mismatched)} masks have the wrong size: {shown}")
     if problems:
         raise ValueError(f"{todo}: " + "; ".join(problems) + " (see README.txt there)")
-    return {"images": images, "masks": masks, "table": table, "metadata": metadata,
-            "mask_files": mask_files}
+    return {
+        "images": images,
+        "masks": masks,
+        "table": table,
+        "metadata": metadata,
+        "mask_files": mask_files,
+    }

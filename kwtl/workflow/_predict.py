@@ -1,4 +1,5 @@
 """``predict``: a folder of images in, full-resolution masks (and pictures) out."""
+
 import numpy as np
 from sklearn.utils import Bunch
 
@@ -28,12 +29,34 @@ def _overlay(image, labels, path):
     write_image(path, rgb, overwrite=True)
 
 
-@validate_arguments({"instances": ["boolean"], "probabilities": ["boolean"],
-                     "mask_suffix": [None, str], "format": [Options(_FORMATS)],
-                     "overlay": ["boolean"], "scheduler": [None, str], **COMMON_ARGUMENTS})
-def predict(images, model, out, instances=False, probabilities=False, mask_suffix=None, *,
-            format="png", channel=None, overlay=True, scheduler=None, device=None,
-            overwrite=False, progress=True, verbose=False):
+@validate_arguments(
+    {
+        "instances": ["boolean"],
+        "probabilities": ["boolean"],
+        "mask_suffix": [None, str],
+        "format": [Options(_FORMATS)],
+        "overlay": ["boolean"],
+        "scheduler": [None, str],
+        **COMMON_ARGUMENTS,
+    }
+)
+def predict(
+    images,
+    model,
+    out,
+    instances=False,
+    probabilities=False,
+    mask_suffix=None,
+    *,
+    format="png",
+    channel=None,
+    overlay=True,
+    scheduler=None,
+    device=None,
+    overwrite=False,
+    progress=True,
+    verbose=False,
+):
     """Segment every image of a folder at full resolution; write masks and pictures.
 
     For an image ``a.tif`` it writes, in ``out``:
@@ -91,29 +114,78 @@ def predict(images, model, out, instances=False, probabilities=False, mask_suffi
     arrays, names, images_record = as_images(images, channel)
     params = {} if device is None else {"device": device}
     segmenter = load_model(model, **params)
-    settings = {"instances": bool(instances), "probabilities": bool(probabilities),
-                "suffix": suffix, "format": format, "overlay": bool(overlay),
-                "threshold": float(segmenter.threshold), "bn_mode": segmenter.bn_mode}
-    step = FolderStep(out, fingerprint("predict", model_source(model), settings, __version__),
-                      "kwtl predict", "predict.json", overwrite)
+    settings = {
+        "instances": bool(instances),
+        "probabilities": bool(probabilities),
+        "suffix": suffix,
+        "format": format,
+        "overlay": bool(overlay),
+        "threshold": float(segmenter.threshold),
+        "bn_mode": segmenter.bn_mode,
+    }
+    step = FolderStep(
+        out,
+        fingerprint("predict", model_source(model), settings, __version__),
+        "kwtl predict",
+        "predict.json",
+        overwrite,
+    )
     out = step.out
     record = step.claim(f"{out} holds masks predicted with another model or other options")
     if record is None:
-        record = {"made_by": "kwtl predict", "kwtl_version": __version__,
-                  "model": model_source(model), "images": images_record, **settings,
-                  "done": {}}
+        record = {
+            "made_by": "kwtl predict",
+            "kwtl_version": __version__,
+            "model": model_source(model),
+            "images": images_record,
+            **settings,
+            "done": {},
+        }
     written, skipped = {}, []
     with dask_client(scheduler) as client:
-        _predict_all(arrays, names, segmenter, record, step, out, suffix, format, instances,
-                     probabilities, overlay, written, skipped, client, progress)
+        _predict_all(
+            arrays,
+            names,
+            segmenter,
+            record,
+            step,
+            out,
+            suffix,
+            format,
+            instances,
+            probabilities,
+            overlay,
+            written,
+            skipped,
+            client,
+            progress,
+        )
     kind = "instance-label" if instances else "binary"
-    say(verbose, f"wrote {len(written) - len(skipped)} {kind} masks to {out}"
-                 + (f" ({len(skipped)} already there)" if skipped else ""))
+    say(
+        verbose,
+        f"wrote {len(written) - len(skipped)} {kind} masks to {out}"
+        + (f" ({len(skipped)} already there)" if skipped else ""),
+    )
     return Bunch(masks=written, path=out, skipped=skipped)
 
 
-def _predict_all(arrays, names, segmenter, record, step, out, suffix, format, instances,
-                 probabilities, overlay, written, skipped, client, progress):
+def _predict_all(
+    arrays,
+    names,
+    segmenter,
+    record,
+    step,
+    out,
+    suffix,
+    format,
+    instances,
+    probabilities,
+    overlay,
+    written,
+    skipped,
+    client,
+    progress,
+):
     """Predict and write each image not done yet (on ``client``'s workers when given)."""
     todo = {}
     if client is not None:  # submit what is left; results are written here, in order
@@ -135,13 +207,13 @@ def _predict_all(arrays, names, segmenter, record, step, out, suffix, format, in
                 written[name] = files["mask"]
                 bar.update(1)
                 continue
-            proba = (todo.pop(name).result() if name in todo
-                     else segmenter.predict_proba([image])[0])
+            proba = todo.pop(name).result() if name in todo else segmenter.predict_proba([image])[0]
             if instances:
                 labels = label_instances(proba, threshold=segmenter.threshold)
                 if labels.max(initial=0) > np.iinfo(np.uint16).max and format == "png":
-                    raise ValueError(f"{name}: more than 65535 cells do not fit a PNG; use "
-                                     "format='tif'")
+                    raise ValueError(
+                        f"{name}: more than 65535 cells do not fit a PNG; use format='tif'"
+                    )
             else:
                 labels = proba >= segmenter.threshold
             write_mask(files["mask"], labels, overwrite=True)

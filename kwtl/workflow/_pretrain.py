@@ -1,4 +1,5 @@
 """``pretrain``: Reptile on annotated source folders, resumable, into a model file."""
+
 import time
 from pathlib import Path
 
@@ -22,15 +23,37 @@ CHECKPOINT_EVERY = 10
 _positive_int = [None, POSITIVE_INT]
 
 
-@validate_arguments({
-    "width": _positive_int, "patch_size": _positive_int, "stride": _positive_int,
-    "meta_iterations": [None, NON_NEGATIVE_INT],
-    "inner_steps": _positive_int, "meta_shots": _positive_int,
-    "segmenter_params": [None, dict], **COMMON_ARGUMENTS, "device": [str],
-})
-def pretrain(sources, out, start=None, *, width=None, patch_size=None, stride=None,
-             meta_iterations=None, inner_steps=None, meta_shots=None, segmenter_params=None,
-             random_state=0, device="cpu", overwrite=False, progress=True, verbose=False):
+@validate_arguments(
+    {
+        "width": _positive_int,
+        "patch_size": _positive_int,
+        "stride": _positive_int,
+        "meta_iterations": [None, NON_NEGATIVE_INT],
+        "inner_steps": _positive_int,
+        "meta_shots": _positive_int,
+        "segmenter_params": [None, dict],
+        **COMMON_ARGUMENTS,
+        "device": [str],
+    }
+)
+def pretrain(
+    sources,
+    out,
+    start=None,
+    *,
+    width=None,
+    patch_size=None,
+    stride=None,
+    meta_iterations=None,
+    inner_steps=None,
+    meta_shots=None,
+    segmenter_params=None,
+    random_state=0,
+    device="cpu",
+    overwrite=False,
+    progress=True,
+    verbose=False,
+):
     """Pre-train a segmenter on annotated source folders (first-order Reptile) into a file.
 
     One Reptile task per source folder (the paper's one task per source dataset). A source
@@ -99,25 +122,39 @@ def pretrain(sources, out, start=None, *, width=None, patch_size=None, stride=No
     out = Path(out)
     sources = [Path(s) for s in (sources or [])]
     if not sources and start is None:
-        raise ValueError("nothing to pre-train from: give annotated source folders and/or a "
-                         "starting model (start='authors:EM')")
+        raise ValueError(
+            "nothing to pre-train from: give annotated source folders and/or a "
+            "starting model (start='authors:EM')"
+        )
     for folder in sources:
         if not folder.is_dir():
             raise FileNotFoundError(f"source folder not found: {folder}")
-    chosen = {"module__width": width, "patch_size": patch_size, "stride": stride,
-              "meta_iterations": meta_iterations, "inner_steps": inner_steps,
-              "meta_shots": meta_shots}
+    chosen = {
+        "module__width": width,
+        "patch_size": patch_size,
+        "stride": stride,
+        "meta_iterations": meta_iterations,
+        "inner_steps": inner_steps,
+        "meta_shots": meta_shots,
+    }
     chosen = {k: v for k, v in chosen.items() if v is not None}
     extra = dict(segmenter_params or {})
     clash = sorted(set(extra) & (set(chosen) | {"random_state", "device"}))
     if clash:
-        raise ValueError(f"give {', '.join(clash)} as their own arguments, not in "
-                         "segmenter_params")
-    source_records = [{"name": folder.name, "path": str(folder.resolve()),
-                       "sha256": folder_sha256(folder)} for folder in sources]
+        raise ValueError(f"give {', '.join(clash)} as their own arguments, not in segmenter_params")
+    source_records = [
+        {"name": folder.name, "path": str(folder.resolve()), "sha256": folder_sha256(folder)}
+        for folder in sources
+    ]
     start_record = None if start is None else model_source(start)
-    key = fingerprint("pretrain", source_records, start_record, chosen, repr(sorted(
-        extra.items())), int(random_state))
+    key = fingerprint(
+        "pretrain",
+        source_records,
+        start_record,
+        chosen,
+        repr(sorted(extra.items())),
+        int(random_state),
+    )
     step = FileStep(out, key, overwrite)
     if step.finished():
         say(verbose, f"{out} is already pre-trained from these inputs; loading it")
@@ -144,20 +181,37 @@ def pretrain(sources, out, start=None, *, width=None, patch_size=None, stride=No
             groups += [k] * len(data.images)
             source_records[k - 1]["n_images"] = len(data.images)
         n_images = len(images)
-        history = _reptile_in_blocks(segmenter, images, masks, np.asarray(groups), step,
-                                     int(random_state), progress)
+        history = _reptile_in_blocks(
+            segmenter, images, masks, np.asarray(groups), step, int(random_state), progress
+        )
     training = {
-        "step": "pretrain", "sources": source_records,
-        "start": start_record, "random_state": int(random_state),
-        "parameters": {k: segmenter.get_params()[k] for k in (
-            "patch_size", "stride", "meta_iterations", "inner_steps", "meta_shots",
-            "inner_lr", "meta_step")},
-        "n_images": n_images, "meta_loss": history[-1] if history else None,
+        "step": "pretrain",
+        "sources": source_records,
+        "start": start_record,
+        "random_state": int(random_state),
+        "parameters": {
+            k: segmenter.get_params()[k]
+            for k in (
+                "patch_size",
+                "stride",
+                "meta_iterations",
+                "inner_steps",
+                "meta_shots",
+                "inner_lr",
+                "meta_step",
+            )
+        },
+        "n_images": n_images,
+        "meta_loss": history[-1] if history else None,
         "seconds": round(time.perf_counter() - started, 1),
     }
     step.write(segmenter, training)
-    what = (f"Reptile for {segmenter.meta_iterations} meta-iterations on {n_images} images "
-            f"of {len(sources)} source folder(s)" if sources else "no training")
+    what = (
+        f"Reptile for {segmenter.meta_iterations} meta-iterations on {n_images} images "
+        f"of {len(sources)} source folder(s)"
+        if sources
+        else "no training"
+    )
     say(verbose, f"pre-trained: {what}, starting from {start or 'random weights'}; wrote {out}")
     return segmenter
 
@@ -175,14 +229,17 @@ def _reptile_in_blocks(segmenter, images, masks, groups, step, seed, progress):
     try:
         while done < total:
             block = min(CHECKPOINT_EVERY, total - done)
-            segmenter.set_params(meta_iterations=block,
-                                 random_state=derive_seed(seed, "pretrain-block", done))
+            segmenter.set_params(
+                meta_iterations=block, random_state=derive_seed(seed, "pretrain-block", done)
+            )
             segmenter.meta_fit(images, masks, groups)
             history += list(segmenter.meta_history_)
             done += block
             checkpoint.save(segmenter.module_, done=done, history=history)
-            atomic_write_text(step.work / "README.txt", "kwtl pretrain checkpoint; deleted "
-                              "when the model file is written\n")
+            atomic_write_text(
+                step.work / "README.txt",
+                "kwtl pretrain checkpoint; deleted when the model file is written\n",
+            )
             bar.update(block)
     finally:
         bar.close()

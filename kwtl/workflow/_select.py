@@ -1,4 +1,5 @@
 """``select``: PLFT on a folder, scoring and choosing, and the annotation package."""
+
 import time
 from pathlib import Path
 
@@ -34,23 +35,43 @@ COMMON_ARGUMENTS = {
 }
 
 
-@validate_arguments({
-    "budget": [POSITIVE_INT],
-    "unit": [Options(("patch", "image"))],
-    "selector": [None, str, BaseSelector],
-    "channel": [None, NON_NEGATIVE_INT],
-    "stride": [None, POSITIVE_INT],
-    "allow_overlap": ["boolean"],
-    "pl_epochs": [NON_NEGATIVE_INT],
-    "pl_max_patches": [None, POSITIVE_INT],
-    "pl_batch_size": [POSITIVE_INT],
-    "scheduler": [None, str],
-    **COMMON_ARGUMENTS,
-})
-def select(images, model, budget, out, unit="patch", selector=None, *, channel=None,
-           stride=None, allow_overlap=False, pl_epochs=1, pl_max_patches=64, pl_batch_size=8,
-           exclude=None, scheduler=None, random_state=0, device=None, overwrite=False,
-           progress=True, verbose=False):
+@validate_arguments(
+    {
+        "budget": [POSITIVE_INT],
+        "unit": [Options(("patch", "image"))],
+        "selector": [None, str, BaseSelector],
+        "channel": [None, NON_NEGATIVE_INT],
+        "stride": [None, POSITIVE_INT],
+        "allow_overlap": ["boolean"],
+        "pl_epochs": [NON_NEGATIVE_INT],
+        "pl_max_patches": [None, POSITIVE_INT],
+        "pl_batch_size": [POSITIVE_INT],
+        "scheduler": [None, str],
+        **COMMON_ARGUMENTS,
+    }
+)
+def select(
+    images,
+    model,
+    budget,
+    out,
+    unit="patch",
+    selector=None,
+    *,
+    channel=None,
+    stride=None,
+    allow_overlap=False,
+    pl_epochs=1,
+    pl_max_patches=64,
+    pl_batch_size=8,
+    exclude=None,
+    scheduler=None,
+    random_state=0,
+    device=None,
+    overwrite=False,
+    progress=True,
+    verbose=False,
+):
     """Choose what to annotate in a folder of unlabelled images; write the annotation package.
 
     The steps are the method's (Dawoud et al. 2023), each one call: the inputs are checked,
@@ -135,32 +156,53 @@ def select(images, model, budget, out, unit="patch", selector=None, *, channel=N
     size = int(segmenter.patch_size)
     pool = _candidates(arrays, names, segmenter, unit, budget, allow_overlap)
     regions = excluded_regions(exclude, names)
-    coords = (np.array([[i, 0, 0] for i in range(len(arrays))], dtype=np.int64)
-              if unit == "image" else pool.coords)
+    coords = (
+        np.array([[i, 0, 0] for i in range(len(arrays))], dtype=np.int64)
+        if unit == "image"
+        else pool.coords
+    )
     blocked = overlaps_regions(coords, size, [im.shape for im in arrays], names, regions, unit)
     if budget > int((~blocked).sum()):
-        raise ValueError(f"budget {budget} is more than the {int((~blocked).sum())} "
-                         "candidates left after exclude")
-    settings = {"budget": int(budget), "unit": unit, "allow_overlap": bool(allow_overlap),
-                "stride": int(segmenter.stride), "patch_size": size,
-                "pl_epochs": int(pl_epochs), "pl_batch_size": int(pl_batch_size),
-                "pl_max_patches": None if pl_max_patches is None else int(pl_max_patches),
-                "random_state": int(random_state),
-                **({"exclude": regions_record(regions)} if regions else {}),
-                "selector": {"name": selector_name, "class": type(selector).__name__,
-                             "params": {k: repr(v) for k, v in selector.get_params().items()}}}
+        raise ValueError(
+            f"budget {budget} is more than the {int((~blocked).sum())} "
+            "candidates left after exclude"
+        )
+    settings = {
+        "budget": int(budget),
+        "unit": unit,
+        "allow_overlap": bool(allow_overlap),
+        "stride": int(segmenter.stride),
+        "patch_size": size,
+        "pl_epochs": int(pl_epochs),
+        "pl_batch_size": int(pl_batch_size),
+        "pl_max_patches": None if pl_max_patches is None else int(pl_max_patches),
+        "random_state": int(random_state),
+        **({"exclude": regions_record(regions)} if regions else {}),
+        "selector": {
+            "name": selector_name,
+            "class": type(selector).__name__,
+            "params": {k: repr(v) for k, v in selector.get_params().items()},
+        },
+    }
     model_record = model_source(model)
     image_records = [{"name": n, "sha256": sha256_array(a)} for n, a in zip(names, arrays)]
-    step = FolderStep(out, fingerprint("select", model_record, image_records, settings,
-                                       __version__), "kwtl select", "selection.json",
-                      overwrite)
+    step = FolderStep(
+        out,
+        fingerprint("select", model_record, image_records, settings, __version__),
+        "kwtl select",
+        "selection.json",
+        overwrite,
+    )
     out = step.out
     if step.finished("selection.csv"):
         say(verbose, f"{out} already holds this selection; nothing to do")
-        return Bunch(table=read_selection(out), path=out, metadata=step.record(),
-                     model=load_model(out / PLFT_MODEL))
-    masks = sorted(p.name for p in (out / "masks").glob("*")) if (out / "masks").is_dir() \
-        else []
+        return Bunch(
+            table=read_selection(out),
+            path=out,
+            metadata=step.record(),
+            model=load_model(out / PLFT_MODEL),
+        )
+    masks = sorted(p.name for p in (out / "masks").glob("*")) if (out / "masks").is_dir() else []
     held = f" and {len(masks)} mask(s) in masks/ (kept when replaced)" if masks else ""
     step.claim(f"{out} holds a selection made from other images, model or parameters{held}")
     if overwrite:  # the old selection goes before the new one is written
@@ -172,15 +214,34 @@ def select(images, model, budget, out, unit="patch", selector=None, *, channel=N
     plft_file = step.work / PLFT_MODEL
     if not plft_file.is_file():
         plft = pseudo_label_fine_tune(
-            segmenter, arrays, epochs=int(pl_epochs), batch_size=int(pl_batch_size),
-            stride=size, cover_border=True, max_patches=pl_max_patches, switch_affine="auto",
-            random_state=derive_seed(random_state, "plft"), progress=progress)
-        n_plft = len(plft_patches(arrays, size, size, cover_border=True,
-                                  max_patches=pl_max_patches))
-        save_model(plft, plft_file, overwrite=True, training={
-            "step": "select (pseudo-label fine-tuning)", "fingerprint": step.key,
-            "start": model_record, "images": images_record, "n_images": len(arrays),
-            "pl_epochs": int(pl_epochs), "pl_patches": n_plft})
+            segmenter,
+            arrays,
+            epochs=int(pl_epochs),
+            batch_size=int(pl_batch_size),
+            stride=size,
+            cover_border=True,
+            max_patches=pl_max_patches,
+            switch_affine="auto",
+            random_state=derive_seed(random_state, "plft"),
+            progress=progress,
+        )
+        n_plft = len(
+            plft_patches(arrays, size, size, cover_border=True, max_patches=pl_max_patches)
+        )
+        save_model(
+            plft,
+            plft_file,
+            overwrite=True,
+            training={
+                "step": "select (pseudo-label fine-tuning)",
+                "fingerprint": step.key,
+                "start": model_record,
+                "images": images_record,
+                "n_images": len(arrays),
+                "pl_epochs": int(pl_epochs),
+                "pl_patches": n_plft,
+            },
+        )
     # scored as saved, so that a resumed run finds the scores of the same model in the cache
     plft = load_model(plft_file, **params)
     plft.set_params(stride=int(segmenter.stride))
@@ -188,48 +249,79 @@ def select(images, model, budget, out, unit="patch", selector=None, *, channel=N
     # 3-4. scores (cached image by image; on a Dask cluster's workers with a scheduler) and
     # the choice, without the regions of earlier rounds
     if regions:
-        say(verbose, f"excluded {int(blocked.sum())} of {len(blocked)} candidates that "
-                     f"overlap the regions of {len(exclude)} earlier package(s)")
+        say(
+            verbose,
+            f"excluded {int(blocked.sum())} of {len(blocked)} candidates that "
+            f"overlap the regions of {len(exclude)} earlier package(s)",
+        )
     scoring_started = time.perf_counter()
     with dask_client(scheduler) as client:
         support = selector.select_support(
-            pool, plft, int(budget), 1, memory=step.work / "scores",
+            pool,
+            plft,
+            int(budget),
+            1,
+            memory=step.work / "scores",
             non_overlapping=unit == "patch" and not allow_overlap,
-            exclude=blocked if regions else None, progress=progress,
-            executor=None if client is None else DaskExecutor(client))
+            exclude=blocked if regions else None,
+            progress=progress,
+            executor=None if client is None else DaskExecutor(client),
+        )
     scored_at = time.perf_counter()
     if len(support.indices) < int(budget):
         where = " after exclude" if regions else ""
-        raise ValueError(f"only {len(support.indices)} non-overlapping patches could be "
-                         f"chosen{where} (best first, on the stride-{segmenter.stride} grid); "
-                         f"ask for a budget of at most {len(support.indices)}, or pass "
-                         "allow_overlap=True")
+        raise ValueError(
+            f"only {len(support.indices)} non-overlapping patches could be "
+            f"chosen{where} (best first, on the stride-{segmenter.stride} grid); "
+            f"ask for a budget of at most {len(support.indices)}, or pass "
+            "allow_overlap=True"
+        )
 
     # 5. the package
-    table = write_package(out, arrays, names, support.coords, support.scores, unit=unit,
-                          size=size, n_candidates=len(selector.scores_),
-                          selector_name=selector_name, dense=getattr(selector, "dense", False),
-                          version=__version__)
+    table = write_package(
+        out,
+        arrays,
+        names,
+        support.coords,
+        support.scores,
+        unit=unit,
+        size=size,
+        n_candidates=len(selector.scores_),
+        selector_name=selector_name,
+        dense=getattr(selector, "dense", False),
+        version=__version__,
+    )
     save_model(plft, out / PLFT_MODEL, overwrite=True, training=recorded_training(plft_file))
     metadata = {
-        "made_by": "kwtl select", "kwtl_version": __version__, "fingerprint": step.key,
-        "images": images_record, "n_images": len(arrays), "model": model_record,
-        "plft_model": PLFT_MODEL, **settings,
+        "made_by": "kwtl select",
+        "kwtl_version": __version__,
+        "fingerprint": step.key,
+        "images": images_record,
+        "n_images": len(arrays),
+        "model": model_record,
+        "plft_model": PLFT_MODEL,
+        **settings,
         "dense": getattr(selector, "dense", None),
-        "n_candidates": int(len(selector.scores_)), "n_chosen": len(table),
+        "n_candidates": int(len(selector.scores_)),
+        "n_chosen": len(table),
         "exclude": [str(Path(p).resolve()) for p in exclude or ()],
         "n_excluded": int(blocked.sum()),
-        "seconds": {"total": round(time.perf_counter() - started, 1),
-                    "plft": round(scoring_started - plft_started, 1),
-                    "scoring": round(scored_at - scoring_started, 1),
-                    "choice_and_package": round(time.perf_counter() - scored_at, 1)},
+        "seconds": {
+            "total": round(time.perf_counter() - started, 1),
+            "plft": round(scoring_started - plft_started, 1),
+            "scoring": round(scored_at - scoring_started, 1),
+            "choice_and_package": round(time.perf_counter() - scored_at, 1),
+        },
         "image_sha256": {r["name"]: r["sha256"] for r in image_records},
     }
     step.write_record(metadata)
     step.finish()
     what = "whole images" if unit == "image" else f"{size}x{size} patches"
-    say(verbose, f"chose {len(table)} {what} of {len(arrays)} images for annotation; "
-                 f"see {out / 'README.txt'}")
+    say(
+        verbose,
+        f"chose {len(table)} {what} of {len(arrays)} images for annotation; "
+        f"see {out / 'README.txt'}",
+    )
     return Bunch(table=table, path=out, metadata=metadata, model=plft)
 
 
@@ -238,16 +330,19 @@ def _resolve_selector(selector, unit, random_state):
     name recorded in the package."""
     if selector is None or isinstance(selector, str):
         name = selector or DEFAULT_SELECTOR
-        selector = make_selector(name, dense=True, unit=unit,
-                                 random_state=derive_seed(random_state, "selector"))
+        selector = make_selector(
+            name, dense=True, unit=unit, random_state=derive_seed(random_state, "selector")
+        )
     else:
         name = type(selector).__name__
         selector = clone(selector)
         if "unit" in selector.get_params():
             selector.set_params(unit=unit)
     if getattr(selector, "unit", unit) != unit:
-        raise ValueError(f"the {name} selector chooses {_UNIT_WORDS.get(selector.unit)} only; "
-                         f"use unit={selector.unit!r}")
+        raise ValueError(
+            f"the {name} selector chooses {_UNIT_WORDS.get(selector.unit)} only; "
+            f"use unit={selector.unit!r}"
+        )
     return selector, name
 
 
@@ -257,8 +352,10 @@ def _candidates(arrays, names, segmenter, unit, budget, allow_overlap):
     shapes = [im.shape for im in arrays]
     small = [n for n, s in zip(names, shapes) if min(s) < size]
     if small:
-        raise ValueError(f"{len(small)} image(s) are smaller than the model's {size}x{size} "
-                         f"patches: {', '.join(small[:3])}")
+        raise ValueError(
+            f"{len(small)} image(s) are smaller than the model's {size}x{size} "
+            f"patches: {', '.join(small[:3])}"
+        )
     pool = PatchSet.from_images(arrays, size, segmenter.stride, cover_border=True)
     if unit == "image":
         most, what = len(shapes), "images"

@@ -16,6 +16,7 @@ skeleton does the rest, the same way for every step:
 Errors speak in Python terms (``out=``, ``overwrite=True``); the command line maps them to
 its flags (:data:`kwtl.cli.CLI_TERMS`).
 """
+
 import json
 import shutil
 from pathlib import Path
@@ -61,8 +62,11 @@ class Checkpoint:
 
         from ..utils._atomic import atomic_write
 
-        state = {"fingerprint": self.key, **state,
-                 "module": {k: v.detach().cpu() for k, v in module.state_dict().items()}}
+        state = {
+            "fingerprint": self.key,
+            **state,
+            "module": {k: v.detach().cpu() for k, v in module.state_dict().items()},
+        }
         atomic_write(self.path, lambda f: torch.save(state, f))
 
 
@@ -82,8 +86,9 @@ class FileStep:
     def __init__(self, out, key, overwrite=False):
         self.out, self.key, self.overwrite = Path(out), key, overwrite
         if self.out.is_dir():
-            raise ValueError(f"out={self.out} is a folder; give a model file name such as "
-                             "model.kwtl")
+            raise ValueError(
+                f"out={self.out} is a folder; give a model file name such as model.kwtl"
+            )
         self.work = self.out.parent / f".{self.out.name}{_WORK}"
 
     def finished(self):
@@ -96,8 +101,10 @@ class FileStep:
         if recorded_training(self.out).get("fingerprint") == self.key:
             return True
         if not self.overwrite:
-            raise FileExistsError(f"{self.out} exists (made from other inputs or parameters); "
-                                  "choose another out, or pass overwrite=True to replace it")
+            raise FileExistsError(
+                f"{self.out} exists (made from other inputs or parameters); "
+                "choose another out, or pass overwrite=True to replace it"
+            )
         return False
 
     def checkpoint(self, name="checkpoint.pt"):
@@ -108,8 +115,9 @@ class FileStep:
         checkpoints go."""
         from ._model import save_model
 
-        save_model(segmenter, self.out, training={"fingerprint": self.key, **training},
-                   overwrite=True)
+        save_model(
+            segmenter, self.out, training={"fingerprint": self.key, **training}, overwrite=True
+        )
         shutil.rmtree(self.work, ignore_errors=True)
 
 
@@ -145,8 +153,11 @@ class FolderStep:
     def finished(self, *required):
         """True when the record has this fingerprint and the ``required`` files exist."""
         record = self.record()
-        return (record is not None and record.get("fingerprint") == self.key
-                and all((self.out / name).is_file() for name in required))
+        return (
+            record is not None
+            and record.get("fingerprint") == self.key
+            and all((self.out / name).is_file() for name in required)
+        )
 
     def claim(self, refusal):
         """Claim the folder for this fingerprint: refuse one whose record has another
@@ -162,14 +173,16 @@ class FolderStep:
         record = self.record()
         if record is not None and record.get("fingerprint") != self.key:
             if not self.overwrite:
-                raise FileExistsError(f"{refusal}; choose another out, or pass "
-                                      "overwrite=True to replace it")
+                raise FileExistsError(
+                    f"{refusal}; choose another out, or pass overwrite=True to replace it"
+                )
             record = None
         return record
 
     def write_record(self, record):
-        atomic_write_text(self.record_file,
-                          json.dumps({**record, "fingerprint": self.key}, indent=1) + "\n")
+        atomic_write_text(
+            self.record_file, json.dumps({**record, "fingerprint": self.key}, indent=1) + "\n"
+        )
 
     def finish(self):
         """The step is done: its checkpoints go."""

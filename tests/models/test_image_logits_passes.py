@@ -1,4 +1,5 @@
 """FCRNSegmenter.image_logits: whole images per pass when they fit, tiles otherwise."""
+
 import numpy as np
 import torch
 from tiny import tiny_segmenter
@@ -15,8 +16,9 @@ def _seg():
 def _whole(seg, images):
     h, w = images.shape[1:]
     padded = np.pad(images, ((0, 0), (0, (-h) % 8), (0, (-w) % 8)), mode="reflect")
-    return forward_patches(seg._inference_module(), padded,
-                           channels_last=seg._inference_channels_last)[:, :h, :w]
+    return forward_patches(
+        seg._inference_module(), padded, channels_last=seg._inference_channels_last
+    )[:, :h, :w]
 
 
 def _count_passes(monkeypatch):

@@ -1,4 +1,5 @@
 """The selector contract: whole-pool and wrapper selectors plug into the method unchanged."""
+
 import numpy as np
 import pytest
 import torch
@@ -59,25 +60,38 @@ class Gate(BaseSelector):
 
     def _score_pool(self, pool, estimator):
         scores = self.base_selector.set_params(random_state=self.random_state).score(
-            pool, estimator)
-        fractions = np.concatenate([
-            (torch.sigmoid(estimator.patch_logits(b)) >= 0.5).double().mean(dim=(1, 2)).numpy()
-            for _, b in pool.iter_batches(16)])
+            pool, estimator
+        )
+        fractions = np.concatenate(
+            [
+                (torch.sigmoid(estimator.patch_logits(b)) >= 0.5).double().mean(dim=(1, 2)).numpy()
+                for _, b in pool.iter_batches(16)
+            ]
+        )
         return np.where(fractions >= self.min_foreground, scores, -np.inf)
 
 
 @pytest.fixture(scope="module")
 def packed():
-    bench = make_synthetic_benchmark(n_images=4, image_size=32,
-                                     domains=["fluorescence", "em"], random_state=0)
+    bench = make_synthetic_benchmark(
+        n_images=4, image_size=32, domains=["fluorescence", "em"], random_state=0
+    )
     X, y, d = benchmark_to_Xy(bench, targets=["em"])
     return X, y, d
 
 
 def method(selector, **kw):
     seg = tiny_segmenter(stride=8)
-    params = dict(segmenter=seg, selector=selector, n_shots=2, patches_per_shot=3, pl_epochs=1,
-                  pl_batch_size=8, finetune_epochs=1, random_state=0)
+    params = dict(
+        segmenter=seg,
+        selector=selector,
+        n_shots=2,
+        patches_per_shot=3,
+        pl_epochs=1,
+        pl_batch_size=8,
+        finetune_epochs=1,
+        random_state=0,
+    )
     params.update(kw)
     return FewShotSegmentation(**params)
 
@@ -85,8 +99,14 @@ def method(selector, **kw):
 def test_the_segmenter_follows_the_protocol():
     names = [n for n in vars(SelectionModel) if not n.startswith("_")]
     seg = FCRNSegmenter()
-    for name in ("patch_logits", "mc_dropout_proba", "patch_size", "stride",
-                 "inference_batch_size", "device"):
+    for name in (
+        "patch_logits",
+        "mc_dropout_proba",
+        "patch_size",
+        "stride",
+        "inference_batch_size",
+        "device",
+    ):
         assert name in names or name in SelectionModel.__annotations__
         assert hasattr(seg, name)
 
@@ -131,8 +151,9 @@ def test_budget_larger_than_the_pool_fails_before_training(packed):
 
     seg = Untrainable(module__width=4, patch_size=16, stride=8, precision="fp32")
     with pytest.raises(ValueError, match="more shots than candidates"):
-        FewShotSegmentation(seg, selector=RandomSelector(), n_shots=1000,
-                            patches_per_shot=10).fit(X, y, d)
+        FewShotSegmentation(seg, selector=RandomSelector(), n_shots=1000, patches_per_shot=10).fit(
+            X, y, d
+        )
 
 
 # ------------------------------------------------------------------ choosing, in the selector
@@ -147,15 +168,17 @@ def _tiny_pool_and_model():
 def test_non_overlapping_choice_is_the_greedy_walk_down_the_ranking():
     pool, seg = _tiny_pool_and_model()
     selector = EntropySelector()
-    support = selector.select_support(pool, seg, n_shots=5, patches_per_shot=1,
-                                      non_overlapping=True)
+    support = selector.select_support(
+        pool, seg, n_shots=5, patches_per_shot=1, non_overlapping=True
+    )
     order = np.argsort(-selector.scores_, kind="stable")
     # by hand: walk down the ranking, keep what overlaps nothing kept in its image
     kept = []
     for k in order:
         i, r, c = pool.coords[k]
-        if all(i2 != i or abs(r - r2) >= 16 or abs(c - c2) >= 16
-               for i2, r2, c2 in pool.coords[kept]):
+        if all(
+            i2 != i or abs(r - r2) >= 16 or abs(c - c2) >= 16 for i2, r2, c2 in pool.coords[kept]
+        ):
             kept.append(k)
         if len(kept) == 5:
             break
@@ -168,8 +191,9 @@ def test_non_overlapping_choice_is_the_greedy_walk_down_the_ranking():
 def test_a_budget_dependent_choice_is_kept_as_it_is():
     pool, seg = _tiny_pool_and_model()
     selector = FarthestFirst()
-    support = selector.select_support(pool, seg, n_shots=4, patches_per_shot=1,
-                                      non_overlapping=True)
+    support = selector.select_support(
+        pool, seg, n_shots=4, patches_per_shot=1, non_overlapping=True
+    )
     np.testing.assert_array_equal(support.indices, FarthestFirst().select(pool, 4, seg))
 
 

@@ -1,4 +1,5 @@
 """Label-free selectors: scores against independent computations, determinism, clone."""
+
 import numpy as np
 import pytest
 import torch
@@ -36,8 +37,9 @@ def noise_images():
 ALL = [
     lambda: ForegroundGate(random_state=0),
     lambda: ForegroundGate(EntropySelector(), quantile=0.3),
-    lambda: StratifiedSelector(EntropySelector(), beta=2.0, n_strata=2, max_per_image=2,
-                               random_state=0),
+    lambda: StratifiedSelector(
+        EntropySelector(), beta=2.0, n_strata=2, max_per_image=2, random_state=0
+    ),
     lambda: RepresentativeSelector(n_clusters=4, random_state=0),
     lambda: ForegroundGate(RepresentativeSelector(n_clusters=3, random_state=0)),
     lambda: PredictedForegroundSelector(measure="mean_proba"),
@@ -47,15 +49,22 @@ ALL = [
 # ----------------------------------------------------------------- predicted foreground
 def test_predicted_foreground_matches_direct_computation(raw_seg, noise_images):
     pool = PatchSet.from_images(noise_images, 16, 16)
-    proba = torch.sigmoid(raw_seg.module_.eval()(
-        torch.from_numpy(pool[np.arange(len(pool))]).float().div(127.5).sub(1)[:, None]))[:, 0]
+    proba = torch.sigmoid(
+        raw_seg.module_.eval()(
+            torch.from_numpy(pool[np.arange(len(pool))]).float().div(127.5).sub(1)[:, None]
+        )
+    )[:, 0]
     raw_seg.module_.train()
     expected_fraction = (proba >= 0.5).float().mean(dim=(1, 2)).numpy()
     expected_mean = proba.mean(dim=(1, 2)).detach().numpy()
-    np.testing.assert_allclose(PredictedForegroundSelector().score(noise_images, raw_seg),
-                               expected_fraction, atol=1e-6)
-    np.testing.assert_allclose(PredictedForegroundSelector(measure="mean_proba").score(noise_images, raw_seg),
-                               expected_mean, atol=1e-5)
+    np.testing.assert_allclose(
+        PredictedForegroundSelector().score(noise_images, raw_seg), expected_fraction, atol=1e-6
+    )
+    np.testing.assert_allclose(
+        PredictedForegroundSelector(measure="mean_proba").score(noise_images, raw_seg),
+        expected_mean,
+        atol=1e-5,
+    )
 
 
 # ----------------------------------------------------------------- gate
@@ -88,8 +97,9 @@ def test_gate_selects_inside_gate_first(raw_seg, noise_images):
 
 
 def test_gate_around_set_based_selector_spreads_over_gated_pool(raw_seg, noise_images):
-    gate = ForegroundGate(StratifiedSelector(EntropySelector(), n_strata=1, max_per_image=1,
-                                             random_state=0))
+    gate = ForegroundGate(
+        StratifiedSelector(EntropySelector(), n_strata=1, max_per_image=1, random_state=0)
+    )
     picked = gate.select(noise_images, 3, raw_seg)
     pool = PatchSet.from_images(noise_images, 16, 16)
     kept = np.flatnonzero(gate.foreground_ >= np.quantile(gate.foreground_, 0.5))
@@ -148,12 +158,24 @@ def test_stratified_beta_zero_is_uniform_and_large_beta_is_topk():
     top = StratifiedSelector(beta=200.0, n_strata=1, random_state=0).scores_from(scores, fg)
     assert np.argsort(-top)[:5].tolist() == [49, 48, 47, 46, 45]
     # beta=0: every candidate equally likely to be first (chi-square-free check on counts)
-    firsts = [int(np.argmax(StratifiedSelector(beta=0.0, n_strata=1, random_state=s)
-                            .scores_from(scores, fg))) for s in range(400)]
+    firsts = [
+        int(
+            np.argmax(
+                StratifiedSelector(beta=0.0, n_strata=1, random_state=s).scores_from(scores, fg)
+            )
+        )
+        for s in range(400)
+    ]
     assert np.mean(np.array(firsts) >= 25) == pytest.approx(0.5, abs=0.1)
     # beta=1: the first pick follows p ∝ score
-    firsts = [int(np.argmax(StratifiedSelector(beta=1.0, n_strata=1, random_state=s)
-                            .scores_from(scores, fg))) for s in range(400)]
+    firsts = [
+        int(
+            np.argmax(
+                StratifiedSelector(beta=1.0, n_strata=1, random_state=s).scores_from(scores, fg)
+            )
+        )
+        for s in range(400)
+    ]
     expected_upper = scores[25:].sum() / scores.sum()
     assert np.mean(np.array(firsts) >= 25) == pytest.approx(expected_upper, abs=0.08)
 
@@ -167,8 +189,12 @@ def test_stratified_equal_share_per_stratum():
 
 
 def test_stratified_on_segmenter_deterministic(raw_seg, noise_images):
-    a = StratifiedSelector(EntropySelector(), random_state=0, max_per_image=1).select(noise_images, 5, raw_seg)
-    b = StratifiedSelector(EntropySelector(), random_state=0, max_per_image=1).select(noise_images, 5, raw_seg)
+    a = StratifiedSelector(EntropySelector(), random_state=0, max_per_image=1).select(
+        noise_images, 5, raw_seg
+    )
+    b = StratifiedSelector(EntropySelector(), random_state=0, max_per_image=1).select(
+        noise_images, 5, raw_seg
+    )
     assert a.tolist() == b.tolist()
     pool = PatchSet.from_images(noise_images, 16, 16)
     owners = pool.coords[a[:3], 0]
@@ -225,14 +251,20 @@ def test_clone_get_params_and_determinism(make, raw_seg, noise_images):
     assert len(set(a.tolist())) == 3
 
 
-@pytest.mark.parametrize("bad", [
-    lambda: ForegroundGate(quantile=1.5), lambda: ForegroundGate(measure="x"),
-    lambda: StratifiedSelector(beta=-1), lambda: StratifiedSelector(n_strata=0),
-    lambda: StratifiedSelector(max_per_image=0), lambda: RepresentativeSelector(n_clusters=0),
-    lambda: RepresentativeSelector(within="far"),
-    lambda: ForegroundGate(ConsistencySelector(magnitude=-1)),
-    lambda: StratifiedSelector(EntropySelector(batch_size=0)),
-])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        lambda: ForegroundGate(quantile=1.5),
+        lambda: ForegroundGate(measure="x"),
+        lambda: StratifiedSelector(beta=-1),
+        lambda: StratifiedSelector(n_strata=0),
+        lambda: StratifiedSelector(max_per_image=0),
+        lambda: RepresentativeSelector(n_clusters=0),
+        lambda: RepresentativeSelector(within="far"),
+        lambda: ForegroundGate(ConsistencySelector(magnitude=-1)),
+        lambda: StratifiedSelector(EntropySelector(batch_size=0)),
+    ],
+)
 def test_bad_parameters_raise(bad, raw_seg, noise_images):
     with pytest.raises(ValueError):
         bad().score(noise_images, raw_seg)
