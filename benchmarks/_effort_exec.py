@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from _effort_plan import PATCH, n_patches
+from _effort_plan import PATCH, budget_key, n_patches
 
 
 def job_id(job):
@@ -103,7 +103,7 @@ class Bundle:
             arm, seed = "random", 0
         entry = self.plan["selections"][target][str(split)][arm]
         entry = entry.get(str(seed), entry.get("0"))
-        return entry["support"][: n_patches(target, budget)], entry["drawn"][str(budget)]
+        return entry["support"][: n_patches(target, budget)], entry["drawn"][budget_key(budget)]
 
 
 def job_images(bundle, job):

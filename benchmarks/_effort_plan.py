@@ -27,6 +27,11 @@ BUDGETS = (0.25, 0.5, 1, 2)  # image-equivalents of drawn area
 MIN_FOREGROUND = 360  # the authors' ground-truth filter (label-reading arms)
 
 
+def budget_key(budget):
+    """The budget as the plan's records key it: "1", not "1.0"."""
+    return str(int(budget)) if float(budget).is_integer() else str(float(budget))
+
+
 def n_patches(target, budget):
     return int(round(budget * PER_IMAGE[target]))
 

@@ -224,16 +224,18 @@ class Scheduler:
             f"default recipe by the rule: {recipe} "
             f"({', '.join(f'{k} {v:.1f}' for k, v in sorted(scores.items()))})"
         )
-        if recipe is None or 2 not in self.phases or self.time_left() <= 0:
+        if recipe is None:
             return
-        self._run_phase("phase 2", self.runnable(phase2_jobs(recipe, self.targets, self.splits)))
-        best = [a for a, _ in best_label_free_arms(list(self.records.values()), recipe)]
-        self.log(
-            f"best label-free arms at B=1: {best_label_free_arms(list(self.records.values()), recipe)}"
-        )
+        if 2 in self.phases and self.time_left() > 0:
+            self._run_phase(
+                "phase 2", self.runnable(phase2_jobs(recipe, self.targets, self.splits))
+            )
+        best = best_label_free_arms(list(self.records.values()), recipe)
+        self.log(f"best label-free arms at B=1: {best}")
         if 3 in self.phases and self.time_left() > 0:
             self._run_phase(
-                "phase 3", self.runnable(phase3_jobs(recipe, best, self.targets, self.splits))
+                "phase 3",
+                self.runnable(phase3_jobs(recipe, [a for a, _ in best], self.targets, self.splits)),
             )
 
     def _run_phase(self, name, todo):

@@ -23,6 +23,7 @@ from _effort_plan import (
     SHARED,
     SPLITS,
     STRIDE,
+    budget_key,
     n_patches,
 )
 
@@ -237,7 +238,7 @@ def split_selections(cache, target, split, seg, arms):
                     for k in chosen
                 ],
                 "drawn": {
-                    str(b): drawn_record(target, table, chosen[: n_patches(target.name, b)])
+                    budget_key(b): drawn_record(target, table, chosen[: n_patches(target.name, b)])
                     for b in BUDGETS
                 },
             }

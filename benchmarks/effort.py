@@ -94,6 +94,9 @@ def prepare(args):
         torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = args.tf32
     out = Path(args.out)
     bundle = Bundle(args.bundle) if args.bundle else None
+    if bundle is not None:  # the splits the bundle was packed for
+        packed = {int(k) for t in args.targets for k in bundle.plan["splits"].get(t, {})}
+        args.splits = [k for k in args.splits if k in packed]
     for name in args.targets:
         if bundle is not None and all(
             set(args.arms) <= set(bundle.plan["selections"].get(name, {}).get(str(k), {}))
