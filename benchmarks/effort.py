@@ -19,6 +19,7 @@ Steps (each resumable; results are one JSON file per run under ``<out>/runs/``):
     # 4. results.csv, the tables and the figures
     PYTHONPATH=$PWD python benchmarks/effort.py table
 """
+
 import argparse
 import json
 import os
@@ -31,11 +32,17 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 if "--smoke" in sys.argv[1:]:
-
     os.environ["KWTL_EFFORT_SMOKE"] = "1"  # before _effort_plan is read by any process
 
-from _effort_plan import (ARMS, PATCH, RECIPES, SHARED, SPLITS, TARGETS,  # noqa: E402
-                          make_recipe)
+from _effort_plan import (
+    ARMS,
+    PATCH,
+    RECIPES,
+    SHARED,
+    SPLITS,
+    TARGETS,  # noqa: E402
+    make_recipe,
+)
 
 OUT = Path(__file__).resolve().parent / "results" / "effort"
 
@@ -63,8 +70,14 @@ def _target_and_model(args, name, bundle):
         target, weights = BundleTarget(bundle, name), bundle.weights(name).parent
     else:
         target, weights = Target(name), SHARED / "weights"
-    seg = load_pretrained(f"authors:{name}", source=weights, precision="fp32",
-                          patch_size=PATCH, stride=PATCH, device=args.device)
+    seg = load_pretrained(
+        f"authors:{name}",
+        source=weights,
+        precision="fp32",
+        patch_size=PATCH,
+        stride=PATCH,
+        device=args.device,
+    )
     return target, seg
 
 
@@ -86,8 +99,9 @@ def prepare(args):
         args.splits = [k for k in args.splits if k in packed]
     for name in args.targets:
         if bundle is not None and all(
-                set(args.arms) <= set(bundle.plan["selections"].get(name, {}).get(str(k), {}))
-                for k in args.splits):
+            set(args.arms) <= set(bundle.plan["selections"].get(name, {}).get(str(k), {}))
+            for k in args.splits
+        ):
             print(f"{name}: the bundle's plan has every selection already")
             continue
         target, seg = _target_and_model(args, name, bundle)
@@ -95,9 +109,11 @@ def prepare(args):
             import multiprocessing as mp
 
             pool_ids = sorted({i for k in args.splits for i in target.split(k)[0]})
-            chunks = [pool_ids[w::args.workers] for w in range(args.workers)]
-            procs = [mp.get_context("spawn").Process(target=_cache_images,
-                                                     args=(args, name, c)) for c in chunks]
+            chunks = [pool_ids[w :: args.workers] for w in range(args.workers)]
+            procs = [
+                mp.get_context("spawn").Process(target=_cache_images, args=(args, name, c))
+                for c in chunks
+            ]
             for p in procs:
                 p.start()
             for p in procs:
@@ -111,8 +127,10 @@ def prepare(args):
             start = time.perf_counter()
             done.update(split_selections(out / "cache", target, split, seg, missing))
             atomic_write_json(path, done)
-            print(f"{name} split {split}: {', '.join(missing)} "
-                  f"({time.perf_counter() - start:.0f} s)", flush=True)
+            print(
+                f"{name} split {split}: {', '.join(missing)} ({time.perf_counter() - start:.0f} s)",
+                flush=True,
+            )
 
 
 def write_plan(out, targets, splits):
@@ -125,8 +143,10 @@ def write_plan(out, targets, splits):
         plan["splits"][name], plan["selections"][name] = {}, {}
         for split in splits:
             pool, test = target.split(split)
-            plan["splits"][name][str(split)] = {"pool": [target.names[i] for i in pool],
-                                                "test": [target.names[i] for i in test]}
+            plan["splits"][name][str(split)] = {
+                "pool": [target.names[i] for i in pool],
+                "test": [target.names[i] for i in test],
+            }
             path = out / "selections" / f"{name}_split{split}.json"
             if path.exists():  # else made later on the machine that runs (prepare --bundle)
                 plan["selections"][name][str(split)] = json.loads(path.read_text())
@@ -168,8 +188,9 @@ def pack(args):
             image = folder / "data" / name / f"{stem}.webp"
             image.parent.mkdir(exist_ok=True)
             # lossless; effort 50 is ~50x faster than 100 at ~9 % more bytes
-            Image.fromarray(target.images[i]).save(image, format="WEBP", lossless=True,
-                                                   quality=50, method=4)
+            Image.fromarray(target.images[i]).save(
+                image, format="WEBP", lossless=True, quality=50, method=4
+            )
             mask = image.with_suffix(".mask.png")
             Image.fromarray(target.masks[i]).convert("1").save(mask, optimize=True)
             size += image.stat().st_size + mask.stat().st_size
@@ -196,10 +217,21 @@ def run(args):
 
     if args.smoke:  # the code path end to end in minutes: a 2-step recipe (_effort_plan)
         args.recipes = ["smoke"]
-    sched = Scheduler(args.bundle, args.out, device=args.device, workers=args.workers,
-                      tf32=args.tf32, deadline=deadline, jsonl=args.jsonl, log=log,
-                      phases=args.phases, previous=args.previous, targets=args.targets,
-                      splits=args.splits, recipes=args.recipes)
+    sched = Scheduler(
+        args.bundle,
+        args.out,
+        device=args.device,
+        workers=args.workers,
+        tf32=args.tf32,
+        deadline=deadline,
+        jsonl=args.jsonl,
+        log=log,
+        phases=args.phases,
+        previous=args.previous,
+        targets=args.targets,
+        splits=args.splits,
+        recipes=args.recipes,
+    )
     sched.run()
 
 
@@ -217,8 +249,9 @@ def cost(args):
 
     torch.set_num_threads(args.threads)
     target = Target("ssTEM")
-    seg0 = load_pretrained("authors:ssTEM", source=SHARED / "weights", precision="fp32",
-                           patch_size=PATCH, stride=PATCH)
+    seg0 = load_pretrained(
+        "authors:ssTEM", source=SHARED / "weights", precision="fp32", patch_size=PATCH, stride=PATCH
+    )
     rng = np.random.default_rng(0)
     coords = []
     for i in rng.choice(len(target.images), 16):
@@ -237,9 +270,11 @@ def cost(args):
         timed.train(seg, patches, masks, random_state=0)
         per_step = (time.perf_counter() - start) / args.steps
         full = make_recipe(name).n_steps(16)
-        print(f"{name}: {per_step:.3f} s/step at batch {timed.batch_size} ({args.threads} "
-              f"threads, load {os.getloadavg()[0]:.1f}); {full} steps = {full * per_step:.0f} s",
-              flush=True)
+        print(
+            f"{name}: {per_step:.3f} s/step at batch {timed.batch_size} ({args.threads} "
+            f"threads, load {os.getloadavg()[0]:.1f}); {full} steps = {full * per_step:.0f} s",
+            flush=True,
+        )
 
 
 def one_job(args):
@@ -283,8 +318,12 @@ def main(argv=None):
     p.add_argument("--splits", nargs="+", type=int, default=list(SPLITS))
     p.add_argument("--recipes", nargs="+", default=None, help="the grid (default: all)")
     p.add_argument("--smoke", action="store_true", help="a 2-step recipe only (code check)")
-    p.add_argument("--previous", nargs="*", default=[],
-                   help="folders with earlier records (runs/*.json or *.jsonl)")
+    p.add_argument(
+        "--previous",
+        nargs="*",
+        default=[],
+        help="folders with earlier records (runs/*.json or *.jsonl)",
+    )
     p = sub.add_parser("cost", help="CPU seconds per step of each recipe")
     p.add_argument("--recipes", nargs="+", default=list(RECIPES))
     p.add_argument("--steps", type=int, default=20)

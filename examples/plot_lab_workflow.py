@@ -44,10 +44,17 @@ for i, image in enumerate(new_images):
 # width 32, 256² patches, 300 meta-iterations; or start from the authors' weights,
 # ``start="authors:EM"``). ``segmenter_params`` sets the learning rate of the later
 # fine-tuning (a tiny network learns faster than the paper's 1e-4).
-pretrain([root / "fluorescence", root / "histology"], root / "model.kwtl", width=8,
-         patch_size=32, stride=16, meta_iterations=20, inner_steps=5,
-         segmenter_params={"lr": 1e-3, "module__init": "default", "precision": "fp32"},
-         progress=False)
+pretrain(
+    [root / "fluorescence", root / "histology"],
+    root / "model.kwtl",
+    width=8,
+    patch_size=32,
+    stride=16,
+    meta_iterations=20,
+    inner_steps=5,
+    segmenter_params={"lr": 1e-3, "module__init": "default", "precision": "fp32"},
+    progress=False,
+)
 
 # %%
 # 2. Select what to annotate
@@ -55,8 +62,9 @@ pretrain([root / "fluorescence", root / "histology"], root / "model.kwtl", width
 # Pseudo-label fine-tuning on the new folder, then the default selector scores every 32²
 # candidate; the six best non-overlapping ones are exported with ``selection.csv``, an
 # overview picture per image and a README for the annotator.
-result = select(root / "new", root / "model.kwtl", budget=6, out=root / "todo",
-                pl_epochs=5, progress=False)
+result = select(
+    root / "new", root / "model.kwtl", budget=6, out=root / "todo", pl_epochs=5, progress=False
+)
 print(result.table[["image_file", "mask_file", "source_image", "row", "col", "score"]])
 print(sorted(p.name for p in (root / "todo").iterdir()))
 
@@ -76,7 +84,7 @@ fig.tight_layout()
 truth = {f"nuclei{i}": m for i, m in enumerate(hidden_truth)}
 table = read_selection(root / "todo")
 for row in table.itertuples():
-    mask = truth[row.source_image][row.row:row.row + row.size, row.col:row.col + row.size]
+    mask = truth[row.source_image][row.row : row.row + row.size, row.col : row.col + row.size]
     write_mask(root / "todo" / row.mask_file, mask)
 
 finetune(root / "todo", root / "tuned.kwtl", epochs=30, batch_size=6, progress=False)

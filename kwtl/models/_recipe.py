@@ -1,4 +1,5 @@
 """The fine-tuning recipe: how a model learns from a few annotated patches."""
+
 import contextlib
 import math
 import numbers
@@ -9,9 +10,9 @@ from sklearn.base import BaseEstimator
 from skorch.callbacks import Callback
 from torch.utils.data import Dataset
 
-from ..datasets import PatchAugmenter, PatchSet
+from ..datasets import PatchSet
 from ..utils import derive_seed
-from ..utils._validation import HasMethods, Interval, Options, validate_params
+from ..utils.validation import HasMethods, Interval, Options, validate_params
 
 __all__ = ["FineTuneRecipe", "AugmentedPatchDataset", "ENCODER_LAYERS"]
 
@@ -160,8 +161,18 @@ class FineTuneRecipe(BaseEstimator):
         "train_encoder": ["boolean"],
     }
 
-    def __init__(self, steps=300, epochs=None, batch_size=8, lr=None, weight_decay=None,
-                 augment=None, schedule="constant", warmup=0, train_encoder=True):
+    def __init__(
+        self,
+        steps=300,
+        epochs=None,
+        batch_size=8,
+        lr=None,
+        weight_decay=None,
+        augment=None,
+        schedule="constant",
+        warmup=0,
+        train_encoder=True,
+    ):
         self.steps = steps
         self.epochs = epochs
         self.batch_size = batch_size
@@ -173,12 +184,15 @@ class FineTuneRecipe(BaseEstimator):
         self.train_encoder = train_encoder
 
     def _validate(self):
-        validate_params(type(self).__name__, self.get_params(deep=False),
-                        self._parameter_constraints)
+        validate_params(
+            type(self).__name__, self.get_params(deep=False), self._parameter_constraints
+        )
         if (self.steps is None) == (self.epochs is None):
-            raise ValueError("give exactly one of steps (a step-based recipe) and epochs (the "
-                             f"paper's schedule); got steps={self.steps!r}, "
-                             f"epochs={self.epochs!r}")
+            raise ValueError(
+                "give exactly one of steps (a step-based recipe) and epochs (the "
+                f"paper's schedule); got steps={self.steps!r}, "
+                f"epochs={self.epochs!r}"
+            )
 
     def n_steps(self, n_patches):
         """Optimiser steps this recipe takes on ``n_patches`` annotated patches."""
@@ -210,8 +224,10 @@ class FineTuneRecipe(BaseEstimator):
         if not isinstance(patches, PatchSet) or not isinstance(masks, PatchSet):
             raise TypeError("patches and masks must be PatchSets (PatchSet.with_arrays)")
         if len(patches) == 0 or len(masks) != len(patches):
-            raise ValueError(f"need annotated patches with one mask each, got {len(patches)} "
-                             f"patches and {len(masks)} masks")
+            raise ValueError(
+                f"need annotated patches with one mask each, got {len(patches)} "
+                f"patches and {len(masks)} masks"
+            )
         if self.lr is not None:
             segmenter.lr = float(self.lr)
         if self.weight_decay is not None:
@@ -222,9 +238,13 @@ class FineTuneRecipe(BaseEstimator):
         with contextlib.ExitStack() as stack:
             stack.enter_context(_batch_size(segmenter, self.batch_size))
             if self.schedule != "constant" or self.warmup:
-                stack.enter_context(_temporary_callback(
-                    segmenter, "kwtl_recipe_schedule",
-                    _StepSchedule(float(segmenter.lr), total, int(self.warmup), self.schedule)))
+                stack.enter_context(
+                    _temporary_callback(
+                        segmenter,
+                        "kwtl_recipe_schedule",
+                        _StepSchedule(float(segmenter.lr), total, int(self.warmup), self.schedule),
+                    )
+                )
             for name, cb in extra:
                 stack.enter_context(_temporary_callback(segmenter, name, cb))
             if not self.train_encoder:
@@ -241,14 +261,16 @@ class FineTuneRecipe(BaseEstimator):
         n = len(patches)
         if self.steps is not None:
             order = epoch_order(total * int(self.batch_size), n, rng)
-            dataset = AugmentedPatchDataset(patches, masks, order, self.augment,
-                                            rng.integers(2**31))
+            dataset = AugmentedPatchDataset(
+                patches, masks, order, self.augment, rng.integers(2**31)
+            )
             with _no_shuffle(segmenter):
                 segmenter.partial_fit(dataset, epochs=1)
             return
         for _ in range(int(self.epochs)):  # epochs with augmentation: a new draw per pass
-            dataset = AugmentedPatchDataset(patches, masks, rng.permutation(n), self.augment,
-                                            rng.integers(2**31))
+            dataset = AugmentedPatchDataset(
+                patches, masks, rng.permutation(n), self.augment, rng.integers(2**31)
+            )
             with _no_shuffle(segmenter):
                 segmenter.partial_fit(dataset, epochs=1)
 

@@ -1,165 +1,85 @@
-"""``select``: PLFT on a folder, scoring, and the annotation package for the annotator."""
-import contextlib
-import copy
-import json
-import shutil
-import textwrap
+"""``select``: PLFT on a folder, scoring and choosing, and the annotation package."""
+
 import time
-import warnings
 from pathlib import Path
 
 import numpy as np
+
 from sklearn.base import clone
 from sklearn.utils import Bunch
-from skorch.callbacks import Callback
-from tqdm.auto import tqdm
 
-from .. import __version__
+from .._version import __version__
 from ..datasets import PatchSet
-from ..selection import DEFAULT_SELECTOR, PixelSelector, make_selector
-from ..selection._base import BaseSelector
-from ..utils import check_images, derive_seed
-from ..utils._atomic import atomic_write, atomic_write_text
-from ..utils._output import prepare_output_dir
-from ..datasets import write_image
-from ._files import load_unlabelled, sha256_array
-from ._model import fingerprint, load_model, model_source, save_model
-from ._distributed import dask_client, score_one
-from ._readme import _README
+from ..few_shot import plft_patches, pseudo_label_fine_tune
+from ..selection import DEFAULT_SELECTOR, BaseSelector, make_selector
+from ..utils import derive_seed
+from ..utils.validation import NON_NEGATIVE_INT, POSITIVE_INT, Options, validate_arguments
+from ._distributed import DaskExecutor, dask_client
+from ._files import as_images, sha256_array
+from ._model import load_model, model_source, recorded_training, save_model
+from ._package import PLFT_MODEL, SELECTION_COLUMNS, read_selection, write_package
 from ._rounds import excluded_regions, overlaps_regions, regions_record
+from ._step import FolderStep, fingerprint, say
 
-__all__ = ["select", "read_selection", "SELECTION_COLUMNS", "PLFT_MODEL"]
+__all__ = ["PLFT_MODEL", "SELECTION_COLUMNS", "read_selection", "select"]
 
-#: Columns of ``selection.csv``, one row per item to annotate.
-SELECTION_COLUMNS = ("image_file", "mask_file", "source_image", "row", "col", "size", "score",
-                     "rank")
-#: The model :func:`select` scored with (after PLFT), the starting point of :func:`finetune`.
-PLFT_MODEL = "model_plft.kwtl"
-_WORK = ".kwtl-work"
+_UNIT_WORDS = {"patch": "patches", "image": "whole images"}
 
-
-def _as_images(images, channel):
-    """A folder (read with the format policy) or a list of arrays; with names and a record."""
-    if isinstance(images, (str, Path)):
-        folder = Path(images)
-        arrays, names = load_unlabelled(folder, channel=channel)
-        return arrays, names, str(folder.resolve())
-    arrays = check_images(images, name="images")
-    return arrays, [f"image{i:03d}" for i in range(len(arrays))], "<arrays>"
+#: Constraints of the arguments every workflow step shares.
+COMMON_ARGUMENTS = {
+    "random_state": [NON_NEGATIVE_INT],
+    "device": [None, str],
+    "overwrite": ["boolean"],
+    "progress": ["boolean", "callable"],
+    "verbose": ["boolean"],
+}
 
 
-def _plft(segmenter, images, epochs, max_patches, batch_size, seed, progress):
-    """The paper's target-side steps before selection, bounded for a lab machine:
-    affine BatchNorm (if the model has none yet), pseudo-label fine-tuning on up to
-    ``max_patches`` evenly spaced non-overlapping patches, BatchNorm recalibration."""
-    from ..models._segmenter import _is_affine
-    from ..pseudo_label import PseudoLabeler
-
-    seg = copy.deepcopy(segmenter)
-    seg.set_params(random_state=seed)
-    if not _is_affine(seg.module_):
-        seg.to_affine()
-    size = seg.patch_size
-    patches = PatchSet.from_images(images, size, size, cover_border=True)
-    if max_patches is not None and len(patches) > max_patches:
-        keep = np.unique(np.linspace(0, len(patches) - 1, int(max_patches)).round().astype(int))
-        patches = patches.subset(keep)
-    if epochs:
-        labels = PseudoLabeler().fit_transform(images)
-        own_batch = seg.batch_size
-        seg.batch_size = int(batch_size)
-        n_batches = int(epochs) * -(-len(patches) // int(batch_size))
-        with tqdm(total=n_batches, desc="pseudo-label fine-tuning", unit="batch",
-                  disable=not progress) as bar, batch_progress(seg, bar):
-            try:
-                seg.partial_fit(patches, patches.with_arrays(labels), epochs=int(epochs))
-            finally:
-                seg.batch_size = own_batch
-    seg.recalibrate_batchnorm(patches)
-    seg.initialize_optimizer()
-    return seg, len(patches)
-
-
-class _BatchBar(Callback):
-    """skorch callback: one tick of a tqdm bar per training batch."""
-
-    def __init__(self, bar):
-        self.bar = bar
-
-    def on_batch_end(self, net, batch=None, training=None, **kwargs):
-        if training:
-            self.bar.update(1)
-
-
-@contextlib.contextmanager
-def batch_progress(segmenter, bar):
-    """Tick ``bar`` once per training batch of ``segmenter`` inside the block (a callback
-    added to the initialised net for the block only; its parameters are untouched)."""
-    entry = ("kwtl_workflow_progress", _BatchBar(bar).initialize())
-    segmenter.callbacks_.append(entry)
-    try:
-        yield
-    finally:
-        segmenter.callbacks_.remove(entry)
-
-
-def _check_budget(budget, unit, shapes, size, allow_overlap, n_candidates):
-    if isinstance(budget, bool) or not isinstance(budget, (int, np.integer)) or budget < 1:
-        raise ValueError(f"budget must be a positive integer, got {budget!r}")
-    if unit == "image":
-        most, what = len(shapes), "images"
-    elif allow_overlap:
-        most, what = n_candidates, "candidate patches"
-    else:
-        most = sum((h // size) * (w // size) for h, w in shapes)
-        what = f"non-overlapping {size}x{size} patches"
-    if budget > most:
-        raise ValueError(f"budget {budget} is more than the folder offers: {most} {what}")
-
-
-def _non_overlapping(order, coords, size, budget):
-    """Greedy: the best candidates whose windows do not overlap a better one's."""
-    chosen, boxes = [], {}
-    for k in order:
-        i, r, c = (int(v) for v in coords[k])
-        if any(abs(r - r2) < size and abs(c - c2) < size for r2, c2 in boxes.get(i, ())):
-            continue
-        chosen.append(int(k))
-        boxes.setdefault(i, []).append((r, c))
-        if len(chosen) == budget:
-            break
-    return np.asarray(chosen, dtype=np.intp)
-
-
-def _item_name(name, row, col, unit):
-    return name if unit == "image" else f"{name}_r{row:04d}_c{col:04d}"
-
-
-def _overview(image, boxes, path):
-    """The source image with the chosen regions drawn and numbered by rank."""
-    from PIL import Image, ImageDraw
-
-    picture = Image.fromarray(image).convert("RGB")
-    draw = ImageDraw.Draw(picture)
-    width = max(2, min(image.shape) // 200)
-    for rank, (r, c, h, w) in boxes:
-        draw.rectangle([c, r, c + w - 1, r + h - 1], outline=(255, 40, 40), width=width)
-        draw.text((c + 2 * width + 2, r + 2 * width + 2), f"#{rank}", fill=(255, 255, 0))
-    write_image(path, np.asarray(picture), overwrite=True)
-
-
-
-
-def select(images, model, budget, out, unit="patch", selector=None, *, channel=None,
-           stride=None, allow_overlap=False, pl_epochs=1, pl_max_patches=64, pl_batch_size=8,
-           exclude=None, scheduler=None, random_state=0, device=None, overwrite=False,
-           progress=True):
+@validate_arguments(
+    {
+        "budget": [POSITIVE_INT],
+        "unit": [Options(("patch", "image"))],
+        "selector": [None, str, BaseSelector],
+        "channel": [None, NON_NEGATIVE_INT],
+        "stride": [None, POSITIVE_INT],
+        "allow_overlap": ["boolean"],
+        "pl_epochs": [NON_NEGATIVE_INT],
+        "pl_max_patches": [None, POSITIVE_INT],
+        "pl_batch_size": [POSITIVE_INT],
+        "scheduler": [None, str],
+        **COMMON_ARGUMENTS,
+    }
+)
+def select(
+    images,
+    model,
+    budget,
+    out,
+    unit="patch",
+    selector=None,
+    *,
+    channel=None,
+    stride=None,
+    allow_overlap=False,
+    pl_epochs=1,
+    pl_max_patches=64,
+    pl_batch_size=8,
+    exclude=None,
+    scheduler=None,
+    random_state=0,
+    device=None,
+    overwrite=False,
+    progress=True,
+    verbose=False,
+):
     """Choose what to annotate in a folder of unlabelled images; write the annotation package.
 
-    The steps are the method's (Dawoud et al. 2023): the model's BatchNorm becomes affine
-    (when it is not yet), **pseudo-label fine-tuning** (PLFT) on the folder, then the
-    **selector** scores every candidate patch (or whole image) and the best ``budget`` are
-    exported for the annotator.
+    The steps are the method's (Dawoud et al. 2023), each one call: the inputs are checked,
+    the model's BatchNorm becomes affine (when it is not yet) and it is **pseudo-label
+    fine-tuned** (PLFT) on the folder (:func:`kwtl.few_shot.pseudo_label_fine_tune`), the
+    **selector** scores every candidate patch (or whole image) and chooses the best
+    ``budget`` (:meth:`~kwtl.selection.BaseSelector.select_support`), and the annotation
+    package is written for the annotator.
 
     Defaults chosen for a lab machine (measured in ``benchmarks/RESULTS.md``, "kwtl select"):
     PLFT is one epoch over at most 64 evenly spaced non-overlapping patches (the paper's is
@@ -210,8 +130,10 @@ def select(images, model, budget, out, unit="patch", selector=None, *, channel=N
     overwrite : bool, default=False
         Write into a folder kwtl did not make, or replace a selection made from other
         inputs (masks already saved in ``out/masks/`` are never deleted).
-    progress : bool, default=True
-        Progress bars with the time left.
+    progress : bool or callable, default=True
+        Progress bars with the time left, or ``progress(done, total)``.
+    verbose : bool, default=False
+        Print a one-line summary.
 
     Returns
     -------
@@ -223,270 +145,225 @@ def select(images, model, budget, out, unit="patch", selector=None, *, channel=N
     --------
     finetune : the next step, once the masks are drawn.
     """
-    import pandas as pd
-
     started = time.perf_counter()
-    if unit not in ("patch", "image"):
-        raise ValueError(f"unit must be 'patch' or 'image', got {unit!r}")
-    for name, value, low in (("pl_epochs", pl_epochs, 0), ("pl_batch_size", pl_batch_size, 1)):
-        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
-            raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
-    if pl_max_patches is not None and (not isinstance(pl_max_patches, (int, np.integer))
-                                       or pl_max_patches < 1):
-        raise ValueError(f"pl_max_patches must be None or a positive integer, got "
-                         f"{pl_max_patches!r}")
-    selector_name = (selector or DEFAULT_SELECTOR) if isinstance(selector, str) or \
-        selector is None else None
-    if selector is None or isinstance(selector, str):
-        selector = make_selector(selector or DEFAULT_SELECTOR, dense=True, unit=unit,
-                                 random_state=derive_seed(random_state, "selector"))
-    elif not isinstance(selector, BaseSelector):
-        raise TypeError(f"selector must be a name or a kwtl selector, got {selector!r}")
-    else:
-        selector = clone(selector).set_params(unit=unit) if "unit" in selector.get_params() \
-            else clone(selector)
-    if getattr(selector, "unit", unit) != unit:
-        raise ValueError(f"the {selector_name or type(selector).__name__} selector chooses "
-                         f"{ {'patch': 'patches', 'image': 'whole images'}.get(selector.unit)} only; use unit='{selector.unit}' "
-                         f"(--unit {selector.unit})")
-    arrays, names, images_record = _as_images(images, channel)
+    # 1. the inputs, and the step's fingerprint
+    selector, selector_name = _resolve_selector(selector, unit, random_state)
+    arrays, names, images_record = as_images(images, channel)
     params = {} if device is None else {"device": device}
     segmenter = load_model(model, **params)
     if stride is not None:
-        if isinstance(stride, bool) or not isinstance(stride, (int, np.integer)) or stride < 1:
-            raise ValueError(f"stride must be a positive integer, got {stride!r}")
         segmenter.set_params(stride=int(stride))
+    size = int(segmenter.patch_size)
+    pool = _candidates(arrays, names, segmenter, unit, budget, allow_overlap)
+    regions = excluded_regions(exclude, names)
+    coords = (
+        np.array([[i, 0, 0] for i in range(len(arrays))], dtype=np.int64)
+        if unit == "image"
+        else pool.coords
+    )
+    blocked = overlaps_regions(coords, size, [im.shape for im in arrays], names, regions, unit)
+    if budget > int((~blocked).sum()):
+        raise ValueError(
+            f"budget {budget} is more than the {int((~blocked).sum())} "
+            "candidates left after exclude"
+        )
+    settings = {
+        "budget": int(budget),
+        "unit": unit,
+        "allow_overlap": bool(allow_overlap),
+        "stride": int(segmenter.stride),
+        "patch_size": size,
+        "pl_epochs": int(pl_epochs),
+        "pl_batch_size": int(pl_batch_size),
+        "pl_max_patches": None if pl_max_patches is None else int(pl_max_patches),
+        "random_state": int(random_state),
+        **({"exclude": regions_record(regions)} if regions else {}),
+        "selector": {
+            "name": selector_name,
+            "class": type(selector).__name__,
+            "params": {k: repr(v) for k, v in selector.get_params().items()},
+        },
+    }
+    model_record = model_source(model)
+    image_records = [{"name": n, "sha256": sha256_array(a)} for n, a in zip(names, arrays)]
+    step = FolderStep(
+        out,
+        fingerprint("select", model_record, image_records, settings, __version__),
+        "kwtl select",
+        "selection.json",
+        overwrite,
+    )
+    out = step.out
+    if step.finished("selection.csv"):
+        say(verbose, f"{out} already holds this selection; nothing to do")
+        return Bunch(
+            table=read_selection(out),
+            path=out,
+            metadata=step.record(),
+            model=load_model(out / PLFT_MODEL),
+        )
+    masks = sorted(p.name for p in (out / "masks").glob("*")) if (out / "masks").is_dir() else []
+    held = f" and {len(masks)} mask(s) in masks/ (kept when replaced)" if masks else ""
+    step.claim(f"{out} holds a selection made from other images, model or parameters{held}")
+    if overwrite:  # the old selection goes before the new one is written
+        for old in ("selection.json", "selection.csv"):
+            (out / old).unlink(missing_ok=True)
+
+    # 2. PLFT (saved, so a killed run does not redo it)
+    plft_started = time.perf_counter()
+    plft_file = step.work / PLFT_MODEL
+    if not plft_file.is_file():
+        plft = pseudo_label_fine_tune(
+            segmenter,
+            arrays,
+            epochs=int(pl_epochs),
+            batch_size=int(pl_batch_size),
+            stride=size,
+            cover_border=True,
+            max_patches=pl_max_patches,
+            switch_affine="auto",
+            random_state=derive_seed(random_state, "plft"),
+            progress=progress,
+        )
+        n_plft = len(
+            plft_patches(arrays, size, size, cover_border=True, max_patches=pl_max_patches)
+        )
+        save_model(
+            plft,
+            plft_file,
+            overwrite=True,
+            training={
+                "step": "select (pseudo-label fine-tuning)",
+                "fingerprint": step.key,
+                "start": model_record,
+                "images": images_record,
+                "n_images": len(arrays),
+                "pl_epochs": int(pl_epochs),
+                "pl_patches": n_plft,
+            },
+        )
+    # scored as saved, so that a resumed run finds the scores of the same model in the cache
+    plft = load_model(plft_file, **params)
+    plft.set_params(stride=int(segmenter.stride))
+
+    # 3-4. scores (cached image by image; on a Dask cluster's workers with a scheduler) and
+    # the choice, without the regions of earlier rounds
+    if regions:
+        say(
+            verbose,
+            f"excluded {int(blocked.sum())} of {len(blocked)} candidates that "
+            f"overlap the regions of {len(exclude)} earlier package(s)",
+        )
+    scoring_started = time.perf_counter()
+    with dask_client(scheduler) as client:
+        support = selector.select_support(
+            pool,
+            plft,
+            int(budget),
+            1,
+            memory=step.work / "scores",
+            non_overlapping=unit == "patch" and not allow_overlap,
+            exclude=blocked if regions else None,
+            progress=progress,
+            executor=None if client is None else DaskExecutor(client),
+        )
+    scored_at = time.perf_counter()
+    if len(support.indices) < int(budget):
+        where = " after exclude" if regions else ""
+        raise ValueError(
+            f"only {len(support.indices)} non-overlapping patches could be "
+            f"chosen{where} (best first, on the stride-{segmenter.stride} grid); "
+            f"ask for a budget of at most {len(support.indices)}, or pass "
+            "allow_overlap=True"
+        )
+
+    # 5. the package
+    table = write_package(
+        out,
+        arrays,
+        names,
+        support.coords,
+        support.scores,
+        unit=unit,
+        size=size,
+        n_candidates=len(selector.scores_),
+        selector_name=selector_name,
+        dense=getattr(selector, "dense", False),
+        version=__version__,
+    )
+    save_model(plft, out / PLFT_MODEL, overwrite=True, training=recorded_training(plft_file))
+    metadata = {
+        "made_by": "kwtl select",
+        "kwtl_version": __version__,
+        "fingerprint": step.key,
+        "images": images_record,
+        "n_images": len(arrays),
+        "model": model_record,
+        "plft_model": PLFT_MODEL,
+        **settings,
+        "dense": getattr(selector, "dense", None),
+        "n_candidates": int(len(selector.scores_)),
+        "n_chosen": len(table),
+        "exclude": [str(Path(p).resolve()) for p in exclude or ()],
+        "n_excluded": int(blocked.sum()),
+        "seconds": {
+            "total": round(time.perf_counter() - started, 1),
+            "plft": round(scoring_started - plft_started, 1),
+            "scoring": round(scored_at - scoring_started, 1),
+            "choice_and_package": round(time.perf_counter() - scored_at, 1),
+        },
+        "image_sha256": {r["name"]: r["sha256"] for r in image_records},
+    }
+    step.write_record(metadata)
+    step.finish()
+    what = "whole images" if unit == "image" else f"{size}x{size} patches"
+    say(
+        verbose,
+        f"chose {len(table)} {what} of {len(arrays)} images for annotation; "
+        f"see {out / 'README.txt'}",
+    )
+    return Bunch(table=table, path=out, metadata=metadata, model=plft)
+
+
+def _resolve_selector(selector, unit, random_state):
+    """The selector for ``unit`` (a name gets its fast whole-image mode and a seed), and the
+    name recorded in the package."""
+    if selector is None or isinstance(selector, str):
+        name = selector or DEFAULT_SELECTOR
+        selector = make_selector(
+            name, dense=True, unit=unit, random_state=derive_seed(random_state, "selector")
+        )
+    else:
+        name = type(selector).__name__
+        selector = clone(selector)
+        if "unit" in selector.get_params():
+            selector.set_params(unit=unit)
+    if getattr(selector, "unit", unit) != unit:
+        raise ValueError(
+            f"the {name} selector chooses {_UNIT_WORDS.get(selector.unit)} only; "
+            f"use unit={selector.unit!r}"
+        )
+    return selector, name
+
+
+def _candidates(arrays, names, segmenter, unit, budget, allow_overlap):
+    """The candidate grid of every image, after checking that the budget fits it."""
     size = int(segmenter.patch_size)
     shapes = [im.shape for im in arrays]
     small = [n for n, s in zip(names, shapes) if min(s) < size]
     if small:
-        raise ValueError(f"{len(small)} image(s) are smaller than the model's {size}x{size} "
-                         f"patches: {', '.join(small[:3])}")
-    grids = [PatchSet.from_images([im], size, segmenter.stride, cover_border=True)
-             for im in arrays]
-    _check_budget(budget, unit, shapes, size, allow_overlap, sum(len(g) for g in grids))
-    regions = excluded_regions(exclude, names)
-
-    settings = {"budget": int(budget), "unit": unit, "allow_overlap": bool(allow_overlap),
-                "stride": int(segmenter.stride), "patch_size": size,
-                "pl_epochs": int(pl_epochs), "pl_batch_size": int(pl_batch_size),
-                "pl_max_patches": None if pl_max_patches is None else int(pl_max_patches),
-                "random_state": int(random_state),
-                **({"exclude": regions_record(regions)} if regions else {}),
-                "selector": {"name": selector_name or type(selector).__name__,
-                             "class": type(selector).__name__,
-                             "params": {k: repr(v) for k, v in selector.get_params().items()}}}
-    model_record = model_source(model)
-    image_records = [{"name": n, "sha256": sha256_array(a)} for n, a in zip(names, arrays)]
-    key = fingerprint("select", model_record, image_records, settings, __version__)
-    out = Path(out)
-    done = _finished(out, key)
-    if done is not None:
-        print(f"{out} already holds this selection; nothing to do")
-        return done
-    _claim(out, key, overwrite)
-    work = out / _WORK / key[:16]
-    work.mkdir(parents=True, exist_ok=True)
-
-    # 1. PLFT (saved, so a killed run does not redo it)
-    plft_file = work / PLFT_MODEL
-    plft_started = time.perf_counter()
-    if plft_file.is_file():
-        plft = load_model(plft_file, **params)
-        n_plft = None
-    else:
-        plft, n_plft = _plft(segmenter, arrays, pl_epochs, pl_max_patches, pl_batch_size,
-                             derive_seed(random_state, "plft"), progress)
-        save_model(plft, plft_file, overwrite=True, training={
-            "step": "select (pseudo-label fine-tuning)", "fingerprint": key,
-            "start": model_record, "images": images_record, "n_images": len(arrays),
-            "pl_epochs": int(pl_epochs), "pl_patches": n_plft})
-    plft.set_params(stride=int(segmenter.stride))
-
-    # 2. scores, image by image (pixel selectors score each image on its own)
-    scoring_started = time.perf_counter()
-    with dask_client(scheduler) as client:
-        scores = _scores(selector, plft, grids, arrays, work, progress, client)
-    scored_at = time.perf_counter()
-
-    # 3. the choice
+        raise ValueError(
+            f"{len(small)} image(s) are smaller than the model's {size}x{size} "
+            f"patches: {', '.join(small[:3])}"
+        )
+    pool = PatchSet.from_images(arrays, size, segmenter.stride, cover_border=True)
     if unit == "image":
-        flat = np.array([s[0] for s in scores], dtype=float)
-        coords = np.array([[i, 0, 0] for i in range(len(arrays))], dtype=np.int64)
+        most, what = len(shapes), "images"
+    elif allow_overlap:
+        most, what = len(pool), "candidate patches"
     else:
-        flat = np.concatenate(scores).astype(float)
-        coords = np.concatenate([np.column_stack([np.full(len(g), i), g.coords[:, 1:]])
-                                 for i, g in enumerate(grids)]).astype(np.int64)
-    if np.ptp(flat) <= 1e-12 * max(1.0, float(np.max(np.abs(flat)))) and len(flat) > 1 \
-            and not getattr(selector, "stochastic", False):
-        warnings.warn(f"all {len(flat)} candidates have the same score: the selection is "
-                      "just the first ones (is the model trained?)", RuntimeWarning,
-                      stacklevel=2)
-    blocked = overlaps_regions(coords, size, shapes, names, regions, unit)
-    allowed = np.flatnonzero(~blocked)
-    if regions:
-        print(f"excluded {int(blocked.sum())} of {len(flat)} candidates that overlap the "
-              f"regions of {len(exclude)} earlier package(s)")
-    if len(allowed) < int(budget):
-        raise ValueError(f"budget {budget} is more than the {len(allowed)} candidates left "
-                         "after --exclude")
-    if type(selector)._choose is not BaseSelector._choose:  # a budget-dependent choice
-        chosen = allowed[selector.rank(flat[allowed], int(budget))]
-    else:
-        order = selector.rank(flat, len(flat))
-        order = order[~blocked[order]]
-        chosen = (order[: int(budget)] if unit == "image" or allow_overlap
-                  else _non_overlapping(order, coords, size, int(budget)))
-    if len(chosen) < int(budget):
-        where = " after --exclude" if regions else ""
-        raise ValueError(f"only {len(chosen)} non-overlapping patches could be chosen{where} "
-                         f"(best first, on the stride-{segmenter.stride} grid); ask for a "
-                         f"budget of at most {len(chosen)}, or pass --allow-overlap")
-
-    # 4. the package (images/ and overview/ hold only kwtl's files: stale ones go)
-    for folder in ("images", "overview"):
-        for old in (out / folder).glob("*.png") if (out / folder).is_dir() else ():
-            old.unlink()
-    rows, boxes = [], {}
-    for rank, k in enumerate(chosen, start=1):
-        i, r, c = (int(v) for v in coords[k])
-        item = _item_name(names[i], r, c, unit)
-        if unit == "image":
-            pixels, (h, w), size_text = arrays[i], shapes[i], f"{shapes[i][0]}x{shapes[i][1]}"
-        else:
-            pixels, (h, w), size_text = arrays[i][r:r + size, c:c + size], (size, size), size
-        write_image(out / "images" / f"{item}.png", pixels, overwrite=True)
-        rows.append({"image_file": f"images/{item}.png", "mask_file": f"masks/{item}.png",
-                     "source_image": names[i], "row": r, "col": c, "size": size_text,
-                     "score": float(flat[k]), "rank": rank})
-        boxes.setdefault(i, []).append((rank, (r, c, h, w)))
-    (out / "masks").mkdir(exist_ok=True)
-    for i, name in enumerate(names):
-        _overview(arrays[i], boxes.get(i, []), out / "overview" / f"{name}.png")
-    table = pd.DataFrame(rows, columns=list(SELECTION_COLUMNS))
-    atomic_write_text(out / "selection.csv", table.to_csv(index=False))
-    save_model(plft, out / PLFT_MODEL, overwrite=True,
-               training=json.loads(json.dumps(_training_of(plft_file))))
-    what = "whole images" if unit == "image" else f"{size}x{size} patches"
-    intro = textwrap.fill(
-        f"kwtl chose the {len(rows)} {what} in images/ for you to annotate, out of "
-        f"{len(flat)} candidates in {len(arrays)} images: with the "
-        f"{settings['selector']['name']!r} selector"
-        f"{' (fast whole-image scoring)' if getattr(selector, 'dense', False) else ''}, "
-        "these are the ones whose masks should teach the model most. selection.csv lists "
-        "them best first (column rank); overview/ shows where each lies in its source "
-        "image.", width=88)
-    atomic_write_text(out / "README.txt", _README.format(
-        intro=intro, what=what, example_image=rows[0]["image_file"],
-        example_mask=rows[0]["mask_file"],
-        size_text="height x width in column size" if unit == "image"
-        else f"{size}x{size} pixels",
-        todo=out, columns=", ".join(SELECTION_COLUMNS), version=__version__))
-    metadata = {
-        "made_by": "kwtl select", "kwtl_version": __version__, "fingerprint": key,
-        "images": images_record, "n_images": len(arrays), "model": model_record,
-        "plft_model": PLFT_MODEL, **settings,
-        "dense": getattr(selector, "dense", None),
-        "n_candidates": int(len(flat)), "n_chosen": len(rows),
-        "exclude": [str(Path(p).resolve()) for p in exclude or ()],
-        "n_excluded": int(blocked.sum()),
-        "seconds": {"total": round(time.perf_counter() - started, 1),
-                    "plft": round(scoring_started - plft_started, 1),
-                    "scoring": round(scored_at - scoring_started, 1),
-                    "choice_and_package": round(time.perf_counter() - scored_at, 1)},
-        "image_sha256": {r["name"]: r["sha256"] for r in image_records},
-    }
-    atomic_write_text(out / "selection.json", json.dumps(metadata, indent=1) + "\n")
-    shutil.rmtree(out / _WORK, ignore_errors=True)  # finished: the cache is not needed
-    print(f"chose {len(rows)} {what} of {len(arrays)} images for annotation; "
-              f"see {out / 'README.txt'}")
-    return Bunch(table=table, path=out, metadata=metadata, model=plft)
-
-
-def read_selection(todo_dir):
-    """``selection.csv`` of an annotation package as a DataFrame (names kept as text:
-    a source image named ``00`` stays ``"00"``)."""
-    import pandas as pd
-
-    return pd.read_csv(Path(todo_dir) / "selection.csv",
-                       dtype={"image_file": str, "mask_file": str, "source_image": str})
-
-
-def _training_of(path):
-    from ._model import recorded_training
-
-    return recorded_training(path)
-
-
-def _scores(selector, plft, grids, arrays, work, progress, client=None):
-    """Scores of every image's candidates, cached per image in ``work/scores`` (pixel
-    selectors: on ``client``'s workers when given)."""
-    if not isinstance(selector, PixelSelector):  # whole-pool selectors: one pass
-        cache = work / "scores" / "pool.npz"
-        if cache.is_file():
-            with np.load(cache) as saved:
-                flat = saved["scores"]
-        else:
-            pool = PatchSet(arrays, np.concatenate(
-                [np.column_stack([np.full(len(g), i), g.coords[:, 1:]])
-                 for i, g in enumerate(grids)]), grids[0].patch_size)
-            flat = np.asarray(selector.score(pool, plft), dtype=float)
-            atomic_write(cache, lambda f: np.savez(f, scores=flat))
-        if selector.unit == "image":
-            return [flat[i : i + 1] for i in range(len(arrays))]
-        bounds = np.cumsum([0] + [len(g) for g in grids])
-        return [flat[a:b] for a, b in zip(bounds[:-1], bounds[1:])]
-    scores, remote = [], {}
-    if client is not None:
-        sent = client.scatter([selector, plft], broadcast=True)
-        remote = {i: client.submit(score_one, *sent, grid, pure=False)
-                  for i, grid in enumerate(grids)
-                  if not (work / "scores" / f"{i:05d}.npy").is_file()}
-    bar = tqdm(total=len(arrays), desc="scoring images", unit="image", disable=not progress)
-    try:
-        for i, grid in enumerate(grids):
-            cache = work / "scores" / f"{i:05d}.npy"
-            if cache.is_file():
-                values = np.load(cache)
-            elif i in remote:
-                values = remote.pop(i).result()
-                atomic_write(cache, lambda f: np.save(f, values))
-            else:
-                values = np.asarray(selector.score(grid, plft), dtype=float)
-                atomic_write(cache, lambda f: np.save(f, values))
-            scores.append(values)
-            bar.update(1)
-    finally:
-        bar.close()
-    return scores
-
-
-def _finished(out, key):
-    """The result of a finished selection in ``out`` with fingerprint ``key``, else None."""
-    meta_file = out / "selection.json"
-    if not meta_file.is_file():
-        return None
-    try:
-        metadata = json.loads(meta_file.read_text())
-    except ValueError:
-        return None
-    if metadata.get("fingerprint") != key or not (out / "selection.csv").is_file():
-        return None
-    return Bunch(table=read_selection(out), path=out, metadata=metadata,
-                 model=load_model(out / PLFT_MODEL))
-
-
-def _claim(out, key, overwrite):
-    """Claim ``out`` for a new selection; refuse to replace another one silently."""
-    prepare_output_dir(out, force=overwrite, made_by="kwtl select")
-    meta_file = out / "selection.json"
-    if meta_file.is_file() and not overwrite:
-        masks = sorted(p.name for p in (out / "masks").glob("*")) if (out / "masks").is_dir() \
-            else []
-        held = f" and {len(masks)} mask(s) in masks/" if masks else ""
-        raise FileExistsError(
-            f"{out} holds a selection made from other images, model or parameters{held}; "
-            "choose another --out, or pass --force to replace the selection (masks are kept)")
-    if overwrite:
-        for old in ("selection.json", "selection.csv"):
-            (out / old).unlink(missing_ok=True)
+        most = sum((h // size) * (w // size) for h, w in shapes)
+        what = f"non-overlapping {size}x{size} patches"
+    if budget > most:
+        raise ValueError(f"budget {budget} is more than the folder offers: {most} {what}")
+    return pool

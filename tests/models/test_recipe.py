@@ -1,4 +1,5 @@
 """FineTuneRecipe: step counts, visiting order, schedule, frozen encoder, reproducibility."""
+
 import copy
 import math
 
@@ -9,8 +10,7 @@ from skorch.callbacks import Callback
 
 from kwtl.datasets import PatchAugmenter, PatchSet, make_cells
 from kwtl.models import FCRNSegmenter, FineTuneRecipe
-from kwtl.models._recipe import (ENCODER_LAYERS, AugmentedPatchDataset, _StepSchedule,
-                                 epoch_order)
+from kwtl.models._recipe import ENCODER_LAYERS, AugmentedPatchDataset, _StepSchedule, epoch_order
 
 
 @pytest.fixture(scope="module")
@@ -22,8 +22,9 @@ def support():
 
 @pytest.fixture
 def segmenter():
-    return FCRNSegmenter(module__width=4, patch_size=16, stride=16, precision="fp32",
-                         random_state=0).initialize()
+    return FCRNSegmenter(
+        module__width=4, patch_size=16, stride=16, precision="fp32", random_state=0
+    ).initialize()
 
 
 def weights(seg):
@@ -54,13 +55,14 @@ def test_epoch_order_visits_every_patch_equally_often():
     counts = np.bincount(order, minlength=5)
     assert len(order) == 23 and counts.max() - counts.min() <= 1
     for start in range(0, 20, 5):  # each full pass is a permutation
-        assert sorted(order[start:start + 5]) == list(range(5))
+        assert sorted(order[start : start + 5]) == list(range(5))
 
 
 def test_dataset_items_do_not_depend_on_the_reading_order(support):
     patches, masks = support
-    data = AugmentedPatchDataset(patches, masks, [0, 1, 2, 3, 0], PatchAugmenter(intensity=0.2),
-                                 seed=7)
+    data = AugmentedPatchDataset(
+        patches, masks, [0, 1, 2, 3, 0], PatchAugmenter(intensity=0.2), seed=7
+    )
     forward = [data[i] for i in range(5)]
     backward = [data[i] for i in reversed(range(5))][::-1]
     for (x1, y1), (x2, y2) in zip(forward, backward):
@@ -71,10 +73,12 @@ def test_dataset_items_do_not_depend_on_the_reading_order(support):
 
 def test_same_seed_same_weights_other_seed_other_weights(support):
     def run(seed):
-        seg = FCRNSegmenter(module__width=4, patch_size=16, stride=16, precision="fp32",
-                            random_state=0).initialize()
-        recipe = FineTuneRecipe(steps=4, batch_size=2, lr=1e-3,
-                                augment=PatchAugmenter(intensity=0.1))
+        seg = FCRNSegmenter(
+            module__width=4, patch_size=16, stride=16, precision="fp32", random_state=0
+        ).initialize()
+        recipe = FineTuneRecipe(
+            steps=4, batch_size=2, lr=1e-3, augment=PatchAugmenter(intensity=0.1)
+        )
         return weights(recipe.train(seg, *support, random_state=seed))
 
     a, b, c = run(1), run(1), run(2)
@@ -85,7 +89,8 @@ def test_same_seed_same_weights_other_seed_other_weights(support):
 def test_frozen_encoder_leaves_encoder_weights_alone(segmenter, support):
     before = weights(segmenter)
     FineTuneRecipe(steps=3, batch_size=4, lr=1e-2, train_encoder=False).train(
-        segmenter, *support, random_state=0)
+        segmenter, *support, random_state=0
+    )
     after = weights(segmenter)
     for key in before:
         layer = key.split(".")[0]
@@ -107,7 +112,8 @@ def test_schedule_values_by_hand():
 def test_the_schedule_reaches_the_optimizer(segmenter, support):
     log = LrLog()
     FineTuneRecipe(steps=4, batch_size=2, lr=0.01, schedule="cosine", warmup=1).train(
-        segmenter, *support, random_state=0, callbacks=[log])
+        segmenter, *support, random_state=0, callbacks=[log]
+    )
     s = _StepSchedule(0.01, 4, 1, "cosine")
     assert log.lrs == pytest.approx([s.lr_at(t) for t in range(4)])
     assert not any(name.startswith("kwtl_recipe") for name, _ in segmenter.callbacks_)
@@ -115,8 +121,14 @@ def test_the_schedule_reaches_the_optimizer(segmenter, support):
 
 def test_epochs_without_augmentation_is_plain_partial_fit(support):
     def fresh():
-        return FCRNSegmenter(module__width=4, patch_size=16, stride=16, precision="fp32",
-                             batch_size=3, random_state=5).initialize()
+        return FCRNSegmenter(
+            module__width=4,
+            patch_size=16,
+            stride=16,
+            precision="fp32",
+            batch_size=3,
+            random_state=5,
+        ).initialize()
 
     plain = fresh()
     plain.initialize_optimizer()
@@ -125,7 +137,9 @@ def test_epochs_without_augmentation_is_plain_partial_fit(support):
     FineTuneRecipe(steps=None, epochs=2, batch_size=3).train(recipe, *support)
     a, b = weights(plain), weights(recipe)
     assert all(torch.equal(a[k], b[k]) for k in a)
-    assert FineTuneRecipe(steps=None, epochs=2, batch_size=3).n_steps(len(support[0])) == 6  # 8 patches: 3 batches a pass
+    assert (
+        FineTuneRecipe(steps=None, epochs=2, batch_size=3).n_steps(len(support[0])) == 6
+    )  # 8 patches: 3 batches a pass
 
 
 def test_augmented_epochs_take_epochs_times_batches(segmenter, support):
@@ -137,11 +151,13 @@ def test_augmented_epochs_take_epochs_times_batches(segmenter, support):
 
 
 def test_training_lowers_the_loss(support):
-    seg = FCRNSegmenter(module__width=4, patch_size=16, stride=16, precision="fp32",
-                        random_state=0).initialize()
+    seg = FCRNSegmenter(
+        module__width=4, patch_size=16, stride=16, precision="fp32", random_state=0
+    ).initialize()
     probe = copy.deepcopy(seg)
     FineTuneRecipe(steps=40, batch_size=4, lr=3e-3, augment=PatchAugmenter()).train(
-        seg, *support, random_state=0)
+        seg, *support, random_state=0
+    )
     patches, masks = support
 
     def loss(model):
@@ -154,10 +170,17 @@ def test_training_lowers_the_loss(support):
     assert loss(seg) < loss(probe)
 
 
-@pytest.mark.parametrize("params, match", [
-    ({"steps": 3, "epochs": 2}, "exactly one"), ({"steps": None}, "exactly one"),
-    ({"steps": 0}, "steps"), ({"schedule": "linear"}, "schedule"),
-    ({"augment": "flips"}, "augment"), ({"lr": -1.0}, "lr")])
+@pytest.mark.parametrize(
+    "params, match",
+    [
+        ({"steps": 3, "epochs": 2}, "exactly one"),
+        ({"steps": None}, "exactly one"),
+        ({"steps": 0}, "steps"),
+        ({"schedule": "linear"}, "schedule"),
+        ({"augment": "flips"}, "augment"),
+        ({"lr": -1.0}, "lr"),
+    ],
+)
 def test_bad_parameters_are_named(params, match, segmenter, support):
     with pytest.raises(ValueError, match=match):
         FineTuneRecipe(**params).train(segmenter, *support)
@@ -165,5 +188,6 @@ def test_bad_parameters_are_named(params, match, segmenter, support):
 
 def test_inputs_must_be_patch_sets(segmenter):
     with pytest.raises(TypeError, match="PatchSet"):
-        FineTuneRecipe(steps=1).train(segmenter, [np.zeros((16, 16), np.uint8)],
-                                      [np.zeros((16, 16))])
+        FineTuneRecipe(steps=1).train(
+            segmenter, [np.zeros((16, 16), np.uint8)], [np.zeros((16, 16))]
+        )
