@@ -284,8 +284,11 @@ def one_job(args):
     ctx = Context(args.bundle, args.device, args.tf32)
     start = time.perf_counter()
     r = run_job(ctx, json.loads(args.json))
-    print(f"{r['id']}: mIoU {r['miou']:.1f}, {r['n_patches']} patches, "
-          f"{time.perf_counter() - start:.1f} s", flush=True)
+    print(
+        f"{r['id']}: mIoU {r['miou']:.1f}, {r['n_patches']} patches, "
+        f"{time.perf_counter() - start:.1f} s",
+        flush=True,
+    )
 
 
 def main(argv=None):
@@ -345,8 +348,7 @@ def main(argv=None):
 
         table(Path(args.out))
         return 0
-    {"prepare": prepare, "pack": pack, "run": run, "cost": cost,
-     "job": one_job}[args.command](args)
+    {"prepare": prepare, "pack": pack, "run": run, "cost": cost, "job": one_job}[args.command](args)
     return 0
 
 
