@@ -107,7 +107,9 @@ def test_encoder_features_match_manual_forward(seg):
     with torch.no_grad():
         h = net.conv4(net.conv3(net.conv2(net.conv1(x))))
     seg.module_.train()
-    np.testing.assert_allclose(got, h.mean(dim=(2, 3)).numpy(), rtol=1e-5, atol=1e-6)
+    # two float32 computations (normalisation written differently, other conv kernels):
+    # they agree to float32 accumulation error, ~1e-5 relative on some CPUs
+    np.testing.assert_allclose(got, h.mean(dim=(2, 3)).numpy(), rtol=1e-4, atol=1e-5)
     assert got.shape == (5, 64)
     np.testing.assert_allclose(got, encoder_features(seg, patches, batch_size=2), rtol=1e-5)
 
