@@ -111,7 +111,9 @@ def test_encoder_features_match_manual_forward(seg):
     # they agree to float32 accumulation error, ~1e-5 relative on some CPUs
     np.testing.assert_allclose(got, h.mean(dim=(2, 3)).numpy(), rtol=1e-4, atol=1e-5)
     assert got.shape == (5, 64)
-    np.testing.assert_allclose(got, encoder_features(seg, patches, batch_size=2), rtol=1e-5)
+    np.testing.assert_allclose(
+        got, encoder_features(seg, patches, batch_size=2), rtol=1e-5, atol=1e-7
+    )  # other batch sizes may pick other conv kernels: float32 rounding differs slightly
 
 
 def test_window_means_against_loops():
