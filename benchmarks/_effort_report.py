@@ -120,7 +120,7 @@ def _mean_of_split_means(values_by_split):
 def recipe_table(records):
     lines = [
         "| recipe | steps × batch | CPU s (est.) | ≤ 6 min | ssTEM | EM | mean | "
-        "Δ vs paper20 (paired) | sd of seeds |",
+        "Δ vs paper20 (paired) | sd of draws |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
     for name in RECIPES:

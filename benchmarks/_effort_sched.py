@@ -33,6 +33,7 @@ from _effort_plan import (
 
 
 def job(target, split, arm, budget, seed, recipe, phase, round_=1, round1_arm=None):
+    budget = int(budget) if float(budget).is_integer() else float(budget)  # "B1", not "B1.0"
     return {
         "target": target,
         "split": split,

@@ -235,6 +235,53 @@ def run(args):
     sched.run()
 
 
+def queue(args):
+    """Run chosen jobs in a given order (e.g. on the CPU, where the phases do not fit):
+    seed-major over the given arms, budgets, splits and targets."""
+    from _effort_sched import Scheduler, job
+
+    log_file = open(args.log, "a") if args.log else None
+
+    def log(msg):
+        line = f"[{time.strftime('%H:%M:%S')}] {msg}"
+        print(line, flush=True)
+        if log_file:
+            log_file.write(line + "\n")
+            log_file.flush()
+
+    jobs = [
+        job(t, s, a, b, seed, args.recipe, args.phase)
+        for seed in args.seeds
+        for a in args.arms
+        for b in args.budgets
+        for s in args.splits
+        for t in args.targets
+    ]
+    sched = Scheduler(
+        args.bundle, args.out, device=args.device, workers=args.workers, jsonl=args.jsonl, log=log
+    )
+    import multiprocessing as mp
+
+    context = mp.get_context("spawn")
+    sched.jobs, sched.results = context.Queue(), context.Queue()
+    from _effort_sched import _worker
+
+    workers = [
+        context.Process(
+            target=_worker,
+            args=(sched.folders, sched.device, False, sched.selections, sched.jobs, sched.results),
+        )
+        for _ in range(sched.n_workers)
+    ]
+    for w in workers:
+        w.start()
+    sched.workers = workers
+    try:
+        sched._run_phase("queue", sched.runnable(jobs))
+    finally:
+        sched._finish(workers)
+
+
 def cost(args):
     """CPU seconds per optimiser step of each recipe (``--steps`` steps after one warm-up
     step, on 16 random ssTEM patches), with ``--threads`` torch threads; a recipe's cost is
@@ -327,6 +374,19 @@ def main(argv=None):
         default=[],
         help="folders with earlier records (runs/*.json or *.jsonl)",
     )
+    p = sub.add_parser("queue", help="chosen jobs in a given order (resumable)")
+    p.add_argument("--bundle", nargs="+", required=True)
+    p.add_argument("--recipe", required=True)
+    p.add_argument("--arms", nargs="+", required=True)
+    p.add_argument("--budgets", nargs="+", type=float, default=[1])
+    p.add_argument("--seeds", nargs="+", type=int, default=[0])
+    p.add_argument("--targets", nargs="+", default=list(TARGETS))
+    p.add_argument("--splits", nargs="+", type=int, default=list(SPLITS))
+    p.add_argument("--phase", type=int, default=2, help="the phase recorded with the runs")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--workers", type=int, default=1)
+    p.add_argument("--jsonl", default=None)
+    p.add_argument("--log", default=None)
     p = sub.add_parser("cost", help="CPU seconds per step of each recipe")
     p.add_argument("--recipes", nargs="+", default=list(RECIPES))
     p.add_argument("--steps", type=int, default=20)
@@ -348,7 +408,9 @@ def main(argv=None):
 
         table(Path(args.out))
         return 0
-    {"prepare": prepare, "pack": pack, "run": run, "cost": cost, "job": one_job}[args.command](args)
+    commands = {"prepare": prepare, "pack": pack, "run": run, "cost": cost, "job": one_job}
+    commands["queue"] = queue
+    commands[args.command](args)
     return 0
 
 
