@@ -357,3 +357,36 @@ def test_all_tied_scores_warn(packed):
 
     with pytest.warns(RuntimeWarning, match="same Constant score"):
         tiny_method(selector=Constant()).fit(X, y, d)
+
+
+# ------------------------------------------------------------------------- recipe
+def test_the_recipe_is_the_default_fine_tuning_and_grid_searchable(packed):
+    from kwtl.few_shot import fine_tune
+    from kwtl.models import FineTuneRecipe
+
+    X, y, d = one_target(packed)
+    method = tiny_method(finetune_epochs=None, recipe=FineTuneRecipe(steps=3, batch_size=2))
+    method.fit(X, y, sample_domain=d)
+    assert len(method.segmenter_.history[-1, "batches"]) == 3  # 3 optimiser steps
+    # the same step as kwtl.few_shot.fine_tune on the revealed support
+    support = method.candidates_.subset(method.support_indices_)
+    masks = method.oracle_.reveal_patches(support)
+    again = fine_tune(
+        method.plft_segmenter_,
+        support,
+        masks,
+        recipe=FineTuneRecipe(steps=3, batch_size=2),
+        random_state=method.segmenter_.random_state,
+    )
+    a, b = method.segmenter_.module_.state_dict(), again.module_.state_dict()
+    assert all(np.array_equal(a[k].numpy(), b[k].numpy()) for k in a)
+    # nested parameters reach the recipe (GridSearchCV's set_params)
+    tuned = clone(method).set_params(recipe__steps=5, recipe__augment=None)
+    assert tuned.recipe.steps == 5 and tuned.recipe.augment is None
+    assert FewShotSegmentation().recipe is None and FewShotSegmentation().finetune_epochs is None
+    with pytest.raises(ValueError, match="not both"):
+        tiny_method(recipe=FineTuneRecipe()).fit(X, y, sample_domain=d)
+    with pytest.raises(ValueError, match="exactly one"):
+        tiny_method(finetune_epochs=None, recipe=FineTuneRecipe(steps=None)).fit(
+            X, y, sample_domain=d
+        )

@@ -32,7 +32,10 @@ PROFILES = {
         "patches_per_shot": 10,
         "pl_epochs": 20,
         "pl_batch_size": 32,
-        "finetune_epochs": 20,
+        # the library's default support fine-tuning (FineTuneRecipe(): 250 steps of batch 8,
+        # flips and quarter turns); the cpu and paper profiles keep the paper's epochs
+        "finetune_recipe": {},
+        "finetune_epochs": None,
         "pseudo_labeler": "default",
         "transductive_plft": False,
         "min_foreground": None,

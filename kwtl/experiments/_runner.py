@@ -270,7 +270,8 @@ class Experiment:
             patches_per_shot=per_target(p["patches_per_shot"], target),
             pl_epochs=int(p["pl_epochs"]),
             pl_batch_size=int(p["pl_batch_size"]),
-            finetune_epochs=int(p["finetune_epochs"]),
+            recipe=_recipe(p),
+            finetune_epochs=None if _recipe(p) is not None else int(p["finetune_epochs"]),
             min_foreground=p.get("min_foreground"),
             recalibrate_batchnorm=bool(p.get("recalibrate_batchnorm", True)),
             memory=joblib.Memory(self.out_dir / "cache", verbose=0),
@@ -429,3 +430,14 @@ def _selection_images(experiment):
             if ds == target
         }
     return out
+
+
+def _recipe(profile):
+    """The profile's support fine-tuning: None (the paper's schedule) when it sets
+    ``finetune_epochs``, else a FineTuneRecipe with its ``finetune_recipe`` parameters
+    ({} is the library's default recipe)."""
+    from ..models import FineTuneRecipe
+
+    if profile.get("finetune_epochs") is not None:
+        return None
+    return FineTuneRecipe(**(profile.get("finetune_recipe") or {}))

@@ -152,7 +152,8 @@ def fine_tune(
     patches,
     masks,
     *,
-    epochs=20,
+    recipe=None,
+    epochs=None,
     batch_size=None,
     random_state=None,
     progress=None,
@@ -160,9 +161,11 @@ def fine_tune(
 ):
     """Support fine-tuning: a copy of ``segmenter`` trained on the annotated patches.
 
-    A fresh Adam (the segmenter's ``lr`` and weight decay), the paper's weighted BCE,
-    ``epochs`` epochs over ``patches`` in batches of ``batch_size``, as one seeded training
-    run of the segmenter (its ``random_state`` seeds the shuffling).
+    By default the measured few-label recipe (:class:`~kwtl.models.FineTuneRecipe`: 250
+    steps of batch 8, random flips and quarter turns, the segmenter's Adam, learning rate
+    and weight decay, the paper's weighted BCE); ``epochs`` gives the paper's schedule
+    instead (that many epochs over ``patches``, no augmentation). One seeded training run
+    either way.
 
     Parameters
     ----------
@@ -171,29 +174,37 @@ def fine_tune(
     patches, masks : PatchSet
         The annotated patches and their masks (same coordinates), e.g. what an
         :class:`~kwtl.few_shot.Oracle` revealed.
-    epochs : int, default=20
-        The paper's 20; 0 returns the copy untrained.
+    recipe : FineTuneRecipe or None, default=None
+        None is ``FineTuneRecipe()``. Exclusive with ``epochs``.
+    epochs : int or None, default=None
+        The paper's schedule (:func:`~kwtl.models.paper_recipe`): ``epochs`` epochs in
+        batches of ``batch_size`` (default: the segmenter's, 64); 0 returns the copy
+        untrained.
     batch_size : int or None, default=None
-        None keeps the segmenter's (64).
+        Overrides the recipe's batch size (with ``epochs``: the segmenter's).
     random_state : int or None, default=None
-        The copy's seed; None keeps the segmenter's.
+        The copy's seed (the order of the patches and the augmentation draws); None keeps
+        the segmenter's.
     progress : bool, callable or None, default=None
         Progress by training batch.
     checkpoint : object or None, default=None
         Makes the run resumable: an object with ``load()`` (the last saved state, a dict,
-        or None) and ``save(**state)``, called after every epoch with the weights, the
-        optimizer state, the random generator's state, the epoch and the losses so far. A
-        run resumed from a checkpoint ends with the same weights as an uninterrupted one.
+        or None) and ``save(**state)``, called after every epoch (every
+        :data:`~kwtl.models._recipe.CHUNK_STEPS` steps of a step-based recipe) with the
+        weights, the optimizer state, the random generator's state, the number of epochs
+        (chunks) done and the losses so far. A run resumed from a checkpoint ends with the
+        same weights as an uninterrupted one.
 
     Returns
     -------
     segmenter : FCRNSegmenter
-        The fine-tuned copy; ``epoch_losses_`` holds the training loss of every epoch.
+        The fine-tuned copy; ``epoch_losses_`` holds the training loss of every epoch
+        (chunk).
 
     Examples
     --------
     >>> from kwtl.datasets import PatchSet, make_cells
-    >>> from kwtl.models import FCRNSegmenter
+    >>> from kwtl.models import FCRNSegmenter, FineTuneRecipe
     >>> images, masks = make_cells(2, 32, random_state=0)
     >>> seg = FCRNSegmenter(module__width=4, patch_size=16, stride=16, precision="fp32",
     ...                     random_state=0).initialize()
@@ -201,24 +212,78 @@ def fine_tune(
     >>> tuned = fine_tune(seg, patches, patches.with_arrays(masks), epochs=2, batch_size=4)
     >>> len(tuned.epoch_losses_)
     2
+    >>> tuned = fine_tune(seg, patches, patches.with_arrays(masks),
+    ...                   recipe=FineTuneRecipe(steps=30, batch_size=4))
+    >>> len(tuned.epoch_losses_)  # checkpoints every 25 steps
+    2
     """
+    from ..models import FineTuneRecipe
+
+    if recipe is not None and epochs is not None:
+        raise ValueError("give a recipe or the paper's epochs, not both")
     model = copy.deepcopy(segmenter)
-    if batch_size is not None:
-        model.set_params(batch_size=int(batch_size))
     if random_state is not None:
         model.set_params(random_state=random_state)
-    model.initialize_optimizer()
+    if epochs is not None:
+        if batch_size is not None:
+            model.set_params(batch_size=int(batch_size))
+        return _fine_tune_epochs(model, patches, masks, int(epochs), progress, checkpoint)
+    recipe = FineTuneRecipe() if recipe is None else clone(recipe)
+    if batch_size is not None:
+        recipe.set_params(batch_size=int(batch_size))
+    recipe.start(model, patches, masks)
+    if recipe.plain_epochs:
+        model.set_params(batch_size=int(recipe.batch_size))
+        return _fine_tune_epochs(model, patches, masks, int(recipe.epochs), progress, checkpoint)
+    return _fine_tune_chunks(model, patches, masks, recipe, progress, checkpoint)
+
+
+def _resume(model, checkpoint):
     saved = None if checkpoint is None else checkpoint.load()
-    done, losses = 0, []
-    if saved is not None:
-        model.module_.load_state_dict(saved["module"])
-        model.optimizer_.load_state_dict(saved["optimizer"])
-        done, losses = int(saved["epoch"]), list(saved["losses"])
+    if saved is None:
+        return None, 0, []
+    model.module_.load_state_dict(saved["module"])
+    model.optimizer_.load_state_dict(saved["optimizer"])
+    return saved, int(saved["epoch"]), list(saved["losses"])
+
+
+def _fine_tune_epochs(model, patches, masks, epochs, progress, checkpoint):
+    """The paper's schedule: ``epochs`` epochs of ``partial_fit`` on the patches."""
+    model.initialize_optimizer()
+    saved, done, losses = _resume(model, checkpoint)
     if done < epochs:
         callbacks = [_EpochLosses(losses, checkpoint)]
         if saved is not None:
             callbacks.append(_RestoreRandomState(saved["rng"]))
         _train(model, patches, masks, int(epochs), callbacks, progress, "fine-tuning", done)
+    model.epoch_losses_ = losses
+    return model
+
+
+def _fine_tune_chunks(model, patches, masks, recipe, progress, checkpoint):
+    """A step-based (or augmented) recipe, chunk after chunk, a checkpoint after each."""
+    chunks = recipe.chunks(patches, masks, model.random_state)
+    total = recipe.n_steps(len(patches))
+    saved, done, losses = _resume(model, checkpoint)
+    steps_done = sum(-(-len(c) // int(recipe.batch_size)) for c in chunks[:done])
+    bar = (
+        progress_bar(progress, total, "fine-tuning", "batch", initial=steps_done)
+        if progress
+        else None
+    )
+    extra = [_EpochLosses(losses, checkpoint)] + ([_BatchTick(bar)] if bar else [])
+    try:
+        with recipe.training(model, total, steps_done, callbacks=extra):
+            for k in range(done, len(chunks)):
+                if k == done and saved is not None:
+                    torch_state = saved["rng"]
+                    with _callbacks(model, [_RestoreRandomState(torch_state)]):
+                        _train(model, chunks[k], None, 1, [], None, "fine-tuning")
+                else:
+                    _train(model, chunks[k], None, 1, [], None, "fine-tuning")
+    finally:
+        if bar is not None:
+            bar.close()
     model.epoch_losses_ = losses
     return model
 

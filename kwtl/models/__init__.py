@@ -8,7 +8,7 @@ not part of the API.
 from ._fcrn import FCRN
 from ._io import ModelFileError, read_weights, save_weights
 from ._loss import WeightedBCEWithLogitsLoss
-from ._recipe import FineTuneRecipe
+from ._recipe import FineTuneRecipe, paper_recipe
 from ._pretrained import AUTHORS_COMMIT, PRETRAINED, load_pretrained, pretrained_path
 from ._segmenter import FCRNSegmenter
 
@@ -17,6 +17,7 @@ __all__ = [
     "FCRN",
     "FCRNSegmenter",
     "FineTuneRecipe",
+    "paper_recipe",
     "ModelFileError",
     "PRETRAINED",
     "WeightedBCEWithLogitsLoss",

@@ -81,9 +81,9 @@ class StepsWidget(QWidget):
         # finetune
         self.finetune_packages = _line("annotated packages, separated by ;")
         self.finetune_model = _line("start model (default: the first package's PLFT model)")
-        self.finetune_epochs = QSpinBox()
-        self.finetune_epochs.setRange(1, 10000)
-        self.finetune_epochs.setValue(20)
+        self.finetune_steps = QSpinBox()  # the default recipe's optimiser steps
+        self.finetune_steps.setRange(1, 100000)
+        self.finetune_steps.setValue(250)
         self.finetune_out = _line("model file to write, e.g. tuned.kwtl")
         self.finetune_button = QPushButton("Fine-tune")
         # predict
@@ -120,7 +120,7 @@ class StepsWidget(QWidget):
                 [
                     ("Packages", self.finetune_packages),
                     ("From model", self.finetune_model),
-                    ("Epochs", self.finetune_epochs),
+                    ("Steps", self.finetune_steps),
                     ("Out", self.finetune_out),
                 ],
                 self.finetune_button,
@@ -186,7 +186,7 @@ class StepsWidget(QWidget):
             todo_dir=packages,
             out=self.finetune_out.text().strip(),
             model=self.finetune_model.text().strip() or None,
-            epochs=int(self.finetune_epochs.value()),
+            steps=int(self.finetune_steps.value()),
         )
         self._start("finetune", workflow.finetune, kwargs, self._finetuned)
 

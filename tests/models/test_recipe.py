@@ -46,6 +46,9 @@ def test_a_step_recipe_takes_exactly_its_steps(segmenter, support):
     seg = recipe.train(segmenter, *support, random_state=0)
     batches = seg.history[-1, "batches"]
     assert len(batches) == 5 and all(b["train_batch_size"] == 3 for b in batches)
+    # a longer run is cut into chunks of CHUNK_STEPS batches (checkpoints in between)
+    seg = FineTuneRecipe(steps=60, batch_size=2).train(segmenter, *support, random_state=0)
+    assert [len(seg.history[i, "batches"]) for i in (-3, -2, -1)] == [25, 25, 10]
     assert seg.optimizer_.param_groups[0]["lr"] == 1e-3
     assert seg.batch_size == 64  # the segmenter's own batch size is restored
 
@@ -134,11 +137,12 @@ def test_epochs_without_augmentation_is_plain_partial_fit(support):
     plain.initialize_optimizer()
     plain.partial_fit(*support, epochs=2)
     recipe = fresh()
-    FineTuneRecipe(steps=None, epochs=2, batch_size=3).train(recipe, *support)
+    FineTuneRecipe(steps=None, epochs=2, batch_size=3, augment=None).train(recipe, *support)
     a, b = weights(plain), weights(recipe)
     assert all(torch.equal(a[k], b[k]) for k in a)
     assert (
-        FineTuneRecipe(steps=None, epochs=2, batch_size=3).n_steps(len(support[0])) == 6
+        FineTuneRecipe(steps=None, epochs=2, batch_size=3, augment=None).n_steps(len(support[0]))
+        == 6
     )  # 8 patches: 3 batches a pass
 
 
@@ -191,3 +195,95 @@ def test_inputs_must_be_patch_sets(segmenter):
         FineTuneRecipe(steps=1).train(
             segmenter, [np.zeros((16, 16), np.uint8)], [np.zeros((16, 16))]
         )
+
+
+def test_the_default_recipe_is_the_measured_one():
+    recipe = FineTuneRecipe()
+    assert (recipe.steps, recipe.epochs, recipe.batch_size, recipe.lr) == (250, None, 8, None)
+    assert recipe.augmenter().get_params() == PatchAugmenter().get_params()
+    assert PatchAugmenter().get_params() == {
+        "flips": True,
+        "intensity": 0.0,
+        "gamma": 0.0,
+        "scale": 0.0,
+    }
+    assert FineTuneRecipe(augment=None).augmenter() is None
+
+
+def test_chunks_replay_the_whole_run_item_by_item(support):
+    patches, masks = support
+    recipe = FineTuneRecipe(steps=7, batch_size=3, augment=PatchAugmenter(intensity=0.3))
+    chunks = recipe.chunks(patches, masks, random_state=4, chunk_steps=3)
+    assert [len(c) for c in chunks] == [9, 9, 3]
+    whole = recipe.chunks(patches, masks, random_state=4, chunk_steps=100)[0]
+    items = [c[i] for c in chunks for i in range(len(c))]
+    assert len(items) == len(whole) == 21
+    for i, (x, y) in enumerate(items):
+        assert torch.equal(x, whole[i][0]) and torch.equal(y, whole[i][1])
+
+
+def test_few_shot_fine_tune_runs_the_recipe_and_resumes(segmenter, support):
+    from kwtl.few_shot import fine_tune
+
+    recipe = FineTuneRecipe(
+        steps=30,
+        batch_size=2,
+        lr=2e-3,
+        schedule="cosine",
+        warmup=3,
+        augment=PatchAugmenter(intensity=0.2),
+    )
+    direct = recipe.train(copy.deepcopy(segmenter), *support, random_state=5)
+    tuned = fine_tune(segmenter, *support, recipe=recipe, random_state=5)
+    a, b = weights(direct), weights(tuned)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert len(tuned.epoch_losses_) == 2
+    before = weights(segmenter)  # the given segmenter is not trained: a copy is
+    assert any(not torch.equal(before[k], a[k]) for k in a)
+
+    class Memory:
+        def __init__(self):
+            self.state = None
+
+        def load(self):
+            return self.state
+
+        def save(self, **state):  # as the workflow's checkpoint files: the module's weights
+            state["module"] = state["module"].state_dict()
+            self.state = copy.deepcopy(state)
+
+    class Stop(Exception):
+        pass
+
+    class StopAfterFirstChunk(Memory):
+        def save(self, **state):
+            super().save(**state)
+            raise Stop
+
+    memory = StopAfterFirstChunk()
+    with pytest.raises(Stop):
+        fine_tune(segmenter, *support, recipe=recipe, random_state=5, checkpoint=memory)
+    assert memory.state["epoch"] == 1
+    resumed_memory = Memory()
+    resumed_memory.state = memory.state
+    resumed = fine_tune(
+        segmenter, *support, recipe=recipe, random_state=5, checkpoint=resumed_memory
+    )
+    c = weights(resumed)
+    assert all(torch.equal(a[k], c[k]) for k in a)
+    assert resumed_memory.state["epoch"] == 2
+
+
+def test_few_shot_fine_tune_epochs_is_the_paper_schedule(segmenter, support):
+    from kwtl.few_shot import fine_tune
+    from kwtl.models import paper_recipe
+
+    by_epochs = fine_tune(segmenter, *support, epochs=2, batch_size=3, random_state=1)
+    by_recipe = fine_tune(segmenter, *support, recipe=paper_recipe(batch_size=3), random_state=1)
+    a, b = weights(by_epochs), weights(by_recipe)
+    assert any(not torch.equal(a[k], b[k]) for k in a)  # 2 epochs against the paper's 20
+    twenty = fine_tune(segmenter, *support, epochs=20, batch_size=3, random_state=1)
+    c = weights(twenty)
+    assert all(torch.equal(b[k], c[k]) for k in b)
+    with pytest.raises(ValueError, match="not both"):
+        fine_tune(segmenter, *support, epochs=2, recipe=FineTuneRecipe())

@@ -186,7 +186,7 @@ def test_two_rounds_through_the_widgets(
     assert steps.error is None, steps.error
     assert annotate.items is not None and annotate.items.folder == tmp_path / "todo1"
     _draw_all_from_truth(annotate, truth, qtbot)
-    steps.finetune_epochs.setValue(2)
+    steps.finetune_steps.setValue(4)
     steps.finetune_out.setText(str(tmp_path / "tuned1.kwtl"))
     assert steps.finetune_packages.text() == str(tmp_path / "todo1")
     qtbot.mouseClick(steps.finetune_button, LEFT)
@@ -252,7 +252,7 @@ def test_cancel_then_resume(make_napari_viewer, qtbot, tmp_path):
     steps._relay.progressed.connect(lambda d, n, t: ticks.append((d, n, t)))
     steps._relay.progressed.connect(lambda d, n, t: n >= 3 and steps.cancel())
     steps.finetune_packages.setText(str(tmp_path / "todo"))
-    steps.finetune_epochs.setValue(400)
+    steps.finetune_steps.setValue(4000)
     steps.finetune_out.setText(str(tmp_path / "tuned.kwtl"))
     qtbot.mouseClick(steps.finetune_button, LEFT)
     _wait(qtbot, steps)
@@ -261,7 +261,7 @@ def test_cancel_then_resume(make_napari_viewer, qtbot, tmp_path):
     assert any(d == "fine-tuning" for d, _, _ in ticks)
     steps._relay.progressed.disconnect()
     steps._relay.progressed.connect(steps._on_progress)
-    steps.finetune_epochs.setValue(4)
+    steps.finetune_steps.setValue(8)
     qtbot.mouseClick(steps.finetune_button, LEFT)
     _wait(qtbot, steps)
     assert steps.error is None, steps.error

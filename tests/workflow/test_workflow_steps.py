@@ -413,3 +413,39 @@ def test_model_file_of_a_newer_or_unknown_format_is_refused(tiny_data, tmp_path)
         load_model(tmp_path / "absent.kwtl")
     with pytest.raises(ModelFileError, match="unknown pretrained model"):
         load_model("authors:XYZ")
+
+
+def test_finetune_default_recipe_runs_its_steps_and_resumes(
+    tiny_data, package, tmp_path, monkeypatch
+):
+    import shutil
+
+    from kwtl.models import FCRNSegmenter
+
+    todo = tmp_path / "todo"
+    shutil.copytree(package[0], todo)
+    draw_masks(todo, _truth(tiny_data))
+    whole = finetune(todo, tmp_path / "whole.kwtl", steps=60, progress=False)
+    meta = json.loads((tmp_path / "whole.kwtl.json").read_text())["training"]
+    assert meta["parameters"]["steps"] == 60 and meta["parameters"]["batch_size"] == 8
+    assert len(meta["losses"]) == 3  # checkpoints after 25, 50 and 60 steps
+    assert meta["parameters"]["recipe"]["augment"] == "'default'"  # flips, quarter turns
+
+    real = FCRNSegmenter.on_epoch_begin
+    calls = {"n": 0}
+
+    def dies_in_second_chunk(self, *args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise KeyboardInterrupt
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(FCRNSegmenter, "on_epoch_begin", dies_in_second_chunk)
+    with pytest.raises(KeyboardInterrupt):
+        finetune(todo, tmp_path / "resumed.kwtl", steps=60, progress=False)
+    monkeypatch.setattr(FCRNSegmenter, "on_epoch_begin", real)
+    resumed = finetune(todo, tmp_path / "resumed.kwtl", steps=60, progress=False)
+    assert calls["n"] == 2  # the resumed run started at the second chunk
+    assert _same_state(_state(whole), _state(resumed))
+    with pytest.raises(ValueError, match="not both"):
+        finetune(todo, tmp_path / "x.kwtl", steps=3, epochs=2, progress=False)
