@@ -18,7 +18,14 @@ from ..utils._atomic import atomic_write_text
 from ._files import read_foreground
 from ._readme import _README
 
-__all__ = ["PLFT_MODEL", "SELECTION_COLUMNS", "read_annotations", "read_selection", "write_package"]
+__all__ = [
+    "PLFT_MODEL",
+    "SELECTION_COLUMNS",
+    "drawn_area",
+    "read_annotations",
+    "read_selection",
+    "write_package",
+]
 
 #: Columns of ``selection.csv``, one row per item to annotate.
 SELECTION_COLUMNS = (
@@ -50,6 +57,50 @@ def _overview(image, boxes, path):
         draw.rectangle([c, r, c + w - 1, r + h - 1], outline=(255, 40, 40), width=width)
         draw.text((c + 2 * width + 2, r + 2 * width + 2), f"#{rank}", fill=(255, 255, 0))
     write_image(path, np.asarray(picture), overwrite=True)
+
+
+def drawn_area(chosen, shapes, size, unit="patch"):
+    """What the annotator will draw: the pixels of the union of the chosen regions, in
+    image-equivalents of the folder (its mean image area) and as a share of its area.
+
+    A lab pays for drawn area, not for a number of patches (``benchmarks/results/effort``).
+
+    Parameters
+    ----------
+    chosen : array-like of shape (n, 3)
+        ``(image, row, col)`` of every chosen item (row = col = 0 for whole images).
+    shapes : list of (int, int)
+        The folder's image shapes.
+    size : int
+        Patch side (``unit="patch"``).
+    unit : {"patch", "image"}
+
+    Returns
+    -------
+    area : dict
+        ``pixels``, ``image_equivalents``, ``fraction`` (of the folder's pixels).
+
+    Examples
+    --------
+    >>> drawn_area([[0, 0, 0], [0, 4, 4], [1, 0, 4]], [(8, 8), (4, 8)], size=4)
+    {'pixels': 48, 'image_equivalents': 1.0, 'fraction': 0.5}
+    >>> drawn_area([[0, 0, 0], [0, 2, 2]], [(8, 8)], size=4)["pixels"]  # overlap counted once
+    28
+    """
+    covered = {}
+    for i, r, c in np.asarray(chosen, dtype=np.int64).reshape(-1, 3):
+        mask = covered.setdefault(int(i), np.zeros(shapes[int(i)][:2], dtype=bool))
+        if unit == "image":
+            mask[:] = True
+        else:
+            mask[r : r + size, c : c + size] = True
+    pixels = int(sum(m.sum() for m in covered.values()))
+    areas = [int(h) * int(w) for h, w in (s[:2] for s in shapes)]
+    return {
+        "pixels": pixels,
+        "image_equivalents": round(pixels / float(np.mean(areas)), 3),
+        "fraction": round(pixels / float(sum(areas)), 3),
+    }
 
 
 def write_package(

@@ -17,7 +17,7 @@ from ..utils.validation import NON_NEGATIVE_INT, POSITIVE_INT, Options, validate
 from ._distributed import DaskExecutor, dask_client
 from ._files import as_images, sha256_array
 from ._model import load_model, model_source, recorded_training, save_model
-from ._package import PLFT_MODEL, SELECTION_COLUMNS, read_selection, write_package
+from ._package import PLFT_MODEL, SELECTION_COLUMNS, drawn_area, read_selection, write_package
 from ._rounds import excluded_regions, overlaps_regions, regions_record
 from ._step import FolderStep, fingerprint, say
 
@@ -314,13 +314,16 @@ def select(
         },
         "image_sha256": {r["name"]: r["sha256"] for r in image_records},
     }
+    area = drawn_area(support.coords, [a.shape for a in arrays], size, unit)
+    metadata["drawn_area"] = area
     step.write_record(metadata)
     step.finish()
     what = "whole images" if unit == "image" else f"{size}x{size} patches"
     say(
         verbose,
-        f"chose {len(table)} {what} of {len(arrays)} images for annotation; "
-        f"see {out / 'README.txt'}",
+        f"chose {len(table)} {what} of {len(arrays)} images for annotation "
+        f"(≈ {area['image_equivalents']:.1f} image(s) of this folder to draw, "
+        f"{100 * area['fraction']:.1f} % of its area); see {out / 'README.txt'}",
     )
     return Bunch(table=table, path=out, metadata=metadata, model=plft)
 

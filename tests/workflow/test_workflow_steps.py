@@ -137,6 +137,12 @@ def test_select_writes_the_annotation_package(tiny_data, package):
     assert meta["dense"] is (True if has_dense else None)
     assert meta["budget"] == 5 and meta["n_candidates"] == 3 * 25  # 48x48, 16 by 8: 5x5
     assert (todo / "model_plft.kwtl").is_file() and not (todo / ".kwtl-work").exists()
+    # the drawn area: 5 non-overlapping 16x16 patches of three 48x48 images
+    assert meta["drawn_area"] == {
+        "pixels": 5 * 16 * 16,
+        "image_equivalents": round(5 * 16 * 16 / (48 * 48), 3),
+        "fraction": round(5 * 16 * 16 / (3 * 48 * 48), 3),
+    }
 
 
 def test_default_selector_is_one_name(tiny_data):
