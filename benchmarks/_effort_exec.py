@@ -7,6 +7,7 @@ asked), so an interrupted run resumes. Data come from a *bundle* (a folder made 
 selections, the PLFT weights), possibly split over several folders, so the same code runs
 here on the CPU and on a lent GPU machine.
 """
+
 import copy
 import json
 import os
@@ -16,13 +17,15 @@ from pathlib import Path
 
 import numpy as np
 
-from _effort_plan import PATCH, n_patches
+from _effort_plan import PATCH, budget_key, n_patches
 
 
 def job_id(job):
     rnd = f"r{job['round']}" + (f"-{job['round1_arm']}" if job["round"] == 2 else "")
-    return (f"{job['target']}__{job['arm']}__B{job['budget']}__{rnd}__{job['recipe']}"
-            f"__split{job['split']}__seed{job['seed']}")
+    return (
+        f"{job['target']}__{job['arm']}__B{job['budget']}__{rnd}__{job['recipe']}"
+        f"__split{job['split']}__seed{job['seed']}"
+    )
 
 
 def atomic_write_json(path, obj):
@@ -53,8 +56,12 @@ class Bundle:
                 target, split = path.stem.rsplit("_split", 1)
                 per_split = self.plan["selections"].setdefault(target, {})
                 per_split.setdefault(split, {}).update(
-                    {k: v for k, v in json.loads(path.read_text()).items()
-                     if k not in per_split.get(split, {})})
+                    {
+                        k: v
+                        for k, v in json.loads(path.read_text()).items()
+                        if k not in per_split.get(split, {})
+                    }
+                )
         self._files = {}
         for f in self.folders:
             for path in sorted((f / "data").glob("*/*.webp")):
@@ -96,7 +103,7 @@ class Bundle:
             arm, seed = "random", 0
         entry = self.plan["selections"][target][str(split)][arm]
         entry = entry.get(str(seed), entry.get("0"))
-        return entry["support"][:n_patches(target, budget)], entry["drawn"][str(budget)]
+        return entry["support"][: n_patches(target, budget)], entry["drawn"][budget_key(budget)]
 
 
 def job_images(bundle, job):
@@ -131,11 +138,16 @@ class Context:
 
         if target not in self._plft:
             self._plft[target] = load_pretrained(
-                f"authors:{target}", source=self.bundle.weights(target).parent,
-                precision="fp32", patch_size=PATCH, stride=PATCH, device=self.device,
+                f"authors:{target}",
+                source=self.bundle.weights(target).parent,
+                precision="fp32",
+                patch_size=PATCH,
+                stride=PATCH,
+                device=self.device,
                 # a few test images per forward pass: many workers share one GPU's memory
                 # (batch-statistics BatchNorm does not depend on the batching)
-                max_pixels=2**21 if self.device.startswith("cuda") else 2**23)
+                max_pixels=2**21 if self.device.startswith("cuda") else 2**23,
+            )
         return self._plft[target]
 
 
@@ -165,8 +177,9 @@ def _evaluate(ctx, job, seg):
     names = ctx.bundle.split(job["target"], job["split"])["test"]
     images = [ctx.bundle.image(job["target"], n) for n in names]
     preds = seg.predict(images)
-    per_image = [float(iou_score(ctx.bundle.mask(job["target"], n), p))
-                 for n, p in zip(names, preds)]
+    per_image = [
+        float(iou_score(ctx.bundle.mask(job["target"], n), p)) for n, p in zip(names, preds)
+    ]
     return 100 * float(np.mean(per_image)), per_image
 
 
@@ -176,25 +189,34 @@ def round_two_support(ctx, job, seg1, support1):
     choice takes the rest of the budget."""
     from kwtl.datasets import PatchSet
     from kwtl.selection import EntropySelector, SpreadSelector
-    from kwtl.workflow._select import _non_overlapping
+    from kwtl.selection import choose_non_overlapping as _non_overlapping
 
     from _effort_plan import STRIDE
 
     target = job["target"]
     pool_names = ctx.bundle.split(target, job["split"])["pool"]
-    grids = [PatchSet.from_images([ctx.bundle.image(target, n)], PATCH, STRIDE,
-                                  cover_border=True) for n in pool_names]
-    coords = np.concatenate([np.column_stack([np.full(len(g), i), g.coords[:, 1:]])
-                             for i, g in enumerate(grids)])
+    grids = [
+        PatchSet.from_images([ctx.bundle.image(target, n)], PATCH, STRIDE, cover_border=True)
+        for n in pool_names
+    ]
+    coords = np.concatenate(
+        [np.column_stack([np.full(len(g), i), g.coords[:, 1:]]) for i, g in enumerate(grids)]
+    )
     inner = np.concatenate([EntropySelector(dense=True).score(g, seg1) for g in grids])
-    order = np.argsort(-SpreadSelector(EntropySelector()).scores_from(inner, coords[:, 0]),
-                       kind="stable")
+    order = np.argsort(
+        -SpreadSelector(EntropySelector()).scores_from(inner, coords[:, 0]), kind="stable"
+    )
     taken = {}
     for n, r, c in support1:
         taken.setdefault(pool_names.index(n), []).append((r, c))
-    free = [k for k in order if not any(abs(coords[k][1] - r) < PATCH
-                                        and abs(coords[k][2] - c) < PATCH
-                                        for r, c in taken.get(coords[k][0], ()))]
+    free = [
+        k
+        for k in order
+        if not any(
+            abs(coords[k][1] - r) < PATCH and abs(coords[k][2] - c) < PATCH
+            for r, c in taken.get(coords[k][0], ())
+        )
+    ]
     want = n_patches(target, job["budget"]) - len(support1)
     chosen = _non_overlapping(np.asarray(free), coords, PATCH, want)
     return [[pool_names[coords[k][0]], int(coords[k][1]), int(coords[k][2])] for k in chosen]
@@ -205,12 +227,16 @@ def drawn_of(ctx, target, support):
 
     fg = objects = 0
     for n, r, c in support:
-        window = ctx.bundle.mask(target, n)[r:r + PATCH, c:c + PATCH]
+        window = ctx.bundle.mask(target, n)[r : r + PATCH, c : c + PATCH]
         fg += int(window.sum())
         objects += int(ndimage.label(window, structure=np.ones((3, 3)))[1])
-    return {"n_patches": len(support), "annotated_px": len(support) * PATCH * PATCH,
-            "annotated_fg_px": fg, "annotated_objects": objects,
-            "images_touched": len({n for n, _, _ in support})}
+    return {
+        "n_patches": len(support),
+        "annotated_px": len(support) * PATCH * PATCH,
+        "annotated_fg_px": fg,
+        "annotated_objects": objects,
+        "images_touched": len({n for n, _, _ in support}),
+    }
 
 
 def run_job(ctx, job):
@@ -230,8 +256,17 @@ def run_job(ctx, job):
     seg, steps = _fine_tune(ctx, job, support)
     tuned = time.perf_counter()
     miou, per_image = _evaluate(ctx, job, seg)
-    return {**job, "id": job_id(job), "miou": miou, "per_image_iou": per_image, **drawn,
-            **extra, "support": support, "n_steps": steps,
-            "seconds_finetune": round(tuned - start, 2),
-            "seconds_total": round(time.perf_counter() - start, 2),
-            "device": ctx.device, "tf32": ctx.tf32}
+    return {
+        **job,
+        "id": job_id(job),
+        "miou": miou,
+        "per_image_iou": per_image,
+        **drawn,
+        **extra,
+        "support": support,
+        "n_steps": steps,
+        "seconds_finetune": round(tuned - start, 2),
+        "seconds_total": round(time.perf_counter() - start, 2),
+        "device": ctx.device,
+        "tf32": ctx.tf32,
+    }

@@ -6,6 +6,7 @@ chosen from the stride-30 candidate grid exactly as ``kwtl select`` chooses (a s
 order, then the greedy non-overlapping choice). Budgets are nested: the choice for a smaller
 budget is the start of the choice for a larger one (same order, same greedy pass).
 """
+
 import json
 import os
 from pathlib import Path
@@ -20,10 +21,15 @@ if not SHARED.exists():
 PATCH, STRIDE = 256, 30
 PER_IMAGE = {"ssTEM": 16, "EM": 12}
 TARGETS = ("ssTEM", "EM")
-SPLITS = (0, 1, 2, 3, 4)            # the authors' splits 5-9 are held out: never run here
-SEEDS = (0, 1, 2, 3, 4)             # draw k of every arm uses fine-tuning seed k
-BUDGETS = (0.25, 0.5, 1, 2)         # image-equivalents of drawn area
-MIN_FOREGROUND = 360                # the authors' ground-truth filter (label-reading arms)
+SPLITS = (0, 1, 2, 3, 4)  # the authors' splits 5-9 are held out: never run here
+SEEDS = (0, 1, 2, 3, 4)  # draw k of every arm uses fine-tuning seed k
+BUDGETS = (0.25, 0.5, 1, 2)  # image-equivalents of drawn area
+MIN_FOREGROUND = 360  # the authors' ground-truth filter (label-reading arms)
+
+
+def budget_key(budget):
+    """The budget as the plan's records key it: "1", not "1.0"."""
+    return str(int(budget)) if float(budget).is_integer() else str(float(budget))
 
 
 def n_patches(target, budget):
@@ -48,12 +54,15 @@ RECIPES = {
     "s250_lr3e-4_fi": {"steps": 250, "lr": 3e-4, "augment": "fi"},
     "s250_lr1e-3_fi": {"steps": 250, "lr": 1e-3, "augment": "fi"},
     "s250_lr3e-4_fis": {"steps": 250, "lr": 3e-4, "augment": "fis"},
-    "s250_lr1e-3_fi_cos": {"steps": 250, "lr": 1e-3, "augment": "fi", "schedule": "cosine",
-                           "warmup": 20},
-    "s250_lr1e-3_fi_frozen": {"steps": 250, "lr": 1e-3, "augment": "fi",
-                              "train_encoder": False},
-    "s450_lr1e-3_fi_frozen": {"steps": 450, "lr": 1e-3, "augment": "fi",
-                              "train_encoder": False},
+    "s250_lr1e-3_fi_cos": {
+        "steps": 250,
+        "lr": 1e-3,
+        "augment": "fi",
+        "schedule": "cosine",
+        "warmup": 20,
+    },
+    "s250_lr1e-3_fi_frozen": {"steps": 250, "lr": 1e-3, "augment": "fi", "train_encoder": False},
+    "s450_lr1e-3_fi_frozen": {"steps": 450, "lr": 1e-3, "augment": "fi", "train_encoder": False},
     "s150_lr3e-4_fi": {"steps": 150, "lr": 3e-4, "augment": "fi"},
     "s500_lr3e-4_fi": {"steps": 500, "lr": 3e-4, "augment": "fi"},
 }
@@ -102,10 +111,17 @@ ARMS = {
     "stratified_consistency": (False, True, "stratified_consistency"),
     "object_richness": (False, False, "object_richness"),
     "typicality": (False, False, "typicality"),
-    "fg_random": (True, True, "nnActive's foreground-aware random: window centres from the "
-                              "whole image, a foreground or a boundary pixel, 1/3 each"),
-    "gt_consistency": (True, False, "the paper's protocol: consistency after the 360-px "
-                                    "ground-truth filter"),
+    "fg_random": (
+        True,
+        True,
+        "nnActive's foreground-aware random: window centres from the "
+        "whole image, a foreground or a boundary pixel, 1/3 each",
+    ),
+    "gt_consistency": (
+        True,
+        False,
+        "the paper's protocol: consistency after the 360-px ground-truth filter",
+    ),
 }
 LABEL_FREE_ARMS = tuple(a for a, (reads, _, _) in ARMS.items() if not reads and a != "random")
 
@@ -131,13 +147,15 @@ def default_recipe(records, targets=TARGETS, splits=SPLITS, recipes=None):
     cheaper eligible recipe within 0.5 points of the best wins. Only recipes measured on
     every (target, split) compete."""
     scores = {}
-    for name in (RECIPES if recipes is None else recipes):
-        means = split_means([r for r in records if r["seed"] < 3], arm="random", budget=1,
-                            recipe=name, round=1)
+    for name in RECIPES if recipes is None else recipes:
+        means = split_means(
+            [r for r in records if r["seed"] < 3], arm="random", budget=1, recipe=name, round=1
+        )
         complete = all((t, s) in means for t in targets for s in splits)
         if complete and cpu_eligible(name):
-            scores[name] = float(np.mean([np.mean([means[(t, s)] for s in splits])
-                                          for t in targets]))
+            scores[name] = float(
+                np.mean([np.mean([means[(t, s)] for s in splits]) for t in targets])
+            )
     if not scores:
         return None, scores
     best = max(scores.values())
@@ -148,14 +166,21 @@ def default_recipe(records, targets=TARGETS, splits=SPLITS, recipes=None):
 def best_label_free_arms(records, recipe, k=2):
     """The ``k`` label-free arms with the best mean paired difference to random at B = 1
     (draw by draw, over both targets and splits 0-4), with that difference."""
-    base = {(r["target"], r["split"], r["seed"]): r["miou"] for r in records
-            if r["arm"] == "random" and r["budget"] == 1 and r["recipe"] == recipe
-            and r["round"] == 1}
+    base = {
+        (r["target"], r["split"], r["seed"]): r["miou"]
+        for r in records
+        if r["arm"] == "random" and r["budget"] == 1 and r["recipe"] == recipe and r["round"] == 1
+    }
     deltas = {}
     for r in records:
         key = (r["target"], r["split"], r["seed"])
-        if r["arm"] in LABEL_FREE_ARMS and r["budget"] == 1 and r["recipe"] == recipe \
-                and r["round"] == 1 and key in base:
+        if (
+            r["arm"] in LABEL_FREE_ARMS
+            and r["budget"] == 1
+            and r["recipe"] == recipe
+            and r["round"] == 1
+            and key in base
+        ):
             deltas.setdefault(r["arm"], []).append(r["miou"] - base[key])
     ranked = sorted(deltas, key=lambda a: -np.mean(deltas[a]))
     return [(a, float(np.mean(deltas[a]))) for a in ranked[:k]]

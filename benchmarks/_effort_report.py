@@ -3,37 +3,92 @@
 Every comparison is paired: an arm's draw k against random's draw k (same split, same
 fine-tuning seed k), averaged per split, then over splits.
 """
+
 import csv
 import os
 
 import numpy as np
 
-from _effort_plan import (ARMS, BUDGETS, RECIPES, SPLITS, TARGETS, best_label_free_arms,
-                          cpu_eligible, default_recipe, recipe_cost, CPU_SECONDS_PER_PASS)
+from _effort_plan import (
+    ARMS,
+    BUDGETS,
+    RECIPES,
+    SPLITS,
+    TARGETS,
+    best_label_free_arms,
+    cpu_eligible,
+    default_recipe,
+    recipe_cost,
+    CPU_SECONDS_PER_PASS,
+)
 from _effort_sched import load_records
 
-COLUMNS = ["target", "selector", "budget_images", "n_patches", "annotated_px",
-           "annotated_fg_px", "annotated_objects", "images_touched", "split", "seed", "round",
-           "recipe", "default_recipe", "miou", "reads_labels", "is_default", "phase",
-           "seconds_finetune", "device", "tf32"]
+COLUMNS = [
+    "target",
+    "selector",
+    "budget_images",
+    "n_patches",
+    "annotated_px",
+    "annotated_fg_px",
+    "annotated_objects",
+    "images_touched",
+    "split",
+    "seed",
+    "round",
+    "recipe",
+    "default_recipe",
+    "miou",
+    "reads_labels",
+    "is_default",
+    "phase",
+    "seconds_finetune",
+    "device",
+    "tf32",
+]
 
 
 def write_csv(out, records, recipe, default_selector):
-    rows = sorted(records, key=lambda r: (r["target"], r["recipe"], r["arm"], r["budget"],
-                                          r["round"], r["split"], r["seed"]))
+    rows = sorted(
+        records,
+        key=lambda r: (
+            r["target"],
+            r["recipe"],
+            r["arm"],
+            r["budget"],
+            r["round"],
+            r["split"],
+            r["seed"],
+        ),
+    )
     tmp = out / "results.csv.tmp"
     with open(tmp, "w", newline="") as f:
         w = csv.writer(f)
         w.writerow(COLUMNS)
         for r in rows:
-            w.writerow([r["target"], r["arm"], r["budget"], r["n_patches"], r["annotated_px"],
-                        r["annotated_fg_px"], r["annotated_objects"], r["images_touched"],
-                        r["split"], r["seed"], r["round"], r["recipe"],
-                        str(r["recipe"] == recipe).lower(), f"{r['miou']:.2f}",
-                        str(bool(r["reads_labels"])).lower(),
-                        str(r["arm"] == default_selector and r["round"] == 1).lower(),
-                        r["phase"], r["seconds_finetune"], r["device"],
-                        str(bool(r.get("tf32"))).lower()])
+            w.writerow(
+                [
+                    r["target"],
+                    r["arm"],
+                    r["budget"],
+                    r["n_patches"],
+                    r["annotated_px"],
+                    r["annotated_fg_px"],
+                    r["annotated_objects"],
+                    r["images_touched"],
+                    r["split"],
+                    r["seed"],
+                    r["round"],
+                    r["recipe"],
+                    str(r["recipe"] == recipe).lower(),
+                    f"{r['miou']:.2f}",
+                    str(bool(r["reads_labels"])).lower(),
+                    str(r["arm"] == default_selector and r["round"] == 1).lower(),
+                    r["phase"],
+                    r["seconds_finetune"],
+                    r["device"],
+                    str(bool(r.get("tf32"))).lower(),
+                ]
+            )
     os.replace(tmp, out / "results.csv")
 
 
@@ -43,8 +98,10 @@ def _by(records, **where):
 
 def paired(records, arm, budget, recipe, target, base_arm="random", round_=1):
     """{split: [arm - random per seed]} for seeds both have."""
-    base = {(r["split"], r["seed"]): r["miou"] for r in
-            _by(records, arm=base_arm, budget=budget, recipe=recipe, target=target, round=1)}
+    base = {
+        (r["split"], r["seed"]): r["miou"]
+        for r in _by(records, arm=base_arm, budget=budget, recipe=recipe, target=target, round=1)
+    }
     out = {}
     for r in _by(records, arm=arm, budget=budget, recipe=recipe, target=target, round=round_):
         if (r["split"], r["seed"]) in base:
@@ -53,14 +110,19 @@ def paired(records, arm, budget, recipe, target, base_arm="random", round_=1):
 
 
 def _mean_of_split_means(values_by_split):
-    return float(np.mean([np.mean(v) for v in values_by_split.values()])) \
-        if values_by_split else float("nan")
+    return (
+        float(np.mean([np.mean(v) for v in values_by_split.values()]))
+        if values_by_split
+        else float("nan")
+    )
 
 
 def recipe_table(records):
-    lines = ["| recipe | steps × batch | CPU s (est.) | ≤ 6 min | ssTEM | EM | mean | "
-             "Δ vs paper20 (paired) | sd of seeds |",
-             "|---|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "| recipe | steps × batch | CPU s (est.) | ≤ 6 min | ssTEM | EM | mean | "
+        "Δ vs paper20 (paired) | sd of draws |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
     for name in RECIPES:
         cells, deltas, sds = [], [], []
         for t in TARGETS:
@@ -68,10 +130,13 @@ def recipe_table(records):
             for r in _by(records, arm="random", budget=1, recipe=name, target=t, round=1):
                 if r["seed"] < 3:
                     by_split.setdefault(r["split"], []).append(r["miou"])
-            cells.append(f"{_mean_of_split_means(by_split):.1f} ({len(by_split)})"
-                         if by_split else "—")
-            base = {(r["split"], r["seed"]): r["miou"] for r in _by(
-                records, arm="random", budget=1, recipe="paper20", target=t, round=1)}
+            cells.append(
+                f"{_mean_of_split_means(by_split):.1f} ({len(by_split)})" if by_split else "—"
+            )
+            base = {
+                (r["split"], r["seed"]): r["miou"]
+                for r in _by(records, arm="random", budget=1, recipe="paper20", target=t, round=1)
+            }
             for r in _by(records, arm="random", budget=1, recipe=name, target=t, round=1):
                 if (r["split"], r["seed"]) in base and r["seed"] < 3:
                     deltas.append(r["miou"] - base[(r["split"], r["seed"])])
@@ -85,14 +150,17 @@ def recipe_table(records):
             f"{'yes' if cpu_eligible(name) else 'no'} | {cells[0]} | {cells[1]} | "
             f"{np.mean(means) if len(means) == 2 else float('nan'):.1f} | "
             f"{np.mean(deltas) if deltas else float('nan'):+.1f} | "
-            f"{np.mean(sds) if sds else float('nan'):.1f} |")
+            f"{np.mean(sds) if sds else float('nan'):.1f} |"
+        )
     return lines
 
 
 def arms_table(records, recipe, budget=1):
-    lines = ["| arm | reads labels | target | mean mIoU | Δ vs random (paired) | wins / splits |"
-             " worst split Δ | drawn fg % | objects | images |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "| arm | reads labels | target | mean mIoU | Δ vs random (paired) | wins / splits |"
+        " worst split Δ | drawn fg % | objects | images |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
     for arm in ["random", "random_fixed", *[a for a in ARMS if a != "random"]]:
         for t in TARGETS:
             rs = _by(records, arm=arm, budget=budget, recipe=recipe, target=t, round=1)
@@ -106,18 +174,26 @@ def arms_table(records, recipe, budget=1):
             lines.append(
                 f"| {arm} | {'yes' if ARMS.get(arm.replace('_fixed', ''), (0,))[0] else 'no'} "
                 f"| {t} | {_mean_of_split_means(by_split):.1f} ({len(rs)}) | "
-                + (f"{np.mean(split_d):+.1f} | {sum(x > 0 for x in split_d)} / {len(split_d)} | "
-                   f"{min(split_d):+.1f}" if split_d else "— | — | —")
+                + (
+                    f"{np.mean(split_d):+.1f} | {sum(x > 0 for x in split_d)} / {len(split_d)} | "
+                    f"{min(split_d):+.1f}"
+                    if split_d
+                    else "— | — | —"
+                )
                 + f" | {100 * np.mean([r['annotated_fg_px'] / r['annotated_px'] for r in rs]):.1f}"
                 f" | {np.mean([r['annotated_objects'] for r in rs]):.0f}"
-                f" | {np.mean([r['images_touched'] for r in rs]):.1f} |")
+                f" | {np.mean([r['images_touched'] for r in rs]):.1f} |"
+            )
     return lines
 
 
 def seed_spread(records, recipe):
     """sd over fine-tuning seeds with the selection fixed, beside sd over random draws."""
-    lines = ["| target | sd, fine-tuning seed only (random draw 0, seeds 0-4) | "
-             "sd, random draws (selection and seed) |", "|---|---|---|"]
+    lines = [
+        "| target | sd, fine-tuning seed only (random draw 0, seeds 0-4) | "
+        "sd, random draws (selection and seed) |",
+        "|---|---|---|",
+    ]
     for t in TARGETS:
         fixed, draws = {}, {}
         for r in _by(records, budget=1, recipe=recipe, target=t, round=1):
@@ -127,8 +203,10 @@ def seed_spread(records, recipe):
                 draws.setdefault(r["split"], []).append(r["miou"])
         sd = [np.std(v, ddof=1) for v in fixed.values() if len(v) > 1]
         sd2 = [np.std(v, ddof=1) for v in draws.values() if len(v) > 1]
-        lines.append(f"| {t} | {np.mean(sd) if sd else float('nan'):.1f} ({len(sd)} splits) | "
-                     f"{np.mean(sd2) if sd2 else float('nan'):.1f} ({len(sd2)} splits) |")
+        lines.append(
+            f"| {t} | {np.mean(sd) if sd else float('nan'):.1f} ({len(sd)} splits) | "
+            f"{np.mean(sd2) if sd2 else float('nan'):.1f} ({len(sd2)} splits) |"
+        )
     return lines
 
 
@@ -150,25 +228,34 @@ def curve_stats(records, arm, recipe, target):
 
 
 def curves_table(records, recipe, arms):
-    lines = ["| arm | target | " + " | ".join(f"B = {b}" for b in BUDGETS)
-             + " | area (mean height) | Δ vs random per budget |",
-             "|---|---|" + "---|" * len(BUDGETS) + "---|---|"]
+    lines = [
+        "| arm | target | "
+        + " | ".join(f"B = {b}" for b in BUDGETS)
+        + " | area (mean height) | Δ vs random per budget |",
+        "|---|---|" + "---|" * len(BUDGETS) + "---|---|",
+    ]
     for arm in arms:
         for t in TARGETS:
             means, auc = curve_stats(records, arm, recipe, t)
             if not means:
                 continue
             deltas = [_mean_of_split_means(paired(records, arm, b, recipe, t)) for b in BUDGETS]
-            lines.append(f"| {arm} | {t} | " + " | ".join(
-                f"{means[b]:.1f}" if b in means else "—" for b in BUDGETS)
+            lines.append(
+                f"| {arm} | {t} | "
+                + " | ".join(f"{means[b]:.1f}" if b in means else "—" for b in BUDGETS)
                 + f" | {auc:.1f} | "
-                + (", ".join(f"{d:+.1f}" for d in deltas) if arm != "random" else "—") + " |")
+                + (", ".join(f"{d:+.1f}" for d in deltas) if arm != "random" else "—")
+                + " |"
+            )
     return lines
 
 
 def rounds_table(records, recipe):
-    lines = ["| budget | target | two rounds (mean) | round 1 alone (B/2) | random, one round "
-             "| Δ two rounds vs random (paired) | wins / splits |", "|---|---|---|---|---|---|---|"]
+    lines = [
+        "| budget | target | two rounds (mean) | round 1 alone (B/2) | random, one round "
+        "| Δ two rounds vs random (paired) | wins / splits |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for b in (1, 2):
         for t in TARGETS:
             rs = _by(records, arm="round2_entropy", budget=b, recipe=recipe, target=t, round=2)
@@ -177,11 +264,13 @@ def rounds_table(records, recipe):
             d = paired(records, "round2_entropy", b, recipe, t, round_=2)
             split_d = [np.mean(v) for v in d.values()]
             base = _by(records, arm="random", budget=b, recipe=recipe, target=t, round=1)
-            lines.append(f"| {b} | {t} | {np.mean([r['miou'] for r in rs]):.1f} ({len(rs)}) | "
-                         f"{np.mean([r['round1_miou'] for r in rs]):.1f} | "
-                         f"{np.mean([r['miou'] for r in base]):.1f} | "
-                         f"{np.mean(split_d):+.1f} | {sum(x > 0 for x in split_d)} / "
-                         f"{len(split_d)} |")
+            lines.append(
+                f"| {b} | {t} | {np.mean([r['miou'] for r in rs]):.1f} ({len(rs)}) | "
+                f"{np.mean([r['round1_miou'] for r in rs]):.1f} | "
+                f"{np.mean([r['miou'] for r in base]):.1f} | "
+                f"{np.mean(split_d):+.1f} | {sum(x > 0 for x in split_d)} / "
+                f"{len(split_d)} |"
+            )
     return lines
 
 
@@ -206,8 +295,10 @@ def selector_rule(records, recipe, arms):
             aucs.append(curve_stats(records, arm, recipe, t)[1])
             passed = mean_small >= 2 and wins >= 4 and worst >= -1
             ok &= passed
-            notes.append(f"{t}: Δ(B≤1) {mean_small:+.1f}, wins {wins}/5, worst {worst:+.1f}"
-                         f" → {'pass' if passed else 'fail'}")
+            notes.append(
+                f"{t}: Δ(B≤1) {mean_small:+.1f}, wins {wins}/5, worst {worst:+.1f}"
+                f" → {'pass' if passed else 'fail'}"
+            )
         verdicts[arm] = (ok, float(np.mean(aucs)) if aucs else float("nan"), "; ".join(notes))
     passing = [a for a, v in verdicts.items() if v[0]]
     winner = max(passing, key=lambda a: verdicts[a][1]) if passing else "random"
@@ -226,17 +317,23 @@ def table(out):
     best = best_label_free_arms(records, recipe) if recipe else []
     lines = ["## Recipes (random selection, B = 1, seeds 0-2, splits 0-4)", ""]
     lines += recipe_table(records)
-    lines += ["", f"Default recipe by the rule: **{recipe}**", "",
-              "## Fine-tuning seed alone", ""] + seed_spread(records, recipe)
+    lines += [
+        "",
+        f"Default recipe by the rule: **{recipe}**",
+        "",
+        "## Fine-tuning seed alone",
+        "",
+    ] + seed_spread(records, recipe)
     lines += ["", "## Every arm at B = 1 (default recipe)", ""] + arms_table(records, recipe)
-    lines += ["", f"Best label-free arms at B = 1: {best}", "",
-              "## Budget curves", ""]
+    lines += ["", f"Best label-free arms at B = 1: {best}", "", "## Budget curves", ""]
     lines += curves_table(records, recipe, ["random"] + [a for a, _ in best])
     lines += ["", "## Rounds", ""] + rounds_table(records, recipe)
     winner, verdicts = selector_rule(records, recipe, [a for a, _ in best])
     lines += ["", "## The default-selector rule", ""]
-    lines += [f"- {a}: {'passes' if v[0] else 'fails'} (area {v[1]:.1f}; {v[2]})"
-              for a, v in verdicts.items()]
+    lines += [
+        f"- {a}: {'passes' if v[0] else 'fails'} (area {v[1]:.1f}; {v[2]})"
+        for a, v in verdicts.items()
+    ]
     lines += [f"- default by the rule: **{winner}**"]
     text = "\n".join(lines) + "\n"
     (out / "tables.md").write_text(text)
@@ -267,7 +364,7 @@ def _figures(out, records, recipe, arms):
                     low.append(min(split_means))
                     high.append(max(split_means))
             if xs:
-                line, = ax.plot(xs, mean, marker="o", label=arm)
+                (line,) = ax.plot(xs, mean, marker="o", label=arm)
                 ax.fill_between(xs, low, high, color=line.get_color(), alpha=0.15)
         ax.set_xscale("log", base=2)
         ax.set_xticks(BUDGETS, [str(b) for b in BUDGETS])

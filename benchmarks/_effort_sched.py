@@ -12,6 +12,7 @@ Within a phase jobs run seed-major (all splits and targets of draw 0 first), so 
 short by its deadline leaves balanced, paired data. A job whose images are not in the
 bundle is skipped.
 """
+
 import json
 import queue
 import time
@@ -19,41 +20,94 @@ import traceback
 from pathlib import Path
 
 from _effort_exec import Context, atomic_write_json, job_id, job_images, run_job
-from _effort_plan import (ARMS, BUDGETS, RECIPES, SEEDS, SPLITS, TARGETS,
-                          best_label_free_arms, default_recipe)
+from _effort_plan import (
+    ARMS,
+    BUDGETS,
+    RECIPES,
+    SEEDS,
+    SPLITS,
+    TARGETS,
+    best_label_free_arms,
+    default_recipe,
+)
 
 
 def job(target, split, arm, budget, seed, recipe, phase, round_=1, round1_arm=None):
-    return {"target": target, "split": split, "arm": arm, "budget": budget, "seed": seed,
-            "recipe": recipe, "round": round_, "round1_arm": round1_arm, "phase": phase,
-            "reads_labels": ARMS.get(round1_arm or arm.replace("_fixed", ""), (False,))[0]}
+    budget = int(budget) if float(budget).is_integer() else float(budget)  # "B1", not "B1.0"
+    return {
+        "target": target,
+        "split": split,
+        "arm": arm,
+        "budget": budget,
+        "seed": seed,
+        "recipe": recipe,
+        "round": round_,
+        "round1_arm": round1_arm,
+        "phase": phase,
+        "reads_labels": ARMS.get(round1_arm or arm.replace("_fixed", ""), (False,))[0],
+    }
 
 
 def grid_jobs(targets=TARGETS, splits=SPLITS, recipes=tuple(RECIPES)):
-    return [job(t, s, "random", 1, seed, r, 1)
-            for seed in SEEDS[:3] for s in splits for t in targets for r in recipes]
+    return [
+        job(t, s, "random", 1, seed, r, 1)
+        for seed in SEEDS[:3]
+        for s in splits
+        for t in targets
+        for r in recipes
+    ]
 
 
 def phase2_jobs(recipe, targets=TARGETS, splits=SPLITS):
-    out = [job(t, s, "random", 1, seed, recipe, 2)
-           for seed in SEEDS[3:] for s in splits for t in targets]
-    out += [job(t, s, "random_fixed", 1, seed, recipe, 2)
-            for seed in SEEDS[1:] for s in splits for t in targets]
+    out = [
+        job(t, s, "random", 1, seed, recipe, 2)
+        for seed in SEEDS[3:]
+        for s in splits
+        for t in targets
+    ]
+    out += [
+        job(t, s, "random_fixed", 1, seed, recipe, 2)
+        for seed in SEEDS[1:]
+        for s in splits
+        for t in targets
+    ]
     arms = [a for a in ARMS if a != "random"]
-    out += [job(t, s, a, 1, seed, recipe, 2)
-            for seed in SEEDS for s in splits for t in targets for a in arms]
-    out += [job(t, s, "random", b, seed, recipe, 2)
-            for seed in SEEDS for b in BUDGETS if b != 1 for s in splits for t in targets]
+    out += [
+        job(t, s, a, 1, seed, recipe, 2)
+        for seed in SEEDS
+        for s in splits
+        for t in targets
+        for a in arms
+    ]
+    out += [
+        job(t, s, "random", b, seed, recipe, 2)
+        for seed in SEEDS
+        for b in BUDGETS
+        if b != 1
+        for s in splits
+        for t in targets
+    ]
     return out
 
 
 def phase3_jobs(recipe, best, targets=TARGETS, splits=SPLITS):
-    out = [job(t, s, a, b, seed, recipe, 3)
-           for seed in SEEDS for b in BUDGETS if b != 1 for s in splits for t in targets
-           for a in best]
+    out = [
+        job(t, s, a, b, seed, recipe, 3)
+        for seed in SEEDS
+        for b in BUDGETS
+        if b != 1
+        for s in splits
+        for t in targets
+        for a in best
+    ]
     if best:
-        out += [job(t, s, "round2_entropy", b, seed, recipe, 3, 2, best[0])
-                for seed in SEEDS for b in (1, 2) for s in splits for t in targets]
+        out += [
+            job(t, s, "round2_entropy", b, seed, recipe, 3, 2, best[0])
+            for seed in SEEDS
+            for b in (1, 2)
+            for s in splits
+            for t in targets
+        ]
     return out
 
 
@@ -87,9 +141,22 @@ def _worker(folders, device, tf32, selections, jobs, results):
 
 
 class Scheduler:
-    def __init__(self, folders, out, device="cpu", workers=1, tf32=False, deadline=None,
-                 jsonl=None, log=print, phases=(1, 2, 3), previous=(), targets=TARGETS,
-                 splits=SPLITS, recipes=None):
+    def __init__(
+        self,
+        folders,
+        out,
+        device="cpu",
+        workers=1,
+        tf32=False,
+        deadline=None,
+        jsonl=None,
+        log=print,
+        phases=(1, 2, 3),
+        previous=(),
+        targets=TARGETS,
+        splits=SPLITS,
+        recipes=None,
+    ):
         self.targets, self.splits = tuple(targets), tuple(splits)
         self.recipes = tuple(RECIPES) if recipes is None else tuple(recipes)
         self.folders, self.out = list(folders), Path(out)
@@ -124,10 +191,20 @@ class Scheduler:
 
         context = mp.get_context("spawn")
         self.jobs, self.results = context.Queue(), context.Queue()
-        workers = [context.Process(target=_worker, args=(self.folders, self.device, self.tf32,
-                                                         self.selections, self.jobs,
-                                                         self.results))
-                   for _ in range(self.n_workers)]
+        workers = [
+            context.Process(
+                target=_worker,
+                args=(
+                    self.folders,
+                    self.device,
+                    self.tf32,
+                    self.selections,
+                    self.jobs,
+                    self.results,
+                ),
+            )
+            for _ in range(self.n_workers)
+        ]
         for w in workers:
             w.start()
         try:
@@ -138,21 +215,29 @@ class Scheduler:
 
     def _phases(self):
         if 1 in self.phases:
-            self._run_phase("grid", self.runnable(
-                grid_jobs(self.targets, self.splits, self.recipes)))
-        recipe, scores = default_recipe(list(self.records.values()), self.targets,
-                                        self.splits, self.recipes)
-        self.log(f"default recipe by the rule: {recipe} "
-                 f"({', '.join(f'{k} {v:.1f}' for k, v in sorted(scores.items()))})")
-        if recipe is None or 2 not in self.phases or self.time_left() <= 0:
+            self._run_phase(
+                "grid", self.runnable(grid_jobs(self.targets, self.splits, self.recipes))
+            )
+        recipe, scores = default_recipe(
+            list(self.records.values()), self.targets, self.splits, self.recipes
+        )
+        self.log(
+            f"default recipe by the rule: {recipe} "
+            f"({', '.join(f'{k} {v:.1f}' for k, v in sorted(scores.items()))})"
+        )
+        if recipe is None:
             return
-        self._run_phase("phase 2", self.runnable(
-            phase2_jobs(recipe, self.targets, self.splits)))
-        best = [a for a, _ in best_label_free_arms(list(self.records.values()), recipe)]
-        self.log(f"best label-free arms at B=1: {best_label_free_arms(list(self.records.values()), recipe)}")
+        if 2 in self.phases and self.time_left() > 0:
+            self._run_phase(
+                "phase 2", self.runnable(phase2_jobs(recipe, self.targets, self.splits))
+            )
+        best = best_label_free_arms(list(self.records.values()), recipe)
+        self.log(f"best label-free arms at B=1: {best}")
         if 3 in self.phases and self.time_left() > 0:
-            self._run_phase("phase 3", self.runnable(
-                phase3_jobs(recipe, best, self.targets, self.splits)))
+            self._run_phase(
+                "phase 3",
+                self.runnable(phase3_jobs(recipe, [a for a, _ in best], self.targets, self.splits)),
+            )
 
     def _run_phase(self, name, todo):
         self.log(f"{name}: {len(todo)} jobs to run ({len(self.records)} records so far)")
@@ -172,8 +257,10 @@ class Scheduler:
             done = len(todo) - pending
             if done % 10 == 0 or pending == 0:
                 rate = done / max(1e-9, time.time() - started)
-                self.log(f"{name}: {done}/{len(todo)} done, {rate:.2f} jobs/s; last "
-                         f"{r['id']} {r['miou']:.1f} ({r['seconds_total']:.0f} s)")
+                self.log(
+                    f"{name}: {done}/{len(todo)} done, {rate:.2f} jobs/s; last "
+                    f"{r['id']} {r['miou']:.1f} ({r['seconds_total']:.0f} s)"
+                )
         if pending:
             self.log(f"{name}: deadline reached with {pending} jobs not finished")
 
@@ -194,8 +281,9 @@ class Scheduler:
                 break
         for _ in workers:
             self.jobs.put(None)
-        until = time.time() + (grace if self.deadline is None
-                               else max(1.0, min(grace, self.time_left() + grace)))
+        until = time.time() + (
+            grace if self.deadline is None else max(1.0, min(grace, self.time_left() + grace))
+        )
         while any(w.is_alive() for w in workers) and time.time() < until:
             try:
                 r = self.results.get(timeout=0.5)

@@ -7,14 +7,25 @@ made with the shipped selectors' public methods (``make_selector(name)``, ``scor
 Ground truth is read only by the label-reading reference arms and for the record
 (drawn foreground pixels and objects).
 """
+
 import os
 import tempfile
 
 import numpy as np
 from scipy import ndimage
 
-from _effort_plan import (ARMS, BUDGETS, MIN_FOREGROUND, PATCH, SEEDS, SHARED, SPLITS, STRIDE,
-                          n_patches)
+from _effort_plan import (
+    ARMS,
+    BUDGETS,
+    MIN_FOREGROUND,
+    PATCH,
+    SEEDS,
+    SHARED,
+    SPLITS,
+    STRIDE,
+    budget_key,
+    n_patches,
+)
 
 
 class Target:
@@ -68,8 +79,7 @@ def image_grid(image):
 
 def image_statistics(seg, image, mask):
     """Every statistic the arms need for one image's candidates (shipped selectors, dense)."""
-    from kwtl.selection import (ObjectRichnessSelector, PredictedForegroundSelector,
-                                make_selector)
+    from kwtl.selection import ObjectRichnessSelector, PredictedForegroundSelector, make_selector
     from kwtl.selection._representative import dense_encoder_features
 
     grid = image_grid(image)
@@ -79,8 +89,9 @@ def image_statistics(seg, image, mask):
         "fg_fraction": PredictedForegroundSelector(dense=True).score(grid, seg),
         "richness": ObjectRichnessSelector(dense=True).score(grid, seg),
         "features": dense_encoder_features(grid, seg).astype(np.float32),
-        "gt_foreground": np.array([mask[r:r + PATCH, c:c + PATCH].sum()
-                                   for _, r, c in grid.coords]),
+        "gt_foreground": np.array(
+            [mask[r : r + PATCH, c : c + PATCH].sum() for _, r, c in grid.coords]
+        ),
     }
     return stats
 
@@ -102,8 +113,9 @@ def cached_statistics(cache, target, idx, seg):
 def pool_table(cache, target, pool, seg):
     parts = [cached_statistics(cache, target, i, seg) for i in pool]
     table = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
-    table["image"] = np.concatenate([np.full(len(p["consistency"]), i)
-                                     for i, p in zip(pool, parts)])
+    table["image"] = np.concatenate(
+        [np.full(len(p["consistency"]), i) for i, p in zip(pool, parts)]
+    )
     return table
 
 
@@ -115,8 +127,7 @@ def arm_order(arm, table, seed, target):
     if arm == "random":
         scores = make_selector("random", random_state=seed).score(_pool(target, table), None)
     elif arm == "spread_random":
-        scores = make_selector("spread_random", random_state=seed).score(
-            _pool(target, table), None)
+        scores = make_selector("spread_random", random_state=seed).score(_pool(target, table), None)
     elif arm == "consistency":
         scores = table["consistency"]
     elif arm == "gt_consistency":
@@ -182,7 +193,7 @@ def foreground_aware_order(table, target, seed):
 
 def non_overlapping(order, table, budget):
     """``kwtl select``'s greedy non-overlapping choice over the pool's candidates."""
-    from kwtl.workflow._select import _non_overlapping
+    from kwtl.selection import choose_non_overlapping as _non_overlapping
 
     coords = np.column_stack([table["image"], table["coords"]])
     return _non_overlapping(order, coords, PATCH, budget)
@@ -193,12 +204,16 @@ def drawn_record(target, table, chosen):
     fg, objects = 0, 0
     for k in chosen:
         i, (r, c) = table["image"][k], table["coords"][k]
-        window = target.masks[i][r:r + PATCH, c:c + PATCH]
+        window = target.masks[i][r : r + PATCH, c : c + PATCH]
         fg += int(window.sum())
         objects += int(ndimage.label(window, structure=np.ones((3, 3)))[1])
-    return {"n_patches": len(chosen), "annotated_px": len(chosen) * PATCH * PATCH,
-            "annotated_fg_px": fg, "annotated_objects": objects,
-            "images_touched": int(len(set(table["image"][chosen].tolist())))}
+    return {
+        "n_patches": len(chosen),
+        "annotated_px": len(chosen) * PATCH * PATCH,
+        "annotated_fg_px": fg,
+        "annotated_objects": objects,
+        "images_touched": int(len(set(table["image"][chosen].tolist()))),
+    }
 
 
 def split_selections(cache, target, split, seg, arms):
@@ -214,9 +229,17 @@ def split_selections(cache, target, split, seg, arms):
         for seed in seeds:
             chosen = non_overlapping(arm_order(arm, table, seed, target), table, most)
             out[arm][seed] = {
-                "support": [[target.names[int(table["image"][k])], int(table["coords"][k][0]),
-                             int(table["coords"][k][1])] for k in chosen],
-                "drawn": {str(b): drawn_record(target, table, chosen[:n_patches(target.name, b)])
-                          for b in BUDGETS},
+                "support": [
+                    [
+                        target.names[int(table["image"][k])],
+                        int(table["coords"][k][0]),
+                        int(table["coords"][k][1]),
+                    ]
+                    for k in chosen
+                ],
+                "drawn": {
+                    budget_key(b): drawn_record(target, table, chosen[: n_patches(target.name, b)])
+                    for b in BUDGETS
+                },
             }
     return out

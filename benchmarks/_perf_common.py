@@ -3,6 +3,7 @@
 Not part of kwtl; imported by ``bench_scoring.py``, ``bench_training.py`` and
 ``bench_predict.py`` (run them as ``python benchmarks/<script>.py``).
 """
+
 import json
 import math
 import os
@@ -119,8 +120,11 @@ def image_files(folder):
     folder = Path(folder)
     if not folder.is_dir():
         return []
-    return sorted(p for p in folder.iterdir()
-                  if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in _EXTENSIONS)
+    return sorted(
+        p
+        for p in folder.iterdir()
+        if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in _EXTENSIONS
+    )
 
 
 def mask_for(image_file):
@@ -153,7 +157,7 @@ def split_files(data_root, splits_path=None, dataset="EM"):
         if max(pool_idx + test_idx) < len(files) and len(pool_idx) + len(test_idx) == len(files):
             return [files[i] for i in pool_idx], [files[i] for i in test_idx]
     n_test = max(1, int(math.floor(0.2 * len(files))))
-    return files[: len(files) - n_test], files[len(files) - n_test:]
+    return files[: len(files) - n_test], files[len(files) - n_test :]
 
 
 def load_images(files, masks=False):
@@ -175,7 +179,6 @@ def repeat_to(arrays, n):
     return [arrays[i % len(arrays)] for i in range(n)]
 
 
-
 def sync(device):
     if torch.device(device).type == "cuda":
         torch.cuda.synchronize()
@@ -184,10 +187,14 @@ def sync(device):
 def add_process_args(parser):
     """``--threads`` and ``--malloc``: the process settings every benchmark records."""
     parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads")
-    parser.add_argument("--malloc", choices=("default", "tuned"), default="default",
-                        help="'tuned' calls kwtl.utils._allocator.tune_malloc() at start-up (as `kwtl run` "
-                             "does): freed large buffers are reused instead of re-mapped; it "
-                             "applies to the whole process, i.e. to both the reference and kwtl")
+    parser.add_argument(
+        "--malloc",
+        choices=("default", "tuned"),
+        default="default",
+        help="'tuned' calls kwtl.utils._allocator.tune_malloc() at start-up (as `kwtl run` "
+        "does): freed large buffers are reused instead of re-mapped; it "
+        "applies to the whole process, i.e. to both the reference and kwtl",
+    )
 
 
 def setup_process(args):
@@ -216,10 +223,15 @@ def environment(args):
         isa = []
     amp = resolve_precision(args.precision, args.device)
     env = {
-        "python": platform.python_version(), "torch": torch.__version__,
-        "threads": torch.get_num_threads(), "cpu": cpu, "cpu_count": os.cpu_count(),
-        "isa": isa, "device": str(args.device),
-        "precision": args.precision, "resolved_precision": "fp32" if amp is None else "bf16",
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+        "cpu": cpu,
+        "cpu_count": os.cpu_count(),
+        "isa": isa,
+        "device": str(args.device),
+        "precision": args.precision,
+        "resolved_precision": "fp32" if amp is None else "bf16",
         "channels_last": amp is not None,
         "malloc": "tuned" if getattr(args, "malloc_applied", False) else "default",
     }
@@ -240,16 +252,17 @@ def _fmt(value, spec):
 
 def print_table(rows, columns):
     header = [c[0] for c in columns]
-    body = [[_fmt(r.get(c[1]), c[2]) if c[2] else str(r.get(c[1], "-")) for c in columns]
-            for r in rows]
-    widths = [max(len(h), *(len(line[i]) for line in body)) if body else len(h)
-              for i, h in enumerate(header)]
+    body = [
+        [_fmt(r.get(c[1]), c[2]) if c[2] else str(r.get(c[1], "-")) for c in columns] for r in rows
+    ]
+    widths = [
+        max(len(h), *(len(line[i]) for line in body)) if body else len(h)
+        for i, h in enumerate(header)
+    ]
     print("  ".join(h.rjust(w) for h, w in zip(header, widths)))
     print("  ".join("-" * w for w in widths))
     for line in body:
         print("  ".join(v.rjust(w) for v, w in zip(line, widths)))
-
-
 
 
 def write_json(path, results):

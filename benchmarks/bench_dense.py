@@ -28,6 +28,7 @@ The weights are the authors' released PLFT state dicts (``../shared/weights``), 
 ``FCRNSegmenter(module__width=32, module__affine=True)``. Results: JSON under
 ``benchmarks/results/dense/``; the command lines are in ``benchmarks/RESULTS.md``.
 """
+
 import argparse
 import json
 import os
@@ -52,10 +53,12 @@ OUT = Path(__file__).resolve().parent / "results" / "dense"
 
 def load_plft(dataset, device="cpu", precision="auto", weights_dir=WEIGHTS):
     """FCRNSegmenter holding the authors' PLFT weights of ``dataset`` (local helper)."""
-    seg = FCRNSegmenter(module__width=32, module__affine=True, device=device,
-                        precision=precision).initialize()
-    state = torch.load(Path(weights_dir) / f"authors_plft_{dataset}.pth", map_location=device,
-                       weights_only=True)
+    seg = FCRNSegmenter(
+        module__width=32, module__affine=True, device=device, precision=precision
+    ).initialize()
+    state = torch.load(
+        Path(weights_dir) / f"authors_plft_{dataset}.pth", map_location=device, weights_only=True
+    )
     seg.module_.load_state_dict(state, strict=True)
     return seg
 
@@ -94,8 +97,13 @@ def load_average():
 
 def run_agreement(args):
     rng = np.random.default_rng(args.seed)
-    report = {"mode": "agreement", "args": _plain(args), "load_before": load_average(),
-              "torch_threads": torch.get_num_threads(), "datasets": {}}
+    report = {
+        "mode": "agreement",
+        "args": _plain(args),
+        "load_before": load_average(),
+        "torch_threads": torch.get_num_threads(),
+        "datasets": {},
+    }
     for dataset in args.datasets:
         seg = load_plft(dataset, args.device, args.precision)
         rows = {"exact_consistency": [], "exact_entropy": [], "dense_entropy": []}
@@ -114,34 +122,64 @@ def run_agreement(args):
                 used.add(f)
                 image = read_image(f)
                 full = PatchSet.from_images([image], 256, 30)
-                pick = np.sort(rng.choice(len(full), min(args.candidates_per_image, len(full)),
-                                          replace=False))
+                pick = np.sort(
+                    rng.choice(len(full), min(args.candidates_per_image, len(full)), replace=False)
+                )
                 sample = PatchSet(full.arrays, full.coords[pick], 256)
                 n_candidates_total += len(full)
                 n_images += 1
                 # side by side, same process: exact on the sample, dense on the whole image
-                for name, fn in [
-                    ("exact_consistency", lambda: ConsistencySelector().score(sample, seg)),
-                    ("exact_entropy", lambda: EntropySelector().score(sample, seg)),
-                    ("dense_entropy",
-                     lambda: EntropySelector(dense=True).score(full, seg)[pick]),
-                ] + [(f"dense_consistency_g{g}",
-                      lambda g=g: ConsistencySelector(dense=True, contrast_groups=g)
-                      .score(full, seg)[pick]) for g in args.groups] + ([
-                    ("exact_mc", lambda: MCDropoutSelector(random_state=0).score(sample, seg)),
-                    ("mc_exact_seed1",  # Monte-Carlo noise floor: exact vs exact, other seed
-                     lambda: MCDropoutSelector(random_state=1).score(sample, seg)),
-                    ("dense_mc", lambda: MCDropoutSelector(dense=True, random_state=0)
-                     .score(full, seg)[pick]),
-                ] if args.mc else []):
+                for name, fn in (
+                    [
+                        ("exact_consistency", lambda: ConsistencySelector().score(sample, seg)),
+                        ("exact_entropy", lambda: EntropySelector().score(sample, seg)),
+                        (
+                            "dense_entropy",
+                            lambda: EntropySelector(dense=True).score(full, seg)[pick],
+                        ),
+                    ]
+                    + [
+                        (
+                            f"dense_consistency_g{g}",
+                            lambda g=g: ConsistencySelector(dense=True, contrast_groups=g).score(
+                                full, seg
+                            )[pick],
+                        )
+                        for g in args.groups
+                    ]
+                    + (
+                        [
+                            (
+                                "exact_mc",
+                                lambda: MCDropoutSelector(random_state=0).score(sample, seg),
+                            ),
+                            (
+                                "mc_exact_seed1",  # Monte-Carlo noise floor: exact vs exact, other seed
+                                lambda: MCDropoutSelector(random_state=1).score(sample, seg),
+                            ),
+                            (
+                                "dense_mc",
+                                lambda: MCDropoutSelector(dense=True, random_state=0).score(
+                                    full, seg
+                                )[pick],
+                            ),
+                        ]
+                        if args.mc
+                        else []
+                    )
+                ):
                     values, seconds = timed(fn)
                     rows[name].append(values)
                     times[name] += seconds
                 report.setdefault("images", []).append([dataset, split, f.name])
-                print(f"{dataset} split {split} {f.name}: {len(full)} candidates, "
-                      f"load {load_average()}", flush=True)
-                report["datasets"][dataset] = _summary(rows, times, n_images,
-                                                       n_candidates_total, args.splits)
+                print(
+                    f"{dataset} split {split} {f.name}: {len(full)} candidates, "
+                    f"load {load_average()}",
+                    flush=True,
+                )
+                report["datasets"][dataset] = _summary(
+                    rows, times, n_images, n_candidates_total, args.splits
+                )
                 report["load_after"] = load_average()
                 if args.save is not None:
                     args.save(report)
@@ -152,14 +190,23 @@ def _summary(rows, times, n_images, n_candidates_total, splits):
     if True:
         scores = {k: np.concatenate(v) for k, v in rows.items()}
         n_sample = len(scores["exact_consistency"])
-        result = {"n_images": n_images, "n_sampled_candidates": n_sample,
-                  "n_candidates_of_those_images": n_candidates_total, "variants": {},
-                  "splits": list(splits)}
+        result = {
+            "n_images": n_images,
+            "n_sampled_candidates": n_sample,
+            "n_candidates_of_those_images": n_candidates_total,
+            "variants": {},
+            "splits": list(splits),
+        }
         for name, values in scores.items():
             if name.startswith("exact"):
                 continue
-            ref = ("exact_consistency" if "consistency" in name
-                   else "exact_mc" if "mc" in name else "exact_entropy")
+            ref = (
+                "exact_consistency"
+                if "consistency" in name
+                else "exact_mc"
+                if "mc" in name
+                else "exact_entropy"
+            )
             exact = scores[ref]
             exact_per_candidate = times[ref] / n_sample
             result["variants"][name] = {
@@ -183,12 +230,19 @@ def run_pool(args):
         pool = PatchSet.from_images(images, 256, 30)
         scores = ConsistencySelector(dense=True, contrast_groups=args.groups[0]).score(pool, seg)
         seconds = time.perf_counter() - t
-    report = {"mode": "pool", "args": _plain(args), "dataset": dataset, "split": split,
-              "n_images": len(images), "n_candidates": len(pool), "seconds": seconds,
-              "peak_rss_mib": rss.peak, "load_avg": load_average(),
-              "torch_threads": torch.get_num_threads(),
-              "score_summary": [float(scores.min()), float(scores.mean()),
-                                float(scores.max())]}
+    report = {
+        "mode": "pool",
+        "args": _plain(args),
+        "dataset": dataset,
+        "split": split,
+        "n_images": len(images),
+        "n_candidates": len(pool),
+        "seconds": seconds,
+        "peak_rss_mib": rss.peak,
+        "load_avg": load_average(),
+        "torch_threads": torch.get_num_threads(),
+        "score_summary": [float(scores.min()), float(scores.mean()), float(scores.max())],
+    }
     print(json.dumps(report, indent=1))
     return report
 
@@ -201,9 +255,16 @@ class _TiledBefore(FCRNSegmenter):
 
         budget = 4 * int(self.inference_batch_size) * int(self.patch_size) ** 2
         side = max(64, int((budget / max(1, len(images))) ** 0.5) // 8 * 8)
-        return forward_tiled(forward, module, images, tile_size=side, device=self.device,
-                             dtype=self._amp_dtype,
-                             channels_last=self._inference_channels_last, **kwargs)
+        return forward_tiled(
+            forward,
+            module,
+            images,
+            tile_size=side,
+            device=self.device,
+            dtype=self._amp_dtype,
+            channels_last=self._inference_channels_last,
+            **kwargs,
+        )
 
 
 def _bf16_vs_fp32(seg, image, repeats=2):
@@ -222,17 +283,24 @@ def _bf16_vs_fp32(seg, image, repeats=2):
 def run_pool_compare(args):
     dataset, split = args.datasets[0], args.splits[0]
     after = load_plft(dataset, args.device, args.precision)
-    before = _TiledBefore(module__width=32, module__affine=True, device=args.device,
-                          precision=args.precision).initialize()
+    before = _TiledBefore(
+        module__width=32, module__affine=True, device=args.device, precision=args.precision
+    ).initialize()
     before.module_.load_state_dict(after.module_.state_dict())
     files = pool_files(dataset, split)
     n_pool = len(files)
     files = files[: args.max_images]
-    report = {"mode": "pool-compare", "args": _plain(args), "dataset": dataset, "split": split,
-              "n_pool_images": n_pool, "load_before": load_average(),
-              "torch_threads": torch.get_num_threads(),
-              "native_bf16": bool(torch.ops.mkldnn._is_mkldnn_bf16_supported()),
-              "images": []}
+    report = {
+        "mode": "pool-compare",
+        "args": _plain(args),
+        "dataset": dataset,
+        "split": split,
+        "n_pool_images": n_pool,
+        "load_before": load_average(),
+        "torch_threads": torch.get_num_threads(),
+        "native_bf16": bool(torch.ops.mkldnn._is_mkldnn_bf16_supported()),
+        "images": [],
+    }
     selector = ConsistencySelector(dense=True, contrast_groups=args.groups[0])
     with PeakRSS() as rss:
         for f in files:
@@ -242,35 +310,65 @@ def run_pool_compare(args):
             scores = {}
             for name, seg in (("before", before), ("after", after)):
                 scores[name], row[f"{name}_seconds"] = timed(lambda: selector.score(pool, seg))
-            row["max_abs_score_difference"] = float(np.abs(scores["before"]
-                                                           - scores["after"]).max())
+            row["max_abs_score_difference"] = float(
+                np.abs(scores["before"] - scores["after"]).max()
+            )
             row["load"] = load_average()
             report["images"].append(row)
             print(json.dumps(row), flush=True)
         report["one_forward_768x1024_seconds"] = _bf16_vs_fp32(after, image)
-    per = {k: float(np.mean([r[f"{k}_seconds"] for r in report["images"]]))
-           for k in ("before", "after")}
-    report.update({"seconds_per_image": per, "speedup": per["before"] / per["after"],
-                   "projected_pool_minutes": {k: v * n_pool / 60 for k, v in per.items()},
-                   "peak_rss_mib": rss.peak, "load_after": load_average()})
-    print(json.dumps({k: report[k] for k in ("seconds_per_image", "speedup",
-                                             "projected_pool_minutes", "peak_rss_mib",
-                                             "one_forward_768x1024_seconds")}, indent=1))
+    per = {
+        k: float(np.mean([r[f"{k}_seconds"] for r in report["images"]]))
+        for k in ("before", "after")
+    }
+    report.update(
+        {
+            "seconds_per_image": per,
+            "speedup": per["before"] / per["after"],
+            "projected_pool_minutes": {k: v * n_pool / 60 for k, v in per.items()},
+            "peak_rss_mib": rss.peak,
+            "load_after": load_average(),
+        }
+    )
+    print(
+        json.dumps(
+            {
+                k: report[k]
+                for k in (
+                    "seconds_per_image",
+                    "speedup",
+                    "projected_pool_minutes",
+                    "peak_rss_mib",
+                    "one_forward_768x1024_seconds",
+                )
+            },
+            indent=1,
+        )
+    )
     return report
 
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("mode", nargs="?", choices=("agreement", "pool", "pool-compare"),
-                   default="agreement")
+    p.add_argument(
+        "mode", nargs="?", choices=("agreement", "pool", "pool-compare"), default="agreement"
+    )
     p.add_argument("--datasets", nargs="+", default=["ssTEM", "EM"])
     p.add_argument("--splits", nargs="+", type=int, default=[0, 1, 2, 3, 4])
     p.add_argument("--images-per-split", type=int, default=1)
     p.add_argument("--candidates-per-image", type=int, default=40)
-    p.add_argument("--groups", nargs="+", type=int, default=[1, 4],
-                   help="contrast_groups of dense consistency (pool mode: the first)")
-    p.add_argument("--mc", action="store_true",
-                   help="also MC dropout (10 passes): exact, exact with another seed, dense")
+    p.add_argument(
+        "--groups",
+        nargs="+",
+        type=int,
+        default=[1, 4],
+        help="contrast_groups of dense consistency (pool mode: the first)",
+    )
+    p.add_argument(
+        "--mc",
+        action="store_true",
+        help="also MC dropout (10 passes): exact, exact with another seed, dense",
+    )
     p.add_argument("--max-images", type=int, default=None, help="pool mode: cap the images")
     p.add_argument("--device", default="cpu")
     p.add_argument("--precision", default="auto")
@@ -289,8 +387,9 @@ def main(argv=None):
         tmp.replace(out)
 
     args.save = save
-    report = {"agreement": run_agreement, "pool": run_pool,
-              "pool-compare": run_pool_compare}[args.mode](args)
+    report = {"agreement": run_agreement, "pool": run_pool, "pool-compare": run_pool_compare}[
+        args.mode
+    ](args)
     save(report)
     print("wrote", out)
 

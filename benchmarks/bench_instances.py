@@ -16,6 +16,7 @@ time per image (wall clock, noisy on a shared machine). Run from the repository 
 Nothing here is tuned on test images: the binary masks are ground truth, not predictions, so
 this measures the splitting step alone.
 """
+
 import argparse
 import json
 import platform
@@ -72,31 +73,50 @@ def main():
                 if method == "components":
                     found = ndimage.label(binary, np.ones((3, 3)))[0]
                 else:
-                    found = label_instances(binary, min_distance=min_distance,
-                                            min_size=args.min_size)
+                    found = label_instances(
+                        binary, min_distance=min_distance, min_size=args.min_size
+                    )
                 seconds += time.perf_counter() - start
                 a, b, c = match_counts(truth, found)
                 tp, n_true, n_found = tp + a, n_true + b, n_found + c
             precision = tp / max(n_found, 1)
             recall = tp / max(n_true, 1)
-            rows.append({
-                "dataset": name, "images": len(files), "method": method,
-                "min_distance": min_distance, "min_size": args.min_size if min_distance else None,
-                "true_objects": n_true, "found_objects": n_found, "matched": tp,
-                "precision": round(precision, 4), "recall": round(recall, 4),
-                "f1": round(2 * precision * recall / max(precision + recall, 1e-12), 4),
-                "ms_per_image": round(1000 * seconds / len(files), 1),
-            })
+            rows.append(
+                {
+                    "dataset": name,
+                    "images": len(files),
+                    "method": method,
+                    "min_distance": min_distance,
+                    "min_size": args.min_size if min_distance else None,
+                    "true_objects": n_true,
+                    "found_objects": n_found,
+                    "matched": tp,
+                    "precision": round(precision, 4),
+                    "recall": round(recall, 4),
+                    "f1": round(2 * precision * recall / max(precision + recall, 1e-12), 4),
+                    "ms_per_image": round(1000 * seconds / len(files), 1),
+                }
+            )
             r = rows[-1]
-            print(f"{name:4s} {method:16s} min_distance={str(min_distance):4s} "
-                  f"true={n_true:5d} found={n_found:5d} P={r['precision']:.3f} "
-                  f"R={r['recall']:.3f} F1={r['f1']:.3f} {r['ms_per_image']:.0f} ms/image")
+            print(
+                f"{name:4s} {method:16s} min_distance={str(min_distance):4s} "
+                f"true={n_true:5d} found={n_found:5d} P={r['precision']:.3f} "
+                f"R={r['recall']:.3f} F1={r['f1']:.3f} {r['ms_per_image']:.0f} ms/image"
+            )
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps({
-            "command": "PYTHONPATH=$PWD python benchmarks/bench_instances.py --json "
-                       + args.json,
-            "machine": platform.platform(), "rows": rows}, indent=1) + "\n")
+        Path(args.json).write_text(
+            json.dumps(
+                {
+                    "command": "PYTHONPATH=$PWD python benchmarks/bench_instances.py --json "
+                    + args.json,
+                    "machine": platform.platform(),
+                    "rows": rows,
+                },
+                indent=1,
+            )
+            + "\n"
+        )
 
 
 if __name__ == "__main__":

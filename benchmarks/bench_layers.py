@@ -18,6 +18,7 @@ throughput is printed in GFLOP/s (2 · multiply-adds). The outputs are compared 
 
 Run ``python benchmarks/bench_layers.py --help``; see benchmarks/README.md.
 """
+
 import argparse
 import statistics
 import time
@@ -31,11 +32,25 @@ from kwtl.models._fold import fold_batchnorm
 from kwtl.models._segmenter import resolve_precision
 
 try:  # run as a script (benchmarks/ is on sys.path)
-    from _perf_common import (add_process_args, environment, print_env, print_table,
-                              setup_process, sync, write_json)
+    from _perf_common import (
+        add_process_args,
+        environment,
+        print_env,
+        print_table,
+        setup_process,
+        sync,
+        write_json,
+    )
 except ImportError:  # imported as a module of the benchmarks folder
-    from benchmarks._perf_common import (add_process_args, environment, print_env, print_table,
-                                         setup_process, sync, write_json)
+    from benchmarks._perf_common import (
+        add_process_args,
+        environment,
+        print_env,
+        print_table,
+        setup_process,
+        sync,
+        write_json,
+    )
 
 
 def _layers(net):
@@ -66,8 +81,9 @@ def profile(net, x, dtype, args):
     samples = [[] for _ in layers]
     shapes, gflops = [None] * len(layers), [None] * len(layers)
     whole = []
-    autocast = torch.autocast(device_type=torch.device(args.device).type, dtype=dtype,
-                              enabled=dtype is not None)
+    autocast = torch.autocast(
+        device_type=torch.device(args.device).type, dtype=dtype, enabled=dtype is not None
+    )
     with torch.no_grad(), autocast:
         for r in range(args.warmup + args.repeats):
             h = x
@@ -91,8 +107,14 @@ def profile(net, x, dtype, args):
     rows = []
     for layer, s, shape, gf in zip(layers, samples, shapes, gflops):
         ms = 1000.0 * statistics.median(s)
-        rows.append({"layer": type(layer).__name__, "output": "x".join(map(str, shape[1:])),
-                     "ms": ms, "gflop_s": gf / (ms / 1000.0) if gf else None})
+        rows.append(
+            {
+                "layer": type(layer).__name__,
+                "output": "x".join(map(str, shape[1:])),
+                "ms": ms,
+                "gflop_s": gf / (ms / 1000.0) if gf else None,
+            }
+        )
     return rows, 1000.0 * statistics.median(whole), y.float()
 
 
@@ -109,13 +131,20 @@ def run(args):
                 m.bias.copy_(torch.randn(m.num_features, generator=gen) * 0.1)
     net = net.eval().to(args.device)
     dtype = resolve_precision(args.precision, args.device)
-    x = torch.rand(args.batch_size, 1, args.patch_size, args.patch_size,
-                   generator=gen).mul(2).sub(1).to(args.device)
+    x = (
+        torch.rand(args.batch_size, 1, args.patch_size, args.patch_size, generator=gen)
+        .mul(2)
+        .sub(1)
+        .to(args.device)
+    )
     if dtype is not None:  # kwtl's bf16 path runs channels-last
         net = net.to(memory_format=torch.channels_last)
         x = x.contiguous(memory_format=torch.channels_last)
-    variants = {"eval": net, "folded": fold_batchnorm(net, replace_layers=False),
-                "folded+layers": fold_batchnorm(net)}
+    variants = {
+        "eval": net,
+        "folded": fold_batchnorm(net, replace_layers=False),
+        "folded+layers": fold_batchnorm(net),
+    }
     out = {"variants": {}}
     reference = None
     for name, module in variants.items():
@@ -123,7 +152,8 @@ def run(args):
         if reference is None:
             reference = y
         out["variants"][name] = {
-            "layers": rows, "forward_ms": whole_ms,
+            "layers": rows,
+            "forward_ms": whole_ms,
             "patches_s": args.batch_size / (whole_ms / 1000.0),
             "max_abs_diff_vs_eval": float((y - reference).abs().max()),
             "max_abs_eval": float(reference.abs().max()),
@@ -153,16 +183,28 @@ def main(argv=None):
     print_env(env)
     out = run(args)
     for name, v in out["variants"].items():
-        print(f"\n== {name}: forward {v['forward_ms']:.1f} ms ({v['patches_s']:.1f} patches/s), "
-              f"max |Δ| vs eval {v['max_abs_diff_vs_eval']:.3g} (outputs up to "
-              f"{v['max_abs_eval']:.3g}) ==")
-        print_table(v["layers"], [("layer", "layer", None), ("output C×H×W", "output", None),
-                                  ("ms", "ms", ".2f"), ("GFLOP/s", "gflop_s", ".0f")])
+        print(
+            f"\n== {name}: forward {v['forward_ms']:.1f} ms ({v['patches_s']:.1f} patches/s), "
+            f"max |Δ| vs eval {v['max_abs_diff_vs_eval']:.3g} (outputs up to "
+            f"{v['max_abs_eval']:.3g}) =="
+        )
+        print_table(
+            v["layers"],
+            [
+                ("layer", "layer", None),
+                ("output C×H×W", "output", None),
+                ("ms", "ms", ".2f"),
+                ("GFLOP/s", "gflop_s", ".0f"),
+            ],
+        )
     base = out["variants"]["eval"]["forward_ms"]
-    print("\nforward speed-up vs eval: " + ", ".join(
-        f"{k} {base / v['forward_ms']:.2f}x" for k, v in out["variants"].items()))
-    write_json(args.json, {"environment": env, "args": {k: str(v) for k, v in vars(args).items()},
-                           **out})
+    print(
+        "\nforward speed-up vs eval: "
+        + ", ".join(f"{k} {base / v['forward_ms']:.2f}x" for k, v in out["variants"].items())
+    )
+    write_json(
+        args.json, {"environment": env, "args": {k: str(v) for k, v in vars(args).items()}, **out}
+    )
 
 
 if __name__ == "__main__":

@@ -16,6 +16,7 @@ thresholded masks, mIoU against the ground truth).
 
 Run ``python benchmarks/bench_predict.py --help``; see benchmarks/README.md.
 """
+
 import argparse
 import copy
 import json
@@ -35,15 +36,35 @@ from kwtl.models import FCRNSegmenter
 
 try:  # run as a script (benchmarks/ is on sys.path)
     from _perf_common import (
-        DEFAULT_DATA, DEFAULT_SPLITS, add_process_args, current_rss_mib, environment, load_images,
-        print_env, setup_process,
-        print_table, ru_maxrss_mib, split_files, sync, write_json,
+        DEFAULT_DATA,
+        DEFAULT_SPLITS,
+        add_process_args,
+        current_rss_mib,
+        environment,
+        load_images,
+        print_env,
+        setup_process,
+        print_table,
+        ru_maxrss_mib,
+        split_files,
+        sync,
+        write_json,
     )
 except ImportError:  # imported as a module of the benchmarks folder
     from benchmarks._perf_common import (
-        DEFAULT_DATA, DEFAULT_SPLITS, add_process_args, current_rss_mib, environment, load_images,
-        print_env, setup_process,
-        print_table, ru_maxrss_mib, split_files, sync, write_json,
+        DEFAULT_DATA,
+        DEFAULT_SPLITS,
+        add_process_args,
+        current_rss_mib,
+        environment,
+        load_images,
+        print_env,
+        setup_process,
+        print_table,
+        ru_maxrss_mib,
+        split_files,
+        sync,
+        write_json,
     )
 
 _DOMAINS = {"EM": "em", "ssTEM": "sstem"}
@@ -57,16 +78,24 @@ def _images(args):
         images, masks = load_images(files[: args.n_images], masks=True)
         return images, masks, f"{args.dataset} images from {args.data}"
     domain = _DOMAINS.get(args.dataset, "sstem")
-    images, masks = make_cells(n_images=args.n_images, image_size=args.image_size, domain=domain,
-                               random_state=args.seed)
+    images, masks = make_cells(
+        n_images=args.n_images, image_size=args.image_size, domain=domain, random_state=args.seed
+    )
     return list(images), list(masks), f"synthetic {_DOMAINS.get(args.dataset, 'sstem')} images"
 
 
 def _segmenter(args, precision=None, max_pixels=None):
-    seg = FCRNSegmenter(module__width=args.width, patch_size=args.patch_size, stride=args.stride,
-                        precision=precision or args.precision, batch_size=8, lr=1e-3,
-                        max_pixels=max_pixels or 2**23, random_state=args.seed,
-                        device=args.device)
+    seg = FCRNSegmenter(
+        module__width=args.width,
+        patch_size=args.patch_size,
+        stride=args.stride,
+        precision=precision or args.precision,
+        batch_size=8,
+        lr=1e-3,
+        max_pixels=max_pixels or 2**23,
+        random_state=args.seed,
+        device=args.device,
+    )
     return seg.initialize().to_affine()
 
 
@@ -82,10 +111,16 @@ def _state(args, images, masks, tmp):
     ys = xs.with_arrays(masks)
     for _ in range(args.train_steps):
         idx = np.sort(rng.choice(len(xs), size=8, replace=False))
-        seg.train_step((torch.from_numpy(xs[idx])[:, None],
-                        torch.from_numpy(ys[idx].astype(np.float32))[:, None]))
+        seg.train_step(
+            (
+                torch.from_numpy(xs[idx])[:, None],
+                torch.from_numpy(ys[idx].astype(np.float32))[:, None],
+            )
+        )
     path = Path(tmp) / "state.pt"
-    torch.save({k: v.detach().cpu().contiguous() for k, v in seg.module_.state_dict().items()}, path)
+    torch.save(
+        {k: v.detach().cpu().contiguous() for k, v in seg.module_.state_dict().items()}, path
+    )
     return path
 
 
@@ -127,11 +162,17 @@ def worker_main(spec_path):
         sync(args.device)
         seconds = time.perf_counter() - t0
     np.savez_compressed(spec["maps"], *[p.astype(np.float32) for p in proba])
-    result = {"kind": spec["kind"], "max_pixels": spec.get("max_pixels"),
-              "n_images": len(images), "shape": list(images[0].shape), "seconds": seconds,
-              "images_s": len(images) / seconds, "rss_before_mib": rss_data,
-              "peak_rss_mib": ru_maxrss_mib(),
-              "miou": float(mean_iou(masks, [p >= 0.5 for p in proba]))}
+    result = {
+        "kind": spec["kind"],
+        "max_pixels": spec.get("max_pixels"),
+        "n_images": len(images),
+        "shape": list(images[0].shape),
+        "seconds": seconds,
+        "images_s": len(images) / seconds,
+        "rss_before_mib": rss_data,
+        "peak_rss_mib": ru_maxrss_mib(),
+        "miou": float(mean_iou(masks, [p >= 0.5 for p in proba])),
+    }
     if torch.device(args.device).type == "cuda":
         result["cuda_max_allocated_mib"] = torch.cuda.max_memory_allocated() / 2**20
     Path(spec["out"]).write_text(json.dumps(result))
@@ -139,8 +180,12 @@ def worker_main(spec_path):
 
 def _run_worker(spec, args, tmp):
     name = f"{spec['kind']}-{spec.get('max_pixels')}"
-    spec = dict(spec, out=str(Path(tmp) / f"{name}.json"), maps=str(Path(tmp) / f"{name}.npz"),
-                args={k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()})
+    spec = dict(
+        spec,
+        out=str(Path(tmp) / f"{name}.json"),
+        maps=str(Path(tmp) / f"{name}.npz"),
+        args={k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
+    )
     spec_path = Path(tmp) / f"{name}.spec.json"
     spec_path.write_text(json.dumps(spec))
     proc = subprocess.run([sys.executable, os.path.abspath(__file__), "--_worker", str(spec_path)])
@@ -153,16 +198,25 @@ def _run_worker(spec, args, tmp):
 
 
 def build_parser():
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter
+    )
     p.add_argument("--dataset", default="ssTEM", help="folder under --data (ssTEM: 20 x 1024²)")
     p.add_argument("--n-images", type=int, default=20)
     p.add_argument("--image-size", type=int, default=1024, help="synthetic image size")
-    p.add_argument("--max-pixels", type=int, nargs="+", default=[2**20, 2**22, 2**23],
-                   help="FCRNSegmenter.max_pixels values (pixels per forward pass)")
+    p.add_argument(
+        "--max-pixels",
+        type=int,
+        nargs="+",
+        default=[2**20, 2**22, 2**23],
+        help="FCRNSegmenter.max_pixels values (pixels per forward pass)",
+    )
     p.add_argument("--precision", default="auto", choices=("auto", "fp32", "bf16"))
-    p.add_argument("--reference", action="store_true",
-                   help="also run the authors' way: all images in one fp32 batch")
+    p.add_argument(
+        "--reference",
+        action="store_true",
+        help="also run the authors' way: all images in one fp32 batch",
+    )
     p.add_argument("--width", type=int, default=32)
     p.add_argument("--patch-size", type=int, default=256, help="patches of --train-steps")
     p.add_argument("--stride", type=int, default=30)
@@ -188,10 +242,15 @@ def main(argv=None):
     env = environment(args)
     print_env(env)
     images, masks, source = _images(args)
-    print(f"{len(images)} images {images[0].shape} of {source}; FCRN width {args.width}, "
-          f"{args.train_steps} training steps; bn_mode='batch'")
-    out = {"env": env, "command": " ".join([Path(sys.argv[0]).as_posix()] + sys.argv[1:]),
-           "rows": []}
+    print(
+        f"{len(images)} images {images[0].shape} of {source}; FCRN width {args.width}, "
+        f"{args.train_steps} training steps; bn_mode='batch'"
+    )
+    out = {
+        "env": env,
+        "command": " ".join([Path(sys.argv[0]).as_posix()] + sys.argv[1:]),
+        "rows": [],
+    }
     with tempfile.TemporaryDirectory() as tmp:
         args.__dict__.pop("_worker")
         state = _state(args, images, masks, tmp)
@@ -204,23 +263,38 @@ def main(argv=None):
             out["rows"].append(row)
         for max_pixels in args.max_pixels:
             print(f"[kwtl] predict_proba, max_pixels={max_pixels}, fresh process ...", flush=True)
-            row, maps = _run_worker({"kind": "kwtl", "max_pixels": max_pixels,
-                                     "state": str(state)}, args, tmp)
+            row, maps = _run_worker(
+                {"kind": "kwtl", "max_pixels": max_pixels, "state": str(state)}, args, tmp
+            )
             row.update(label=f"kwtl max_pixels=2^{int(np.log2(max_pixels))}")
             if ref_maps is not None:
                 diff = max(float(np.max(np.abs(a - b))) for a, b in zip(maps, ref_maps))
                 same = np.mean([np.mean((a >= 0.5) == (b >= 0.5)) for a, b in zip(maps, ref_maps)])
-                row.update(max_abs_dp=diff, mask_agreement=float(same),
-                           speedup=out["rows"][0]["seconds"] / row["seconds"])
+                row.update(
+                    max_abs_dp=diff,
+                    mask_agreement=float(same),
+                    speedup=out["rows"][0]["seconds"] / row["seconds"],
+                )
             out["rows"].append(row)
     shape = "x".join(map(str, out["rows"][0]["shape"])) if out["rows"] else "?"
-    print(f"\n== full-resolution prediction, bn_mode='batch' ({out['rows'][0]['n_images']} images "
-          f"{shape}, width {args.width}, {env['threads']} threads, device {args.device}) ==")
-    print_table(out["rows"], [
-        ("path", "label", None), ("time[s]", "seconds", ".2f"), ("images/s", "images_s", ".2f"),
-        ("x fp32", "speedup", ".2f"), ("RSS before[MiB]", "rss_before_mib", ".0f"),
-        ("peakRSS[MiB]", "peak_rss_mib", ".0f"), ("mIoU", "miou", ".4f"),
-        ("max|dp|", "max_abs_dp", ".4f"), ("mask agree", "mask_agreement", ".5f")])
+    print(
+        f"\n== full-resolution prediction, bn_mode='batch' ({out['rows'][0]['n_images']} images "
+        f"{shape}, width {args.width}, {env['threads']} threads, device {args.device}) =="
+    )
+    print_table(
+        out["rows"],
+        [
+            ("path", "label", None),
+            ("time[s]", "seconds", ".2f"),
+            ("images/s", "images_s", ".2f"),
+            ("x fp32", "speedup", ".2f"),
+            ("RSS before[MiB]", "rss_before_mib", ".0f"),
+            ("peakRSS[MiB]", "peak_rss_mib", ".0f"),
+            ("mIoU", "miou", ".4f"),
+            ("max|dp|", "max_abs_dp", ".4f"),
+            ("mask agree", "mask_agreement", ".5f"),
+        ],
+    )
     write_json(args.json, out)
     return 0
 

@@ -20,6 +20,7 @@ Issue 5 (performance). Three modes, selected by flags (several may be combined):
 Run ``python benchmarks/bench_scoring.py --help`` for the options; see benchmarks/README.md
 for the commands behind RESULTS.md. Nothing here is timed inside the test suite.
 """
+
 import argparse
 import copy
 import json
@@ -48,15 +49,45 @@ from kwtl.selection import (
 
 try:  # run as a script (benchmarks/ is on sys.path)
     from _perf_common import (
-        DEFAULT_DATA, DEFAULT_SPLITS, PeakRSS, add_process_args, current_rss_mib, environment,
-        image_files, load_images, print_env, print_table, process_peak_rss_mib, repeat_to,
-        ru_maxrss_mib, setup_process, split_files, sync, synthetic_images, write_json,
+        DEFAULT_DATA,
+        DEFAULT_SPLITS,
+        PeakRSS,
+        add_process_args,
+        current_rss_mib,
+        environment,
+        image_files,
+        load_images,
+        print_env,
+        print_table,
+        process_peak_rss_mib,
+        repeat_to,
+        ru_maxrss_mib,
+        setup_process,
+        split_files,
+        sync,
+        synthetic_images,
+        write_json,
     )
 except ImportError:  # imported as a module of the benchmarks folder
     from benchmarks._perf_common import (
-        DEFAULT_DATA, DEFAULT_SPLITS, PeakRSS, add_process_args, current_rss_mib, environment,
-        image_files, load_images, print_env, print_table, process_peak_rss_mib, repeat_to,
-        ru_maxrss_mib, setup_process, split_files, sync, synthetic_images, write_json,
+        DEFAULT_DATA,
+        DEFAULT_SPLITS,
+        PeakRSS,
+        add_process_args,
+        current_rss_mib,
+        environment,
+        image_files,
+        load_images,
+        print_env,
+        print_table,
+        process_peak_rss_mib,
+        repeat_to,
+        ru_maxrss_mib,
+        setup_process,
+        split_files,
+        sync,
+        synthetic_images,
+        write_json,
     )
 
 _CONSISTENCY_AUGS = ("autocontrast", "brightness", "sharpness")
@@ -67,9 +98,16 @@ _MIB = 1024.0
 # model
 # ============================================================================================
 def make_segmenter(args, **overrides):
-    params = dict(module__width=args.width, patch_size=args.patch_size, stride=args.stride,
-                  precision=args.precision, batch_size=args.train_batch_size,
-                  lr=args.train_lr, random_state=args.seed, device=args.device)
+    params = dict(
+        module__width=args.width,
+        patch_size=args.patch_size,
+        stride=args.stride,
+        precision=args.precision,
+        batch_size=args.train_batch_size,
+        lr=args.train_lr,
+        random_state=args.seed,
+        device=args.device,
+    )
     if args.kwtl_batch_size is not None:
         params["inference_batch_size"] = args.kwtl_batch_size
     params.update(overrides)
@@ -239,9 +277,13 @@ def agreement(a, b, fraction=0.1):
     top_b = np.argsort(-b, kind="stable")[:k]
     overlap = len(np.intersect1d(top_a, top_b)) / k
     rho = float(spearmanr(a, b)[0]) if len(a) > 2 else float("nan")
-    return {"k": k, "top10_overlap": overlap, "spearman": rho,
-            "max_abs_diff": float(np.max(np.abs(a - b))),
-            "score_std": float(np.std(b))}
+    return {
+        "k": k,
+        "top10_overlap": overlap,
+        "spearman": rho,
+        "max_abs_diff": float(np.max(np.abs(a - b))),
+        "score_std": float(np.std(b)),
+    }
 
 
 # ============================================================================================
@@ -251,8 +293,12 @@ def _make_selector(name, args, random_state=None):
     if name == "consistency":
         return ConsistencySelector(magnitude=args.magnitude, batch_size=args.kwtl_chunk)
     if name == "mc_dropout":
-        return MCDropoutSelector(n_passes=args.mc_passes, p=args.mc_p, batch_size=args.kwtl_chunk,
-                                 random_state=args.seed if random_state is None else random_state)
+        return MCDropoutSelector(
+            n_passes=args.mc_passes,
+            p=args.mc_p,
+            batch_size=args.kwtl_chunk,
+            random_state=args.seed if random_state is None else random_state,
+        )
     if name == "entropy":
         return EntropySelector(batch_size=args.kwtl_chunk)
     raise ValueError(f"unknown selector {name!r}")
@@ -260,17 +306,20 @@ def _make_selector(name, args, random_state=None):
 
 def _reference(name, module, pool, args):
     if name == "consistency":
-        return ref_consistency(module, pool, args.batch_size, args.device, args.magnitude,
-                               augment=args.ref_augment)
+        return ref_consistency(
+            module, pool, args.batch_size, args.device, args.magnitude, augment=args.ref_augment
+        )
     if name == "mc_dropout":
-        return ref_mc_dropout(module, pool, args.batch_size, args.device, args.mc_passes,
-                              args.mc_p, seed=args.seed)
+        return ref_mc_dropout(
+            module, pool, args.batch_size, args.device, args.mc_passes, args.mc_p, seed=args.seed
+        )
     return ref_entropy(module, pool, args.batch_size, args.device)
 
 
 def _forward_passes(name, args):
-    return {"consistency": 1 + len(_CONSISTENCY_AUGS), "mc_dropout": args.mc_passes,
-            "entropy": 1}[name]
+    return {"consistency": 1 + len(_CONSISTENCY_AUGS), "mc_dropout": args.mc_passes, "entropy": 1}[
+        name
+    ]
 
 
 def prepare_model_and_pool(args):
@@ -283,14 +332,16 @@ def prepare_model_and_pool(args):
         source = f"EM images from {args.data} ({len(images)} pool images)"
     else:
         images, _ = synthetic_images(4, args.patch_size, args.seed)
-        train_images, train_masks = synthetic_images(args.train_images, args.patch_size,
-                                                     args.seed + 1, masks=True)
+        train_images, train_masks = synthetic_images(
+            args.train_images, args.patch_size, args.seed + 1, masks=True
+        )
         source = "synthetic EM-like images (kwtl.datasets.make_cells, domain='em')"
     grid = PatchSet.from_images(images, args.patch_size, args.stride)
     n = min(args.n_patches, len(grid))
     pool = grid.subset(np.sort(rng.choice(len(grid), size=n, replace=False)))
-    calib = grid[np.sort(rng.choice(len(grid), size=min(args.calib_patches, len(grid)),
-                                    replace=False))]
+    calib = grid[
+        np.sort(rng.choice(len(grid), size=min(args.calib_patches, len(grid)), replace=False))
+    ]
     if args.weights:
         seg = segmenter_with_state(args, _load_state(args.weights))
     else:
@@ -304,13 +355,17 @@ def run_compare(args):
     seg, pool, source = prepare_model_and_pool(args)
     reference = copy.deepcopy(seg.module_).to(memory_format=torch.contiguous_format).float().eval()
     n = len(pool)
-    print(f"pool: {n} patches {args.patch_size}x{args.patch_size} of {source}; FCRN width "
-          f"{args.width}, affine BN, BN running stats calibrated on {args.calib_patches} patches, "
-          f"{args.train_steps} pre-training steps")
-    print(f"kwtl: precision={args.precision} (resolved {'fp32' if seg._amp_dtype is None else 'bf16'}"
-          f", channels_last={seg._channels_last}), inference_batch_size="
-          f"{seg.inference_batch_size}, selector chunk={args.kwtl_chunk or seg.inference_batch_size}"
-          f"; reference: fp32 NCHW, batch {args.batch_size}, augmentations: {args.ref_augment}")
+    print(
+        f"pool: {n} patches {args.patch_size}x{args.patch_size} of {source}; FCRN width "
+        f"{args.width}, affine BN, BN running stats calibrated on {args.calib_patches} patches, "
+        f"{args.train_steps} pre-training steps"
+    )
+    print(
+        f"kwtl: precision={args.precision} (resolved {'fp32' if seg._amp_dtype is None else 'bf16'}"
+        f", channels_last={seg._channels_last}), inference_batch_size="
+        f"{seg.inference_batch_size}, selector chunk={args.kwtl_chunk or seg.inference_batch_size}"
+        f"; reference: fp32 NCHW, batch {args.batch_size}, augmentations: {args.ref_augment}"
+    )
     warm = pool.subset(np.arange(min(n, max(args.batch_size, seg.inference_batch_size))))
     rows, details = [], {}
     for name in args.selectors:
@@ -320,35 +375,62 @@ def run_compare(args):
         _reference(name, reference, warm, args)
         print(f"[{name}] kwtl ...", flush=True)
         kwtl_scores, kwtl_times, kwtl_peak, kwtl_growth = timed(
-            lambda: _make_selector(name, args).score(pool, seg), args.device, args.repeats)
+            lambda: _make_selector(name, args).score(pool, seg), args.device, args.repeats
+        )
         print(f"[{name}] reference ...", flush=True)
         ref_scores, ref_times, ref_peak, ref_growth = timed(
-            lambda: _reference(name, reference, pool, args), args.device, args.repeats)
+            lambda: _reference(name, reference, pool, args), args.device, args.repeats
+        )
         agree = agreement(kwtl_scores, ref_scores)
         kwtl_rate = n / float(np.median(kwtl_times))
         ref_rate = n / float(np.median(ref_times))
-        row_ref = {"selector": name, "path": "fp32 NCHW loop", "batch": args.batch_size,
-                   "passes": passes, "seconds": float(np.median(ref_times)),
-                   "patches_s": ref_rate, "speedup": 1.0, "peak_rss": ref_peak,
-                   "rss_growth": ref_growth}
-        row_kwtl = {"selector": name, "path": "kwtl", "batch": seg.inference_batch_size,
-                    "passes": passes, "seconds": float(np.median(kwtl_times)),
-                    "patches_s": kwtl_rate, "speedup": kwtl_rate / ref_rate,
-                    "peak_rss": kwtl_peak, "rss_growth": kwtl_growth,
-                    "top10": agree["top10_overlap"],
-                    "spearman": agree["spearman"]}
+        row_ref = {
+            "selector": name,
+            "path": "fp32 NCHW loop",
+            "batch": args.batch_size,
+            "passes": passes,
+            "seconds": float(np.median(ref_times)),
+            "patches_s": ref_rate,
+            "speedup": 1.0,
+            "peak_rss": ref_peak,
+            "rss_growth": ref_growth,
+        }
+        row_kwtl = {
+            "selector": name,
+            "path": "kwtl",
+            "batch": seg.inference_batch_size,
+            "passes": passes,
+            "seconds": float(np.median(kwtl_times)),
+            "patches_s": kwtl_rate,
+            "speedup": kwtl_rate / ref_rate,
+            "peak_rss": kwtl_peak,
+            "rss_growth": kwtl_growth,
+            "top10": agree["top10_overlap"],
+            "spearman": agree["spearman"],
+        }
         rows += [row_ref, row_kwtl]
-        details[name] = {"kwtl_seconds": kwtl_times, "reference_seconds": ref_times,
-                         "agreement": agree, "kwtl_peak_rss_mib": kwtl_peak,
-                         "reference_peak_rss_mib": ref_peak, "n_patches": n,
-                         "forward_passes_per_patch": passes}
+        details[name] = {
+            "kwtl_seconds": kwtl_times,
+            "reference_seconds": ref_times,
+            "agreement": agree,
+            "kwtl_peak_rss_mib": kwtl_peak,
+            "reference_peak_rss_mib": ref_peak,
+            "n_patches": n,
+            "forward_passes_per_patch": passes,
+        }
         if name == "mc_dropout" and not args.no_mc_noise_floor:
             # Monte-Carlo noise floor: kwtl against itself with other dropout masks
             other = _make_selector(name, args, random_state=args.seed + 1).score(pool, seg)
             floor = agreement(other, kwtl_scores)
             details[name]["noise_floor_kwtl_vs_kwtl_other_seed"] = floor
-            rows.append({"selector": name, "path": "kwtl vs kwtl (other seed)",
-                         "top10": floor["top10_overlap"], "spearman": floor["spearman"]})
+            rows.append(
+                {
+                    "selector": name,
+                    "path": "kwtl vs kwtl (other seed)",
+                    "top10": floor["top10_overlap"],
+                    "spearman": floor["spearman"],
+                }
+            )
     return rows, details
 
 
@@ -362,14 +444,18 @@ def _run_worker(spec, args, state_path):
         out_path = Path(tmp) / "result.json"
         spec = dict(spec, state=str(state_path), out=str(out_path), args=_worker_args(args))
         spec_path.write_text(json.dumps(spec))
-        proc = subprocess.Popen([sys.executable, os.path.abspath(__file__), "--_worker",
-                                 str(spec_path)])
+        proc = subprocess.Popen(
+            [sys.executable, os.path.abspath(__file__), "--_worker", str(spec_path)]
+        )
         child_peak = None
         if hasattr(os, "wait4"):
             _, status, usage = os.wait4(proc.pid, 0)
             proc.returncode = os.waitstatus_to_exitcode(status)
-            child_peak = (usage.ru_maxrss / (1024.0 * 1024.0) if sys.platform == "darwin"
-                          else usage.ru_maxrss / _MIB)
+            child_peak = (
+                usage.ru_maxrss / (1024.0 * 1024.0)
+                if sys.platform == "darwin"
+                else usage.ru_maxrss / _MIB
+            )
         else:  # pragma: no cover
             proc.wait()
         if proc.returncode != 0:
@@ -379,14 +465,34 @@ def _run_worker(spec, args, state_path):
     return result
 
 
-_WORKER_KEYS = ("width", "patch_size", "stride", "precision", "train_batch_size", "train_lr",
-                "seed", "device", "kwtl_batch_size", "kwtl_chunk", "magnitude", "mc_passes",
-                "mc_p", "threads", "malloc", "data", "splits", "synthetic", "pool_selector")
+_WORKER_KEYS = (
+    "width",
+    "patch_size",
+    "stride",
+    "precision",
+    "train_batch_size",
+    "train_lr",
+    "seed",
+    "device",
+    "kwtl_batch_size",
+    "kwtl_chunk",
+    "magnitude",
+    "mc_passes",
+    "mc_p",
+    "threads",
+    "malloc",
+    "data",
+    "splits",
+    "synthetic",
+    "pool_selector",
+)
 
 
 def _worker_args(args):
-    return {k: (str(getattr(args, k)) if isinstance(getattr(args, k), Path) else getattr(args, k))
-            for k in _WORKER_KEYS}
+    return {
+        k: (str(getattr(args, k)) if isinstance(getattr(args, k), Path) else getattr(args, k))
+        for k in _WORKER_KEYS
+    }
 
 
 def worker_main(spec_path):
@@ -442,14 +548,22 @@ def worker_main(spec_path):
     sync(args.device)
     seconds = time.perf_counter() - t0
     result = {
-        "mode": spec["mode"], "selector": args.pool_selector, "n_patches": len(pool),
-        "n_patches_full_pool": n_total, "n_images": len(images), "source": source,
+        "mode": spec["mode"],
+        "selector": args.pool_selector,
+        "n_patches": len(pool),
+        "n_patches_full_pool": n_total,
+        "n_images": len(images),
+        "source": source,
         "image_mib": distinct_bytes / (1024.0 * 1024.0),
-        "seconds": seconds, "patches_s": len(pool) / seconds,
-        "rss_after_model_mib": rss_model, "rss_after_data_mib": rss_data,
-        "rss_after_warmup_mib": rss_warm, "peak_rss_mib": ru_maxrss_mib(),
+        "seconds": seconds,
+        "patches_s": len(pool) / seconds,
+        "rss_after_model_mib": rss_model,
+        "rss_after_data_mib": rss_data,
+        "rss_after_warmup_mib": rss_warm,
+        "peak_rss_mib": ru_maxrss_mib(),
         "scores_finite": bool(np.isfinite(scores).all()),
-        "score_min": float(np.min(scores)), "score_max": float(np.max(scores)),
+        "score_min": float(np.min(scores)),
+        "score_max": float(np.max(scores)),
         "wall_seconds_total": time.perf_counter() - t_start,
         "threads": torch.get_num_threads(),
     }
@@ -471,97 +585,174 @@ def _scoring_state(args, tmpdir):
     else:
         images, _ = synthetic_images(2, args.patch_size, args.seed)
     grid = PatchSet.from_images(images, args.patch_size, args.stride)
-    calib = grid[np.sort(rng.choice(len(grid), size=min(args.calib_patches, len(grid)),
-                                    replace=False))]
+    calib = grid[
+        np.sort(rng.choice(len(grid), size=min(args.calib_patches, len(grid)), replace=False))
+    ]
     calibrate_bn(seg.module_, calib, args.device)
     path = Path(tmpdir) / "state.pt"
-    torch.save({k: v.detach().cpu().contiguous() for k, v in seg.module_.state_dict().items()}, path)
+    torch.save(
+        {k: v.detach().cpu().contiguous() for k, v in seg.module_.state_dict().items()}, path
+    )
     return path
 
 
 def run_pool_scaling(args, state_path):
     rows = []
     for n in args.pool_sizes:
-        print(f"[pool-scaling] {n} patches ({args.pool_selector}) in a fresh process ...",
-              flush=True)
+        print(
+            f"[pool-scaling] {n} patches ({args.pool_selector}) in a fresh process ...", flush=True
+        )
         res = _run_worker({"mode": "pool", "n_patches": int(n)}, args, state_path)
         rows.append(res)
     return rows
 
 
 def run_em_pool(args, state_path):
-    print(f"[em-pool] {args.em_images} EM images, {args.patch_size}², stride {args.stride}, "
-          f"{args.pool_selector}"
-          + (f", capped at {args.max_patches} patches" if args.max_patches else "")
-          + " in a fresh process ...", flush=True)
-    return _run_worker({"mode": "em", "n_patches": int(args.max_patches or 0),
-                        "n_images": int(args.em_images)}, args, state_path)
+    print(
+        f"[em-pool] {args.em_images} EM images, {args.patch_size}², stride {args.stride}, "
+        f"{args.pool_selector}"
+        + (f", capped at {args.max_patches} patches" if args.max_patches else "")
+        + " in a fresh process ...",
+        flush=True,
+    )
+    return _run_worker(
+        {"mode": "em", "n_patches": int(args.max_patches or 0), "n_images": int(args.em_images)},
+        args,
+        state_path,
+    )
 
 
 # ============================================================================================
 # main
 # ============================================================================================
 def build_parser():
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--n-patches", type=int, default=256,
-                   help="patches of the side-by-side comparison (random patches of the EM pool)")
+    p = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter
+    )
+    p.add_argument(
+        "--n-patches",
+        type=int,
+        default=256,
+        help="patches of the side-by-side comparison (random patches of the EM pool)",
+    )
     p.add_argument("--patch-size", type=int, default=256)
     p.add_argument("--stride", type=int, default=30, help="patch grid step")
     p.add_argument("--width", type=int, default=32, help="FCRN width (channels of conv1)")
-    p.add_argument("--batch-size", type=int, default=8,
-                   help="patches per forward pass of the fp32 reference loop (authors' eval: 256)")
-    p.add_argument("--kwtl-batch-size", type=int, default=None,
-                   help="FCRNSegmenter.inference_batch_size (None: kwtl's default)")
-    p.add_argument("--kwtl-chunk", type=int, default=None,
-                   help="selector batch_size, patches per scoring chunk (None: inference_batch_size)")
-    p.add_argument("--precision", default="auto", choices=("auto", "fp32", "bf16"),
-                   help="kwtl's precision (the reference is always fp32)")
-    p.add_argument("--selectors", nargs="+", default=["consistency", "mc_dropout"],
-                   choices=("consistency", "mc_dropout", "entropy"))
+    p.add_argument(
+        "--batch-size",
+        type=int,
+        default=8,
+        help="patches per forward pass of the fp32 reference loop (authors' eval: 256)",
+    )
+    p.add_argument(
+        "--kwtl-batch-size",
+        type=int,
+        default=None,
+        help="FCRNSegmenter.inference_batch_size (None: kwtl's default)",
+    )
+    p.add_argument(
+        "--kwtl-chunk",
+        type=int,
+        default=None,
+        help="selector batch_size, patches per scoring chunk (None: inference_batch_size)",
+    )
+    p.add_argument(
+        "--precision",
+        default="auto",
+        choices=("auto", "fp32", "bf16"),
+        help="kwtl's precision (the reference is always fp32)",
+    )
+    p.add_argument(
+        "--selectors",
+        nargs="+",
+        default=["consistency", "mc_dropout"],
+        choices=("consistency", "mc_dropout", "entropy"),
+    )
     p.add_argument("--magnitude", type=float, default=1.3, help="consistency magnitude")
     p.add_argument("--mc-passes", type=int, default=10)
     p.add_argument("--mc-p", type=float, default=0.5, help="MC dropout probability")
-    p.add_argument("--no-mc-noise-floor", action="store_true",
-                   help="skip the second kwtl MC-dropout run with other masks (noise floor)")
-    p.add_argument("--ref-augment", default="kwtl", choices=("kwtl", "pil"),
-                   help="reference augmentations: kwtl's vectorised (bit-identical) functions, "
-                        "or Pillow patch by patch as the authors did")
+    p.add_argument(
+        "--no-mc-noise-floor",
+        action="store_true",
+        help="skip the second kwtl MC-dropout run with other masks (noise floor)",
+    )
+    p.add_argument(
+        "--ref-augment",
+        default="kwtl",
+        choices=("kwtl", "pil"),
+        help="reference augmentations: kwtl's vectorised (bit-identical) functions, "
+        "or Pillow patch by patch as the authors did",
+    )
     p.add_argument("--repeats", type=int, default=1, help="timed repeats (median reported)")
-    p.add_argument("--train-steps", type=int, default=20,
-                   help="kwtl training steps on EM test images before scoring (0: untrained)")
+    p.add_argument(
+        "--train-steps",
+        type=int,
+        default=20,
+        help="kwtl training steps on EM test images before scoring (0: untrained)",
+    )
     p.add_argument("--train-batch-size", type=int, default=8)
     p.add_argument("--train-lr", type=float, default=1e-3)
     p.add_argument("--train-images", type=int, default=4)
-    p.add_argument("--calib-patches", type=int, default=32,
-                   help="patches of the train-mode pass that sets the BN running statistics")
-    p.add_argument("--weights", default=None,
-                   help="state dict (.pt) to start from (e.g. a PLFT checkpoint) instead of the "
-                        "seeded paper initialisation")
-    p.add_argument("--data", type=Path, default=DEFAULT_DATA,
-                   help="folder with EM/images and EM/masks (else synthetic data)")
-    p.add_argument("--splits", type=Path, default=DEFAULT_SPLITS,
-                   help="the authors' splits.json (EM pool = unlabelled[0])")
+    p.add_argument(
+        "--calib-patches",
+        type=int,
+        default=32,
+        help="patches of the train-mode pass that sets the BN running statistics",
+    )
+    p.add_argument(
+        "--weights",
+        default=None,
+        help="state dict (.pt) to start from (e.g. a PLFT checkpoint) instead of the "
+        "seeded paper initialisation",
+    )
+    p.add_argument(
+        "--data",
+        type=Path,
+        default=DEFAULT_DATA,
+        help="folder with EM/images and EM/masks (else synthetic data)",
+    )
+    p.add_argument(
+        "--splits",
+        type=Path,
+        default=DEFAULT_SPLITS,
+        help="the authors' splits.json (EM pool = unlabelled[0])",
+    )
     p.add_argument("--synthetic", action="store_true", help="use synthetic data even if EM exists")
     add_process_args(p)
-    p.add_argument("--cross-malloc", action="store_true",
-                   help="run the comparison with the default and the tuned allocator, each in "
-                        "a fresh process, and report all four rates and the ratios")
+    p.add_argument(
+        "--cross-malloc",
+        action="store_true",
+        help="run the comparison with the default and the tuned allocator, each in "
+        "a fresh process, and report all four rates and the ratios",
+    )
     p.add_argument("--device", default="cpu")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--pool-scaling", action="store_true",
-                   help="score pools of --pool-sizes patches with kwtl, one subprocess each")
+    p.add_argument(
+        "--pool-scaling",
+        action="store_true",
+        help="score pools of --pool-sizes patches with kwtl, one subprocess each",
+    )
     p.add_argument("--pool-sizes", type=int, nargs="+", default=[1000, 4000, 16000, 64000])
-    p.add_argument("--pool-selector", default="consistency",
-                   choices=("consistency", "mc_dropout", "entropy"),
-                   help="selector of --pool-scaling and --em-pool")
-    p.add_argument("--em-pool", action="store_true",
-                   help="score all patches of the EM pool images in a subprocess")
+    p.add_argument(
+        "--pool-selector",
+        default="consistency",
+        choices=("consistency", "mc_dropout", "entropy"),
+        help="selector of --pool-scaling and --em-pool",
+    )
+    p.add_argument(
+        "--em-pool",
+        action="store_true",
+        help="score all patches of the EM pool images in a subprocess",
+    )
     p.add_argument("--em-images", type=int, default=132, help="images of --em-pool")
-    p.add_argument("--max-patches", type=int, default=None,
-                   help="cap the --em-pool pool (smoke runs)")
-    p.add_argument("--compare", action="store_true",
-                   help="also run the side-by-side comparison with --pool-scaling/--em-pool")
+    p.add_argument(
+        "--max-patches", type=int, default=None, help="cap the --em-pool pool (smoke runs)"
+    )
+    p.add_argument(
+        "--compare",
+        action="store_true",
+        help="also run the side-by-side comparison with --pool-scaling/--em-pool",
+    )
     p.add_argument("--json", type=Path, default=None, help="write all results to this file")
     p.add_argument("--_worker", default=None, help=argparse.SUPPRESS)
     return p
@@ -594,9 +785,14 @@ def run_cross_malloc(args, argv):
     with tempfile.TemporaryDirectory() as tmp:
         for mode in ("default", "tuned"):
             path = Path(tmp) / f"{mode}.json"
-            print(f"[cross-malloc] comparison with malloc={mode} in a fresh process ...", flush=True)
-            cmd = [sys.executable, os.path.abspath(__file__)] + base + [
-                "--malloc", mode, "--json", str(path)]
+            print(
+                f"[cross-malloc] comparison with malloc={mode} in a fresh process ...", flush=True
+            )
+            cmd = (
+                [sys.executable, os.path.abspath(__file__)]
+                + base
+                + ["--malloc", mode, "--json", str(path)]
+            )
             proc = subprocess.run(cmd, stdout=subprocess.DEVNULL)
             if proc.returncode:
                 raise RuntimeError(f"the malloc={mode} run failed with exit code {proc.returncode}")
@@ -605,18 +801,25 @@ def run_cross_malloc(args, argv):
     for name in args.selectors:
         d = {mode: runs[mode]["compare"]["details"][name] for mode in runs}
         n = d["default"]["n_patches"]
-        rate = {(mode, path): n / float(np.median(d[mode][f"{path}_seconds"]))
-                for mode in d for path in ("reference", "kwtl")}
-        rows.append({
-            "selector": name,
-            "ref_default": rate["default", "reference"], "ref_tuned": rate["tuned", "reference"],
-            "kwtl_default": rate["default", "kwtl"], "kwtl_tuned": rate["tuned", "kwtl"],
-            "ratio_default": rate["default", "kwtl"] / rate["default", "reference"],
-            "ratio_tuned": rate["tuned", "kwtl"] / rate["tuned", "reference"],
-            "ratio_deployed": rate["tuned", "kwtl"] / rate["default", "reference"],
-            "top10": d["tuned"]["agreement"]["top10_overlap"],
-            "spearman": d["tuned"]["agreement"]["spearman"],
-        })
+        rate = {
+            (mode, path): n / float(np.median(d[mode][f"{path}_seconds"]))
+            for mode in d
+            for path in ("reference", "kwtl")
+        }
+        rows.append(
+            {
+                "selector": name,
+                "ref_default": rate["default", "reference"],
+                "ref_tuned": rate["tuned", "reference"],
+                "kwtl_default": rate["default", "kwtl"],
+                "kwtl_tuned": rate["tuned", "kwtl"],
+                "ratio_default": rate["default", "kwtl"] / rate["default", "reference"],
+                "ratio_tuned": rate["tuned", "kwtl"] / rate["tuned", "reference"],
+                "ratio_deployed": rate["tuned", "kwtl"] / rate["default", "reference"],
+                "top10": d["tuned"]["agreement"]["top10_overlap"],
+                "spearman": d["tuned"]["agreement"]["spearman"],
+            }
+        )
     return {"rows": rows, "runs": runs}
 
 
@@ -629,30 +832,46 @@ def main(argv=None):
     if args.cross_malloc:
         out = {"command": " ".join([Path(sys.argv[0]).as_posix()] + argv)}
         out.update(run_cross_malloc(args, argv))
-        print("\n== scoring patches/s: glibc default allocator vs kwtl.utils._allocator.tune_malloc, "
-              "each in a fresh process ==")
-        print_table(out["rows"], [
-            ("selector", "selector", None), ("ref default", "ref_default", ".2f"),
-            ("ref tuned", "ref_tuned", ".2f"), ("kwtl default", "kwtl_default", ".2f"),
-            ("kwtl tuned", "kwtl_tuned", ".2f"), ("x same env default", "ratio_default", ".2f"),
-            ("x same env tuned", "ratio_tuned", ".2f"),
-            ("x kwtl run vs authors", "ratio_deployed", ".2f"), ("top10%", "top10", ".3f"),
-            ("spearman", "spearman", ".4f")])
+        print(
+            "\n== scoring patches/s: glibc default allocator vs kwtl.utils._allocator.tune_malloc, "
+            "each in a fresh process =="
+        )
+        print_table(
+            out["rows"],
+            [
+                ("selector", "selector", None),
+                ("ref default", "ref_default", ".2f"),
+                ("ref tuned", "ref_tuned", ".2f"),
+                ("kwtl default", "kwtl_default", ".2f"),
+                ("kwtl tuned", "kwtl_tuned", ".2f"),
+                ("x same env default", "ratio_default", ".2f"),
+                ("x same env tuned", "ratio_tuned", ".2f"),
+                ("x kwtl run vs authors", "ratio_deployed", ".2f"),
+                ("top10%", "top10", ".3f"),
+                ("spearman", "spearman", ".4f"),
+            ],
+        )
         for r in out["rows"]:
-            print(f"{r['selector']}: kwtl as `kwtl run` runs it (tuned malloc) is "
-                  f"{r['ratio_deployed']:.2f}x the fp32 loop as the authors run it (default "
-                  f"malloc) (target >= 5x: {'PASS' if r['ratio_deployed'] >= 5 else 'FAIL'}); "
-                  f"in the same environment {r['ratio_default']:.2f}x (default) and "
-                  f"{r['ratio_tuned']:.2f}x (tuned)")
+            print(
+                f"{r['selector']}: kwtl as `kwtl run` runs it (tuned malloc) is "
+                f"{r['ratio_deployed']:.2f}x the fp32 loop as the authors run it (default "
+                f"malloc) (target >= 5x: {'PASS' if r['ratio_deployed'] >= 5 else 'FAIL'}); "
+                f"in the same environment {r['ratio_default']:.2f}x (default) and "
+                f"{r['ratio_tuned']:.2f}x (tuned)"
+            )
         write_json(args.json, out)
         return 0
     setup_process(args)
     torch.manual_seed(args.seed)
     env = environment(args)
     print_env(env)
-    out = {"env": env, "args": {k: str(v) if isinstance(v, Path) else v
-                                for k, v in vars(args).items() if k != "_worker"},
-           "command": " ".join([Path(sys.argv[0]).as_posix()] + sys.argv[1:])}
+    out = {
+        "env": env,
+        "args": {
+            k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items() if k != "_worker"
+        },
+        "command": " ".join([Path(sys.argv[0]).as_posix()] + sys.argv[1:]),
+    }
     t0 = time.perf_counter()
     do_compare = args.compare or not (args.pool_scaling or args.em_pool)
     if do_compare:
@@ -671,42 +890,76 @@ def main(argv=None):
     # ---------------------------------------------------------------------------- report
     print()
     if do_compare:
-        print(f"== scoring, side by side ({args.n_patches} patches {args.patch_size}², width "
-              f"{args.width}, {env['threads']} threads, device {args.device}) ==")
-        print_table(out["compare"]["rows"], [
-            ("selector", "selector", None), ("path", "path", None), ("batch", "batch", None),
-            ("passes", "passes", None), ("time[s]", "seconds", ".2f"),
-            ("patches/s", "patches_s", ".2f"), ("x fp32", "speedup", ".2f"),
-            ("top10%", "top10", ".3f"), ("spearman", "spearman", ".4f"),
-            ("peakRSS[MiB]", "peak_rss", ".0f"), ("+RSS[MiB]", "rss_growth", ".0f")])
-        print("(peakRSS: process peak during the phase, incl. interpreter, torch and the loaded "
-              "images; +RSS: its growth during the phase)")
+        print(
+            f"== scoring, side by side ({args.n_patches} patches {args.patch_size}², width "
+            f"{args.width}, {env['threads']} threads, device {args.device}) =="
+        )
+        print_table(
+            out["compare"]["rows"],
+            [
+                ("selector", "selector", None),
+                ("path", "path", None),
+                ("batch", "batch", None),
+                ("passes", "passes", None),
+                ("time[s]", "seconds", ".2f"),
+                ("patches/s", "patches_s", ".2f"),
+                ("x fp32", "speedup", ".2f"),
+                ("top10%", "top10", ".3f"),
+                ("spearman", "spearman", ".4f"),
+                ("peakRSS[MiB]", "peak_rss", ".0f"),
+                ("+RSS[MiB]", "rss_growth", ".0f"),
+            ],
+        )
+        print(
+            "(peakRSS: process peak during the phase, incl. interpreter, torch and the loaded "
+            "images; +RSS: its growth during the phase)"
+        )
         for name, d in out["compare"]["details"].items():
             ratio = float(np.median(d["reference_seconds"]) / np.median(d["kwtl_seconds"]))
-            print(f"{name}: kwtl {ratio:.2f}x the fp32 loop (target >= 5x: "
-                  f"{'PASS' if ratio >= 5 else 'FAIL'}), top-10% overlap "
-                  f"{d['agreement']['top10_overlap']:.3f} (target >= 0.95: "
-                  f"{'PASS' if d['agreement']['top10_overlap'] >= 0.95 else 'FAIL'}), "
-                  f"Spearman {d['agreement']['spearman']:.4f}")
+            print(
+                f"{name}: kwtl {ratio:.2f}x the fp32 loop (target >= 5x: "
+                f"{'PASS' if ratio >= 5 else 'FAIL'}), top-10% overlap "
+                f"{d['agreement']['top10_overlap']:.3f} (target >= 0.95: "
+                f"{'PASS' if d['agreement']['top10_overlap'] >= 0.95 else 'FAIL'}), "
+                f"Spearman {d['agreement']['spearman']:.4f}"
+            )
     if args.pool_scaling:
         print(f"\n== pool scaling ({args.pool_selector}, kwtl only, one process per pool) ==")
-        print_table(out["pool_scaling"], [
-            ("patches", "n_patches", None), ("images", "n_images", None),
-            ("images[MiB]", "image_mib", ".0f"), ("time[s]", "seconds", ".1f"),
-            ("patches/s", "patches_s", ".2f"), ("RSS model[MiB]", "rss_after_model_mib", ".0f"),
-            ("RSS +data[MiB]", "rss_after_data_mib", ".0f"),
-            ("peakRSS[MiB]", "peak_rss_mib", ".0f")])
+        print_table(
+            out["pool_scaling"],
+            [
+                ("patches", "n_patches", None),
+                ("images", "n_images", None),
+                ("images[MiB]", "image_mib", ".0f"),
+                ("time[s]", "seconds", ".1f"),
+                ("patches/s", "patches_s", ".2f"),
+                ("RSS model[MiB]", "rss_after_model_mib", ".0f"),
+                ("RSS +data[MiB]", "rss_after_data_mib", ".0f"),
+                ("peakRSS[MiB]", "peak_rss_mib", ".0f"),
+            ],
+        )
     if args.em_pool:
         r = out["em_pool"]
         print(f"\n== EM pool ({r['source']}) ==")
-        print_table([r], [
-            ("patches", "n_patches", None), ("full pool", "n_patches_full_pool", None),
-            ("images", "n_images", None), ("time[s]", "seconds", ".1f"),
-            ("patches/s", "patches_s", ".2f"), ("peakRSS[MiB]", "peak_rss_mib", ".0f")])
+        print_table(
+            [r],
+            [
+                ("patches", "n_patches", None),
+                ("full pool", "n_patches_full_pool", None),
+                ("images", "n_images", None),
+                ("time[s]", "seconds", ".1f"),
+                ("patches/s", "patches_s", ".2f"),
+                ("peakRSS[MiB]", "peak_rss_mib", ".0f"),
+            ],
+        )
         ok = r["peak_rss_mib"] < 2048
-        print(f"EM pool peak RSS {r['peak_rss_mib']:.0f} MiB (target < 2048 MiB: "
-              f"{'PASS' if ok else 'FAIL'}); scores finite: {r['scores_finite']}")
-    print(f"\nprocess peak RSS {out['process_peak_rss_mib']:.0f} MiB, wall {out['wall_seconds']:.1f} s")
+        print(
+            f"EM pool peak RSS {r['peak_rss_mib']:.0f} MiB (target < 2048 MiB: "
+            f"{'PASS' if ok else 'FAIL'}); scores finite: {r['scores_finite']}"
+        )
+    print(
+        f"\nprocess peak RSS {out['process_peak_rss_mib']:.0f} MiB, wall {out['wall_seconds']:.1f} s"
+    )
     write_json(args.json, out)
     return 0
 

@@ -15,6 +15,7 @@ must follow the same trajectory), and the load average.
     PYTHONPATH=$PWD python benchmarks/bench_train_step.py --batch 64 --steps 3 \
         --out benchmarks/results/dense/train_step_b64.json
 """
+
 import argparse
 import json
 import os
@@ -73,16 +74,25 @@ def main(argv=None):
     p.add_argument("--steps", type=int, default=3, help="timed steps of each (after 1 warm-up)")
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--synthetic", action="store_true")
-    p.add_argument("--out", default=str(Path(__file__).resolve().parent / "results" / "dense"
-                                        / "train_step.json"))
+    p.add_argument(
+        "--out",
+        default=str(Path(__file__).resolve().parent / "results" / "dense" / "train_step.json"),
+    )
     args = p.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
     x, y = batch_of_patches(args.batch, args.synthetic)
-    common = dict(module__width=32, module__affine=True, module__init="default",
-                  precision="auto", random_state=0)
-    runs = {"before": BeforeSegmenter(**common).initialize(),
-            "after": FCRNSegmenter(**common).initialize()}
+    common = dict(
+        module__width=32,
+        module__affine=True,
+        module__init="default",
+        precision="auto",
+        random_state=0,
+    )
+    runs = {
+        "before": BeforeSegmenter(**common).initialize(),
+        "after": FCRNSegmenter(**common).initialize(),
+    }
     runs["before"].module_.load_state_dict(runs["after"].module_.state_dict())
     seconds = {k: [] for k in runs}
     losses = {k: [] for k in runs}
@@ -95,19 +105,30 @@ def main(argv=None):
                 seconds[name].append(time.perf_counter() - t)
             losses[name].append(loss)
             loads.append(os.getloadavg()[0])
-            print(f"step {step} {name}: {time.perf_counter() - t:.2f} s, loss {loss:.6f}, "
-                  f"load {loads[-1]:.1f}", flush=True)
+            print(
+                f"step {step} {name}: {time.perf_counter() - t:.2f} s, loss {loss:.6f}, "
+                f"load {loads[-1]:.1f}",
+                flush=True,
+            )
     med = {k: statistics.median(v) for k, v in seconds.items()}
-    report = {"args": vars(args), "torch": torch.__version__,
-              "torch_threads": torch.get_num_threads(),
-              "native_bf16": bool(torch.ops.mkldnn._is_mkldnn_bf16_supported()),
-              "seconds": seconds, "median_seconds": med,
-              "min_seconds": {k: min(v) for k, v in seconds.items()},
-              "speedup_median": med["before"] / med["after"],
-              "speedup_min": min(seconds["before"]) / min(seconds["after"]),
-              "losses": losses, "load_average": loads}
-    print(json.dumps({k: report[k] for k in ("median_seconds", "speedup_median",
-                                             "speedup_min")}, indent=1))
+    report = {
+        "args": vars(args),
+        "torch": torch.__version__,
+        "torch_threads": torch.get_num_threads(),
+        "native_bf16": bool(torch.ops.mkldnn._is_mkldnn_bf16_supported()),
+        "seconds": seconds,
+        "median_seconds": med,
+        "min_seconds": {k: min(v) for k, v in seconds.items()},
+        "speedup_median": med["before"] / med["after"],
+        "speedup_min": min(seconds["before"]) / min(seconds["after"]),
+        "losses": losses,
+        "load_average": loads,
+    }
+    print(
+        json.dumps(
+            {k: report[k] for k in ("median_seconds", "speedup_median", "speedup_min")}, indent=1
+        )
+    )
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(args.out).with_suffix(".tmp")
     tmp.write_text(json.dumps(report, indent=1))

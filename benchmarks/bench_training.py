@@ -31,6 +31,7 @@ paper's ``bn_mode="batch"`` does not use the running averages.
 
 Run ``python benchmarks/bench_training.py --help`` for the options; see benchmarks/README.md.
 """
+
 import argparse
 import copy
 import json
@@ -50,15 +51,37 @@ from kwtl.models._loss import weighted_bce_with_logits
 
 try:  # run as a script (benchmarks/ is on sys.path)
     from _perf_common import (
-        DEFAULT_DATA, DEFAULT_SPLITS, PeakRSS, add_process_args, environment, load_images,
-        print_env, setup_process,
-        print_table, process_peak_rss_mib, split_files, sync, synthetic_images, write_json,
+        DEFAULT_DATA,
+        DEFAULT_SPLITS,
+        PeakRSS,
+        add_process_args,
+        environment,
+        load_images,
+        print_env,
+        setup_process,
+        print_table,
+        process_peak_rss_mib,
+        split_files,
+        sync,
+        synthetic_images,
+        write_json,
     )
 except ImportError:  # imported as a module of the benchmarks folder
     from benchmarks._perf_common import (
-        DEFAULT_DATA, DEFAULT_SPLITS, PeakRSS, add_process_args, environment, load_images,
-        print_env, setup_process,
-        print_table, process_peak_rss_mib, split_files, sync, synthetic_images, write_json,
+        DEFAULT_DATA,
+        DEFAULT_SPLITS,
+        PeakRSS,
+        add_process_args,
+        environment,
+        load_images,
+        print_env,
+        setup_process,
+        print_table,
+        process_peak_rss_mib,
+        split_files,
+        sync,
+        synthetic_images,
+        write_json,
     )
 
 _DOMAINS = {"EM": "em", "ssTEM": "sstem"}
@@ -77,8 +100,10 @@ def _config(text):
     """``"precision:micro"`` -> (precision, micro_batch_size or None)."""
     precision, _, micro = str(text).partition(":")
     if precision not in ("auto", "fp32", "bf16"):
-        raise argparse.ArgumentTypeError(f"bad configuration {text!r}: precision must be "
-                                         "auto, fp32 or bf16 (e.g. 'auto:8', 'bf16:none')")
+        raise argparse.ArgumentTypeError(
+            f"bad configuration {text!r}: precision must be "
+            "auto, fp32 or bf16 (e.g. 'auto:8', 'bf16:none')"
+        )
     return precision, _micro(micro or None)
 
 
@@ -90,18 +115,26 @@ def training_data(args, dataset, n_images, role="pool"):
         images, masks = load_images(files[:n_images], masks=True)
         return images, masks, f"{dataset} {role} images ({len(images)}) from {args.data}"
     seed = args.seed + (0 if role == "pool" else 1000)
-    images, masks = synthetic_images(n_images, args.patch_size, seed, masks=True,
-                                     domain=_DOMAINS.get(dataset, "em"))
+    images, masks = synthetic_images(
+        n_images, args.patch_size, seed, masks=True, domain=_DOMAINS.get(dataset, "em")
+    )
     return images, masks, f"synthetic {_DOMAINS.get(dataset, 'em')} images ({n_images})"
 
 
-def make_segmenter(args, batch_size, precision="fp32", micro=None, lr=None, init=None,
-                   seed=None):
-    seg = FCRNSegmenter(module__width=args.width, module__init=init or args.init,
-                        patch_size=args.patch_size, stride=args.stride,
-                        batch_size=batch_size, micro_batch_size=micro, precision=precision,
-                        lr=args.lr if lr is None else lr, weight_decay=args.weight_decay,
-                        random_state=args.seed if seed is None else seed, device=args.device)
+def make_segmenter(args, batch_size, precision="fp32", micro=None, lr=None, init=None, seed=None):
+    seg = FCRNSegmenter(
+        module__width=args.width,
+        module__init=init or args.init,
+        patch_size=args.patch_size,
+        stride=args.stride,
+        batch_size=batch_size,
+        micro_batch_size=micro,
+        precision=precision,
+        lr=args.lr if lr is None else lr,
+        weight_decay=args.weight_decay,
+        random_state=args.seed if seed is None else seed,
+        device=args.device,
+    )
     return seg.initialize()
 
 
@@ -144,8 +177,11 @@ def _as_input(batch_uint8, device):
 
 
 def _as_target(batch_mask, device):
-    return torch.from_numpy(np.ascontiguousarray(batch_mask)).to(device=device,
-                                                                 dtype=torch.float32).unsqueeze(1)
+    return (
+        torch.from_numpy(np.ascontiguousarray(batch_mask))
+        .to(device=device, dtype=torch.float32)
+        .unsqueeze(1)
+    )
 
 
 class ReferenceTrainer:
@@ -210,15 +246,22 @@ def run_timing_isolated(args, argv):
     base = [a for a in argv if a not in ("--isolate", "--end-to-end", "--quality", "--with-timing")]
     for batch_size in args.batch_sizes:
         jobs = [] if args.skip_reference else [["--only", "reference"]]
-        jobs += [["--only", "kwtl", "--precision", p, "--micro-batch-sizes", str(m or "none")]
-                 + (["--end-to-end"] if args.end_to_end else [])
-                 for p in args.precision for m in args.micro_batch_sizes]
+        jobs += [
+            ["--only", "kwtl", "--precision", p, "--micro-batch-sizes", str(m or "none")]
+            + (["--end-to-end"] if args.end_to_end else [])
+            for p in args.precision
+            for m in args.micro_batch_sizes
+        ]
         ref_rate = None
         for job in jobs:
             with tempfile.TemporaryDirectory() as tmp:
                 out = Path(tmp) / "rows.json"
-                cmd = [sys.executable, os.path.abspath(__file__)] + base + job + [
-                    "--batch-sizes", str(batch_size), "--json", str(out)]
+                cmd = (
+                    [sys.executable, os.path.abspath(__file__)]
+                    + base
+                    + job
+                    + ["--batch-sizes", str(batch_size), "--json", str(out)]
+                )
                 print(f"[batch {batch_size}] fresh process: {' '.join(job)}", flush=True)
                 proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL)
                 _, status, usage = os.wait4(proc.pid, 0)
@@ -241,9 +284,11 @@ def run_timing(args):
     grid = PatchSet.from_images(images, args.patch_size, args.stride)
     mask_grid = grid.with_arrays(masks)
     state = initial_state(args)
-    print(f"data: {len(grid)} patches {args.patch_size}² of {source}; FCRN width {args.width} "
-          f"(init {'--weights' if args.weights else args.init}), affine BN; Adam lr {args.lr}, "
-          f"weight decay {args.weight_decay}; {args.warmup} warm-up + {args.steps} timed steps")
+    print(
+        f"data: {len(grid)} patches {args.patch_size}² of {source}; FCRN width {args.width} "
+        f"(init {'--weights' if args.weights else args.init}), affine BN; Adam lr {args.lr}, "
+        f"weight decay {args.weight_decay}; {args.warmup} warm-up + {args.steps} timed steps"
+    )
     rows = []
     for batch_size in args.batch_sizes:
         rng = np.random.default_rng([args.seed, batch_size])  # same batches in any process
@@ -255,15 +300,27 @@ def run_timing(args):
         ref_rate = None
         if not args.skip_reference and args.only != "kwtl":
             print(f"[batch {batch_size}] fp32 NCHW reference ...", flush=True)
-            trainer = ReferenceTrainer(reference_module(args, state), args.lr, args.weight_decay,
-                                       args.device)
+            trainer = ReferenceTrainer(
+                reference_module(args, state), args.lr, args.weight_decay, args.device
+            )
             seconds, losses, peak, growth = run_steps(trainer, batches, args.warmup, args.device)
             ref_rate = args.steps * batch_size / seconds
-            rows.append({"batch": batch_size, "path": "fp32 NCHW loop", "precision": "fp32",
-                         "micro": "-", "seconds": seconds, "patches_s": ref_rate,
-                         "speedup": 1.0, "loss_first": losses[0], "loss_last": losses[-1],
-                         "peak_rss": peak, "rss_growth": growth,
-                         "cuda_peak": _cuda_peak(args.device)})
+            rows.append(
+                {
+                    "batch": batch_size,
+                    "path": "fp32 NCHW loop",
+                    "precision": "fp32",
+                    "micro": "-",
+                    "seconds": seconds,
+                    "patches_s": ref_rate,
+                    "speedup": 1.0,
+                    "loss_first": losses[0],
+                    "loss_last": losses[-1],
+                    "peak_rss": peak,
+                    "rss_growth": growth,
+                    "cuda_peak": _cuda_peak(args.device),
+                }
+            )
             del trainer
         for precision in args.precision if args.only != "reference" else ():
             for micro in args.micro_batch_sizes:
@@ -271,34 +328,51 @@ def run_timing(args):
                 print(f"[batch {batch_size}] kwtl {label} ...", flush=True)
                 seg = kwtl_segmenter(args, state, batch_size, precision, micro)
                 resolved = "fp32" if seg._amp_dtype is None else "bf16"
-                seconds, losses, peak, growth = run_steps(KwtlTrainer(seg), batches,
-                                                          args.warmup, args.device)
+                seconds, losses, peak, growth = run_steps(
+                    KwtlTrainer(seg), batches, args.warmup, args.device
+                )
                 rate = args.steps * batch_size / seconds
-                row = {"batch": batch_size, "path": "kwtl train_step",
-                       "precision": f"{precision}->{resolved}", "micro": micro or "none",
-                       "seconds": seconds, "patches_s": rate,
-                       "speedup": rate / ref_rate if ref_rate else None,
-                       "loss_first": losses[0], "loss_last": losses[-1], "peak_rss": peak,
-                       "rss_growth": growth, "cuda_peak": _cuda_peak(args.device)}
+                row = {
+                    "batch": batch_size,
+                    "path": "kwtl train_step",
+                    "precision": f"{precision}->{resolved}",
+                    "micro": micro or "none",
+                    "seconds": seconds,
+                    "patches_s": rate,
+                    "speedup": rate / ref_rate if ref_rate else None,
+                    "loss_first": losses[0],
+                    "loss_last": losses[-1],
+                    "peak_rss": peak,
+                    "rss_growth": growth,
+                    "cuda_peak": _cuda_peak(args.device),
+                }
                 rows.append(row)
                 if args.end_to_end:
                     n = args.steps * batch_size
                     idx = np.sort(rng.choice(len(grid), size=n, replace=len(grid) < n))
                     seg_e2e = kwtl_segmenter(args, state, batch_size, precision, micro)
-                    seg_e2e.partial_fit(grid.subset(idx[: batch_size]),
-                                        mask_grid.subset(idx[: batch_size]), epochs=1)  # warm-up
+                    seg_e2e.partial_fit(
+                        grid.subset(idx[:batch_size]), mask_grid.subset(idx[:batch_size]), epochs=1
+                    )  # warm-up
                     with PeakRSS() as mem:
                         sync(args.device)
                         t0 = time.perf_counter()
                         seg_e2e.partial_fit(grid.subset(idx), mask_grid.subset(idx), epochs=1)
                         sync(args.device)
                         e2e = time.perf_counter() - t0
-                    rows.append({"batch": batch_size, "path": "kwtl partial_fit (+data)",
-                                 "precision": f"{precision}->{resolved}",
-                                 "micro": micro or "none", "seconds": e2e,
-                                 "patches_s": n / e2e,
-                                 "speedup": n / e2e / ref_rate if ref_rate else None,
-                                 "peak_rss": mem.peak, "rss_growth": mem.peak - mem.start})
+                    rows.append(
+                        {
+                            "batch": batch_size,
+                            "path": "kwtl partial_fit (+data)",
+                            "precision": f"{precision}->{resolved}",
+                            "micro": micro or "none",
+                            "seconds": e2e,
+                            "patches_s": n / e2e,
+                            "speedup": n / e2e / ref_rate if ref_rate else None,
+                            "peak_rss": mem.peak,
+                            "rss_growth": mem.peak - mem.start,
+                        }
+                    )
                     del seg_e2e
                 del seg
     return rows
@@ -335,47 +409,70 @@ def _miou(args, state, images, masks, precision):
 
 def run_quality(args):
     train_images, train_masks, train_source = training_data(
-        args, args.quality_dataset, args.quality_train_images, "pool")
+        args, args.quality_dataset, args.quality_train_images, "pool"
+    )
     test_images, test_masks, test_source = training_data(
-        args, args.quality_dataset, args.quality_test_images, "test")
+        args, args.quality_dataset, args.quality_test_images, "test"
+    )
     grid = PatchSet.from_images(train_images, args.patch_size, args.stride)
     rng = np.random.default_rng(args.seed)
     n = min(args.quality_patches, len(grid))
     pick = np.sort(rng.choice(len(grid), size=n, replace=False))
     xs, ys = grid.subset(pick), grid.with_arrays(train_masks).subset(pick)
     B = args.quality_batch_size
-    print(f"quality: fine-tune on {n} patches {args.patch_size}² of {train_source}, "
-          f"{args.quality_epochs} epochs, batch {B}, lr {args.quality_lr}, init "
-          f"{'--weights' if args.weights else args.quality_init}; test on {test_source}")
+    print(
+        f"quality: fine-tune on {n} patches {args.patch_size}² of {train_source}, "
+        f"{args.quality_epochs} epochs, batch {B}, lr {args.quality_lr}, init "
+        f"{'--weights' if args.weights else args.quality_init}; test on {test_source}"
+    )
     rows = []
     for seed in args.quality_seeds:
         state = initial_state(args, init=args.quality_init, seed=seed)
         schedule = _schedule(n, B, args.quality_epochs, seed)
         print(f"[seed {seed}] fp32 NCHW reference: {len(schedule)} steps ...", flush=True)
-        ref = ReferenceTrainer(reference_module(args, state), args.quality_lr,
-                               args.weight_decay, args.device)
+        ref = ReferenceTrainer(
+            reference_module(args, state), args.quality_lr, args.weight_decay, args.device
+        )
         seconds, losses = _train(ref, xs, ys, schedule, args.device)
         ref_state = {k: v.detach().clone() for k, v in ref.module.state_dict().items()}
         ref_miou = _miou(args, ref_state, test_images, test_masks, "fp32")
-        rows.append({"seed": seed, "path": "fp32 NCHW loop", "config": "fp32, whole batch",
-                     "seconds": seconds, "patches_s": n * args.quality_epochs / seconds,
-                     "loss_last": losses[-1], "miou": ref_miou,
-                     "miou_fp32_pred": ref_miou, "diff_points": 0.0})
+        rows.append(
+            {
+                "seed": seed,
+                "path": "fp32 NCHW loop",
+                "config": "fp32, whole batch",
+                "seconds": seconds,
+                "patches_s": n * args.quality_epochs / seconds,
+                "loss_last": losses[-1],
+                "miou": ref_miou,
+                "miou_fp32_pred": ref_miou,
+                "diff_points": 0.0,
+            }
+        )
         del ref
         for precision, micro in args.quality_configs:
-            print(f"[seed {seed}] kwtl precision={precision}, micro={micro or 'none'} ...",
-                  flush=True)
+            print(
+                f"[seed {seed}] kwtl precision={precision}, micro={micro or 'none'} ...", flush=True
+            )
             seg = kwtl_segmenter(args, state, B, precision, micro, lr=args.quality_lr)
             resolved = "fp32" if seg._amp_dtype is None else "bf16"
             seconds, losses = _train(KwtlTrainer(seg), xs, ys, schedule, args.device)
             kwtl_state = {k: v.detach().clone() for k, v in seg.module_.state_dict().items()}
             miou = float(seg.score(test_images, test_masks))  # kwtl's own precision
             miou_fp32 = _miou(args, kwtl_state, test_images, test_masks, "fp32")
-            rows.append({"seed": seed, "path": "kwtl train_step",
-                         "config": f"{precision}->{resolved}, micro {micro or 'none'}",
-                         "seconds": seconds, "patches_s": n * args.quality_epochs / seconds,
-                         "loss_last": losses[-1], "miou": miou, "miou_fp32_pred": miou_fp32,
-                         "diff_points": 100.0 * (miou - ref_miou)})
+            rows.append(
+                {
+                    "seed": seed,
+                    "path": "kwtl train_step",
+                    "config": f"{precision}->{resolved}, micro {micro or 'none'}",
+                    "seconds": seconds,
+                    "patches_s": n * args.quality_epochs / seconds,
+                    "loss_last": losses[-1],
+                    "miou": miou,
+                    "miou_fp32_pred": miou_fp32,
+                    "diff_points": 100.0 * (miou - ref_miou),
+                }
+            )
             del seg
     return rows
 
@@ -384,51 +481,96 @@ def run_quality(args):
 # main
 # ============================================================================================
 def build_parser():
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter
+    )
     p.add_argument("--batch-sizes", type=int, nargs="+", default=[64, 128])
-    p.add_argument("--micro-batch-sizes", type=_micro, nargs="+", default=[None, 8, 16],
-                   help="kwtl micro_batch_size values ('none': whole batch)")
-    p.add_argument("--precision", nargs="+", default=["auto"], choices=("auto", "fp32", "bf16"),
-                   help="kwtl precision(s) (the reference is always fp32)")
+    p.add_argument(
+        "--micro-batch-sizes",
+        type=_micro,
+        nargs="+",
+        default=[None, 8, 16],
+        help="kwtl micro_batch_size values ('none': whole batch)",
+    )
+    p.add_argument(
+        "--precision",
+        nargs="+",
+        default=["auto"],
+        choices=("auto", "fp32", "bf16"),
+        help="kwtl precision(s) (the reference is always fp32)",
+    )
     p.add_argument("--steps", type=int, default=5, help="timed steps per configuration")
     p.add_argument("--warmup", type=int, default=1, help="untimed steps before timing")
     p.add_argument("--patch-size", type=int, default=256)
     p.add_argument("--stride", type=int, default=30)
     p.add_argument("--width", type=int, default=32)
-    p.add_argument("--init", default="paper", choices=("paper", "default"),
-                   help="FCRN initialisation of the timing runs")
+    p.add_argument(
+        "--init",
+        default="paper",
+        choices=("paper", "default"),
+        help="FCRN initialisation of the timing runs",
+    )
     p.add_argument("--lr", type=float, default=1e-4)
     p.add_argument("--weight-decay", type=float, default=5e-4)
-    p.add_argument("--weights", default=None,
-                   help="initial state dict (.pt; meta or PLFT checkpoint) for both paths")
+    p.add_argument(
+        "--weights",
+        default=None,
+        help="initial state dict (.pt; meta or PLFT checkpoint) for both paths",
+    )
     p.add_argument("--dataset", default="EM", help="dataset folder of the timing batches")
-    p.add_argument("--train-images", type=int, default=8,
-                   help="pool images the timing batches are drawn from")
-    p.add_argument("--end-to-end", action="store_true",
-                   help="also time FCRNSegmenter.partial_fit on a PatchSet (includes loading)")
+    p.add_argument(
+        "--train-images", type=int, default=8, help="pool images the timing batches are drawn from"
+    )
+    p.add_argument(
+        "--end-to-end",
+        action="store_true",
+        help="also time FCRNSegmenter.partial_fit on a PatchSet (includes loading)",
+    )
     p.add_argument("--skip-reference", action="store_true", help="time kwtl only")
-    p.add_argument("--isolate", action="store_true",
-                   help="run every timing configuration in a fresh process (exact peak RSS "
-                        "per configuration; a few seconds of start-up each)")
+    p.add_argument(
+        "--isolate",
+        action="store_true",
+        help="run every timing configuration in a fresh process (exact peak RSS "
+        "per configuration; a few seconds of start-up each)",
+    )
     p.add_argument("--only", choices=("reference", "kwtl"), default=None, help=argparse.SUPPRESS)
-    p.add_argument("--quality", action="store_true",
-                   help="run the small real-data fine-tuning comparison instead of the timing")
+    p.add_argument(
+        "--quality",
+        action="store_true",
+        help="run the small real-data fine-tuning comparison instead of the timing",
+    )
     p.add_argument("--with-timing", action="store_true", help="with --quality: also time")
     p.add_argument("--quality-dataset", default="EM", choices=("EM", "ssTEM"))
     p.add_argument("--quality-train-images", type=int, default=4)
-    p.add_argument("--quality-test-images", type=int, default=8,
-                   help="held-out test images (the authors' test split 0)")
+    p.add_argument(
+        "--quality-test-images",
+        type=int,
+        default=8,
+        help="held-out test images (the authors' test split 0)",
+    )
     p.add_argument("--quality-patches", type=int, default=256)
     p.add_argument("--quality-epochs", type=int, default=6)
     p.add_argument("--quality-batch-size", type=int, default=64)
-    p.add_argument("--quality-configs", type=_config, nargs="+", default=[("auto", 8)],
-                   help="kwtl configurations 'precision:micro', e.g. auto:8 bf16:16 fp32:none")
-    p.add_argument("--quality-lr", type=float, default=1e-3,
-                   help="fine-tuning learning rate (1e-4 is the paper's, from meta-trained "
-                        "weights; from a fresh init 1e-3 learns in few steps)")
-    p.add_argument("--quality-init", default="default", choices=("paper", "default"),
-                   help="FCRN initialisation of the quality run (ignored with --weights)")
+    p.add_argument(
+        "--quality-configs",
+        type=_config,
+        nargs="+",
+        default=[("auto", 8)],
+        help="kwtl configurations 'precision:micro', e.g. auto:8 bf16:16 fp32:none",
+    )
+    p.add_argument(
+        "--quality-lr",
+        type=float,
+        default=1e-3,
+        help="fine-tuning learning rate (1e-4 is the paper's, from meta-trained "
+        "weights; from a fresh init 1e-3 learns in few steps)",
+    )
+    p.add_argument(
+        "--quality-init",
+        default="default",
+        choices=("paper", "default"),
+        help="FCRN initialisation of the quality run (ignored with --weights)",
+    )
     p.add_argument("--quality-seeds", type=int, nargs="+", default=[0])
     p.add_argument("--data", type=Path, default=DEFAULT_DATA)
     p.add_argument("--splits", type=Path, default=DEFAULT_SPLITS)
@@ -447,8 +589,11 @@ def main(argv=None):
     torch.manual_seed(args.seed)
     env = environment(argparse.Namespace(precision=args.precision[0], device=args.device))
     print_env(env)
-    out = {"env": env, "command": " ".join([Path(sys.argv[0]).as_posix()] + sys.argv[1:]),
-           "args": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}}
+    out = {
+        "env": env,
+        "command": " ".join([Path(sys.argv[0]).as_posix()] + sys.argv[1:]),
+        "args": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
+    }
     t0 = time.perf_counter()
     if not args.quality or args.with_timing:
         out["timing"] = run_timing_isolated(args, argv) if args.isolate else run_timing(args)
@@ -459,44 +604,81 @@ def main(argv=None):
 
     print()
     if "timing" in out:
-        print(f"== training steps ({args.patch_size}², width {args.width}, {env['threads']} "
-              f"threads, device {args.device}, {args.steps} timed steps) ==")
-        print_table(out["timing"], [
-            ("batch", "batch", None), ("path", "path", None), ("precision", "precision", None),
-            ("micro", "micro", None), ("time[s]", "seconds", ".2f"),
-            ("patches/s", "patches_s", ".2f"), ("x fp32", "speedup", ".2f"),
-            ("loss first", "loss_first", ".4f"), ("loss last", "loss_last", ".4f"),
-            ("peakRSS[MiB]", "peak_rss", ".0f"), ("+RSS[MiB]", "rss_growth", ".0f")]
+        print(
+            f"== training steps ({args.patch_size}², width {args.width}, {env['threads']} "
+            f"threads, device {args.device}, {args.steps} timed steps) =="
+        )
+        print_table(
+            out["timing"],
+            [
+                ("batch", "batch", None),
+                ("path", "path", None),
+                ("precision", "precision", None),
+                ("micro", "micro", None),
+                ("time[s]", "seconds", ".2f"),
+                ("patches/s", "patches_s", ".2f"),
+                ("x fp32", "speedup", ".2f"),
+                ("loss first", "loss_first", ".4f"),
+                ("loss last", "loss_last", ".4f"),
+                ("peakRSS[MiB]", "peak_rss", ".0f"),
+                ("+RSS[MiB]", "rss_growth", ".0f"),
+            ]
             + ([("proc peak[MiB]", "process_peak_rss", ".0f")] if args.isolate else [])
-            + ([("cuda peak[MiB]", "cuda_peak", ".0f")]
-               if torch.device(args.device).type == "cuda" else []))
+            + (
+                [("cuda peak[MiB]", "cuda_peak", ".0f")]
+                if torch.device(args.device).type == "cuda"
+                else []
+            ),
+        )
         for batch_size in args.batch_sizes:
-            kw = [r for r in out["timing"] if r["batch"] == batch_size
-                  and r["path"] == "kwtl train_step" and r.get("speedup")]
+            kw = [
+                r
+                for r in out["timing"]
+                if r["batch"] == batch_size and r["path"] == "kwtl train_step" and r.get("speedup")
+            ]
             if kw:
                 best = max(kw, key=lambda r: r["speedup"])
-                print(f"batch {batch_size}: best kwtl {best['speedup']:.2f}x the fp32 loop "
-                      f"({best['precision']}, micro {best['micro']}; target >= 2.5x: "
-                      f"{'PASS' if best['speedup'] >= 2.5 else 'FAIL'})")
+                print(
+                    f"batch {batch_size}: best kwtl {best['speedup']:.2f}x the fp32 loop "
+                    f"({best['precision']}, micro {best['micro']}; target >= 2.5x: "
+                    f"{'PASS' if best['speedup'] >= 2.5 else 'FAIL'})"
+                )
     if "quality" in out:
-        print(f"\n== fine-tuning quality ({args.quality_dataset}, mIoU on held-out full images, "
-              "bn_mode='batch') ==")
-        print_table(out["quality"], [
-            ("seed", "seed", None), ("path", "path", None), ("config", "config", None),
-            ("train[s]", "seconds", ".1f"), ("patches/s", "patches_s", ".2f"),
-            ("loss last", "loss_last", ".4f"), ("mIoU", "miou", ".4f"),
-            ("mIoU fp32-pred", "miou_fp32_pred", ".4f"), ("diff[pt]", "diff_points", "+.2f")])
+        print(
+            f"\n== fine-tuning quality ({args.quality_dataset}, mIoU on held-out full images, "
+            "bn_mode='batch') =="
+        )
+        print_table(
+            out["quality"],
+            [
+                ("seed", "seed", None),
+                ("path", "path", None),
+                ("config", "config", None),
+                ("train[s]", "seconds", ".1f"),
+                ("patches/s", "patches_s", ".2f"),
+                ("loss last", "loss_last", ".4f"),
+                ("mIoU", "miou", ".4f"),
+                ("mIoU fp32-pred", "miou_fp32_pred", ".4f"),
+                ("diff[pt]", "diff_points", "+.2f"),
+            ],
+        )
         configs = sorted({r["config"] for r in out["quality"] if r["path"] != "fp32 NCHW loop"})
         for config in configs:
             diffs = [r["diff_points"] for r in out["quality"] if r["config"] == config]
             mean = float(np.mean(diffs))
-            print(f"{config}: mean mIoU difference {mean:+.2f} points over {len(diffs)} seed(s) "
-                  f"(target |diff| <= 1: {'PASS' if abs(mean) <= 1 else 'FAIL'})")
+            print(
+                f"{config}: mean mIoU difference {mean:+.2f} points over {len(diffs)} seed(s) "
+                f"(target |diff| <= 1: {'PASS' if abs(mean) <= 1 else 'FAIL'})"
+            )
         ref = [r["miou"] for r in out["quality"] if r["path"] == "fp32 NCHW loop"]
         if len(ref) > 1:
-            print(f"fp32 reference across seeds: mIoU {np.mean(ref):.4f} +- {np.std(ref):.4f} "
-                  "(seed-to-seed spread, for scale)")
-    print(f"\nprocess peak RSS {out['process_peak_rss_mib']:.0f} MiB, wall {out['wall_seconds']:.1f} s")
+            print(
+                f"fp32 reference across seeds: mIoU {np.mean(ref):.4f} +- {np.std(ref):.4f} "
+                "(seed-to-seed spread, for scale)"
+            )
+    print(
+        f"\nprocess peak RSS {out['process_peak_rss_mib']:.0f} MiB, wall {out['wall_seconds']:.1f} s"
+    )
     write_json(args.json, out)
     return 0
 

@@ -9,6 +9,7 @@ model on its stride-30 grid) and stores the wall time, the phase times recorded 
         --images ../shared/data/ssTEM/images --model authors:EM --threads 1 \
         --json benchmarks/results/workflow/select_sstem20.json
 """
+
 import argparse
 import json
 import os
@@ -37,8 +38,18 @@ def main():
     folder.mkdir()
     for f in sorted(Path(args.images).iterdir())[: args.n_images]:
         shutil.copy(f, folder / f.name)
-    argv = ["select", str(folder), "--model", args.model, "--budget", str(args.budget),
-            "--out", str(work / "todo"), "--threads", str(args.threads)]
+    argv = [
+        "select",
+        str(folder),
+        "--model",
+        args.model,
+        "--budget",
+        str(args.budget),
+        "--out",
+        str(work / "todo"),
+        "--threads",
+        str(args.threads),
+    ]
     if args.selector:
         argv += ["--selector", args.selector]
     load_before = os.getloadavg()
@@ -48,15 +59,22 @@ def main():
     load_after = os.getloadavg()
     meta = json.loads((work / "todo" / "selection.json").read_text())
     result = {
-        "command": "kwtl " + " ".join(argv[:1] + ["IMAGES_DIR"] + argv[2:6]
-                                       + ["--out", "TODO_DIR"] + argv[8:]),
-        "images": args.images, "n_images": meta["n_images"], "exit_code": code,
-        "wall_seconds": round(wall, 1), "phase_seconds": meta["seconds"],
-        "n_candidates": meta["n_candidates"], "selector": meta["selector"]["name"],
-        "dense": meta["dense"], "pl_epochs": meta["pl_epochs"],
+        "command": "kwtl "
+        + " ".join(argv[:1] + ["IMAGES_DIR"] + argv[2:6] + ["--out", "TODO_DIR"] + argv[8:]),
+        "images": args.images,
+        "n_images": meta["n_images"],
+        "exit_code": code,
+        "wall_seconds": round(wall, 1),
+        "phase_seconds": meta["seconds"],
+        "n_candidates": meta["n_candidates"],
+        "selector": meta["selector"]["name"],
+        "dense": meta["dense"],
+        "pl_epochs": meta["pl_epochs"],
         "pl_max_patches": meta["pl_max_patches"],
-        "load_average_before": load_before, "load_average_after": load_after,
-        "cpu_count": os.cpu_count(), "machine": platform.processor() or platform.machine(),
+        "load_average_before": load_before,
+        "load_average_after": load_after,
+        "cpu_count": os.cpu_count(),
+        "machine": platform.processor() or platform.machine(),
     }
     Path(args.json).parent.mkdir(parents=True, exist_ok=True)
     Path(args.json).write_text(json.dumps(result, indent=1) + "\n")

@@ -25,6 +25,7 @@ must be disclosed with the figures. Splits 5-9 are reserved and refused.
     PYTHONPATH=$PWD python benchmarks/e2e_protocol.py downstream --dataset ssTEM \
         --splits 0 1 2 --pool-images 2 --stride 60 --budget 32 --epochs 4 --batch 16
 """
+
 import argparse
 import copy
 import json
@@ -83,8 +84,12 @@ def run_arm(plft, pool_images, pool_masks, test_images, test_masks, *, dense, be
     miou = float(model.score(test_images, test_masks))
     times["evaluation"] = time.perf_counter() - t
     times["total"] = sum(times.values())
-    return {"miou": miou, "seconds": times, "n_candidates": len(pool),
-            "support_coords": support.coords.tolist()}
+    return {
+        "miou": miou,
+        "seconds": times,
+        "n_candidates": len(pool),
+        "support_coords": support.coords.tolist(),
+    }
 
 
 def main(argv=None):
@@ -97,23 +102,39 @@ def main(argv=None):
     p.add_argument("--budget", type=int, default=500, help="patches selected")
     p.add_argument("--epochs", type=int, default=20)
     p.add_argument("--batch", type=int, default=64)
-    p.add_argument("--arms", nargs="+", default=None,
-                   help="subset of the mode's arms (downstream: exact dense; e2e: before after)")
+    p.add_argument(
+        "--arms",
+        nargs="+",
+        default=None,
+        help="subset of the mode's arms (downstream: exact dense; e2e: before after)",
+    )
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--device", default="cpu")
     p.add_argument("--out", default=None)
     args = p.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
-    arms = {"downstream": {"exact": dict(dense=False, before=False),
-                           "dense": dict(dense=True, before=False)},
-            "e2e": {"before": dict(dense=False, before=True),
-                    "after": dict(dense=True, before=False)}}[args.mode]
+    arms = {
+        "downstream": {
+            "exact": dict(dense=False, before=False),
+            "dense": dict(dense=True, before=False),
+        },
+        "e2e": {"before": dict(dense=False, before=True), "after": dict(dense=True, before=False)},
+    }[args.mode]
     arms = {k: v for k, v in arms.items() if args.arms is None or k in args.arms}
-    out = Path(args.out or Path(__file__).resolve().parent / "results" / "dense"
-               / f"{args.mode}_{args.dataset}_{args.device}.json")
-    report = {"args": vars(args), "torch_threads": torch.get_num_threads(),
-              "load_before": os.getloadavg(), "splits": {}}
+    out = Path(
+        args.out
+        or Path(__file__).resolve().parent
+        / "results"
+        / "dense"
+        / f"{args.mode}_{args.dataset}_{args.device}.json"
+    )
+    report = {
+        "args": vars(args),
+        "torch_threads": torch.get_num_threads(),
+        "load_before": os.getloadavg(),
+        "splits": {},
+    }
 
     def save():
         out.parent.mkdir(parents=True, exist_ok=True)
@@ -124,29 +145,44 @@ def main(argv=None):
     with PeakRSS() as rss:
         for split in args.splits:
             (pool_images, pool_masks), (test_images, test_masks), names = split_data(
-                args.dataset, split, args.pool_images)
-            plft = load_pretrained(f"authors:{args.dataset}", source=WEIGHTS, stride=args.stride,
-                                   batch_size=args.batch, device=args.device, random_state=0)
+                args.dataset, split, args.pool_images
+            )
+            plft = load_pretrained(
+                f"authors:{args.dataset}",
+                source=WEIGHTS,
+                stride=args.stride,
+                batch_size=args.batch,
+                device=args.device,
+                random_state=0,
+            )
             row = {"pool_images": names}
             for name, arm in arms.items():
-                row[name] = run_arm(plft, pool_images, pool_masks, test_images, test_masks,
-                                    args=args, **arm)
+                row[name] = run_arm(
+                    plft, pool_images, pool_masks, test_images, test_masks, args=args, **arm
+                )
                 row[name]["load_after"] = os.getloadavg()
-                print(f"split {split} {name}: mIoU {row[name]['miou']:.4f}, "
-                      f"{json.dumps(row[name]['seconds'])}", flush=True)
+                print(
+                    f"split {split} {name}: mIoU {row[name]['miou']:.4f}, "
+                    f"{json.dumps(row[name]['seconds'])}",
+                    flush=True,
+                )
                 report["splits"][str(split)] = row
                 save()
     names = list(arms)
     if len(names) == 2:
         a, b = names
         diffs = [r[b]["miou"] - r[a]["miou"] for r in report["splits"].values()]
-        report["mean_miou"] = {n: float(np.mean([r[n]["miou"] for r in report["splits"].values()]))
-                               for n in names}
+        report["mean_miou"] = {
+            n: float(np.mean([r[n]["miou"] for r in report["splits"].values()])) for n in names
+        }
         report[f"mean_miou_{b}_minus_{a}"] = float(np.mean(diffs))
-        report["mean_seconds"] = {n: {k: float(np.mean([r[n]["seconds"][k]
-                                                        for r in report["splits"].values()]))
-                                      for k in ("selection", "fine_tuning", "evaluation",
-                                                "total")} for n in names}
+        report["mean_seconds"] = {
+            n: {
+                k: float(np.mean([r[n]["seconds"][k] for r in report["splits"].values()]))
+                for k in ("selection", "fine_tuning", "evaluation", "total")
+            }
+            for n in names
+        }
     report["peak_rss_mib"] = rss.peak
     report["load_after"] = os.getloadavg()
     save()

@@ -19,6 +19,7 @@ Steps (each resumable; results are one JSON file per run under ``<out>/runs/``):
     # 4. results.csv, the tables and the figures
     PYTHONPATH=$PWD python benchmarks/effort.py table
 """
+
 import argparse
 import json
 import os
@@ -31,11 +32,17 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 if "--smoke" in sys.argv[1:]:
-
     os.environ["KWTL_EFFORT_SMOKE"] = "1"  # before _effort_plan is read by any process
 
-from _effort_plan import (ARMS, PATCH, RECIPES, SHARED, SPLITS, TARGETS,  # noqa: E402
-                          make_recipe)
+from _effort_plan import (
+    ARMS,
+    PATCH,
+    RECIPES,
+    SHARED,
+    SPLITS,
+    TARGETS,  # noqa: E402
+    make_recipe,
+)
 
 OUT = Path(__file__).resolve().parent / "results" / "effort"
 
@@ -63,8 +70,14 @@ def _target_and_model(args, name, bundle):
         target, weights = BundleTarget(bundle, name), bundle.weights(name).parent
     else:
         target, weights = Target(name), SHARED / "weights"
-    seg = load_pretrained(f"authors:{name}", source=weights, precision="fp32",
-                          patch_size=PATCH, stride=PATCH, device=args.device)
+    seg = load_pretrained(
+        f"authors:{name}",
+        source=weights,
+        precision="fp32",
+        patch_size=PATCH,
+        stride=PATCH,
+        device=args.device,
+    )
     return target, seg
 
 
@@ -81,10 +94,14 @@ def prepare(args):
         torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = args.tf32
     out = Path(args.out)
     bundle = Bundle(args.bundle) if args.bundle else None
+    if bundle is not None:  # the splits the bundle was packed for
+        packed = {int(k) for t in args.targets for k in bundle.plan["splits"].get(t, {})}
+        args.splits = [k for k in args.splits if k in packed]
     for name in args.targets:
         if bundle is not None and all(
-                set(args.arms) <= set(bundle.plan["selections"].get(name, {}).get(str(k), {}))
-                for k in args.splits):
+            set(args.arms) <= set(bundle.plan["selections"].get(name, {}).get(str(k), {}))
+            for k in args.splits
+        ):
             print(f"{name}: the bundle's plan has every selection already")
             continue
         target, seg = _target_and_model(args, name, bundle)
@@ -92,9 +109,11 @@ def prepare(args):
             import multiprocessing as mp
 
             pool_ids = sorted({i for k in args.splits for i in target.split(k)[0]})
-            chunks = [pool_ids[w::args.workers] for w in range(args.workers)]
-            procs = [mp.get_context("spawn").Process(target=_cache_images,
-                                                     args=(args, name, c)) for c in chunks]
+            chunks = [pool_ids[w :: args.workers] for w in range(args.workers)]
+            procs = [
+                mp.get_context("spawn").Process(target=_cache_images, args=(args, name, c))
+                for c in chunks
+            ]
             for p in procs:
                 p.start()
             for p in procs:
@@ -108,8 +127,10 @@ def prepare(args):
             start = time.perf_counter()
             done.update(split_selections(out / "cache", target, split, seg, missing))
             atomic_write_json(path, done)
-            print(f"{name} split {split}: {', '.join(missing)} "
-                  f"({time.perf_counter() - start:.0f} s)", flush=True)
+            print(
+                f"{name} split {split}: {', '.join(missing)} ({time.perf_counter() - start:.0f} s)",
+                flush=True,
+            )
 
 
 def write_plan(out, targets, splits):
@@ -122,8 +143,10 @@ def write_plan(out, targets, splits):
         plan["splits"][name], plan["selections"][name] = {}, {}
         for split in splits:
             pool, test = target.split(split)
-            plan["splits"][name][str(split)] = {"pool": [target.names[i] for i in pool],
-                                                "test": [target.names[i] for i in test]}
+            plan["splits"][name][str(split)] = {
+                "pool": [target.names[i] for i in pool],
+                "test": [target.names[i] for i in test],
+            }
             path = out / "selections" / f"{name}_split{split}.json"
             if path.exists():  # else made later on the machine that runs (prepare --bundle)
                 plan["selections"][name][str(split)] = json.loads(path.read_text())
@@ -165,8 +188,9 @@ def pack(args):
             image = folder / "data" / name / f"{stem}.webp"
             image.parent.mkdir(exist_ok=True)
             # lossless; effort 50 is ~50x faster than 100 at ~9 % more bytes
-            Image.fromarray(target.images[i]).save(image, format="WEBP", lossless=True,
-                                                   quality=50, method=4)
+            Image.fromarray(target.images[i]).save(
+                image, format="WEBP", lossless=True, quality=50, method=4
+            )
             mask = image.with_suffix(".mask.png")
             Image.fromarray(target.masks[i]).convert("1").save(mask, optimize=True)
             size += image.stat().st_size + mask.stat().st_size
@@ -193,11 +217,69 @@ def run(args):
 
     if args.smoke:  # the code path end to end in minutes: a 2-step recipe (_effort_plan)
         args.recipes = ["smoke"]
-    sched = Scheduler(args.bundle, args.out, device=args.device, workers=args.workers,
-                      tf32=args.tf32, deadline=deadline, jsonl=args.jsonl, log=log,
-                      phases=args.phases, previous=args.previous, targets=args.targets,
-                      splits=args.splits, recipes=args.recipes)
+    sched = Scheduler(
+        args.bundle,
+        args.out,
+        device=args.device,
+        workers=args.workers,
+        tf32=args.tf32,
+        deadline=deadline,
+        jsonl=args.jsonl,
+        log=log,
+        phases=args.phases,
+        previous=args.previous,
+        targets=args.targets,
+        splits=args.splits,
+        recipes=args.recipes,
+    )
     sched.run()
+
+
+def queue(args):
+    """Run chosen jobs in a given order (e.g. on the CPU, where the phases do not fit):
+    seed-major over the given arms, budgets, splits and targets."""
+    from _effort_sched import Scheduler, job
+
+    log_file = open(args.log, "a") if args.log else None
+
+    def log(msg):
+        line = f"[{time.strftime('%H:%M:%S')}] {msg}"
+        print(line, flush=True)
+        if log_file:
+            log_file.write(line + "\n")
+            log_file.flush()
+
+    jobs = [
+        job(t, s, a, b, seed, args.recipe, args.phase)
+        for seed in args.seeds
+        for a in args.arms
+        for b in args.budgets
+        for s in args.splits
+        for t in args.targets
+    ]
+    sched = Scheduler(
+        args.bundle, args.out, device=args.device, workers=args.workers, jsonl=args.jsonl, log=log
+    )
+    import multiprocessing as mp
+
+    context = mp.get_context("spawn")
+    sched.jobs, sched.results = context.Queue(), context.Queue()
+    from _effort_sched import _worker
+
+    workers = [
+        context.Process(
+            target=_worker,
+            args=(sched.folders, sched.device, False, sched.selections, sched.jobs, sched.results),
+        )
+        for _ in range(sched.n_workers)
+    ]
+    for w in workers:
+        w.start()
+    sched.workers = workers
+    try:
+        sched._run_phase("queue", sched.runnable(jobs))
+    finally:
+        sched._finish(workers)
 
 
 def cost(args):
@@ -214,8 +296,9 @@ def cost(args):
 
     torch.set_num_threads(args.threads)
     target = Target("ssTEM")
-    seg0 = load_pretrained("authors:ssTEM", source=SHARED / "weights", precision="fp32",
-                           patch_size=PATCH, stride=PATCH)
+    seg0 = load_pretrained(
+        "authors:ssTEM", source=SHARED / "weights", precision="fp32", patch_size=PATCH, stride=PATCH
+    )
     rng = np.random.default_rng(0)
     coords = []
     for i in rng.choice(len(target.images), 16):
@@ -234,9 +317,25 @@ def cost(args):
         timed.train(seg, patches, masks, random_state=0)
         per_step = (time.perf_counter() - start) / args.steps
         full = make_recipe(name).n_steps(16)
-        print(f"{name}: {per_step:.3f} s/step at batch {timed.batch_size} ({args.threads} "
-              f"threads, load {os.getloadavg()[0]:.1f}); {full} steps = {full * per_step:.0f} s",
-              flush=True)
+        print(
+            f"{name}: {per_step:.3f} s/step at batch {timed.batch_size} ({args.threads} "
+            f"threads, load {os.getloadavg()[0]:.1f}); {full} steps = {full * per_step:.0f} s",
+            flush=True,
+        )
+
+
+def one_job(args):
+    """Run one job given as JSON (a check of the code path on a new machine)."""
+    from _effort_exec import Context, run_job
+
+    ctx = Context(args.bundle, args.device, args.tf32)
+    start = time.perf_counter()
+    r = run_job(ctx, json.loads(args.json))
+    print(
+        f"{r['id']}: mIoU {r['miou']:.1f}, {r['n_patches']} patches, "
+        f"{time.perf_counter() - start:.1f} s",
+        flush=True,
+    )
 
 
 def main(argv=None):
@@ -269,12 +368,35 @@ def main(argv=None):
     p.add_argument("--splits", nargs="+", type=int, default=list(SPLITS))
     p.add_argument("--recipes", nargs="+", default=None, help="the grid (default: all)")
     p.add_argument("--smoke", action="store_true", help="a 2-step recipe only (code check)")
-    p.add_argument("--previous", nargs="*", default=[],
-                   help="folders with earlier records (runs/*.json or *.jsonl)")
+    p.add_argument(
+        "--previous",
+        nargs="*",
+        default=[],
+        help="folders with earlier records (runs/*.json or *.jsonl)",
+    )
+    p = sub.add_parser("queue", help="chosen jobs in a given order (resumable)")
+    p.add_argument("--bundle", nargs="+", required=True)
+    p.add_argument("--recipe", required=True)
+    p.add_argument("--arms", nargs="+", required=True)
+    p.add_argument("--budgets", nargs="+", type=float, default=[1])
+    p.add_argument("--seeds", nargs="+", type=int, default=[0])
+    p.add_argument("--targets", nargs="+", default=list(TARGETS))
+    p.add_argument("--splits", nargs="+", type=int, default=list(SPLITS))
+    p.add_argument("--phase", type=int, default=2, help="the phase recorded with the runs")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--workers", type=int, default=1)
+    p.add_argument("--jsonl", default=None)
+    p.add_argument("--log", default=None)
     p = sub.add_parser("cost", help="CPU seconds per step of each recipe")
     p.add_argument("--recipes", nargs="+", default=list(RECIPES))
     p.add_argument("--steps", type=int, default=20)
     p.add_argument("--threads", type=int, default=2)
+    p = sub.add_parser("job", help="run one job given as JSON (a code-path check)")
+    p.add_argument("--bundle", nargs="+", required=True)
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--tf32", action="store_true")
+    p.add_argument("--json", required=True)
+    p.add_argument("--smoke", action="store_true", help="make the 2-step recipe available")
     p = sub.add_parser("table", help="results.csv, tables and figures")
     for p in sub.choices.values():
         p.add_argument("--out", default=str(OUT))
@@ -286,7 +408,9 @@ def main(argv=None):
 
         table(Path(args.out))
         return 0
-    {"prepare": prepare, "pack": pack, "run": run, "cost": cost}[args.command](args)
+    commands = {"prepare": prepare, "pack": pack, "run": run, "cost": cost, "job": one_job}
+    commands["queue"] = queue
+    commands[args.command](args)
     return 0
 
 

@@ -20,6 +20,7 @@ Usage::
     PYTHONPATH=$PWD python benchmarks/fault_injection.py \
         --json benchmarks/results/fault_injection.json
 """
+
 import argparse
 import hashlib
 import json
@@ -36,16 +37,31 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def _hashes(folder):
-    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(Path(folder).glob("*.json"))}
+    return {
+        p.name: hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(Path(folder).glob("*.json"))
+    }
 
 
 #: The quick profile made tiny so that a run takes seconds on a busy 2-core machine.
-TINY = {"data": {"n_images": 6, "image_size": 64, "random_state": 0},
-        "segmenter": {"module__width": 4, "module__init": "default", "patch_size": 32,
-                      "stride": 16, "lr": 1e-3, "batch_size": 16, "meta_iterations": 3,
-                      "inner_steps": 2, "meta_shots": 4, "precision": "fp32"},
-        "patches_per_shot": 4, "pl_epochs": 2, "finetune_epochs": 2}
+TINY = {
+    "data": {"n_images": 6, "image_size": 64, "random_state": 0},
+    "segmenter": {
+        "module__width": 4,
+        "module__init": "default",
+        "patch_size": 32,
+        "stride": 16,
+        "lr": 1e-3,
+        "batch_size": 16,
+        "meta_iterations": 3,
+        "inner_steps": 2,
+        "meta_shots": 4,
+        "precision": "fp32",
+    },
+    "patches_per_shot": 4,
+    "pl_epochs": 2,
+    "finetune_epochs": 2,
+}
 
 _CHILD = """
 import sys, warnings
@@ -74,8 +90,9 @@ def _env():
 def kill_and_resume(tmp):
     out = tmp / "run"
     started = time.perf_counter()
-    proc = subprocess.Popen(_kwtl_run(out), env=_env(), stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        _kwtl_run(out), env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     results = out / "results"
     while proc.poll() is None and len(list(results.glob("*.json"))) < 2:
         time.sleep(0.1)
@@ -85,10 +102,15 @@ def kill_and_resume(tmp):
     again = subprocess.run(_kwtl_run(out), env=_env(), capture_output=True, text=True)
     after = _hashes(results)
     lost = sum(1 for name, digest in before.items() if after.get(name) != digest)
-    return {"jobs": 8, "finished_before_kill": len(before), "exit_code_after_resume":
-            again.returncode, "finished_after_resume": len(after), "results_lost": lost,
-            "tmp_files_left": len(list(results.glob("*.tmp"))),
-            "seconds": round(time.perf_counter() - started, 1)}, out
+    return {
+        "jobs": 8,
+        "finished_before_kill": len(before),
+        "exit_code_after_resume": again.returncode,
+        "finished_after_resume": len(after),
+        "results_lost": lost,
+        "tmp_files_left": len(list(results.glob("*.tmp"))),
+        "seconds": round(time.perf_counter() - started, 1),
+    }, out
 
 
 def truncated_cache(out):
@@ -104,14 +126,21 @@ def truncated_cache(out):
     after = _hashes(out / "results")
     warning_lines = [ln for ln in run.stderr.splitlines() if "damaged" in ln]
     traceback_lines = [ln for ln in run.stderr.splitlines() if "Traceback" in ln]
-    intact_lost = sum(1 for name, digest in before.items()
-                      if name != results[0].name and after.get(name) != digest)
-    return {"cache_entries_truncated": damaged, "result_files_truncated": 1,
-            "exit_code": run.returncode, "finished_after": len(after),
-            "damage_warning_lines": len(warning_lines), "traceback_lines": len(traceback_lines),
-            "intact_results_changed": intact_lost,
-            "truncated_result_recomputed": json.loads(results[0].read_text()).get("miou")
-            is not None}
+    intact_lost = sum(
+        1
+        for name, digest in before.items()
+        if name != results[0].name and after.get(name) != digest
+    )
+    return {
+        "cache_entries_truncated": damaged,
+        "result_files_truncated": 1,
+        "exit_code": run.returncode,
+        "finished_after": len(after),
+        "damage_warning_lines": len(warning_lines),
+        "traceback_lines": len(traceback_lines),
+        "intact_results_changed": intact_lost,
+        "truncated_result_recomputed": json.loads(results[0].read_text()).get("miou") is not None,
+    }
 
 
 def users_folder(tmp):
@@ -121,13 +150,16 @@ def users_folder(tmp):
         (mine / name).write_text(text)
     before = _hashes(mine) | {"report.md": hashlib.sha256(b"notes\n").hexdigest()}
     run = subprocess.run(_kwtl_cli(mine), env=_env(), capture_output=True, text=True)
-    after = _hashes(mine) | {"report.md": hashlib.sha256((mine / "report.md").read_bytes())
-                             .hexdigest()}
-    return {"exit_code": run.returncode, "stderr_lines": len(run.stderr.strip().splitlines()),
-            "message": run.stderr.strip(), "files_changed": sum(before[k] != after.get(k)
-                                                                for k in before),
-            "files_added": len(set(os.listdir(mine)) - {"report.md", "results.csv",
-                                                         "results.json"})}
+    after = _hashes(mine) | {
+        "report.md": hashlib.sha256((mine / "report.md").read_bytes()).hexdigest()
+    }
+    return {
+        "exit_code": run.returncode,
+        "stderr_lines": len(run.stderr.strip().splitlines()),
+        "message": run.stderr.strip(),
+        "files_changed": sum(before[k] != after.get(k) for k in before),
+        "files_added": len(set(os.listdir(mine)) - {"report.md", "results.csv", "results.json"}),
+    }
 
 
 def model_files(tmp):
@@ -137,8 +169,9 @@ def model_files(tmp):
     from kwtl.models import FCRNSegmenter, ModelFileError
 
     images, masks = make_cells(2, 32, random_state=0)
-    seg = FCRNSegmenter(module__width=2, patch_size=16, stride=16, max_epochs=1,
-                        precision="fp32", random_state=0).fit(images, masks)
+    seg = FCRNSegmenter(
+        module__width=2, patch_size=16, stride=16, max_epochs=1, precision="fp32", random_state=0
+    ).fit(images, masks)
     path = tmp / "model.pt"
     outcomes = {}
 
@@ -158,25 +191,39 @@ def model_files(tmp):
 
     for kind in ("200 corrupted bytes", "truncated", "empty", "text"):
         damage(kind)
-        target = FCRNSegmenter(module__width=2, patch_size=16, stride=16, precision="fp32",
-                               random_state=1).initialize()
+        target = FCRNSegmenter(
+            module__width=2, patch_size=16, stride=16, precision="fp32", random_state=1
+        ).initialize()
         before = {k: v.clone() for k, v in target.module_.state_dict().items()}
         try:
             target.load_params(f_params=path)
             outcomes[kind] = {"refused": False}
         except ModelFileError as exc:
-            unchanged = all(torch.equal(before[k], v)
-                            for k, v in target.module_.state_dict().items())
-            outcomes[kind] = {"refused": True, "estimator_unchanged": unchanged,
-                              "message": str(exc).replace(str(tmp), "<tmp>")}
+            unchanged = all(
+                torch.equal(before[k], v) for k, v in target.module_.state_dict().items()
+            )
+            outcomes[kind] = {
+                "refused": True,
+                "estimator_unchanged": unchanged,
+                "message": str(exc).replace(str(tmp), "<tmp>"),
+            }
     return outcomes
 
 
 def test_matrix():
-    files = ["tests/test_bad_input.py", "tests/models/test_model_files.py",
-             "tests/test_cli_output_folder.py", "tests/datasets/test_folder_pairs.py"]
-    run = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
-                          *files], cwd=ROOT, env=_env(), capture_output=True, text=True)
+    files = [
+        "tests/test_bad_input.py",
+        "tests/models/test_model_files.py",
+        "tests/test_cli_output_folder.py",
+        "tests/datasets/test_folder_pairs.py",
+    ]
+    run = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *files],
+        cwd=ROOT,
+        env=_env(),
+        capture_output=True,
+        text=True,
+    )
     tail = run.stdout.strip().splitlines()[-1]
     counts = {k: int(n) for n, k in re.findall(r"(\d+) (passed|failed|skipped|error)", tail)}
     return {"files": files, "summary": tail, **counts}
@@ -186,8 +233,10 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--json", default=None, help="write the figures here")
     args = parser.parse_args()
-    report = {"command": "PYTHONPATH=$PWD python benchmarks/fault_injection.py"
-                         + (f" --json {args.json}" if args.json else "")}
+    report = {
+        "command": "PYTHONPATH=$PWD python benchmarks/fault_injection.py"
+        + (f" --json {args.json}" if args.json else "")
+    }
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         report["kill_9_and_resume"], out = kill_and_resume(tmp)

@@ -22,6 +22,7 @@ per shot, EM pool cut to 24 images, full-size test images; ``paper`` — 256² a
 500/400, 20 epochs, batch 64, all pool and test images at full size, statistics scored densely
 (whole-image passes; ``--device cuda`` for a GPU).
 """
+
 import argparse
 import json
 import os
@@ -38,23 +39,53 @@ if not SHARED.exists():
     SHARED = Path("/work/shared")
 
 PROFILES = {
-    "cheap": {"patch_size": 128, "stride": 128, "patches_per_shot": 8, "epochs": 20,
-              "batch_size": 4, "pool_images": {"EM": 8}, "test_images": {"EM": 6},
-              "test_crop": 0.5, "min_foreground": 90,  # 360 px scaled to 128² patches
-              "n_clusters": 8, "max_per_image": 1},
+    "cheap": {
+        "patch_size": 128,
+        "stride": 128,
+        "patches_per_shot": 8,
+        "epochs": 20,
+        "batch_size": 4,
+        "pool_images": {"EM": 8},
+        "test_images": {"EM": 6},
+        "test_crop": 0.5,
+        "min_foreground": 90,  # 360 px scaled to 128² patches
+        "n_clusters": 8,
+        "max_per_image": 1,
+    },
     # the paper's patch size and full-size test images, a coarser candidate grid and a small
     # support set: scoring stays exact per patch and one run takes about a minute
-    "mid": {"patch_size": 256, "stride": 128, "patches_per_shot": 16, "epochs": 20,
-            "batch_size": 8, "pool_images": {"EM": 24}, "test_images": {"EM": 11},
-            "test_crop": None, "min_foreground": 360, "n_clusters": 16, "max_per_image": 1},
+    "mid": {
+        "patch_size": 256,
+        "stride": 128,
+        "patches_per_shot": 16,
+        "epochs": 20,
+        "batch_size": 8,
+        "pool_images": {"EM": 24},
+        "test_images": {"EM": 11},
+        "test_crop": None,
+        "min_foreground": 360,
+        "n_clusters": 16,
+        "max_per_image": 1,
+    },
     # the paper's sizes. At stride 30 exact per-patch scoring would cost ~40x a whole-image
     # pass (676 overlapping 256² patches per ssTEM image), so the statistics are dense: whole
     # images through the library's dense selectors, read off per candidate by box sums.
     # Encoder features per patch are skipped (hours on a CPU): no representative arms here.
-    "paper": {"patch_size": 256, "stride": 30, "patches_per_shot": {"ssTEM": 500, "EM": 400},
-              "epochs": 20, "batch_size": 64, "pool_images": {}, "test_images": {},
-              "test_crop": None, "min_foreground": 360, "n_clusters": None,
-              "max_per_image": None, "dense": True, "features": False},
+    "paper": {
+        "patch_size": 256,
+        "stride": 30,
+        "patches_per_shot": {"ssTEM": 500, "EM": 400},
+        "epochs": 20,
+        "batch_size": 64,
+        "pool_images": {},
+        "test_images": {},
+        "test_crop": None,
+        "min_foreground": 360,
+        "n_clusters": None,
+        "max_per_image": None,
+        "dense": True,
+        "features": False,
+    },
 }
 for _name, _profile in PROFILES.items():
     _profile["name"] = _name
@@ -93,7 +124,7 @@ def centre_crop(image, frac):
     h, w = image.shape
     ch, cw = (int(h * frac) // 8) * 8, (int(w * frac) // 8) * 8
     r, c = (h - ch) // 2, (w - cw) // 2
-    return image[r:r + ch, c:c + cw]
+    return image[r : r + ch, c : c + cw]
 
 
 class Target:
@@ -121,40 +152,33 @@ class Target:
 
 
 def image_statistics(segmenter, image, mask, profile, magnitude=1.3):
-    """Per-candidate statistics of one image's patch grid, exactly as the selectors'
-    per-patch path computes them (each patch forwarded on its own, eval-mode BatchNorm),
-    or by the selectors' dense path when the profile says ``dense``."""
-    if profile.get("dense"):
-        return dense_image_statistics(segmenter, image, mask, profile, magnitude)
-    import torch
-    import torch.nn.functional as F
-
+    """Per-candidate statistics of one image's patch grid, computed by the shipped selectors
+    (:meth:`~kwtl.selection.BaseSelector.score`): exactly per patch, or from whole-image
+    passes (``dense=True``) when the profile says ``dense`` — a stride-30 grid then costs a
+    few passes per image instead of one per patch. Encoder features (those of
+    :class:`~kwtl.selection.RepresentativeSelector`) only if the profile asks for them
+    (``features``), else an empty column."""
     from kwtl.datasets import PatchSet
-    from kwtl.selection import autocontrast, brightness, sharpness
-    from kwtl.selection._uncertainty import binary_entropy
+    from kwtl.selection import PredictedForegroundSelector, make_selector
 
+    dense = bool(profile.get("dense", False))
     pool = PatchSet.from_images([image], profile["patch_size"], profile["stride"])
-    cons, fg, mean_p, ent, feats = [], [], [], [], []
-    step = 16
-    for _, batch in pool.iter_batches(step):
-        k = len(batch)
-        copies = np.concatenate([batch, autocontrast(batch), brightness(batch, magnitude),
-                                 sharpness(batch, magnitude)])
-        logits = segmenter.patch_logits(copies)
-        clean = logits[:k]
-        aug = logits[k:].reshape(3, *clean.shape)
-        ref = (torch.sigmoid(clean) >= 0.5).float()
-        bce = F.binary_cross_entropy_with_logits(aug, ref.expand_as(aug), reduction="none")
-        cons.append(bce.sum(0).mean(dim=(1, 2)).double().numpy())
-        p = torch.sigmoid(clean)
-        fg.append((p >= 0.5).float().mean(dim=(1, 2)).double().numpy())
-        mean_p.append(p.mean(dim=(1, 2)).double().numpy())
-        ent.append(binary_entropy(p).mean(dim=(1, 2)).double().numpy())
-        feats.append(segmenter.encoder_features(batch))
-    return {"consistency": np.concatenate(cons), "fg_fraction": np.concatenate(fg),
-            "mean_proba": np.concatenate(mean_p), "entropy": np.concatenate(ent),
-            "features": np.concatenate(feats).astype(np.float32),
-            **candidate_truth(pool, mask)}
+    stats = {
+        "consistency": make_selector("consistency", magnitude=magnitude, dense=dense),
+        "fg_fraction": PredictedForegroundSelector(dense=dense),
+        "mean_proba": PredictedForegroundSelector(measure="mean_proba", dense=dense),
+        "entropy": make_selector("entropy", dense=dense),
+    }
+    stats = {
+        k: np.asarray(sel.score(pool, segmenter), dtype=np.float64) for k, sel in stats.items()
+    }
+    if profile.get("features", True):
+        stats["features"] = np.concatenate(
+            [segmenter.encoder_features(batch) for _, batch in pool.iter_batches(16)]
+        ).astype(np.float32)
+    else:
+        stats["features"] = np.zeros((len(pool), 0), dtype=np.float32)
+    return {**stats, **candidate_truth(pool, mask)}
 
 
 def candidate_truth(pool, mask):
@@ -162,35 +186,8 @@ def candidate_truth(pool, mask):
     and the descriptions) and its (row, col)."""
     ph, pw = pool.patch_size
     coords = pool.coords
-    gt = np.array([mask[r:r + ph, c:c + pw].sum() for _, r, c in coords])
+    gt = np.array([mask[r : r + ph, c : c + pw].sum() for _, r, c in coords])
     return {"gt_foreground": gt, "coords": coords[:, 1:]}
-
-
-def dense_image_statistics(segmenter, image, mask, profile, magnitude=1.3):
-    """The same statistics from whole-image passes (the library's ``dense=True`` selectors:
-    each candidate's value is the mean of a full-image map over its window), so a stride-30
-    grid costs a few passes per image instead of one per patch. Features only if the
-    profile asks for them (``features``), else an empty column."""
-    from kwtl.datasets import PatchSet
-    from kwtl.selection import (ConsistencySelector, EntropySelector,
-                                PredictedForegroundSelector)
-
-    pool = PatchSet.from_images([image], profile["patch_size"], profile["stride"])
-    stats = {
-        "consistency": ConsistencySelector(magnitude=magnitude, dense=True),
-        "fg_fraction": PredictedForegroundSelector(dense=True),
-        "mean_proba": PredictedForegroundSelector(measure="mean_proba", dense=True),
-        "entropy": EntropySelector(dense=True),
-    }
-    stats = {k: np.asarray(sel.score(pool, segmenter), dtype=np.float64)
-             for k, sel in stats.items()}
-    if profile.get("features", True):
-        stats["features"] = np.concatenate(
-            [segmenter.encoder_features(batch) for _, batch in pool.iter_batches(64)]
-        ).astype(np.float32)
-    else:
-        stats["features"] = np.zeros((len(pool), 0), dtype=np.float32)
-    return {**stats, **candidate_truth(pool, mask)}
 
 
 def load_stats(out, target, idx, segmenter, profile):
@@ -210,7 +207,9 @@ def load_stats(out, target, idx, segmenter, profile):
 def pool_table(out, target, pool, segmenter, profile):
     parts = [load_stats(out, target, i, segmenter, profile) for i in pool]
     table = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
-    table["image"] = np.concatenate([np.full(len(p["consistency"]), i) for i, p in zip(pool, parts)])
+    table["image"] = np.concatenate(
+        [np.full(len(p["consistency"]), i) for i, p in zip(pool, parts)]
+    )
     return table
 
 
@@ -219,13 +218,24 @@ def pool_table(out, target, pool, segmenter, profile):
 ARMS = {
     "plft": (False, False, "no support fine-tuning: the authors' PLFT model alone (reference)"),
     "random": (False, True, "uniform over all candidates"),
-    "gate_random": (False, True, "uniform inside the label-free gate (predicted fg >= pool median)"),
+    "gate_random": (
+        False,
+        True,
+        "uniform inside the label-free gate (predicted fg >= pool median)",
+    ),
     "consistency": (False, False, "the paper's consistency, top-n, no filter"),
     "gate_consistency": (False, False, "consistency top-n inside the label-free gate"),
-    "stratified_consistency": (False, True, "3 predicted-fg strata, sampling ∝ consistency^1, "
-                               "<= max_per_image per image first"),
-    "gate_stratified_random": (False, True, "inside the gate: 3 fg strata, uniform, "
-                               "<= max_per_image per image first"),
+    "stratified_consistency": (
+        False,
+        True,
+        "3 predicted-fg strata, sampling ∝ consistency^1, <= max_per_image per image first",
+    ),
+    "gate_stratified_random": (
+        False,
+        True,
+        "retired (not a shipped selector): inside the "
+        "gate, 3 fg strata, uniform, <= max_per_image per image first",
+    ),
     "representative": (False, False, "k-means on encoder features, nearest each centre"),
     "gate_representative": (False, False, "k-means representatives inside the gate"),
     "gt_consistency": (True, False, "the paper's protocol: consistency after the GT filter"),
@@ -234,90 +244,93 @@ ARMS = {
 
 
 def arm_scores(arm, table, seed, profile):
-    """Scores over the pool's candidates for one arm (higher = annotate first)."""
-    from kwtl.selection import RandomSelector
-    from kwtl.selection._gate import ForegroundGate
-    from kwtl.selection._representative import RepresentativeSelector
-    from kwtl.selection._stratified import StratifiedSelector
+    """Scores over the pool's candidates for one arm (higher = annotate first).
+
+    Every label-free arm is the shipped selector of that name
+    (:func:`kwtl.selection.make_selector`), fed the cached per-candidate statistics through
+    its public methods (``score`` on the pool's candidates for the draws, which read no
+    pixel, and ``scores_from`` for the compositions), so what is measured is what
+    ``kwtl select`` and ``FewShotSegmentation`` run.
+    """
+    from kwtl.datasets import PatchSet
+    from kwtl.selection import SELECTORS, make_selector
+    from kwtl.selection._gate import gate_mask
 
     n = len(table["consistency"])
     fg = table["fg_fraction"]
-    gt_keep = table["gt_foreground"] >= profile["min_foreground"]
-    rnd = RandomSelector(random_state=seed)._score_pool(_Pool(n), None)
     cons = table["consistency"]
-    n_clusters = profile["n_clusters"]
+    # the candidates' positions; the draws read no pixel, so the images are zero-memory
+    # stand-ins of a size that holds every candidate
+    size = profile["patch_size"]
+    extent = np.broadcast_to(np.uint8(0), tuple(table["coords"].max(axis=0) + size))
+    pool = PatchSet(
+        [extent] * (int(table["image"].max()) + 1),
+        np.column_stack([table["image"], table["coords"]]),
+        size,
+    )
+    if arm in ("gt_consistency", "gt_random"):  # label-reading references, not shipped
+        keep = table["gt_foreground"] >= profile["min_foreground"]
+        inner = cons if arm == "gt_consistency" else arm_scores("random", table, seed, profile)
+        return np.where(keep, inner, -np.inf)
+    if arm not in SELECTORS:
+        raise ValueError(
+            f"arm {arm!r} is not a shipped selector (kwtl.selection.SELECTORS); "
+            "it is kept only to read old results"
+        )
+    if arm in ("representative", "gate_representative") and table["features"].shape[1] == 0:
+        raise ValueError(
+            f"the {profile['name']!r} profile computes no encoder features; "
+            f"the {arm} arm needs them"
+        )
+    selector = make_selector(
+        arm,
+        random_state=seed,
+        magnitude=1.3,
+        n_clusters=profile["n_clusters"],
+        max_per_image=profile["max_per_image"],
+    )
     if arm == "random":
-        return rnd
-    gate = ForegroundGate()
-    keep = fg >= np.quantile(fg, 0.5)  # what ForegroundGate keeps; its inner sees only these
-
-    def inside(scores_of_kept):
-        inner = np.full(n, np.nan)
-        inner[keep] = scores_of_kept
-        return gate.scores_from(inner, fg)
-
-    if arm == "gate_random":
-        return inside(rnd[keep])
+        return selector.score(pool, None)
     if arm == "consistency":
         return cons
-    if arm == "gate_consistency":
-        return inside(cons[keep])
-    if arm == "stratified_consistency":
-        return StratifiedSelector(beta=1.0, n_strata=3, max_per_image=profile["max_per_image"],
-                                  random_state=seed).scores_from(cons, fg, table["image"])
-    if arm == "gate_stratified_random":
-        return inside(StratifiedSelector(
-            beta=0.0, n_strata=3, max_per_image=profile["max_per_image"],
-            random_state=seed).scores_from(cons[keep], fg[keep], table["image"][keep]))
-    if arm in ("representative", "gate_representative") and table["features"].shape[1] == 0:
-        raise ValueError(f"the {profile['name']!r} profile computes no encoder features; "
-                         f"the {arm} arm needs them")
     if arm == "representative":
-        return RepresentativeSelector(n_clusters=n_clusters, random_state=0).scores_from(
-            table["features"])
-    if arm == "gate_representative":
-        return inside(RepresentativeSelector(n_clusters=n_clusters, random_state=0).scores_from(
-            table["features"][keep]))
-    if arm == "gt_consistency":
-        return np.where(gt_keep, cons, -np.inf)
-    if arm == "gt_random":
-        return np.where(gt_keep, rnd, -np.inf)
-    raise ValueError(arm)
+        return selector.scores_from(table["features"])
+    if arm == "stratified_consistency":
+        return selector.scores_from(cons, fg, table["image"])
+    # a foreground gate around an inner selector: the inner one ranks the gated candidates
+    keep = gate_mask(fg, selector.quantile, selector.threshold)
+    inner_selector = selector.inner_selector()
+    inner = np.full(n, np.nan)
+    if arm == "gate_consistency":
+        inner[keep] = cons[keep]
+    elif arm == "gate_random":
+        inner[keep] = inner_selector.score(pool.subset(np.flatnonzero(keep)), None)
+    elif arm == "gate_representative":
+        inner[keep] = inner_selector.scores_from(table["features"][keep])
+    else:
+        raise ValueError(f"no statistics for the arm {arm!r}")
+    return selector.scores_from(inner, fg)
 
 
-class _Pool:
-    """Just enough of a PatchSet for RandomSelector's draw (n candidates, one image)."""
-
-    def __init__(self, n):
-        self.n = n
-        self.arrays = [None]
-        self.coords = np.zeros((n, 3), dtype=np.int64)
-
-    def __len__(self):
-        return self.n
-
-
-def fine_tune_and_evaluate(plft, target, pool, test, chosen, table, seed, profile, n_support,
-                           epochs=None):
-    import copy
-
-    from kwtl._oracle import Oracle
+def fine_tune_and_evaluate(
+    plft, target, pool, test, chosen, table, seed, profile, n_support, epochs=None
+):
     from kwtl.datasets import PatchSet
+    from kwtl.few_shot import Oracle, fine_tune
     from kwtl.metrics import iou_score
 
     images = [target.images[i] for i in pool]
     position = {idx: k for k, idx in enumerate(pool)}
-    coords = np.column_stack([[position[i] for i in table["image"][chosen]],
-                              table["coords"][chosen]])
+    coords = np.column_stack(
+        [[position[i] for i in table["image"][chosen]], table["coords"][chosen]]
+    )
     support = PatchSet(images, coords, (profile["patch_size"],) * 2)
     oracle = Oracle([target.masks[i] for i in pool], shapes=[im.shape for im in images])
     masks = oracle.reveal_patches(support)
-    model = copy.deepcopy(plft)
-    model.set_params(batch_size=profile["batch_size"], random_state=seed)
-    model.initialize_optimizer()
     epochs = profile["epochs"] if epochs is None else epochs
-    if epochs:
-        model.partial_fit(support, masks, epochs=epochs)
+    model = fine_tune(
+        plft, support, masks, epochs=epochs, batch_size=profile["batch_size"], random_state=seed
+    )
     crops = [centre_crop(target.images[i], profile["test_crop"]) for i in test]
     gts = [centre_crop(target.masks[i], profile["test_crop"]) for i in test]
     preds = model.predict(crops)
@@ -357,13 +370,18 @@ def run(args):
     todo = jobs(args.targets, args.splits, args.shots, args.arms, args.draws)
     print(f"{len(todo)} jobs", flush=True)
     for target_name, arm, n_shots, split, seed in todo:
-        path = (out / "runs" / args.profile
-                / f"{target_name}__{arm}__{n_shots}shot__split{split}__seed{seed}.json")
+        path = (
+            out
+            / "runs"
+            / args.profile
+            / f"{target_name}__{arm}__{n_shots}shot__split{split}__seed{seed}.json"
+        )
         if path.exists() or not _claim(path):
             continue
         try:
-            _run_job(args, profile, out, targets, plft, path, target_name, arm, n_shots, split,
-                     seed)
+            _run_job(
+                args, profile, out, targets, plft, path, target_name, arm, n_shots, split, seed
+            )
         finally:
             _release(path)
 
@@ -406,39 +424,74 @@ def _run_job(args, profile, out, targets, plft, path, target_name, arm, n_shots,
     if target_name not in targets:
         targets[target_name] = Target(target_name)
         plft[target_name] = load_pretrained(
-            f"authors:{target_name}", source=SHARED / "weights", precision="fp32",
-            patch_size=profile["patch_size"], stride=profile["stride"], device=args.device)
+            f"authors:{target_name}",
+            source=SHARED / "weights",
+            precision="fp32",
+            patch_size=profile["patch_size"],
+            stride=profile["stride"],
+            device=args.device,
+        )
     target, seg = targets[target_name], plft[target_name]
     start = time.perf_counter()
     pool, test = target.split(split, profile)
     table = pool_table(out, target, pool, seg, profile)
     scored = time.perf_counter()
     n_support = n_shots * per_target(profile["patches_per_shot"], target_name)
-    scores = (np.zeros(len(table["consistency"])) if arm == "plft"
-              else arm_scores(arm, table, seed, profile))
+    scores = (
+        np.zeros(len(table["consistency"]))
+        if arm == "plft"
+        else arm_scores(arm, table, seed, profile)
+    )
     chosen = np.argsort(-np.where(np.isnan(scores), -np.inf, scores), kind="stable")[:n_support]
-    miou, per_image = fine_tune_and_evaluate(seg, target, pool, test, chosen, table, seed,
-                                             profile, n_support,
-                                             epochs=0 if arm == "plft" else None)
+    miou, per_image = fine_tune_and_evaluate(
+        seg,
+        target,
+        pool,
+        test,
+        chosen,
+        table,
+        seed,
+        profile,
+        n_support,
+        epochs=0 if arm == "plft" else None,
+    )
     gt_fg = table["gt_foreground"][chosen]
     record = {
-        "target": target_name, "selector": arm, "n_shots": n_shots, "split": split,
-        "seed": seed, "miou": miou, "reads_labels": ARMS[arm][0],
-        "per_image_iou": per_image, "profile": args.profile,
+        "target": target_name,
+        "selector": arm,
+        "n_shots": n_shots,
+        "split": split,
+        "seed": seed,
+        "miou": miou,
+        "reads_labels": ARMS[arm][0],
+        "per_image_iou": per_image,
+        "profile": args.profile,
         "support_images": int(len(set(table["image"][chosen].tolist()))),
         "support_gt_fg_mean": float(gt_fg.mean() / profile["patch_size"] ** 2),
         "support_gt_nonempty": float(np.mean(gt_fg >= profile["min_foreground"])),
         "pool_images": [target.names[i] for i in pool],
         "test_images": [target.names[i] for i in test],
-        "n_candidates": int(len(scores)), "n_support": int(n_support),
-        "support": [[target.names[int(table["image"][c])], int(table["coords"][c][0]),
-                     int(table["coords"][c][1])] for c in chosen],
-        "seconds_scoring": scored - start, "seconds_total": time.perf_counter() - start,
-        "torch_threads": args.threads, "load_avg": os.getloadavg()[0],
+        "n_candidates": int(len(scores)),
+        "n_support": int(n_support),
+        "support": [
+            [
+                target.names[int(table["image"][c])],
+                int(table["coords"][c][0]),
+                int(table["coords"][c][1]),
+            ]
+            for c in chosen
+        ],
+        "seconds_scoring": scored - start,
+        "seconds_total": time.perf_counter() - start,
+        "torch_threads": args.threads,
+        "load_avg": os.getloadavg()[0],
     }
     atomic_write_json(path, record)
-    print(f"{target_name} {arm} {n_shots}shot split{split} seed{seed}: {miou:.1f} "
-          f"({record['seconds_total']:.0f} s, load {record['load_avg']:.1f})", flush=True)
+    print(
+        f"{target_name} {arm} {n_shots}shot split{split} seed{seed}: {miou:.1f} "
+        f"({record['seconds_total']:.0f} s, load {record['load_avg']:.1f})",
+        flush=True,
+    )
 
 
 def _sd_of_draws(groups):
@@ -456,57 +509,93 @@ def table(out, default=None):
 
     out = Path(out)
     records = [json.loads(p.read_text()) for p in sorted((out / "runs").glob("*/*.json"))]
-    rows = sorted(records, key=lambda r: (r["target"], r["n_shots"], r["selector"], r["split"],
-                                          r["seed"]))
+    rows = sorted(
+        records, key=lambda r: (r["target"], r["n_shots"], r["selector"], r["split"], r["seed"])
+    )
     with open(out / "results.csv.tmp", "w", newline="") as f:
         w = csv.writer(f)
-        w.writerow(["target", "selector", "n_shots", "split", "seed", "miou", "reads_labels",
-                    "is_default", "profile", "support_images", "support_gt_nonempty",
-                    "seconds_total"])
+        w.writerow(
+            [
+                "target",
+                "selector",
+                "n_shots",
+                "split",
+                "seed",
+                "miou",
+                "reads_labels",
+                "is_default",
+                "profile",
+                "support_images",
+                "support_gt_nonempty",
+                "seconds_total",
+            ]
+        )
         for r in rows:
-            w.writerow([r["target"], r["selector"], r["n_shots"], r["split"], r["seed"],
-                        f"{r['miou']:.2f}", str(r["reads_labels"]).lower(),
-                        str(r["selector"] == default).lower(), r["profile"],
-                        r["support_images"], f"{r['support_gt_nonempty']:.3f}",
-                        f"{r['seconds_total']:.0f}"])
+            w.writerow(
+                [
+                    r["target"],
+                    r["selector"],
+                    r["n_shots"],
+                    r["split"],
+                    r["seed"],
+                    f"{r['miou']:.2f}",
+                    str(r["reads_labels"]).lower(),
+                    str(r["selector"] == default).lower(),
+                    r["profile"],
+                    r["support_images"],
+                    f"{r['support_gt_nonempty']:.3f}",
+                    f"{r['seconds_total']:.0f}",
+                ]
+            )
     os.replace(out / "results.csv.tmp", out / "results.csv")
     lines = []
-    groups = sorted({(r["profile"], r["target"], r["n_shots"]) for r in records},
-                    key=lambda g: (list(PROFILES).index(g[0]), g[1], g[2]))
+    groups = sorted(
+        {(r["profile"], r["target"], r["n_shots"]) for r in records},
+        key=lambda g: (list(PROFILES).index(g[0]), g[1], g[2]),
+    )
     for profile, target, n_shots in groups:
-            recs = [r for r in records if (r["profile"], r["target"], r["n_shots"])
-                    == (profile, target, n_shots)]
-            per = {}
-            for r in recs:
-                per.setdefault(r["selector"], {}).setdefault(r["split"], []).append(r["miou"])
-            base = per.get("random", {})
-            lines.append(f"\n### {target}, {n_shots} shot ({recs[0]['profile']} profile)\n")
-            lines.append("| arm | reads labels | splits | runs | mean mIoU | sd of draws "
-                         "| Δ vs random (paired) | wins / splits | worst Δ "
-                         "| support: images, non-empty |")
-            lines.append("|---|---|---|---|---|---|---|---|---|---|")
-            for arm in ARMS:
-                if arm not in per:
-                    continue
-                complete = sorted(k for k in base if len(base[k]) >= 5)
-                splits = sorted(k for k in per[arm] if k in complete) or sorted(per[arm])
-                split_means = [float(np.mean(per[arm][k])) for k in splits]
-                paired = [k for k in splits if k in complete]
-                deltas = [float(np.mean(per[arm][k])) - float(np.mean(base[k])) for k in paired]
-                sup = [r for r in recs if r["selector"] == arm and r["split"] in splits]
-                mean_delta = f"{np.mean(deltas):+.1f}" if deltas and arm != "random" else "—"
-                wins = (f"{sum(d > 0 for d in deltas)} / {len(deltas)}"
-                        if deltas and arm != "random" else "—")
-                worst = f"{min(deltas):+.1f}" if deltas and arm != "random" else "—"
-                lines.append(
-                    f"| {arm} | {'yes' if ARMS[arm][0] else 'no'} | "
-                    f"{','.join(map(str, splits))} | {sum(len(per[arm][k]) for k in splits)} | "
-                    f"{np.mean(split_means):.1f} | "
-                    f"{_sd_of_draws([per[arm][k] for k in splits])} | "
-                    f"{mean_delta} | {wins} | {worst} | "
-                    f"{np.mean([r['support_images'] for r in sup]):.1f}, "
-                    f"{100 * np.mean([r['support_gt_nonempty'] for r in sup]):.0f} % |")
-            lines.extend(_per_split_lines(per))
+        recs = [
+            r
+            for r in records
+            if (r["profile"], r["target"], r["n_shots"]) == (profile, target, n_shots)
+        ]
+        per = {}
+        for r in recs:
+            per.setdefault(r["selector"], {}).setdefault(r["split"], []).append(r["miou"])
+        base = per.get("random", {})
+        lines.append(f"\n### {target}, {n_shots} shot ({recs[0]['profile']} profile)\n")
+        lines.append(
+            "| arm | reads labels | splits | runs | mean mIoU | sd of draws "
+            "| Δ vs random (paired) | wins / splits | worst Δ "
+            "| support: images, non-empty |"
+        )
+        lines.append("|---|---|---|---|---|---|---|---|---|---|")
+        for arm in ARMS:
+            if arm not in per:
+                continue
+            complete = sorted(k for k in base if len(base[k]) >= 5)
+            splits = sorted(k for k in per[arm] if k in complete) or sorted(per[arm])
+            split_means = [float(np.mean(per[arm][k])) for k in splits]
+            paired = [k for k in splits if k in complete]
+            deltas = [float(np.mean(per[arm][k])) - float(np.mean(base[k])) for k in paired]
+            sup = [r for r in recs if r["selector"] == arm and r["split"] in splits]
+            mean_delta = f"{np.mean(deltas):+.1f}" if deltas and arm != "random" else "—"
+            wins = (
+                f"{sum(d > 0 for d in deltas)} / {len(deltas)}"
+                if deltas and arm != "random"
+                else "—"
+            )
+            worst = f"{min(deltas):+.1f}" if deltas and arm != "random" else "—"
+            lines.append(
+                f"| {arm} | {'yes' if ARMS[arm][0] else 'no'} | "
+                f"{','.join(map(str, splits))} | {sum(len(per[arm][k]) for k in splits)} | "
+                f"{np.mean(split_means):.1f} | "
+                f"{_sd_of_draws([per[arm][k] for k in splits])} | "
+                f"{mean_delta} | {wins} | {worst} | "
+                f"{np.mean([r['support_images'] for r in sup]):.1f}, "
+                f"{100 * np.mean([r['support_gt_nonempty'] for r in sup]):.0f} % |"
+            )
+        lines.extend(_per_split_lines(per))
     text = "\n".join(lines) + "\n"
     print(text)
     return text
@@ -519,20 +608,31 @@ def _per_split_lines(per):
     splits = sorted(base)
     if not splits:
         return []
-    lines = ["", "Per split: random's mean mIoU (draws), and each arm's split mean minus it "
-             "(draws of the arm in brackets when more than one).", "",
-             "| arm | " + " | ".join(f"split {k}" for k in splits) + " |",
-             "|---|" + "---|" * len(splits)]
-    lines.append("| random | " + " | ".join(f"{np.mean(base[k]):.1f} ({len(base[k])})"
-                                            for k in splits) + " |")
+    lines = [
+        "",
+        "Per split: random's mean mIoU (draws), and each arm's split mean minus it "
+        "(draws of the arm in brackets when more than one).",
+        "",
+        "| arm | " + " | ".join(f"split {k}" for k in splits) + " |",
+        "|---|" + "---|" * len(splits),
+    ]
+    lines.append(
+        "| random | "
+        + " | ".join(f"{np.mean(base[k]):.1f} ({len(base[k])})" for k in splits)
+        + " |"
+    )
     for arm in ARMS:
         if arm == "random" or arm not in per:
             continue
         cells = []
         for k in splits:
             v = per[arm].get(k)
-            cells.append("" if not v else f"{np.mean(v) - np.mean(base[k]):+.1f}"
-                         + (f" ({len(v)})" if len(v) > 1 else ""))
+            cells.append(
+                ""
+                if not v
+                else f"{np.mean(v) - np.mean(base[k]):+.1f}"
+                + (f" ({len(v)})" if len(v) > 1 else "")
+            )
         lines.append(f"| {arm} | " + " | ".join(cells) + " |")
     return lines
 
@@ -550,29 +650,43 @@ def compare_dense(args):
     out = Path(args.out)
     for target_name in args.targets:
         target = Target(target_name)
-        seg = load_pretrained(f"authors:{target_name}", source=SHARED / "weights",
-                              precision="fp32", device=args.device,
-                              patch_size=profile["patch_size"], stride=profile["stride"])
+        seg = load_pretrained(
+            f"authors:{target_name}",
+            source=SHARED / "weights",
+            precision="fp32",
+            device=args.device,
+            patch_size=profile["patch_size"],
+            stride=profile["stride"],
+        )
         done = set()
         for split in args.splits:
             pool, _ = target.split(split, profile)
-            for idx in [i for i in pool if i not in done][:args.compare_dense]:
+            for idx in [i for i in pool if i not in done][: args.compare_dense]:
                 done.add(idx)
                 exact = load_stats(out, target, idx, seg, profile)
                 start = time.perf_counter()
-                dense = dense_image_statistics(seg, target.images[idx], target.masks[idx],
-                                               dense_profile)
+                dense = image_statistics(seg, target.images[idx], target.masks[idx], dense_profile)
                 seconds = time.perf_counter() - start
                 n = max(1, len(exact["consistency"]) // 4)
-                top = len(set(np.argsort(-exact["consistency"])[:n])
-                          & set(np.argsort(-dense["consistency"])[:n])) / n
-                rho = {k: spearmanr(exact[k], dense[k]).correlation
-                       for k in ("consistency", "fg_fraction", "entropy")}
-                print(f"{target_name} {target.names[idx]}: {len(exact['consistency'])} "
-                      f"candidates; Spearman exact vs dense "
-                      + ", ".join(f"{k} {v:+.3f}" for k, v in rho.items())
-                      + f"; top-quarter consistency overlap {100 * top:.0f} %; "
-                      f"dense {seconds:.0f} s", flush=True)
+                top = (
+                    len(
+                        set(np.argsort(-exact["consistency"])[:n])
+                        & set(np.argsort(-dense["consistency"])[:n])
+                    )
+                    / n
+                )
+                rho = {
+                    k: spearmanr(exact[k], dense[k]).correlation
+                    for k in ("consistency", "fg_fraction", "entropy")
+                }
+                print(
+                    f"{target_name} {target.names[idx]}: {len(exact['consistency'])} "
+                    f"candidates; Spearman exact vs dense "
+                    + ", ".join(f"{k} {v:+.3f}" for k, v in rho.items())
+                    + f"; top-quarter consistency overlap {100 * top:.0f} %; "
+                    f"dense {seconds:.0f} s",
+                    flush=True,
+                )
 
 
 def describe(args):
@@ -587,32 +701,43 @@ def describe(args):
     out = Path(args.out)
     for target_name in args.targets:
         target = Target(target_name)
-        seg = load_pretrained(f"authors:{target_name}", source=SHARED / "weights",
-                              precision="fp32", device=args.device,
-                              patch_size=profile["patch_size"],
-                              stride=profile["stride"])
+        seg = load_pretrained(
+            f"authors:{target_name}",
+            source=SHARED / "weights",
+            precision="fp32",
+            device=args.device,
+            patch_size=profile["patch_size"],
+            stride=profile["stride"],
+        )
         for split in args.splits:
             pool, _ = target.split(split, profile)
             t = pool_table(out, target, pool, seg, profile)
             gt = t["gt_foreground"]
             nonempty = gt >= profile["min_foreground"]
-            print(f"\n{target_name} split {split}: {len(gt)} candidates, "
-                  f"{100 * nonempty.mean():.0f} % with >= {profile['min_foreground']} GT px; "
-                  f"true fg {100 * gt.mean() / profile['patch_size'] ** 2:.1f} %, predicted "
-                  f"(p >= 0.5) {100 * t['fg_fraction'].mean():.1f} %")
+            print(
+                f"\n{target_name} split {split}: {len(gt)} candidates, "
+                f"{100 * nonempty.mean():.0f} % with >= {profile['min_foreground']} GT px; "
+                f"true fg {100 * gt.mean() / profile['patch_size'] ** 2:.1f} %, predicted "
+                f"(p >= 0.5) {100 * t['fg_fraction'].mean():.1f} %"
+            )
             for key in ("fg_fraction", "mean_proba", "consistency", "entropy"):
                 upper = t[key] >= np.quantile(t[key], 0.5)
-                print(f"  {key:12s} Spearman vs GT fg {spearmanr(t[key], gt).correlation:+.2f}; "
-                      f"non-empty in upper half {100 * nonempty[upper].mean():.0f} %, "
-                      f"lower half {100 * nonempty[~upper].mean():.0f} %")
+                print(
+                    f"  {key:12s} Spearman vs GT fg {spearmanr(t[key], gt).correlation:+.2f}; "
+                    f"non-empty in upper half {100 * nonempty[upper].mean():.0f} %, "
+                    f"lower half {100 * nonempty[~upper].mean():.0f} %"
+                )
             n = per_target(profile["patches_per_shot"], target_name)
             for arm in args.arms:
                 seeds = SEEDS if ARMS[arm][1] else (0,)
-                picks = [np.argsort(-arm_scores(arm, t, s, profile), kind="stable")[:n]
-                         for s in seeds]
-                print(f"  {arm:24s} images {np.mean([len(set(t['image'][c])) for c in picks]):4.1f}"
-                      f"  non-empty {100 * np.mean([nonempty[c].mean() for c in picks]):3.0f} %"
-                      f"  GT fg {100 * np.mean([gt[c].mean() for c in picks]) / profile['patch_size'] ** 2:4.1f} %")
+                picks = [
+                    np.argsort(-arm_scores(arm, t, s, profile), kind="stable")[:n] for s in seeds
+                ]
+                print(
+                    f"  {arm:24s} images {np.mean([len(set(t['image'][c])) for c in picks]):4.1f}"
+                    f"  non-empty {100 * np.mean([nonempty[c].mean() for c in picks]):3.0f} %"
+                    f"  GT fg {100 * np.mean([gt[c].mean() for c in picks]) / profile['patch_size'] ** 2:4.1f} %"
+                )
 
 
 def main(argv=None):
@@ -622,20 +747,41 @@ def main(argv=None):
     parser.add_argument("--targets", nargs="+", default=["ssTEM", "EM"])
     parser.add_argument("--splits", nargs="+", type=int, default=[0, 1, 2, 3, 4])
     parser.add_argument("--shots", nargs="+", type=int, default=[1])
-    parser.add_argument("--arms", nargs="+", default=list(ARMS), choices=list(ARMS))
+    parser.add_argument(
+        "--arms",
+        nargs="+",
+        choices=list(ARMS),
+        default=[a for a in ARMS if a != "gate_stratified_random"],
+    )
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--device", default="cpu", help="torch device, e.g. cuda")
-    parser.add_argument("--compare-dense", type=int, default=0, metavar="K",
-                        help="compare the cached exact statistics of the first K pool images "
-                             "of each split with the dense ones; run nothing else")
-    parser.add_argument("--draws", type=int, default=len(SEEDS), choices=range(1, len(SEEDS) + 1),
-                        help="seeded draws per stochastic arm (the first N of 5); a later run "
-                             "with more draws adds the missing ones")
-    parser.add_argument("--table", action="store_true",
-                        help="write results.csv and print the summary table; run nothing")
+    parser.add_argument(
+        "--compare-dense",
+        type=int,
+        default=0,
+        metavar="K",
+        help="compare the cached exact statistics of the first K pool images "
+        "of each split with the dense ones; run nothing else",
+    )
+    parser.add_argument(
+        "--draws",
+        type=int,
+        default=len(SEEDS),
+        choices=range(1, len(SEEDS) + 1),
+        help="seeded draws per stochastic arm (the first N of 5); a later run "
+        "with more draws adds the missing ones",
+    )
+    parser.add_argument(
+        "--table",
+        action="store_true",
+        help="write results.csv and print the summary table; run nothing",
+    )
     parser.add_argument("--default", default=None, help="arm flagged is_default in results.csv")
-    parser.add_argument("--describe", action="store_true",
-                        help="print what each arm picks (no fine-tuning); run nothing")
+    parser.add_argument(
+        "--describe",
+        action="store_true",
+        help="print what each arm picks (no fine-tuning); run nothing",
+    )
     args = parser.parse_args(argv)
     if args.describe:
         describe(args)

@@ -7,6 +7,7 @@ operator table of a few training steps on 256² patches, after a warm-up step.
 Shares (not absolute times) are the useful output on a shared machine: the operator mix of
 one step does not depend on the batch size beyond the per-step optimizer cost.
 """
+
 import argparse
 import json
 import time
@@ -25,16 +26,21 @@ def main(argv=None):
     p.add_argument("--steps", type=int, default=2)
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--precision", default="auto")
-    p.add_argument("--out", default=str(Path(__file__).resolve().parent / "results" / "dense"
-                                        / "profile_train_step.json"))
+    p.add_argument(
+        "--out",
+        default=str(
+            Path(__file__).resolve().parent / "results" / "dense" / "profile_train_step.json"
+        ),
+    )
     args = p.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
     rng = np.random.default_rng(0)
     x = torch.from_numpy(rng.integers(0, 256, (args.batch, 1, 256, 256), dtype=np.uint8))
     y = torch.from_numpy((rng.random((args.batch, 1, 256, 256)) > 0.7).astype(np.float32))
-    seg = FCRNSegmenter(module__width=32, module__affine=True, precision=args.precision,
-                        random_state=0).initialize()
+    seg = FCRNSegmenter(
+        module__width=32, module__affine=True, precision=args.precision, random_state=0
+    ).initialize()
     seg.train_step((x, y))  # warm-up
     t = time.perf_counter()
     with profile(activities=[ProfilerActivity.CPU]) as prof:
@@ -47,9 +53,14 @@ def main(argv=None):
     print(f"{seconds:.2f} s/step at batch {args.batch} (profiled)")
     for name, share in rows[:20]:
         print(f"{share * 100:6.1f} %  {name}")
-    report = {"batch": args.batch, "steps": args.steps, "threads": torch.get_num_threads(),
-              "precision": args.precision, "seconds_per_step_profiled": seconds,
-              "self_cpu_share": dict(rows[:30])}
+    report = {
+        "batch": args.batch,
+        "steps": args.steps,
+        "threads": torch.get_num_threads(),
+        "precision": args.precision,
+        "seconds_per_step_profiled": seconds,
+        "self_cpu_share": dict(rows[:30]),
+    }
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(report, indent=1))
 

@@ -9,6 +9,7 @@ Reads the per-run JSON files of ``OUT_FOLDER/results`` (their ``support`` rows a
 ``(pool image, row, col, score)``) and regenerates the synthetic masks with the run's data
 parameters (the ``quick`` profile's by default).
 """
+
 import argparse
 import collections
 import glob
@@ -27,8 +28,9 @@ def main():
     parser.add_argument("--image-size", type=int, default=96)
     parser.add_argument("--stride", type=int, default=16)
     args = parser.parse_args()
-    data = make_synthetic_benchmark(n_images=args.n_images, image_size=args.image_size,
-                                    random_state=0)
+    data = make_synthetic_benchmark(
+        n_images=args.n_images, image_size=args.image_size, random_state=0
+    )
     masks = dict(zip(data.names, data.masks))
     shares = collections.defaultdict(list)
     pool_share = {}
@@ -42,17 +44,21 @@ def main():
         def holds(name, r, c):
             return masks[name][r : r + size, c : c + size].sum() >= cut
 
-        shares[(run["target"], run["selector"])].append(np.mean(
-            [holds(run["pool_images"][int(i)], int(r), int(c)) for i, r, c, *_ in support]))
+        shares[(run["target"], run["selector"])].append(
+            np.mean([holds(run["pool_images"][int(i)], int(r), int(c)) for i, r, c, *_ in support])
+        )
         if run["target"] not in pool_share:
             grid = range(0, args.image_size - size + 1, args.stride)
-            pool_share[run["target"]] = np.mean([holds(n, r, c) for n in run["pool_images"]
-                                                 for r in grid for c in grid])
+            pool_share[run["target"]] = np.mean(
+                [holds(n, r, c) for n in run["pool_images"] for r in grid for c in grid]
+            )
     print("| target | selector | support patches holding foreground | runs | pool share |")
     print("|---|---|---|---|---|")
     for (target, selector), values in sorted(shares.items()):
-        print(f"| {target} | {selector} | {np.mean(values):.2f} | {len(values)} | "
-              f"{pool_share[target]:.2f} |")
+        print(
+            f"| {target} | {selector} | {np.mean(values):.2f} | {len(values)} | "
+            f"{pool_share[target]:.2f} |"
+        )
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ The example gallery (``../examples``) is executed during the build; it takes wel
 minute on a CPU. Set ``KWTL_DOCS_PLOT_GALLERY=0`` to build without running the examples
 (the gallery pages then show the code and text only). The build needs no network access.
 """
+
 import os
 import sys
 from pathlib import Path
@@ -35,8 +36,14 @@ extensions = [
     "sphinx_gallery.gen_gallery",
 ]
 templates_path = ["_templates"]
-exclude_patterns = ["_build", "Thumbs.db", ".DS_Store", "auto_examples/*.ipynb",
-                    "auto_examples/*.py", "auto_examples/*.zip"]
+exclude_patterns = [
+    "_build",
+    "Thumbs.db",
+    ".DS_Store",
+    "auto_examples/*.ipynb",
+    "auto_examples/*.py",
+    "auto_examples/*.zip",
+]
 default_role = "code"
 # intersphinx is deliberately not enabled: the build must work without network access.
 
@@ -119,6 +126,7 @@ def setup(app):
     app.connect("autodoc-skip-member", _skip_member)
     app.connect("autodoc-process-docstring", _data_docstring)
 
+
 # -- sphinx-gallery ------------------------------------------------------------------------
 _plot_gallery = os.environ.get("KWTL_DOCS_PLOT_GALLERY", "1").lower() not in ("0", "false", "no")
 
@@ -145,6 +153,7 @@ sphinx_gallery_conf = {
     "write_computation_times": False,
     "backreferences_dir": None,
 }
+
 
 # -- generated pages -----------------------------------------------------------------------
 def _write_cli_help():

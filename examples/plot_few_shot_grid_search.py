@@ -38,9 +38,9 @@ from kwtl.model_selection import LeaveOneDatasetOut, benchmark_to_Xy
 from kwtl.models import FCRNSegmenter
 from kwtl.selection import ConsistencySelector, EntropySelector, RandomSelector
 
-benchmark = make_synthetic_benchmark(n_images=6, image_size=64,
-                                     domains=["fluorescence", "histology", "em"],
-                                     random_state=0)
+benchmark = make_synthetic_benchmark(
+    n_images=6, image_size=64, domains=["fluorescence", "histology", "em"], random_state=0
+)
 X, y, sample_domain = benchmark_to_Xy(benchmark)
 print("datasets:", benchmark.datasets)
 print("sample_domain:", sample_domain)
@@ -67,17 +67,29 @@ sklearn.set_config(enable_metadata_routing=True)
 # optimizer steps to settle: with a pool this small, the default ``pl_batch_size=128`` would
 # make every PLFT epoch a single step, hence ``pl_batch_size=16`` here.
 cache = tempfile.TemporaryDirectory()
-method = FewShotSegmentation(
-    FCRNSegmenter(module__width=8, module__init="default", patch_size=32, stride=16,
-                  lr=1e-3, batch_size=16, meta_iterations=10, inner_steps=5,
-                  precision="fp32"),
-    patches_per_shot=4,
-    pl_epochs=5,
-    pl_batch_size=16,
-    finetune_epochs=10,
-    memory=joblib.Memory(cache.name, verbose=0),
-    random_state=0,
-).set_fit_request(sample_domain=True).set_score_request(sample_domain=True)
+method = (
+    FewShotSegmentation(
+        FCRNSegmenter(
+            module__width=8,
+            module__init="default",
+            patch_size=32,
+            stride=16,
+            lr=1e-3,
+            batch_size=16,
+            meta_iterations=10,
+            inner_steps=5,
+            precision="fp32",
+        ),
+        patches_per_shot=4,
+        pl_epochs=5,
+        pl_batch_size=16,
+        finetune_epochs=10,
+        memory=joblib.Memory(cache.name, verbose=0),
+        random_state=0,
+    )
+    .set_fit_request(sample_domain=True)
+    .set_score_request(sample_domain=True)
+)
 
 param_grid = {
     "selector": [ConsistencySelector(), EntropySelector(), RandomSelector()],
@@ -103,14 +115,17 @@ cache.cleanup()
 # the ``(target id, repeat)`` of every split, in the order of the ``split<k>_test_score``
 # columns. Target id ``k + 1`` is dataset ``benchmark.datasets[k]``.
 results = grid.cv_results_
-split_scores = np.column_stack([results[f"split{k}_test_score"]
-                                for k in range(grid.n_splits_)])  # (n_params, n_splits)
+split_scores = np.column_stack(
+    [results[f"split{k}_test_score"] for k in range(grid.n_splits_)]
+)  # (n_params, n_splits)
 split_target = np.array([t for t, _ in cv.split_targets(sample_domain)])
 targets = sorted(set(split_target.tolist()))
 names = {t: benchmark.datasets[t - 1] for t in targets}
 
-labels = [f"{type(p['selector']).__name__.replace('Selector', ''):12} {p['n_shots']}-shot"
-          for p in results["params"]]
+labels = [
+    f"{type(p['selector']).__name__.replace('Selector', ''):12} {p['n_shots']}-shot"
+    for p in results["params"]
+]
 print(f"{'mIoU (%)':20}" + "".join(f"{names[t]:>20}" for t in targets))
 for i, label in enumerate(labels):
     cells = []

@@ -44,10 +44,17 @@ for i, image in enumerate(new_images):
 # width 32, 256² patches, 300 meta-iterations; or start from the authors' weights,
 # ``start="authors:EM"``). ``segmenter_params`` sets the learning rate of the later
 # fine-tuning (a tiny network learns faster than the paper's 1e-4).
-pretrain([root / "fluorescence", root / "histology"], root / "model.kwtl", width=8,
-         patch_size=32, stride=16, meta_iterations=20, inner_steps=5,
-         segmenter_params={"lr": 1e-3, "module__init": "default", "precision": "fp32"},
-         progress=False)
+pretrain(
+    [root / "fluorescence", root / "histology"],
+    root / "model.kwtl",
+    width=8,
+    patch_size=32,
+    stride=16,
+    meta_iterations=20,
+    inner_steps=5,
+    segmenter_params={"lr": 1e-3, "module__init": "default", "precision": "fp32"},
+    progress=False,
+)
 
 # %%
 # 2. Select what to annotate
@@ -56,8 +63,9 @@ pretrain([root / "fluorescence", root / "histology"], root / "model.kwtl", width
 # candidate; six non-overlapping ones are exported with ``selection.csv``, a contact sheet
 # of all of them, an overview picture per image that holds one, and a README for the
 # annotator that says what the selector did.
-result = select(root / "new", root / "model.kwtl", budget=6, out=root / "todo",
-                pl_epochs=5, progress=False)
+result = select(
+    root / "new", root / "model.kwtl", budget=6, out=root / "todo", pl_epochs=5, progress=False
+)
 print(result.table[["image_file", "mask_file", "source_image", "row", "col", "score"]])
 print(sorted(p.name for p in (root / "todo").iterdir()))
 
@@ -82,7 +90,7 @@ ax.axis("off")
 truth = {f"nuclei{i}": m for i, m in enumerate(hidden_truth)}
 table = read_selection(root / "todo")
 for row in table.itertuples():
-    mask = truth[row.source_image][row.row:row.row + row.size, row.col:row.col + row.size]
+    mask = truth[row.source_image][row.row : row.row + row.size, row.col : row.col + row.size]
     write_mask(root / "todo" / row.mask_file, mask)
 
 finetune(root / "todo", root / "tuned.kwtl", epochs=30, batch_size=6, progress=False)
@@ -92,8 +100,7 @@ finetune(root / "todo", root / "tuned.kwtl", epochs=30, batch_size=6, progress=F
 # -----------------------------
 # Instance labels (one value per cell, touching cells split by a watershed) in ``masks/``,
 # an overlay per image in ``overlays/``, same names as the images.
-predict(root / "new", root / "tuned.kwtl", root / "predicted", instances=True,
-        progress=False)
+predict(root / "new", root / "tuned.kwtl", root / "predicted", instances=True, progress=False)
 
 fig, axes = plt.subplots(2, 4, figsize=(10, 5.2))
 for i in range(4):

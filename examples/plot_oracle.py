@@ -32,9 +32,17 @@ y = source_masks + pool_masks
 sample_domain = np.array([1] * len(source) + [-2] * len(pool))
 
 method = FewShotSegmentation(
-    FCRNSegmenter(module__width=4, module__init="default", patch_size=16, stride=16,
-                  lr=1e-3, batch_size=16, meta_iterations=3, inner_steps=3,
-                  precision="fp32"),
+    FCRNSegmenter(
+        module__width=4,
+        module__init="default",
+        patch_size=16,
+        stride=16,
+        lr=1e-3,
+        batch_size=16,
+        meta_iterations=3,
+        inner_steps=3,
+        precision="fp32",
+    ),
     selector=ConsistencySelector(),
     n_shots=2,
     patches_per_shot=3,
@@ -55,9 +63,11 @@ print("selected candidates:", method.support_indices_.tolist())
 print("their (pool image, row, col):", method.support_coords_.tolist())
 print("revealed regions:", oracle.revealed_)
 total = sum(m.size for m in pool_masks)
-print(f"annotated {oracle.n_revealed_pixels_} of {total} pool pixels "
-      f"({100 * oracle.n_revealed_pixels_ / total:.1f} %); label reads by filters: "
-      f"{oracle.filter_reads_}")
+print(
+    f"annotated {oracle.n_revealed_pixels_} of {total} pool pixels "
+    f"({100 * oracle.n_revealed_pixels_ / total:.1f} %); label reads by filters: "
+    f"{oracle.filter_reads_}"
+)
 
 # %%
 # The revealed regions drawn on the pool images (top) and the masks the method actually
@@ -68,9 +78,10 @@ for i, image in enumerate(pool):
     seen = np.full(image.shape, 0.5)
     for img, r, c, h, w in oracle.revealed_:
         if img == i:
-            axes[0, i].add_patch(Rectangle((c - 0.5, r - 0.5), w, h, fill=False,
-                                           edgecolor="red", linewidth=2))
-            seen[r:r + h, c:c + w] = pool_masks[i][r:r + h, c:c + w]
+            axes[0, i].add_patch(
+                Rectangle((c - 0.5, r - 0.5), w, h, fill=False, edgecolor="red", linewidth=2)
+            )
+            seen[r : r + h, c : c + w] = pool_masks[i][r : r + h, c : c + w]
     axes[1, i].imshow(seen, cmap="gray", vmin=0, vmax=1)
     axes[0, i].set_title(f"pool image {i}", fontsize=9)
     axes[1, i].set_title("revealed annotation", fontsize=9)
@@ -86,5 +97,7 @@ fig.tight_layout()
 # (``min_foreground=None``) and, when it is switched on to reproduce the paper, the oracle
 # counts the reads in ``filter_reads_``.
 method.set_params(min_foreground=10).fit(X, y, sample_domain=sample_domain)
-print(f"candidates after the filter: {len(method.candidates_)}; "
-      f"masks read by the filter: {method.oracle_.filter_reads_} patches")
+print(
+    f"candidates after the filter: {len(method.candidates_)}; "
+    f"masks read by the filter: {method.oracle_.filter_reads_} patches"
+)

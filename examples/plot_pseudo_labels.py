@@ -52,9 +52,13 @@ for domain, ((images, _), _) in domains.items():
 for name in ("EM", "B5"):
     print(name, PAPER_PRESETS[name])
 
-labelers = {domain: {"auto (Otsu)": PseudoLabeler(),
-                     f"paper preset {preset}": PseudoLabeler.for_dataset(preset)}
-            for domain, (_, preset) in domains.items()}
+labelers = {
+    domain: {
+        "auto (Otsu)": PseudoLabeler(),
+        f"paper preset {preset}": PseudoLabeler.for_dataset(preset),
+    }
+    for domain, (_, preset) in domains.items()
+}
 
 # %%
 # How good are the pseudo-labels?
@@ -76,8 +80,9 @@ for domain, ((images, masks), _) in domains.items():
 fig, axes = plt.subplots(2, 4, figsize=(10, 5.4))
 for row, (domain, ((images, masks), _)) in enumerate(domains.items()):
     panels = [(images[0], f"{domain} image"), (masks[0], "ground truth")]
-    panels += [(labeler.transform(images[:1])[0], name)
-               for name, labeler in labelers[domain].items()]
+    panels += [
+        (labeler.transform(images[:1])[0], name) for name, labeler in labelers[domain].items()
+    ]
     for ax, (array, title) in zip(axes[row], panels):
         ax.imshow(array, cmap="gray")
         ax.set_title(title, fontsize=9)
@@ -92,6 +97,9 @@ fig.tight_layout()
 # fluorescence shows the failure it prevents. The k-means variant (the paper's ablation,
 # Table 3) uses the same polarity rule.
 images, masks = domains["fluorescence"][0]
-for labeler in (PseudoLabeler(polarity="dark"), PseudoLabeler(polarity="auto"),
-                PseudoLabeler(method="kmeans", random_state=0)):
+for labeler in (
+    PseudoLabeler(polarity="dark"),
+    PseudoLabeler(polarity="auto"),
+    PseudoLabeler(method="kmeans", random_state=0),
+):
     print(f"{labeler!r:55} IoU = {mean_iou(masks, labeler.fit_transform(images)):.3f}")

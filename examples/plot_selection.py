@@ -47,19 +47,34 @@ from scipy.stats import spearmanr
 from kwtl.datasets import PatchSet, make_cells, stitch_patches
 from kwtl.models import FCRNSegmenter
 from kwtl.pseudo_label import PseudoLabeler
-from kwtl.selection import (ConsistencySelector, EntropySelector, ForegroundGate,
-                            MCDropoutSelector, RandomSelector)
+from kwtl.selection import (
+    ConsistencySelector,
+    EntropySelector,
+    ForegroundGate,
+    MCDropoutSelector,
+    RandomSelector,
+)
 
 train_images, train_masks = make_cells(6, 64, "sstem", random_state=0)
-segmenter = FCRNSegmenter(module__width=8, module__init="default", patch_size=32, stride=16,
-                          lr=3e-3, max_epochs=10, batch_size=16, precision="fp32",
-                          random_state=0)
+segmenter = FCRNSegmenter(
+    module__width=8,
+    module__init="default",
+    patch_size=32,
+    stride=16,
+    lr=3e-3,
+    max_epochs=10,
+    batch_size=16,
+    precision="fp32",
+    random_state=0,
+)
 segmenter.fit(train_images, train_masks)
 
 pool_images, pool_masks = make_cells(2, 112, "em", random_state=1)
 pseudo_labels = PseudoLabeler(method="threshold", polarity="dark").fit_transform(pool_images)
-print(f"pseudo-label foreground: {np.mean([p.mean() for p in pseudo_labels]):.0%}, "
-      f"true: {np.mean([m.mean() for m in pool_masks]):.0%}")
+print(
+    f"pseudo-label foreground: {np.mean([p.mean() for p in pseudo_labels]):.0%}, "
+    f"true: {np.mean([m.mean() for m in pool_masks]):.0%}"
+)
 
 # %%
 # The candidates are the grid patches of the pool, with the segmenter's ``patch_size`` and
@@ -94,8 +109,7 @@ for name, selector in selectors.items():
     chosen[name] = selector.select(pool, n_select, segmenter)
     scores[name] = selector.scores_  # select() keeps the scores of all candidates
     holding = np.mean(true_pixels[chosen[name]] >= min_foreground)
-    print(f"{name:18} top {n_select}: {chosen[name].tolist()}, "
-          f"{holding:.0%} hold foreground")
+    print(f"{name:18} top {n_select}: {chosen[name].tolist()}, {holding:.0%} hold foreground")
 
 # %%
 # The network-based scores are related (uncertain patches tend to be inconsistent too) but
@@ -105,8 +119,11 @@ for name, selector in selectors.items():
 names = [n for n in selectors if n != "gated consistency"]
 print(" " * 12 + "".join(f"{n:>12}" for n in names) + f"{'true fg':>12}")
 for a in names:
-    print(f"{a:12}" + "".join(f"{spearmanr(scores[a], scores[b])[0]:12.2f}" for b in names)
-          + f"{spearmanr(scores[a], true_pixels)[0]:12.2f}")
+    print(
+        f"{a:12}"
+        + "".join(f"{spearmanr(scores[a], scores[b])[0]:12.2f}" for b in names)
+        + f"{spearmanr(scores[a], true_pixels)[0]:12.2f}"
+    )
 
 # %%
 # The paper's consistency and the gated consistency, side by side
@@ -132,16 +149,18 @@ shapes = [im.shape for im in pool_images]
 
 def paint(values, i):
     """Each candidate's value painted onto its pixels of pool image ``i``."""
-    return stitch_patches(np.ones((len(pool), ph, pw)) * values[:, None, None], pool.coords,
-                          shapes)[i]
+    return stitch_patches(
+        np.ones((len(pool), ph, pw)) * values[:, None, None], pool.coords, shapes
+    )[i]
 
 
 def boxes(ax, picks, i, colour):
     for k in picks:
         img, r, c = pool.coords[k]
         if img == i:
-            ax.add_patch(Rectangle((c - 0.5, r - 0.5), pw, ph, fill=False, edgecolor=colour,
-                                   linewidth=1.8))
+            ax.add_patch(
+                Rectangle((c - 0.5, r - 0.5), pw, ph, fill=False, edgecolor=colour, linewidth=1.8)
+            )
 
 
 fig, axes = plt.subplots(len(pool_images), 3, figsize=(11, 3.6 * len(pool_images)))
@@ -151,14 +170,17 @@ for i, image in enumerate(pool_images):
     boxes(axes[i, 0], chosen["consistency"], i, "red")
     boxes(axes[i, 0], chosen["gated consistency"], i, "cyan")
     boxes(axes[i, 0], chosen["random"], i, "white")  # kwtl's default selector
-    axes[i, 0].set_title(f"pool image {i}: truth; consistency (red), gated (cyan), "
-                         "random = default (white)", fontsize=8)
+    axes[i, 0].set_title(
+        f"pool image {i}: truth; consistency (red), gated (cyan), random = default (white)",
+        fontsize=8,
+    )
     im = axes[i, 1].imshow(paint(scores["consistency"], i), cmap="viridis")
     fig.colorbar(im, ax=axes[i, 1], fraction=0.046, label="consistency score")
     boxes(axes[i, 1], chosen["consistency"], i, "red")
     axes[i, 1].set_title("paper's consistency (red)", fontsize=9)
-    im = axes[i, 2].imshow(paint(gate.foreground_, i), cmap="magma", vmin=0,
-                           vmax=gate.foreground_.max())
+    im = axes[i, 2].imshow(
+        paint(gate.foreground_, i), cmap="magma", vmin=0, vmax=gate.foreground_.max()
+    )
     fig.colorbar(im, ax=axes[i, 2], fraction=0.046, label="predicted foreground fraction")
     boxes(axes[i, 2], chosen["gated consistency"], i, "cyan")
     axes[i, 2].set_title("gated consistency (cyan)", fontsize=9)
@@ -198,5 +220,7 @@ fig.tight_layout()
 # With ``unit="image"`` a candidate is a whole pool image, scored by aggregating the scores
 # of its patches (``reduction``): one shot is then one fully annotated image.
 print("image scores:", ConsistencySelector(unit="image").score(pool, segmenter).round(3))
-print("gated image choice:", ForegroundGate(ConsistencySelector(), unit="image")
-      .select(pool, 1, segmenter))
+print(
+    "gated image choice:",
+    ForegroundGate(ConsistencySelector(), unit="image").select(pool, 1, segmenter),
+)

@@ -1,14 +1,15 @@
 """The ``kwtl`` command line: ``kwtl run`` runs the main job; ``kwtl pretrain``,
 ``select``, ``finetune`` and ``predict`` are the lab workflow (:mod:`kwtl.workflow`)."""
+
 import argparse
-import json
 import os
+import re
 import sys
 import time
 import warnings
 from pathlib import Path
 
-from . import __version__
+from ._version import __version__
 from .selection import SELECTORS
 from .utils._output import OUTPUT_MARKER, OutputFolderError, prepare_output_dir  # noqa: F401
 
@@ -35,51 +36,87 @@ With no options it uses the embedded synthetic benchmark and finishes in minutes
 
 
 def _parser():
-    parser = argparse.ArgumentParser(prog="kwtl", description=_DESCRIPTION,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="kwtl", description=_DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--version", action="version", version=f"kwtl {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    run = sub.add_parser("run", help="run the method and report mIoU per selector and shots",
-                         description=_DESCRIPTION,
-                         formatter_class=argparse.RawDescriptionHelpFormatter)
-    run.add_argument("--data", metavar="DIR",
-                     help="folder of datasets (each with images/ and masks/), e.g. ../shared/data; "
-                          "default: the embedded synthetic benchmark")
-    run.add_argument("--target", nargs="+", metavar="NAME",
-                     help="target dataset(s); default: the profile's")
-    run.add_argument("--selectors", nargs="+", metavar="NAME",
-                     help=f"{', '.join(SELECTORS)}; default: the profile's")
+    run = sub.add_parser(
+        "run",
+        help="run the method and report mIoU per selector and shots",
+        description=_DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    run.add_argument(
+        "--data",
+        metavar="DIR",
+        help="folder of datasets (each with images/ and masks/), e.g. ../shared/data; "
+        "default: the embedded synthetic benchmark",
+    )
+    run.add_argument(
+        "--target", nargs="+", metavar="NAME", help="target dataset(s); default: the profile's"
+    )
+    run.add_argument(
+        "--selectors",
+        nargs="+",
+        metavar="NAME",
+        help=f"{', '.join(SELECTORS)}; default: the profile's",
+    )
     run.add_argument("--shots", nargs="+", type=int, metavar="K", help="shot counts, e.g. 1 3 5")
     run.add_argument("--repeats", type=int, metavar="N", help="random pool/test splits per target")
-    run.add_argument("--profile", default=None, metavar="NAME",
-                     help="quick (synthetic default), cpu (real data on a CPU) or paper (GPU)")
-    run.add_argument("--min-foreground", metavar="N|none",
-                     help="override the profile's ground-truth patch filter (the authors' "
-                          "360-pixel rule; it reads labels): a pixel count, or 'none'")
-    run.add_argument("--splits", metavar="FILE|none",
-                     help="the authors' splits.json (fixed test sets of ssTEM and EM); default: "
-                          "$KWTL_SPLITS, else reference/splits.json in a parent folder of --data "
-                          "(e.g. ../shared/reference/splits.json for --data ../shared/data); "
-                          "'none' draws seeded random splits")
+    run.add_argument(
+        "--profile",
+        default=None,
+        metavar="NAME",
+        help="quick (synthetic default), cpu (real data on a CPU) or paper (GPU)",
+    )
+    run.add_argument(
+        "--min-foreground",
+        metavar="N|none",
+        help="override the profile's ground-truth patch filter (the authors' "
+        "360-pixel rule; it reads labels): a pixel count, or 'none'",
+    )
+    run.add_argument(
+        "--splits",
+        metavar="FILE|none",
+        help="the authors' splits.json (fixed test sets of ssTEM and EM); default: "
+        "$KWTL_SPLITS, else reference/splits.json in a parent folder of --data "
+        "(e.g. ../shared/reference/splits.json for --data ../shared/data); "
+        "'none' draws seeded random splits",
+    )
     run.add_argument("--device", default="cpu", help="torch device: cpu or cuda (default cpu)")
-    run.add_argument("--out", default="kwtl_output", metavar="DIR",
-                     help="output folder (default kwtl_output); a folder kwtl made is resumed, "
-                          "a non-empty folder kwtl did not make is refused")
+    run.add_argument(
+        "--out",
+        default="kwtl_output",
+        metavar="DIR",
+        help="output folder (default kwtl_output); a folder kwtl made is resumed, "
+        "a non-empty folder kwtl did not make is refused",
+    )
     mode = run.add_mutually_exclusive_group()
-    mode.add_argument("--resume", action="store_true",
-                      help="require --out to hold a kwtl run and continue it")
-    mode.add_argument("--force", action="store_true",
-                      help="write into a non-empty --out that kwtl did not make (files named "
-                           "like kwtl's outputs, e.g. report.md, are replaced)")
+    mode.add_argument(
+        "--resume", action="store_true", help="require --out to hold a kwtl run and continue it"
+    )
+    mode.add_argument(
+        "--force",
+        action="store_true",
+        help="write into a non-empty --out that kwtl did not make (files named "
+        "like kwtl's outputs, e.g. report.md, are replaced)",
+    )
     run.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    run.add_argument("--n-jobs", type=int, default=1, metavar="N",
-                     help="parallel jobs (joblib; default 1)")
-    run.add_argument("--threads", type=int, default=None, metavar="N",
-                     help="CPU threads per job for torch (default: the CPU cores divided by "
-                          "--n-jobs, torch's own default for one job). On a machine shared "
-                          "with other work use --threads 1: torch's threads wait for busy "
-                          "cores, and the quick start ran 9-19x slower with the default than "
-                          "with one thread on a busy 2-core machine")
+    run.add_argument(
+        "--n-jobs", type=int, default=1, metavar="N", help="parallel jobs (joblib; default 1)"
+    )
+    run.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        metavar="N",
+        help="CPU threads per job for torch (default: the CPU cores divided by "
+        "--n-jobs, torch's own default for one job). On a machine shared "
+        "with other work use --threads 1: torch's threads wait for busy "
+        "cores, and the quick start ran 9-19x slower with the default than "
+        "with one thread on a busy 2-core machine",
+    )
     run.add_argument("--no-progress", action="store_true", help="no progress bar")
     _workflow_parsers(sub)
     return parser
@@ -94,21 +131,29 @@ def subcommands():
 def _common_options(parser, force_help):
     parser.add_argument("--force", action="store_true", help=force_help)
     parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    parser.add_argument("--device", default=None,
-                        help="torch device: cpu or cuda (default: cpu)")
-    parser.add_argument("--threads", type=int, default=None, metavar="N",
-                        help="CPU threads for torch (default: torch's; on a machine shared "
-                             "with other work, 1 is often faster)")
+    parser.add_argument("--device", default=None, help="torch device: cpu or cuda (default: cpu)")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        metavar="N",
+        help="CPU threads for torch (default: torch's; on a machine shared "
+        "with other work, 1 is often faster)",
+    )
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 
-_MODEL_HELP = ("a model file (kwtl pretrain / kwtl finetune) or the authors' released "
-               "weights by name: {names} (found in $KWTL_WEIGHTS, else downloaded from the "
-               "authors' pinned commit, sha256 checked)")
-_AUTO_HELP = ("; or 'auto': the released model whose masks agree best with the classical "
-              "pseudo-labels of these images (no label read; measured right for fluorescence, "
-              "wrong for electron microscopy: the user guide's table 'Which model to start "
-              "from' is the measured advice)")
+_MODEL_HELP = (
+    "a model file (kwtl pretrain / kwtl finetune) or the authors' released "
+    "weights by name: {names} (found in $KWTL_WEIGHTS, else downloaded from the "
+    "authors' pinned commit, sha256 checked)"
+)
+_AUTO_HELP = (
+    "; or 'auto': the released model whose masks agree best with the classical "
+    "pseudo-labels of these images (no label read; measured right for fluorescence, "
+    "wrong for electron microscopy: the user guide's table 'Which model to start "
+    "from' is the measured advice)"
+)
 
 
 def _workflow_parsers(sub):
@@ -118,205 +163,307 @@ def _workflow_parsers(sub):
     model_help = _MODEL_HELP.format(names=", ".join(PRETRAINED))
     fmt = argparse.HelpFormatter  # wraps the descriptions
     pre = sub.add_parser(
-        "pretrain", help="pre-train a model on annotated folders (Reptile)", formatter_class=fmt,
+        "pretrain",
+        help="pre-train a model on annotated folders (Reptile)",
+        formatter_class=fmt,
         description="Pre-train the segmentation network on annotated source folders by "
-                    "first-order Reptile (one task per folder) and write a model file. A "
-                    "folder holds images/ + masks/ (paired by name) or Cellpose-style pairs "
-                    "x.tif + x_masks.tif; any PNG/TIFF, 8/16-bit, grey/RGB; binary or "
-                    "instance-label masks. The paper's schedule (300 meta-iterations) takes "
-                    "hours on a CPU: start from the authors' weights (--from authors:EM) or "
-                    "use fewer --meta-iterations. Resumable: rerun the same command.")
+        "first-order Reptile (one task per folder) and write a model file. A "
+        "folder holds images/ + masks/ (paired by name) or Cellpose-style pairs "
+        "x.tif + x_masks.tif; any PNG/TIFF, 8/16-bit, grey/RGB; binary or "
+        "instance-label masks. The paper's schedule (300 meta-iterations) takes "
+        "hours on a CPU: start from the authors' weights (--from authors:EM) or "
+        "use fewer --meta-iterations. Resumable: rerun the same command.",
+    )
     pre.add_argument("sources", nargs="*", metavar="SOURCE_DIR", help="annotated folders")
-    pre.add_argument("--out", required=True, metavar="FILE", help="model file to write, "
-                     "e.g. model.kwtl (its sidecar is FILE.json)")
-    pre.add_argument("--from", dest="start", metavar="MODEL",
-                     help="start from these weights: " + model_help
-                          + "; or 'auto' with --images: the released model that suits "
-                            "those images best (see kwtl select --model auto)")
-    pre.add_argument("--images", metavar="IMAGES_DIR", default=None,
-                     help="with --from auto: the lab's unlabelled images to choose for")
-    for name, what in (("width", "network width (default 32)"),
-                       ("patch-size", "training patch size, a multiple of 8 (default 256)"),
-                       ("stride", "patch grid step (default 30)"),
-                       ("meta-iterations", "Reptile meta-iterations (default 300)"),
-                       ("inner-steps", "Adam steps per task (default 30)"),
-                       ("meta-shots", "patches per task (default 5)")):
+    pre.add_argument(
+        "--out",
+        required=True,
+        metavar="FILE",
+        help="model file to write, e.g. model.kwtl (its sidecar is FILE.json)",
+    )
+    pre.add_argument(
+        "--from",
+        dest="start",
+        metavar="MODEL",
+        help="start from these weights: "
+        + model_help
+        + "; or 'auto' with --images: the released model that suits those images best "
+        "(see kwtl select --model auto)",
+    )
+    pre.add_argument(
+        "--images",
+        metavar="IMAGES_DIR",
+        default=None,
+        help="with --from auto: the lab's unlabelled images to choose for",
+    )
+    for name, what in (
+        ("width", "network width (default 32)"),
+        ("patch-size", "training patch size, a multiple of 8 (default 256)"),
+        ("stride", "patch grid step (default 30)"),
+        ("meta-iterations", "Reptile meta-iterations (default 300)"),
+        ("inner-steps", "Adam steps per task (default 30)"),
+        ("meta-shots", "patches per task (default 5)"),
+    ):
         pre.add_argument(f"--{name}", type=int, default=None, metavar="N", help=what)
     _common_options(pre, "replace an existing --out made from other inputs")
 
     sel = sub.add_parser(
-        "select", help="choose what to annotate; write an annotation package",
+        "select",
+        help="choose what to annotate; write an annotation package",
         formatter_class=fmt,
         description="Pseudo-label fine-tune the model on a folder of unlabelled images, "
-                    "score every candidate patch (or image) and write an annotation package "
-                    "to --out: the chosen patches as PNG files named by source image and "
-                    "position (in colour, contrast-stretched; model_input/ holds them as the "
-                    "model sees them), selection.csv, contact_sheet.png, an overview picture "
-                    "per source image holding a chosen item and a "
-                    "README.txt for the annotator. Resumable: rerun the same command.")
+        "score every candidate patch (or image) and write an annotation package "
+        "to --out: the chosen patches as PNG files named by source image and "
+        "position (in colour, contrast-stretched; model_input/ holds them as the model "
+        "sees them), selection.csv, contact_sheet.png, an overview picture per source "
+        "image holding a chosen item and a "
+        "README.txt for the annotator. Resumable: rerun the same command.",
+    )
     sel.add_argument("images", metavar="IMAGES_DIR", help="folder of unlabelled images")
     sel.add_argument("--model", required=True, metavar="MODEL", help=model_help + _AUTO_HELP)
-    sel.add_argument("--budget", required=True, type=int, metavar="N",
-                     help="how many patches (or images, --unit image) to annotate")
-    sel.add_argument("--unit", choices=("patch", "image"), default="patch",
-                     help="annotate patches of the model's patch size (default) or whole "
-                          "images")
-    sel.add_argument("--selector", default=None, metavar="NAME",
-                     help=f"{', '.join(SELECTORS)} (default {DEFAULT_SELECTOR})")
-    sel.add_argument("--channel", type=int, default=None, metavar="C",
-                     help="channel of multi-channel images (default: grey from RGB)")
-    sel.add_argument("--stride", type=int, default=None, metavar="N",
-                     help="step of the candidate grid (default: the model's)")
-    sel.add_argument("--allow-overlap", action="store_true",
-                     help="let chosen patches overlap (the paper's top candidates)")
-    sel.add_argument("--pl-epochs", type=int, default=1, metavar="N",
-                     help="pseudo-label fine-tuning epochs (default 1; 0 skips it)")
-    sel.add_argument("--pl-patches", type=int, default=64, metavar="N",
-                     help="at most N patches for pseudo-label fine-tuning (default 64)")
-    sel.add_argument("--exclude", nargs="+", default=None, metavar="PACKAGE",
-                     help="packages of earlier rounds: never choose a region that overlaps "
-                          "one of theirs")
-    sel.add_argument("--scheduler", default=None, metavar="ADDRESS",
-                     help="a Dask scheduler (e.g. tcp://host:8786): score images on its "
-                          "workers")
+    sel.add_argument(
+        "--budget",
+        required=True,
+        type=int,
+        metavar="N",
+        help="how many patches (or images, --unit image) to annotate",
+    )
+    sel.add_argument(
+        "--unit",
+        choices=("patch", "image"),
+        default="patch",
+        help="annotate patches of the model's patch size (default) or whole images",
+    )
+    sel.add_argument(
+        "--selector",
+        default=None,
+        metavar="NAME",
+        help=f"{', '.join(SELECTORS)} (default {DEFAULT_SELECTOR})",
+    )
+    sel.add_argument(
+        "--channel",
+        type=int,
+        default=None,
+        metavar="C",
+        help="channel of multi-channel images (default: grey from RGB)",
+    )
+    sel.add_argument(
+        "--stride",
+        type=int,
+        default=None,
+        metavar="N",
+        help="step of the candidate grid (default: the model's)",
+    )
+    sel.add_argument(
+        "--allow-overlap",
+        action="store_true",
+        help="let chosen patches overlap (the paper's top candidates)",
+    )
+    sel.add_argument(
+        "--pl-epochs",
+        type=int,
+        default=1,
+        metavar="N",
+        help="pseudo-label fine-tuning epochs (default 1; 0 skips it)",
+    )
+    sel.add_argument(
+        "--pl-patches",
+        type=int,
+        default=64,
+        metavar="N",
+        help="at most N patches for pseudo-label fine-tuning (default 64)",
+    )
+    sel.add_argument(
+        "--exclude",
+        nargs="+",
+        default=None,
+        metavar="PACKAGE",
+        help="packages of earlier rounds: never choose a region that overlaps one of theirs",
+    )
+    sel.add_argument(
+        "--scheduler",
+        default=None,
+        metavar="ADDRESS",
+        help="a Dask scheduler (e.g. tcp://host:8786): score images on its workers",
+    )
     sel.add_argument("--out", required=True, metavar="TODO_DIR", help="annotation package")
-    _common_options(sel, "write into a folder kwtl did not make, or replace a selection "
-                         "made from other inputs (saved masks are kept)")
+    _common_options(
+        sel,
+        "write into a folder kwtl did not make, or replace a selection "
+        "made from other inputs (saved masks are kept)",
+    )
 
     fin = sub.add_parser(
-        "finetune", help="fine-tune on the annotated masks", formatter_class=fmt,
+        "finetune",
+        help="fine-tune on the annotated masks",
+        formatter_class=fmt,
         description="Read the masks named in TODO_DIR/selection.csv (binary or instance "
-                    "labels, PNG/TIFF, same size as their images; every one must be there), "
-                    "check them (likely inverted, painted pictures, JPEG), fine-tune the "
-                    "model on them and write a model file. Resumable: rerun the same "
-                    "command.")
-    fin.add_argument("todo", nargs="+", metavar="TODO_DIR",
-                     help="folder(s) written by kwtl select (rounds: all of them)")
-    fin.add_argument("--from-model", "--model", dest="model", default=None, metavar="MODEL",
-                     help="starting model (default: the first TODO_DIR's model_plft.kwtl, the "
-                          "model the selection was made with, as in the paper); " + model_help)
+        "labels, PNG/TIFF, same size as their images; every one must be there), "
+        "check them (likely inverted, painted pictures, JPEG), "
+        "fine-tune the model on them and write a model file. Resumable: "
+        "rerun the same command.",
+    )
+    fin.add_argument(
+        "todo",
+        nargs="+",
+        metavar="TODO_DIR",
+        help="folder(s) written by kwtl select (rounds: all of them)",
+    )
+    fin.add_argument(
+        "--from-model",
+        "--model",
+        dest="model",
+        default=None,
+        metavar="MODEL",
+        help="starting model (default: the first TODO_DIR's model_plft.kwtl, the "
+        "model the selection was made with, as in the paper); " + model_help,
+    )
     fin.add_argument("--out", required=True, metavar="FILE", help="model file to write")
-    fin.add_argument("--epochs", type=int, default=20, metavar="N",
-                     help="fine-tuning epochs (default 20, the paper's)")
-    fin.add_argument("--batch-size", type=int, default=None, metavar="N",
-                     help="patches per batch (default: the model's, 64)")
-    fin.add_argument("--accept-masks", action="store_true",
-                     help="train on masks the checks flag (likely inverted: over 90%% "
-                          "foreground, or over half and far above the model's prediction; "
-                          "values that are neither binary nor instance labels)")
+    fin.add_argument(
+        "--steps",
+        type=int,
+        default=None,
+        metavar="N",
+        help="optimiser steps of the default recipe (250 steps of batch 8 with random "
+        "flips and quarter turns, about 5 minutes on 2 CPU cores)",
+    )
+    fin.add_argument(
+        "--epochs",
+        type=int,
+        default=None,
+        metavar="N",
+        help="the paper's schedule instead of the recipe: N epochs, no augmentation, "
+        "batches of the model's batch size (the paper: 20)",
+    )
+    fin.add_argument(
+        "--batch-size",
+        type=int,
+        default=None,
+        metavar="N",
+        help="patches per batch (default: the recipe's, 8; with --epochs the model's, 64)",
+    )
+    fin.add_argument(
+        "--accept-masks",
+        action="store_true",
+        help="train on masks the checks flag (likely inverted: over 90%% foreground, or "
+        "over half and far above the model's prediction; values that are neither binary "
+        "nor instance labels)",
+    )
     _common_options(fin, "replace an existing --out made from other inputs")
 
     pred = sub.add_parser(
-        "predict", help="segment a folder of images", formatter_class=fmt,
+        "predict",
+        help="segment a folder of images",
+        formatter_class=fmt,
         description="Write a full-resolution mask for every image of IMAGES_DIR (same base "
-                    "name) into MASKS_DIR/masks/, an overlay picture into overlays/, and "
-                    "optionally probability maps into probabilities/. Resumable: rerun the "
-                    "same command.")
+        "name) into MASKS_DIR/masks/, an overlay picture into overlays/, and optionally "
+        "probability maps into probabilities/. Resumable: rerun the same command.",
+    )
     pred.add_argument("images", metavar="IMAGES_DIR", help="folder of images")
     pred.add_argument("--model", required=True, metavar="MODEL", help=model_help)
     pred.add_argument("--out", required=True, metavar="MASKS_DIR", help="output folder")
-    pred.add_argument("--instances", action="store_true",
-                      help="16-bit instance labels (0 background, 1..n one per cell; touching "
-                           "cells split by a distance-transform watershed, specks under 16 "
-                           "pixels removed) instead of 0/255 masks")
-    pred.add_argument("--probabilities", action="store_true",
-                      help="also write probabilities/NAME_prob.tif, the foreground "
-                           "probability as 16-bit TIFF (probability = value / 65535)")
-    pred.add_argument("--suffix", default="", metavar="TEXT",
-                      help="appended to the mask names, e.g. _masks (Cellpose style)")
-    pred.add_argument("--format", choices=("png", "tif"), default="png",
-                      help="mask file format (default png)")
-    pred.add_argument("--channel", type=int, default=None, metavar="C",
-                      help="channel of multi-channel images")
-    pred.add_argument("--no-overlay", action="store_true",
-                      help="no overlays/NAME_overlay.png")
-    pred.add_argument("--scheduler", default=None, metavar="ADDRESS",
-                      help="a Dask scheduler (e.g. tcp://host:8786): predict images on its "
-                           "workers (results identical to a plain run)")
-    _common_options(pred, "write into a folder kwtl did not make, or replace masks predicted "
-                          "with another model or options")
-    _evaluate_parser(sub)
+    pred.add_argument(
+        "--instances",
+        action="store_true",
+        help="16-bit instance labels (0 background, 1..n one per cell; touching cells "
+        "split by a distance-transform watershed, specks under 16 pixels "
+        "removed) instead of 0/255 masks",
+    )
+    pred.add_argument(
+        "--probabilities",
+        action="store_true",
+        help="also write probabilities/NAME_prob.tif, the foreground probability as 16-bit "
+        "TIFF (probability = value / 65535)",
+    )
+    pred.add_argument(
+        "--suffix",
+        default="",
+        metavar="TEXT",
+        help="appended to the mask names, e.g. _masks (Cellpose style)",
+    )
+    pred.add_argument(
+        "--format", choices=("png", "tif"), default="png", help="mask file format (default png)"
+    )
+    pred.add_argument(
+        "--channel", type=int, default=None, metavar="C", help="channel of multi-channel images"
+    )
+    pred.add_argument("--no-overlay", action="store_true", help="no overlays/NAME_overlay.png")
+    pred.add_argument(
+        "--scheduler",
+        default=None,
+        metavar="ADDRESS",
+        help="a Dask scheduler (e.g. tcp://host:8786): predict images on its "
+        "workers (results identical to a plain run)",
+    )
+    _common_options(
+        pred,
+        "write into a folder kwtl did not make, or replace masks predicted "
+        "with another model or options",
+    )
+    from ._cli_evaluate import add_evaluate_parser
+
+    add_evaluate_parser(sub)
     _export_parser(sub, model_help)
-
-
-def _evaluate_parser(sub):
-    """``kwtl evaluate``: predicted masks against a lab's own few true masks."""
-    fmt = argparse.HelpFormatter
-    ev = sub.add_parser(
-        "evaluate", help="score predicted masks against a few true masks", formatter_class=fmt,
-        description="Compare the masks of MASKS_DIR (kwtl predict's --out, or any folder of "
-                    "masks) with the true masks of the images you labelled yourself, paired "
-                    "by name: foreground IoU per image and the mean over images (mIoU), and "
-                    "with --instances the objects matched one to one at IoU > 0.5 "
-                    "(precision, recall, F1). Prints a table; --out also writes it as CSV.")
-    ev.add_argument("masks", metavar="MASKS_DIR", help="predicted masks")
-    ev.add_argument("--truth", required=True, metavar="DIR",
-                    help="true masks: a folder of masks named like the images (PNG/TIFF), "
-                         "an annotated folder with masks/, or Cellpose x_masks.tif files")
-    ev.add_argument("--instances", action="store_true",
-                    help="also match objects (binary masks are split into connected "
-                         "components): true, found and matched objects, precision, recall, F1")
-    ev.add_argument("--suffix", default="", metavar="TEXT",
-                    help="stem suffix of the predicted masks in a plain folder, e.g. _masks "
-                         "(a kwtl predict folder records its own)")
-    ev.add_argument("--out", default=None, metavar="FILE.csv",
-                    help="also write the table as CSV (one row per image, a last row 'all')")
-    ev.add_argument("--force", action="store_true", help="replace an existing --out file")
 
 
 def _export_parser(sub, model_help):
     """``kwtl export``: a model file as a bioimage.io package (:mod:`kwtl.workflow._export`)."""
     exp = sub.add_parser(
-        "export", help="write a model as a bioimage.io package (Fiji, QuPath, ilastik)",
+        "export",
+        help="write a model as a bioimage.io package (Fiji, QuPath, ilastik)",
         formatter_class=argparse.HelpFormatter,
         description="Write MODEL as a bioimage.io model package (format 0.5): PyTorch "
-                    "state-dict weights with their architecture file and TorchScript weights, "
-                    "kwtl's intensity rule as preprocessing, test tensors computed by kwtl "
-                    "from --image, a cover, documentation, the paper as citation. Fiji "
-                    "(deepImageJ), QuPath and ilastik open it.")
+        "state-dict weights with their architecture file and TorchScript weights, "
+        "kwtl's intensity rule as preprocessing, test tensors computed by kwtl "
+        "from --image, a cover, documentation, the paper as citation. Fiji "
+        "(deepImageJ), QuPath and ilastik open it.",
+    )
     exp.add_argument("model", metavar="MODEL", help=model_help)
-    exp.add_argument("--format", choices=("bioimageio",), default="bioimageio",
-                     help="package format (default bioimageio)")
-    exp.add_argument("--image", required=True, metavar="FILE",
-                     help="a typical image (at least 16x16): the package's test input and "
-                          "cover")
-    exp.add_argument("--out", required=True, metavar="FILE", help="package to write, e.g. "
-                     "model.zip")
+    exp.add_argument(
+        "--format",
+        choices=("bioimageio",),
+        default="bioimageio",
+        help="package format (default bioimageio)",
+    )
+    exp.add_argument(
+        "--image",
+        required=True,
+        metavar="FILE",
+        help="a typical image (at least 16x16): the package's test input and cover",
+    )
+    exp.add_argument(
+        "--out", required=True, metavar="FILE", help="package to write, e.g. model.zip"
+    )
     exp.add_argument("--name", default=None, help="model name (default: from MODEL)")
-    exp.add_argument("--author", action="append", default=None, metavar="NAME",
-                     help="an author (repeat for several; default: this account's user name)")
-    exp.add_argument("--license", default="MIT", metavar="SPDX",
-                     help="licence of the weights (SPDX identifier, default MIT)")
-    exp.add_argument("--channel", type=int, default=None, metavar="C",
-                     help="channel of a multi-channel --image")
+    exp.add_argument(
+        "--author",
+        action="append",
+        default=None,
+        metavar="NAME",
+        help="an author (repeat for several; default: this account's user name)",
+    )
+    exp.add_argument(
+        "--license",
+        default="MIT",
+        metavar="SPDX",
+        help="licence of the weights (SPDX identifier, default MIT)",
+    )
+    exp.add_argument(
+        "--channel", type=int, default=None, metavar="C", help="channel of a multi-channel --image"
+    )
     exp.add_argument("--force", action="store_true", help="replace an existing --out")
-    exp.add_argument("--threads", type=int, default=None, metavar="N",
-                     help="CPU threads for torch")
+    exp.add_argument("--threads", type=int, default=None, metavar="N", help="CPU threads for torch")
     exp.add_argument("--device", default=None, help=argparse.SUPPRESS)
     exp.add_argument("--no-progress", action="store_true", help=argparse.SUPPRESS)
-
-
-def _evaluate(args):
-    from .workflow import evaluate
-    from .workflow._evaluate import format_table
-
-    result = evaluate(args.masks, args.truth, instances=args.instances, out=args.out,
-                      mask_suffix=args.suffix, overwrite=args.force)
-    print(format_table(result.table))
-    n = len(result.table) - 1
-    print(f"mean IoU over {n} image(s): {100 * result.mean_iou:.1f}%"
-          + (f"; {len(result.unscored)} predicted mask(s) without a true mask not scored"
-             if result.unscored else "")
-          + (f"; wrote {result.path}" if result.path is not None else ""))
-    return 0
 
 
 def _workflow(args):
     from . import workflow
 
     if args.command == "evaluate":
-        return _evaluate(args)
+        from ._cli_evaluate import run_evaluate
 
+        return run_evaluate(args)
     if args.threads is not None:
         if args.threads < 1:
             raise ValueError("--threads must be at least 1")
@@ -331,34 +478,88 @@ def _workflow(args):
             raise ValueError(f"--device {device}: CUDA is not available on this machine")
     progress = not args.no_progress
     if args.command == "pretrain":
-        workflow.pretrain(args.sources, args.out, start=args.start, images=args.images,
-                          width=args.width,
-                          patch_size=args.patch_size, stride=args.stride,
-                          meta_iterations=args.meta_iterations, inner_steps=args.inner_steps,
-                          meta_shots=args.meta_shots, random_state=args.seed,
-                          device=device or "cpu", overwrite=args.force, progress=progress)
+        workflow.pretrain(
+            args.sources,
+            args.out,
+            start=args.start,
+            images=args.images,
+            width=args.width,
+            patch_size=args.patch_size,
+            stride=args.stride,
+            meta_iterations=args.meta_iterations,
+            inner_steps=args.inner_steps,
+            meta_shots=args.meta_shots,
+            random_state=args.seed,
+            device=device or "cpu",
+            overwrite=args.force,
+            progress=progress,
+            verbose=True,
+        )
     elif args.command == "select":
-        workflow.select(args.images, args.model, args.budget, args.out, unit=args.unit,
-                        selector=args.selector, channel=args.channel, stride=args.stride,
-                        allow_overlap=args.allow_overlap, pl_epochs=args.pl_epochs,
-                        pl_max_patches=args.pl_patches, exclude=args.exclude,
-                        scheduler=args.scheduler, random_state=args.seed,
-                        device=device, overwrite=args.force, progress=progress)
+        workflow.select(
+            args.images,
+            args.model,
+            args.budget,
+            args.out,
+            unit=args.unit,
+            selector=args.selector,
+            channel=args.channel,
+            stride=args.stride,
+            allow_overlap=args.allow_overlap,
+            pl_epochs=args.pl_epochs,
+            pl_max_patches=args.pl_patches,
+            exclude=args.exclude,
+            scheduler=args.scheduler,
+            random_state=args.seed,
+            device=device,
+            overwrite=args.force,
+            progress=progress,
+            verbose=True,
+        )
     elif args.command == "export":
-        workflow.export_bioimageio(args.model, args.out, args.image, name=args.name,
-                                   authors=args.author, license=args.license,
-                                   channel=args.channel, overwrite=args.force)
+        workflow.export_bioimageio(
+            args.model,
+            args.out,
+            args.image,
+            name=args.name,
+            authors=args.author,
+            license=args.license,
+            channel=args.channel,
+            overwrite=args.force,
+            verbose=True,
+        )
     elif args.command == "finetune":
-        workflow.finetune(args.todo, args.out, model=args.model, epochs=args.epochs,
-                          batch_size=args.batch_size, random_state=args.seed, device=device,
-                          overwrite=args.force, accept_masks=args.accept_masks,
-                          progress=progress)
+        workflow.finetune(
+            args.todo,
+            args.out,
+            model=args.model,
+            steps=args.steps,
+            epochs=args.epochs,
+            batch_size=args.batch_size,
+            random_state=args.seed,
+            device=device,
+            overwrite=args.force,
+            accept_masks=args.accept_masks,
+            progress=progress,
+            verbose=True,
+        )
     else:
-        workflow.predict(args.images, args.model, args.out, instances=args.instances,
-                         probabilities=args.probabilities, mask_suffix=args.suffix,
-                         format=args.format, channel=args.channel,
-                         overlay=not args.no_overlay, scheduler=args.scheduler,
-                         device=device, overwrite=args.force, progress=progress)
+        workflow.predict(
+            args.images,
+            args.model,
+            args.out,
+            instances=args.instances,
+            probabilities=args.probabilities,
+            mask_suffix=args.suffix,
+            format=args.format,
+            channel=args.channel,
+            overlay=not args.no_overlay,
+            scheduler=args.scheduler,
+            device=device,
+            overwrite=args.force,
+            progress=progress,
+            verbose=True,
+        )
     return 0
 
 
@@ -397,7 +598,9 @@ def _run(args):
         try:
             overrides["min_foreground"] = None if value == "none" else int(value)
         except ValueError:
-            raise ValueError(f"--min-foreground must be an integer or 'none', got {value!r}") from None
+            raise ValueError(
+                f"--min-foreground must be an integer or 'none', got {value!r}"
+            ) from None
         if overrides["min_foreground"] is not None and overrides["min_foreground"] < 0:
             raise ValueError("--min-foreground must be non-negative")
     splits = _splits_file(args.splits, args.data)
@@ -407,10 +610,20 @@ def _run(args):
     prepare_output_dir(args.out, force=args.force, resume=args.resume)
     started = time.perf_counter()
     experiment = run_experiment(
-        args.out, profile=profile, data=args.data, n_jobs=args.n_jobs,
-        progress=not args.no_progress, targets=args.target, selectors=args.selectors,
-        shots=tuple(args.shots) if args.shots else None, repeats=args.repeats,
-        random_state=args.seed, device=args.device, profile_overrides=overrides, splits=splits)
+        args.out,
+        profile=profile,
+        data=args.data,
+        n_jobs=args.n_jobs,
+        progress=not args.no_progress,
+        targets=args.target,
+        selectors=args.selectors,
+        shots=tuple(args.shots) if args.shots else None,
+        repeats=args.repeats,
+        random_state=args.seed,
+        device=args.device,
+        profile_overrides=overrides,
+        splits=splits,
+    )
     print()
     print(selector_shots_table(experiment.records()))
     print()
@@ -450,6 +663,49 @@ def _tune_process():
             os.environ.setdefault(key, value)
 
 
+#: How the library's messages (Python terms) read on the command line.
+CLI_TERMS = (
+    ("pass overwrite=True", "pass --force"),
+    ("even with overwrite=True", "even with --force"),
+    ("another out outside", "another --out outside"),
+    ("pass accept_masks=True", "pass --accept-masks"),
+    ("with images=", "with --images IMAGES_DIR"),
+    ("channel= picks", "--channel C picks"),
+    ("another out,", "another --out,"),
+    ("out=", "--out "),
+    ("resume=True", "--resume"),
+    ("start='", "--from '"),
+    ("unit='patch'", "--unit patch"),
+    ("unit='image'", "--unit image"),
+    ("allow_overlap=True", "--allow-overlap"),
+    ("after exclude", "after --exclude"),
+    ("format='tif'", "--format tif"),
+)
+
+
+#: Arguments whose command-line flag is not their name with dashes.
+_FLAGS = {
+    "random_state": "seed",
+    "pl_max_patches": "pl-patches",
+    "overwrite": "force",
+    "start": "from",
+    "images": "IMAGES_DIR",
+    "todo_dir": "TODO_DIR",
+}
+
+
+def _in_cli_terms(message):
+    """A library message with its argument names replaced by the command line's flags."""
+    message = re.sub(
+        r"The '(\w+)' parameter of \w+ must be",
+        lambda m: f"--{_FLAGS.get(m.group(1), m.group(1).replace('_', '-'))} must be",
+        message,
+    )
+    for python, flag in CLI_TERMS:
+        message = message.replace(python, flag)
+    return message
+
+
 def _one_line_warning(message, category, filename, lineno, line=None):
     return f"kwtl: warning: {message}\n"
 
@@ -466,15 +722,17 @@ def main(argv=None):
     try:  # the command line reports warnings in single lines
         return _run(args) if args.command == "run" else _workflow(args)
     except (ValueError, KeyError, ImportError) as err:  # ImportError: an optional extra
-        print(f"kwtl: error: {err}", file=sys.stderr)
+        print(f"kwtl: error: {_in_cli_terms(str(err))}", file=sys.stderr)
         return 2
     except OSError as err:  # missing data, unwritable output, full disk ...
         where = f" {err.filename}" if getattr(err, "filename", None) else ""
-        print(f"kwtl: error:{where} {err.strerror or err}", file=sys.stderr)
+        print(f"kwtl: error:{where} {_in_cli_terms(str(err.strerror or err))}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("kwtl: interrupted; finished results are kept; rerun the same command to resume",
-              file=sys.stderr)
+        print(
+            "kwtl: interrupted; finished results are kept; rerun the same command to resume",
+            file=sys.stderr,
+        )
         return 130
     finally:
         warnings.formatwarning = formatwarning

@@ -7,7 +7,9 @@ import torch
 
 #: The real datasets shared beside the checkout (CI has them there).
 SHARED_DATA = Path(
-    os.environ.get("KWTL_SHARED_DATA", Path(__file__).resolve().parents[1] / ".." / "shared" / "data")
+    os.environ.get(
+        "KWTL_SHARED_DATA", Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
+    )
 ).resolve()
 
 

@@ -5,16 +5,17 @@ Each case asserts the exception type, that the message names the problem
 an empty working folder that must stay empty). Checks that must happen before any training
 replace the training methods by traps that fail the test if they are reached.
 """
+
 import copy
 import os
 
 import numpy as np
 import pytest
+import tiny
 
 from kwtl import FewShotSegmentation
 from kwtl.datasets import make_cells
 from kwtl.metrics import iou_score, mean_iou
-from kwtl.models import FCRNSegmenter
 from kwtl.pseudo_label import PseudoLabeler
 from kwtl.selection import ConsistencySelector, EntropySelector, RandomSelector
 from kwtl.utils import InvalidParameterError, check_images, check_masks
@@ -23,17 +24,32 @@ S = 32  # image side of the tiny synthetic data
 
 
 def tiny_segmenter(**kw):
-    params = dict(module__width=2, module__init="default", patch_size=16, stride=16,
-                  meta_iterations=1, inner_steps=1, meta_shots=1, batch_size=8,
-                  max_epochs=1, precision="fp32", random_state=0)
-    params.update(kw)
-    return FCRNSegmenter(**params)
+    """The tests' tiny segmenter, narrower and with one step of everything."""
+    return tiny.tiny_segmenter(
+        **{
+            "module__width": 2,
+            "meta_iterations": 1,
+            "inner_steps": 1,
+            "meta_shots": 1,
+            "max_epochs": 1,
+            "lr": 1e-4,
+            "random_state": 0,
+            **kw,
+        }
+    )
 
 
 def tiny_method(**kw):
-    params = dict(segmenter=tiny_segmenter(), selector=EntropySelector(), n_shots=1,
-                  patches_per_shot=2, pl_epochs=1, pl_batch_size=8, finetune_epochs=1,
-                  random_state=0)
+    params = dict(
+        segmenter=tiny_segmenter(),
+        selector=EntropySelector(),
+        n_shots=1,
+        patches_per_shot=2,
+        pl_epochs=1,
+        pl_batch_size=8,
+        finetune_epochs=1,
+        random_state=0,
+    )
     params.update(kw)
     return FewShotSegmentation(**params)
 
@@ -80,8 +96,11 @@ BAD_IMAGE_LISTS = {
     "one 2-D array": (GOOD, ValueError, "single 2-D array"),
     "NaN": ([np.full((S, S), np.nan)], ValueError, "NaN"),
     "inf": ([np.full((S, S), np.inf)], ValueError, "infinite"),
-    "too small": ([np.zeros((4, 4), np.uint8)], ValueError,
-                  "at least 8|smaller than the patch size"),
+    "too small": (
+        [np.zeros((4, 4), np.uint8)],
+        ValueError,
+        "at least 8|smaller than the patch size",
+    ),
     "ragged nested list": ([[[1, 2, 3], [4, 5]]], ValueError, "ragged"),
     "one image as nested lists": ([[0] * S] * S, ValueError, "nested lists"),
     "string": ("images.tif", TypeError, "list of images"),
@@ -100,19 +119,26 @@ def _image_entry_points(fitted, data):
         "PseudoLabeler.fit_transform": lambda X: PseudoLabeler().fit_transform(X),
         "FCRNSegmenter.predict_proba": lambda X: fitted.predict_proba(X),
         "FCRNSegmenter.predict": lambda X: fitted.predict(X),
-        "FCRNSegmenter.fit": lambda X: tiny_segmenter().fit(X, X if isinstance(X, list) and
-                                                          X and np.ndim(X[0]) == 2 else masks),
+        "FCRNSegmenter.fit": lambda X: tiny_segmenter().fit(
+            X, X if isinstance(X, list) and X and np.ndim(X[0]) == 2 else masks
+        ),
         "EntropySelector.score": lambda X: EntropySelector().score(X, fitted),
         "ConsistencySelector.select": lambda X: ConsistencySelector().select(X, 1, fitted),
         "FewShotSegmentation.fit": lambda X: tiny_method(segmenter=fitted).fit(
-            X, X if isinstance(X, list) else [np.zeros((S, S), bool)] * 4),
+            X, X if isinstance(X, list) else [np.zeros((S, S), bool)] * 4
+        ),
     }
 
 
-IMAGE_ENTRY_POINTS = ["check_images", "PseudoLabeler.fit_transform",
-                      "FCRNSegmenter.predict_proba", "FCRNSegmenter.predict",
-                      "EntropySelector.score", "ConsistencySelector.select",
-                      "FewShotSegmentation.fit"]
+IMAGE_ENTRY_POINTS = [
+    "check_images",
+    "PseudoLabeler.fit_transform",
+    "FCRNSegmenter.predict_proba",
+    "FCRNSegmenter.predict",
+    "EntropySelector.score",
+    "ConsistencySelector.select",
+    "FewShotSegmentation.fit",
+]
 
 
 @pytest.mark.parametrize("entry", IMAGE_ENTRY_POINTS)
@@ -145,32 +171,49 @@ def _with(masks, k, value):
 def _bad_masks(masks):
     m0 = masks[0].astype(np.float64)
     return {
-        "probabilities": (_with(masks, 1, np.where(masks[1], 0.9, 0.02)), ValueError,
-                          "probability map"),
+        "probabilities": (
+            _with(masks, 1, np.where(masks[1], 0.9, 0.02)),
+            ValueError,
+            "probability map",
+        ),
         "-1 background": (_with(masks, 1, np.where(masks[1], 1, -1)), ValueError, "negative"),
-        "255 ignore": (_with(masks, 1, np.where(masks[1], 1, 0).astype(np.uint8) +
-                             np.eye(S, dtype=np.uint8) * 255), ValueError, "ignore"),
+        "255 ignore": (
+            _with(
+                masks,
+                1,
+                np.where(masks[1], 1, 0).astype(np.uint8) + np.eye(S, dtype=np.uint8) * 255,
+            ),
+            ValueError,
+            "ignore",
+        ),
         "NaN": (_with(masks, 1, np.where(masks[1], np.nan, m0)), ValueError, "NaN"),
         "wrong shape": (_with(masks, 1, np.zeros((S, S + 8), bool)), ValueError, "shape"),
         "one mask fewer": (list(masks)[:-1], ValueError, "3 masks"),
         "ragged": (_with(masks, 1, [[0, 1], [1]]), ValueError, "ragged"),
         "strings": (_with(masks, 1, np.full((S, S), "x")), TypeError, "dtype"),
-        "all background": ([np.zeros((S, S), bool)] * len(masks), ValueError,
-                           "all background"),
-        "all foreground": ([np.ones((S, S), bool)] * len(masks), ValueError,
-                           "loss of exactly 0"),
+        "all background": ([np.zeros((S, S), bool)] * len(masks), ValueError, "all background"),
+        "all foreground": ([np.ones((S, S), bool)] * len(masks), ValueError, "loss of exactly 0"),
     }
 
 
 MASK_CASES = sorted(_bad_masks([np.zeros((S, S), bool)] * 4))
-MASK_ENTRY_POINTS = ["check_masks", "FCRNSegmenter.fit", "FCRNSegmenter.meta_fit",
-                     "FewShotSegmentation.fit (sources)", "FewShotSegmentation.fit (target)",
-                     "mean_iou"]
+MASK_ENTRY_POINTS = [
+    "check_masks",
+    "FCRNSegmenter.fit",
+    "FCRNSegmenter.meta_fit",
+    "FewShotSegmentation.fit (sources)",
+    "FewShotSegmentation.fit (target)",
+    "mean_iou",
+]
 # where a category is legitimate (a target image without cells; a score on empty images)
-LEGITIMATE = {("check_masks", "all background"), ("check_masks", "all foreground"),
-              ("FewShotSegmentation.fit (target)", "all background"),
-              ("FewShotSegmentation.fit (target)", "all foreground"),
-              ("mean_iou", "all background"), ("mean_iou", "all foreground")}
+LEGITIMATE = {
+    ("check_masks", "all background"),
+    ("check_masks", "all foreground"),
+    ("FewShotSegmentation.fit (target)", "all background"),
+    ("FewShotSegmentation.fit (target)", "all foreground"),
+    ("mean_iou", "all background"),
+    ("mean_iou", "all foreground"),
+}
 
 
 @pytest.mark.parametrize("entry", MASK_ENTRY_POINTS)
@@ -182,11 +225,11 @@ def test_bad_masks(entry, case, data, fitted, no_training):
         pytest.skip("legitimate here (see check_masks)")
     domains = np.array([1, 1, -1, -1])
     if entry == "check_masks":
-        call = lambda: check_masks(y, check_images(images))  # noqa: E731
+        call = lambda: check_masks(y, check_images(images))
     elif entry == "FCRNSegmenter.fit":
-        call = lambda: tiny_segmenter().fit(images, y)  # noqa: E731
+        call = lambda: tiny_segmenter().fit(images, y)
     elif entry == "FCRNSegmenter.meta_fit":
-        call = lambda: tiny_segmenter().meta_fit(images, y, [1, 1, 2, 2])  # noqa: E731
+        call = lambda: tiny_segmenter().meta_fit(images, y, [1, 1, 2, 2])
     elif entry == "FewShotSegmentation.fit (sources)":
         # images 0, 1 are the sources, 2, 3 the target
         if case == "one mask fewer":
@@ -195,13 +238,12 @@ def test_bad_masks(entry, case, data, fitted, no_training):
             y_src = list(y[:2]) + list(masks[2:])
         else:
             y_src = _swap(y, masks, source=True)
-        call = lambda: tiny_method().fit(images, y_src, sample_domain=domains)  # noqa: E731
+        call = lambda: tiny_method().fit(images, y_src, sample_domain=domains)
     elif entry == "FewShotSegmentation.fit (target)":
         y_tgt = y if case == "one mask fewer" else _swap(y, masks, source=False)
-        call = lambda: tiny_method(segmenter=fitted).fit(  # noqa: E731
-            images, y_tgt, sample_domain=domains)
+        call = lambda: tiny_method(segmenter=fitted).fit(images, y_tgt, sample_domain=domains)
     else:
-        call = lambda: mean_iou(y, list(masks))  # noqa: E731
+        call = lambda: mean_iou(y, list(masks))
         if case == "one mask fewer":
             match = "3 true masks but 4 predicted"
     with pytest.raises(error, match=match):
@@ -215,8 +257,9 @@ def _swap(y, masks, source):
     return out
 
 
-def test_target_mask_of_an_image_never_selected_is_checked_before_training(data, fitted,
-                                                                          no_training):
+def test_target_mask_of_an_image_never_selected_is_checked_before_training(
+    data, fitted, no_training
+):
     """The issue's case: a wrong target mask is reported even if never revealed."""
     images, masks = data
     y = list(masks)
@@ -236,11 +279,15 @@ def test_probability_masks_with_explicit_threshold(data):
 def test_instance_labels_and_ignore_value_are_explicit():
     labels = np.array([[3, 3, 0, 7], [3, 0, 0, 0]])
     assert check_masks([labels], [np.zeros((2, 4), np.uint8)])[0].tolist() == [
-        [True, True, False, True], [True, False, False, False]]
+        [True, True, False, True],
+        [True, False, False, False],
+    ]
     # touching instances are not merged: their shared border becomes background
     touching = np.array([[0, 3, 3], [0, 7, 0]])
     assert check_masks([touching], [np.zeros((2, 3), np.uint8)])[0].tolist() == [
-        [False, False, False], [False, False, False]]
+        [False, False, False],
+        [False, False, False],
+    ]
     coded = np.array([[0, 1, 255], [1, 0, 0]], np.uint8)
     with pytest.raises(ValueError, match="ignore_value=255"):
         check_masks([coded], [np.zeros((2, 3), np.uint8)])
@@ -248,7 +295,9 @@ def test_instance_labels_and_ignore_value_are_explicit():
     assert got.tolist() == [[False, True, False], [True, False, False]]
     minus = np.array([[-1, 1], [1, -1]])
     assert check_masks([minus], [np.zeros((2, 2), np.uint8)], ignore_value=-1)[0].tolist() == [
-        [False, True], [True, False]]
+        [False, True],
+        [True, False],
+    ]
 
 
 def test_support_patches_without_foreground_warn_not_fail(data):
@@ -284,9 +333,11 @@ SEGMENTER_PARAMS = [
 ]
 
 
-@pytest.mark.parametrize("params, match", SEGMENTER_PARAMS,
-                         ids=[next(iter(p)) + "=" + repr(next(iter(p.values())))
-                              for p, _ in SEGMENTER_PARAMS])
+@pytest.mark.parametrize(
+    "params, match",
+    SEGMENTER_PARAMS,
+    ids=[next(iter(p)) + "=" + repr(next(iter(p.values()))) for p, _ in SEGMENTER_PARAMS],
+)
 @pytest.mark.parametrize("method", ["fit", "meta_fit", "predict_proba"])
 def test_bad_segmenter_parameters(params, match, method, data, fitted, no_training):
     images, masks = data
@@ -320,14 +371,18 @@ FEW_SHOT_PARAMS = [
     ({"segmenter": tiny_segmenter(patch_size="16")}, ValueError, "patch_size"),
     ({"selector": EntropySelector(unit="pixel")}, ValueError, "unit"),
     ({"n_shots": 2, "patches_per_shot": 500}, ValueError, "more shots than candidates.*1000"),
-    ({"n_shots": 9, "selector": RandomSelector(unit="image")}, ValueError,
-     "more shots than candidates.*2 pool images"),
+    (
+        {"n_shots": 9, "selector": RandomSelector(unit="image")},
+        ValueError,
+        "more shots than candidates.*2 pool images",
+    ),
     ({"min_foreground": 256}, ValueError, "no candidate patch has 256"),
 ]
 
 
-@pytest.mark.parametrize("params, error, match", FEW_SHOT_PARAMS,
-                         ids=[repr(p)[:40] for p, _, _ in FEW_SHOT_PARAMS])
+@pytest.mark.parametrize(
+    "params, error, match", FEW_SHOT_PARAMS, ids=[repr(p)[:40] for p, _, _ in FEW_SHOT_PARAMS]
+)
 def test_bad_few_shot_parameters_fail_before_training(params, error, match, data, no_training):
     images, masks = data
     method = tiny_method(**params)
@@ -337,13 +392,14 @@ def test_bad_few_shot_parameters_fail_before_training(params, error, match, data
 
 def test_budget_after_the_foreground_filter_fails_before_training(data, no_training):
     from kwtl.datasets import PatchSet
-    from kwtl.utils._image import patch_foreground_counts
+    from kwtl.utils._masks import patch_foreground_counts
 
     images, masks = data
-    kept = int(np.sum(patch_foreground_counts(
-        PatchSet.from_images(masks[2:], 16, 16)) >= 20))
+    kept = int(np.sum(patch_foreground_counts(PatchSet.from_images(masks[2:], 16, 16)) >= 20))
     assert 0 < kept < 8  # the synthetic data has patches on both sides of the filter
-    with pytest.raises(ValueError, match=f"only {kept} candidate patches after the "
-                                         "min_foreground filter"):
+    with pytest.raises(
+        ValueError, match=f"only {kept} candidate patches after the min_foreground filter"
+    ):
         tiny_method(min_foreground=20, patches_per_shot=kept + 1).fit(
-            images, masks, sample_domain=[1, 1, -1, -1])
+            images, masks, sample_domain=[1, 1, -1, -1]
+        )

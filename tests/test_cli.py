@@ -1,4 +1,5 @@
 """`kwtl run` and the experiment runner: outputs, resume, errors, Dask."""
+
 import json
 
 import numpy as np
@@ -8,31 +9,69 @@ from kwtl.cli import main
 from kwtl.experiments import Experiment, run_experiment
 
 TINY = {
-    "data": {"n_images": 5, "image_size": 32, "random_state": 0,
-             "domains": ["fluorescence", "em", "histology"]},
-    "segmenter": {"module__width": 4, "module__init": "default", "patch_size": 16, "stride": 16,
-                  "lr": 1e-3, "batch_size": 8, "meta_iterations": 2, "inner_steps": 2,
-                  "meta_shots": 2, "precision": "fp32"},
-    "patches_per_shot": 2, "pl_epochs": 1, "pl_batch_size": 8, "finetune_epochs": 1,
+    "data": {
+        "n_images": 5,
+        "image_size": 32,
+        "random_state": 0,
+        "domains": ["fluorescence", "em", "histology"],
+    },
+    "segmenter": {
+        "module__width": 4,
+        "module__init": "default",
+        "patch_size": 16,
+        "stride": 16,
+        "lr": 1e-3,
+        "batch_size": 8,
+        "meta_iterations": 2,
+        "inner_steps": 2,
+        "meta_shots": 2,
+        "precision": "fp32",
+    },
+    "patches_per_shot": 2,
+    "pl_epochs": 1,
+    "pl_batch_size": 8,
+    "finetune_epochs": 1,
 }
 
 
 def tiny_experiment(out, **kw):
-    params = dict(targets=["em"], selectors=["consistency", "random"], shots=(1, 2), repeats=2,
-                  profile_overrides=TINY)
+    params = dict(
+        targets=["em"],
+        selectors=["consistency", "random"],
+        shots=(1, 2),
+        repeats=2,
+        profile_overrides=TINY,
+    )
     params.update(kw)
     return Experiment(out, profile="quick", **params)
 
 
 def test_runner_writes_every_job_and_report(tmp_path):
-    exp = run_experiment(tmp_path / "out", profile="quick", targets=["em"],
-                         selectors=["consistency", "random"], shots=(1, 2), repeats=2,
-                         profile_overrides=TINY, progress=False)
+    exp = run_experiment(
+        tmp_path / "out",
+        profile="quick",
+        targets=["em"],
+        selectors=["consistency", "random"],
+        shots=(1, 2),
+        repeats=2,
+        profile_overrides=TINY,
+        progress=False,
+    )
     records = exp.records()
     assert len(records) == 8 and not exp.pending()
     r = records[0]
-    assert {"target", "selector", "n_shots", "repeat", "miou", "per_image_iou", "support",
-            "plft_miou", "test_images", "pool_images"} <= set(r)
+    assert {
+        "target",
+        "selector",
+        "n_shots",
+        "repeat",
+        "miou",
+        "per_image_iou",
+        "support",
+        "plft_miou",
+        "test_images",
+        "pool_images",
+    } <= set(r)
     assert len(r["support"]) == r["n_shots"] * 2 and len(r["test_images"]) == 1
     assert not set(r["test_images"]) & set(r["pool_images"])
     for name in ["report.md", "results.csv", "results.json", "wilcoxon.csv", "miou_vs_shots.png"]:
@@ -100,9 +139,13 @@ def test_dask_backend_runs_the_same_jobs(tmp_path):
     distributed = pytest.importorskip("distributed")
     import joblib
 
-    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                                  dashboard_address=None) as cluster, \
-            distributed.Client(cluster), joblib.parallel_config(backend="dask"):
+    with (
+        distributed.LocalCluster(
+            n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
+        ) as cluster,
+        distributed.Client(cluster),
+        joblib.parallel_config(backend="dask"),
+    ):
         exp = tiny_experiment(tmp_path / "dask", shots=(1,), repeats=2)
         exp.run(progress=False, n_jobs=2)
     assert len(exp.records()) == 4
@@ -139,8 +182,25 @@ def test_cli_run_prints_table(tmp_path, capsys, monkeypatch):
 
     monkeypatch.setitem(profiles.PROFILES, "tiny", {**profiles.PROFILES["quick"], **TINY})
     out = tmp_path / "cli"
-    code = main(["run", "--profile", "tiny", "--target", "em", "--selectors", "random",
-                 "entropy", "--shots", "1", "--repeats", "1", "--out", str(out), "--no-progress"])
+    code = main(
+        [
+            "run",
+            "--profile",
+            "tiny",
+            "--target",
+            "em",
+            "--selectors",
+            "random",
+            "entropy",
+            "--shots",
+            "1",
+            "--repeats",
+            "1",
+            "--out",
+            str(out),
+            "--no-progress",
+        ]
+    )
     assert code == 0
     text = capsys.readouterr().out
     assert "| em" in text and "random" in text and "1-shot" in text
@@ -154,8 +214,17 @@ def test_cli_run_prints_table(tmp_path, capsys, monkeypatch):
 
 
 def test_min_foreground_override_none_is_applied(tmp_path):
-    exp = Experiment(tmp_path, profile="cpu", data=None, targets=["em"],
-                     profile_overrides={**TINY, "min_foreground": None})
+    exp = Experiment(
+        tmp_path,
+        profile="cpu",
+        data=None,
+        targets=["em"],
+        profile_overrides={**TINY, "min_foreground": None},
+    )
     assert exp.profile["min_foreground"] is None
-    assert Experiment(tmp_path, profile="cpu", targets=["em"],
-                      profile_overrides=TINY).profile["min_foreground"] == 23
+    assert (
+        Experiment(tmp_path, profile="cpu", targets=["em"], profile_overrides=TINY).profile[
+            "min_foreground"
+        ]
+        == 23
+    )

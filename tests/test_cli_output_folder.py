@@ -1,4 +1,5 @@
 """``kwtl run --out``: nothing a user made is overwritten; bad paths are one-line errors."""
+
 import hashlib
 import json
 from pathlib import Path
@@ -9,9 +10,12 @@ from kwtl.cli import OUTPUT_MARKER, OutputFolderError, main, prepare_output_dir
 
 
 def _snapshot(root):
-    return {str(p.relative_to(root)): (None if p.is_dir() else
-                                       hashlib.sha256(p.read_bytes()).hexdigest())
-            for p in sorted(Path(root).rglob("*"))}
+    return {
+        str(p.relative_to(root)): (
+            None if p.is_dir() else hashlib.sha256(p.read_bytes()).hexdigest()
+        )
+        for p in sorted(Path(root).rglob("*"))
+    }
 
 
 @pytest.fixture
@@ -31,19 +35,31 @@ def _run(capsys, *argv):
 
 
 CASES = {
-    "a user's non-empty folder": (lambda tmp, users: ["--out", str(users)],
-                                  "not empty and was not made by kwtl"),
+    "a user's non-empty folder": (
+        lambda tmp, users: ["--out", str(users)],
+        "not empty and was not made by kwtl",
+    ),
     "a file": (lambda tmp, users: ["--out", str(users / "report.md")], "is a file"),
-    "a path below a file": (lambda tmp, users: ["--out", str(users / "report.md" / "x")],
-                            "cannot write there|is a file|Not a directory"),
-    "--resume of a user's folder": (lambda tmp, users: ["--out", str(users), "--resume"],
-                                    "holds no kwtl run"),
-    "--resume of a missing folder": (lambda tmp, users: ["--out", str(tmp / "nope"),
-                                                         "--resume"], "nothing to resume"),
-    "--shots 0": (lambda tmp, users: ["--out", str(tmp / "new"), "--shots", "0"],
-                  "--shots must be positive"),
-    "missing --data": (lambda tmp, users: ["--out", str(tmp / "new2"), "--data",
-                                           str(tmp / "absent")], "not found"),
+    "a path below a file": (
+        lambda tmp, users: ["--out", str(users / "report.md" / "x")],
+        "cannot write there|is a file|Not a directory",
+    ),
+    "--resume of a user's folder": (
+        lambda tmp, users: ["--out", str(users), "--resume"],
+        "holds no kwtl run",
+    ),
+    "--resume of a missing folder": (
+        lambda tmp, users: ["--out", str(tmp / "nope"), "--resume"],
+        "nothing to resume",
+    ),
+    "--shots 0": (
+        lambda tmp, users: ["--out", str(tmp / "new"), "--shots", "0"],
+        "--shots must be positive",
+    ),
+    "missing --data": (
+        lambda tmp, users: ["--out", str(tmp / "new2"), "--data", str(tmp / "absent")],
+        "not found",
+    ),
 }
 
 
@@ -80,7 +96,7 @@ def test_policy_accepts_new_empty_and_own_folders(tmp_path):
 
 def test_force_writes_into_a_users_folder_but_keeps_other_files(users_folder):
     (users_folder / "keep.txt").write_text("mine")
-    with pytest.raises(OutputFolderError, match="--force"):
+    with pytest.raises(OutputFolderError, match="overwrite=True"):
         prepare_output_dir(users_folder)
     prepare_output_dir(users_folder, force=True)
     assert (users_folder / OUTPUT_MARKER).exists()
@@ -101,9 +117,22 @@ def test_shots_larger_than_the_pool_fail_before_any_training(tmp_path, capsys, m
         raise AssertionError("training started before the budget was checked")
 
     monkeypatch.setattr(torch.optim.Adam, "step", trap)
-    code = main(["run", "--no-progress", "--repeats", "1", "--shots", "100000",
-                 "--selectors", "random", "--out", str(tmp_path / "out")])
+    code = main(
+        [
+            "run",
+            "--no-progress",
+            "--repeats",
+            "1",
+            "--shots",
+            "100000",
+            "--selectors",
+            "random",
+            "--out",
+            str(tmp_path / "out"),
+        ]
+    )
     err = capsys.readouterr().err
     assert code == 2 and "more shots than candidates" in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "out" / "results").exists() or not any(
-        (tmp_path / "out" / "results").iterdir())
+        (tmp_path / "out" / "results").iterdir()
+    )

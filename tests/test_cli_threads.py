@@ -1,4 +1,5 @@
 """``kwtl run --threads``: a deliberate, documented thread default (issue 10, item 8)."""
+
 import os
 
 import pytest

@@ -4,6 +4,7 @@ The examples are part of the documentation (sphinx-gallery executes them when th
 built); running them here keeps them working as the package changes. They use tiny
 synthetic data and networks and finish in seconds on a CPU.
 """
+
 import os
 import runpy
 import warnings

@@ -1,38 +1,43 @@
 """FewShotSegmentation, the oracle, LeaveOneDatasetOut and the grid search protocol."""
+
 import joblib
 import numpy as np
 import pytest
 import sklearn
 from sklearn.base import clone
 from sklearn.model_selection import GridSearchCV
+from tiny import tiny_segmenter
 
 from kwtl import FewShotSegmentation, Oracle
 from kwtl.datasets import PatchSet, make_synthetic_benchmark
 from kwtl.model_selection import LeaveOneDatasetOut, authors_splits, benchmark_to_Xy
-from kwtl.models import FCRNSegmenter
-from kwtl.selection import (ConsistencySelector, EntropySelector, MCDropoutSelector,
-                            RandomSelector)
-
-
-def tiny_segmenter(**kw):
-    params = dict(module__width=4, module__init="default", patch_size=16, stride=16,
-                  meta_iterations=2, inner_steps=2, meta_shots=2, lr=1e-3, batch_size=8,
-                  precision="fp32")
-    params.update(kw)
-    return FCRNSegmenter(**params)
+from kwtl.selection import (
+    ConsistencySelector,
+    EntropySelector,
+    MCDropoutSelector,
+    RandomSelector,
+)
 
 
 def tiny_method(**kw):
-    params = dict(segmenter=tiny_segmenter(), n_shots=1, patches_per_shot=3, pl_epochs=1,
-                  pl_batch_size=8, finetune_epochs=1, random_state=0)
+    params = dict(
+        segmenter=tiny_segmenter(),
+        n_shots=1,
+        patches_per_shot=3,
+        pl_epochs=1,
+        pl_batch_size=8,
+        finetune_epochs=1,
+        random_state=0,
+    )
     params.update(kw)
     return FewShotSegmentation(**params)
 
 
 @pytest.fixture(scope="module")
 def bench():
-    return make_synthetic_benchmark(n_images=5, image_size=32,
-                                    domains=["fluorescence", "em", "histology"], random_state=0)
+    return make_synthetic_benchmark(
+        n_images=5, image_size=32, domains=["fluorescence", "em", "histology"], random_state=0
+    )
 
 
 @pytest.fixture(scope="module")
@@ -78,9 +83,11 @@ def test_oracle_reveal_patches_reads_only_revealed_regions():
 
 
 # ------------------------------------------------------------------------- method
-@pytest.mark.parametrize("selector", [ConsistencySelector(), EntropySelector(),
-                                      MCDropoutSelector(n_passes=2), RandomSelector()],
-                         ids=lambda s: type(s).__name__)
+@pytest.mark.parametrize(
+    "selector",
+    [ConsistencySelector(), EntropySelector(), MCDropoutSelector(n_passes=2), RandomSelector()],
+    ids=lambda s: type(s).__name__,
+)
 def test_fit_reveals_exactly_the_selected_candidates(packed, selector):
     X, y, d = one_target(packed)
     method = tiny_method(selector=selector, n_shots=2).fit(X, y, sample_domain=d)
@@ -131,8 +138,10 @@ def test_min_foreground_filter_is_on_record(packed):
     X, y, d = one_target(packed)
     method = tiny_method(selector=RandomSelector(), min_foreground=5).fit(X, y, d)
     assert method.oracle_.filter_reads_ > 0
-    counts = [np.count_nonzero(np.asarray(y[np.flatnonzero(d < 0)[i]])[r:r + 16, c:c + 16])
-              for i, r, c in method.candidates_.coords]
+    counts = [
+        np.count_nonzero(np.asarray(y[np.flatnonzero(d < 0)[i]])[r : r + 16, c : c + 16])
+        for i, r, c in method.candidates_.coords
+    ]
     assert min(counts) >= 5
 
 
@@ -153,20 +162,27 @@ def test_memory_caches_pretraining_across_selectors(packed, tmp_path):
     a = tiny_method(selector=EntropySelector(), memory=memory).fit(X, y, d)
     b = tiny_method(selector=RandomSelector(), n_shots=2, memory=memory).fit(X, y, d)
     # the PLFT model is loaded from the cache: identical weights, not recomputed
-    for v, w in zip(a.plft_segmenter_.module_.state_dict().values(),
-                    b.plft_segmenter_.module_.state_dict().values()):
+    for v, w in zip(
+        a.plft_segmenter_.module_.state_dict().values(),
+        b.plft_segmenter_.module_.state_dict().values(),
+    ):
         assert np.array_equal(v.numpy(), w.numpy())
+
     def entries(stage):
         return len([p for p in tmp_path.rglob("output.pkl") if stage in p.parts])
 
     tiny_method(selector=ConsistencySelector(), memory=memory).fit(X, y, d)
-    assert entries("_meta_fit") == 1 and entries("_pseudo_label_fine_tune") == 1
-    assert entries("_cached_scores") == 3  # one per selector
+    assert entries("_meta_fit") == 1 and entries("_pseudo_label_fine_tune_cached") == 1
+    # one per pool image for the pixel selectors (Entropy, Consistency), one for Random
+    n_pool = int(np.sum(np.asarray(d) < 0))
+    assert len(list(tmp_path.rglob("kwtl_scores/*.npy"))) == 2 * n_pool + 1
     # scores do not depend on the budget: one scoring pass serves every shot count
     c = tiny_method(selector=ConsistencySelector(), n_shots=2, memory=memory).fit(X, y, d)
-    assert entries("_cached_scores") == 3
-    assert np.array_equal(c.support_indices_[:3],
-                          tiny_method(selector=ConsistencySelector()).fit(X, y, d).support_indices_)
+    assert len(list(tmp_path.rglob("kwtl_scores/*.npy"))) == 2 * n_pool + 1
+    assert np.array_equal(
+        c.support_indices_[:3],
+        tiny_method(selector=ConsistencySelector()).fit(X, y, d).support_indices_,
+    )
 
 
 def test_without_pseudo_labels_and_with_prefitted_segmenter(packed):
@@ -180,12 +196,15 @@ def test_without_pseudo_labels_and_with_prefitted_segmenter(packed):
     assert len(method.support_indices_) == 3
 
 
-@pytest.mark.parametrize("change, match", [
-    (dict(n_shots=0), "n_shots"),
-    (dict(patches_per_shot="many"), "patches_per_shot"),
-    (dict(pseudo_labeler="otsu"), "pseudo_labeler"),
-    (dict(min_foreground=-1), "min_foreground"),
-])
+@pytest.mark.parametrize(
+    "change, match",
+    [
+        (dict(n_shots=0), "n_shots"),
+        (dict(patches_per_shot="many"), "patches_per_shot"),
+        (dict(pseudo_labeler="otsu"), "pseudo_labeler"),
+        (dict(min_foreground=-1), "min_foreground"),
+    ],
+)
 def test_bad_parameters(packed, change, match):
     X, y, d = one_target(packed)
     with pytest.raises(ValueError, match=match):
@@ -271,12 +290,21 @@ def test_authors_splits_apply_to_sstem_and_em(shared_data):
 @pytest.mark.parametrize("n_jobs", [1, 2])
 def test_grid_search_over_selectors_with_leave_one_dataset_out(packed, n_jobs):
     X, y, d = packed
-    selectors = [ConsistencySelector(), EntropySelector(), MCDropoutSelector(n_passes=2),
-                 RandomSelector()]
+    selectors = [
+        ConsistencySelector(),
+        EntropySelector(),
+        MCDropoutSelector(n_passes=2),
+        RandomSelector(),
+    ]
     with sklearn.config_context(enable_metadata_routing=True):
-        grid = GridSearchCV(tiny_method(), {"selector": selectors, "n_shots": [1, 2]},
-                            cv=LeaveOneDatasetOut(n_repeats=2, random_state=0), refit=False,
-                            n_jobs=n_jobs, error_score="raise")
+        grid = GridSearchCV(
+            tiny_method(),
+            {"selector": selectors, "n_shots": [1, 2]},
+            cv=LeaveOneDatasetOut(n_repeats=2, random_state=0),
+            refit=False,
+            n_jobs=n_jobs,
+            error_score="raise",
+        )
         grid.fit(X, y, sample_domain=d)
     results = grid.cv_results_
     assert len(results["params"]) == 8
@@ -295,10 +323,26 @@ def test_grid_search_over_selectors_with_leave_one_dataset_out(packed, n_jobs):
 def test_unseeded_random_selection_is_not_cached(packed, tmp_path):
     X, y, d = one_target(packed)
     memory = joblib.Memory(tmp_path, verbose=0)
-    draws = {tuple(map(tuple, FewShotSegmentation(
-        segmenter=tiny_segmenter(random_state=0), selector=RandomSelector(), n_shots=1,
-        patches_per_shot=3, pl_epochs=1, pl_batch_size=8, finetune_epochs=0,
-        memory=memory).fit(X, y, d).support_coords_.tolist())) for _ in range(4)}
+    draws = {
+        tuple(
+            map(
+                tuple,
+                FewShotSegmentation(
+                    segmenter=tiny_segmenter(random_state=0),
+                    selector=RandomSelector(),
+                    n_shots=1,
+                    patches_per_shot=3,
+                    pl_epochs=1,
+                    pl_batch_size=8,
+                    finetune_epochs=0,
+                    memory=memory,
+                )
+                .fit(X, y, d)
+                .support_coords_.tolist(),
+            )
+        )
+        for _ in range(4)
+    }
     assert len(draws) > 1
 
 
@@ -308,7 +352,41 @@ def test_all_tied_scores_warn(packed):
     class Constant(EntropySelector):
         def _pixel_scores(self, patches, estimator):
             import torch
+
             return torch.zeros(patches.shape)
 
     with pytest.warns(RuntimeWarning, match="same Constant score"):
         tiny_method(selector=Constant()).fit(X, y, d)
+
+
+# ------------------------------------------------------------------------- recipe
+def test_the_recipe_is_the_default_fine_tuning_and_grid_searchable(packed):
+    from kwtl.few_shot import fine_tune
+    from kwtl.models import FineTuneRecipe
+
+    X, y, d = one_target(packed)
+    method = tiny_method(finetune_epochs=None, recipe=FineTuneRecipe(steps=3, batch_size=2))
+    method.fit(X, y, sample_domain=d)
+    assert len(method.segmenter_.history[-1, "batches"]) == 3  # 3 optimiser steps
+    # the same step as kwtl.few_shot.fine_tune on the revealed support
+    support = method.candidates_.subset(method.support_indices_)
+    masks = method.oracle_.reveal_patches(support)
+    again = fine_tune(
+        method.plft_segmenter_,
+        support,
+        masks,
+        recipe=FineTuneRecipe(steps=3, batch_size=2),
+        random_state=method.segmenter_.random_state,
+    )
+    a, b = method.segmenter_.module_.state_dict(), again.module_.state_dict()
+    assert all(np.array_equal(a[k].numpy(), b[k].numpy()) for k in a)
+    # nested parameters reach the recipe (GridSearchCV's set_params)
+    tuned = clone(method).set_params(recipe__steps=5, recipe__augment=None)
+    assert tuned.recipe.steps == 5 and tuned.recipe.augment is None
+    assert FewShotSegmentation().recipe is None and FewShotSegmentation().finetune_epochs is None
+    with pytest.raises(ValueError, match="not both"):
+        tiny_method(recipe=FineTuneRecipe()).fit(X, y, sample_domain=d)
+    with pytest.raises(ValueError, match="exactly one"):
+        tiny_method(finetune_epochs=None, recipe=FineTuneRecipe(steps=None)).fit(
+            X, y, sample_domain=d
+        )

@@ -1,4 +1,5 @@
 """Integration tests on the real datasets in ../shared/data (CI has them beside the checkout)."""
+
 import pytest
 
 from kwtl.datasets import load_benchmark
@@ -15,8 +16,16 @@ def test_small_segmenter_on_four_sstem_images_beats_untrained(shared_data):
     train_y = [m[crop] for m in bench.masks[:4]]
     test_x = [im[crop] for im in bench.images[10:12]]
     test_y = [m[crop] for m in bench.masks[10:12]]
-    params = dict(module__width=8, module__init="default", patch_size=64, stride=16, lr=1e-3,
-                  batch_size=16, max_epochs=6, random_state=0)
+    params = dict(
+        module__width=8,
+        module__init="default",
+        patch_size=64,
+        stride=16,
+        lr=1e-3,
+        batch_size=16,
+        max_epochs=6,
+        random_state=0,
+    )
     untrained = FCRNSegmenter(**params).initialize()
     trained = FCRNSegmenter(**params).fit(train_x, train_y)
     before, after = untrained.score(test_x, test_y), trained.score(test_x, test_y)

@@ -1,4 +1,5 @@
 """The declared dependency ranges, the minimum and lock files and the licence agree."""
+
 from pathlib import Path
 
 import pytest
@@ -13,8 +14,9 @@ PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())
 PROJECT = PYPROJECT["project"]
 RUNTIME = [Requirement(r) for r in PROJECT["dependencies"]]
 TESTS = [Requirement(r) for r in PROJECT["optional-dependencies"]["tests"]]
-ALL = RUNTIME + [Requirement(r) for extra in PROJECT["optional-dependencies"].values()
-                 for r in extra]
+ALL = RUNTIME + [
+    Requirement(r) for extra in PROJECT["optional-dependencies"].values() for r in extra
+]
 
 
 def _pins(name):

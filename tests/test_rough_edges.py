@@ -1,4 +1,5 @@
 """Issue 23, item 7: the rough edges a new user met (outside the workflow steps)."""
+
 import stat
 import subprocess
 import warnings
@@ -42,7 +43,8 @@ def test_every_command_has_its_generated_option_list_in_the_docs():
     assert "subcommands()" in conf
     for command in subcommands():
         assert f"generated/kwtl_{command}_help.txt" in cli_rst, command
-    tracked = subprocess.run(["git", "ls-files", "docs/generated"], cwd=ROOT, text=True,
-                             capture_output=True).stdout
+    tracked = subprocess.run(
+        ["git", "ls-files", "docs/generated"], cwd=ROOT, text=True, capture_output=True
+    ).stdout
     assert tracked == ""
     assert "docs/generated/" in (ROOT / ".gitignore").read_text()

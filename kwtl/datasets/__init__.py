@@ -1,11 +1,12 @@
 """Reading and writing image files, loading microscopy datasets, the synthetic benchmark, and patch extraction."""
+
 from ._augment import PatchAugmenter, dihedral
 from ._download import download_sstem
 from ._folder import BENCHMARK_FOLDERS, MASK_SUFFIX, load_benchmark, load_folder, load_images
-from ._formats import (IMAGE_EXTENSIONS, MASK_EXTENSIONS, read_image, read_mask, read_stack,
-                       write_image, write_mask)
+from ._formats import IMAGE_EXTENSIONS, MASK_EXTENSIONS, read_image, read_mask, read_stack
 from ._patches import PatchSet, extract_patches, patch_coordinates, stitch_patches
 from ._synthetic import SYNTHETIC_DOMAINS, make_cells, make_synthetic_benchmark
+from ._writing import write_image, write_mask
 
 __all__ = [
     "BENCHMARK_FOLDERS",

@@ -1,4 +1,5 @@
 """Random label-preserving transforms of training patches (the fine-tuning recipe's augmentation)."""
+
 import numbers
 
 import numpy as np
@@ -24,8 +25,10 @@ def dihedral(array, k):
     if not 0 <= k < 8:
         raise ValueError(f"k must be in 0..7, got {k}")
     if k % 2 and array.shape[0] != array.shape[1]:
-        raise ValueError(f"a quarter turn changes the shape of a {array.shape[0]}x"
-                         f"{array.shape[1]} array; use k in (0, 2, 4, 6)")
+        raise ValueError(
+            f"a quarter turn changes the shape of a {array.shape[0]}x"
+            f"{array.shape[1]} array; use k in (0, 2, 4, 6)"
+        )
     out = np.rot90(array, k % 4)
     return np.fliplr(out) if k >= 4 else out
 
@@ -77,8 +80,11 @@ class PatchAugmenter(BaseEstimator):
             raise ValueError(f"flips must be True or False, got {self.flips!r}")
         for name in ("intensity", "gamma", "scale"):
             value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, numbers.Real) or \
-                    not 0 <= value < (1 if name == "intensity" else np.inf):
+            if (
+                isinstance(value, bool)
+                or not isinstance(value, numbers.Real)
+                or not 0 <= value < (1 if name == "intensity" else np.inf)
+            ):
                 bound = "[0, 1)" if name == "intensity" else ">= 0"
                 raise ValueError(f"{name} must be a number in {bound}, got {value!r}")
 
@@ -106,8 +112,10 @@ class PatchAugmenter(BaseEstimator):
         image = np.asarray(image)
         mask = np.asarray(mask) != 0
         if image.ndim != 2 or image.dtype != np.uint8 or mask.shape != image.shape:
-            raise ValueError(f"expected a 2-D uint8 image and a mask of its shape, got "
-                             f"{image.dtype} {image.shape} and {mask.shape}")
+            raise ValueError(
+                f"expected a 2-D uint8 image and a mask of its shape, got "
+                f"{image.dtype} {image.shape} and {mask.shape}"
+            )
         x = image.astype(np.float32)
         if self.scale:
             bound = np.log1p(float(self.scale))

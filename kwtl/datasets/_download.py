@@ -3,6 +3,7 @@
 Only ssTEM is redistributed in a form that can be fetched without registration; the other
 benchmarks' sources are listed in the user guide's data section.
 """
+
 import io
 import os
 import re
@@ -87,9 +88,8 @@ def _install_sstem_zip(zip_path, root, folder="ssTEM", overwrite=False):
         unpaired = sorted(set(raw) ^ set(mito))
         if unpaired:
             raise ValueError(
-                f"{zip_path}: slices without both a raw image and a mitochondria mask: "
-                f"{unpaired}"
-           )
+                f"{zip_path}: slices without both a raw image and a mitochondria mask: {unpaired}"
+            )
 
         staging = Path(tempfile.mkdtemp(prefix=f".{folder}-", dir=root))
         try:
@@ -103,10 +103,9 @@ def _install_sstem_zip(zip_path, root, folder="ssTEM", overwrite=False):
                     raise ValueError(
                         f"{mito[number]} has shape {mask.shape} but {raw[number]} has "
                         f"shape {image.shape}"
-                   )
+                    )
                 _write_png(image, staging / "images" / name)
-                _write_png(np.where(mask > 127, 255, 0).astype(np.uint8),
-                           staging / "masks" / name)
+                _write_png(np.where(mask > 127, 255, 0).astype(np.uint8), staging / "masks" / name)
             (staging / "SOURCE.md").write_text(_SSTEM_SOURCE.format(url=SSTEM_URL))
             retired = None
             if target.exists():
@@ -161,8 +160,10 @@ def download_sstem(root, url=SSTEM_URL, folder="ssTEM", overwrite=False, timeout
     Path(root).mkdir(parents=True, exist_ok=True)
     handle, zip_path = tempfile.mkstemp(suffix=".zip", prefix=".ssTEM-download-", dir=root)
     try:
-        with os.fdopen(handle, "wb") as out, \
-                urllib.request.urlopen(url, timeout=timeout) as response:
+        with (
+            os.fdopen(handle, "wb") as out,
+            urllib.request.urlopen(url, timeout=timeout) as response,
+        ):
             shutil.copyfileobj(response, out, length=1 << 20)
         return _install_sstem_zip(zip_path, root, folder=folder, overwrite=overwrite)
     finally:

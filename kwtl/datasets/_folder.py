@@ -8,6 +8,7 @@ unlabelled folder is read by :func:`load_images`. Files are read by
 :func:`~kwtl.datasets.read_mask` (PNG, TIFF, JPEG images; PNG, TIFF masks) and converted with
 the rules of :func:`kwtl.utils.check_images` and :func:`kwtl.utils.check_masks`.
 """
+
 from pathlib import Path
 
 import numpy as np
@@ -56,9 +57,11 @@ def _list_image_files(folder, what):
     if not folder.is_dir():
         raise FileNotFoundError(f"{what} folder not found: {folder}")
     files = sorted(
-        (p for p in folder.iterdir()
-         if p.is_file() and not p.name.startswith(".")
-         and p.suffix.lower() in IMAGE_EXTENSIONS),
+        (
+            p
+            for p in folder.iterdir()
+            if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in IMAGE_EXTENSIONS
+        ),
         key=lambda p: p.name,
     )
     by_stem = {}
@@ -83,15 +86,18 @@ def _strip_suffix(files, suffix):
 
 def _auto_mask_hint(folder, image_files):
     """A hint for a folder without ``_masks`` files: other suffixes, or Cellpose npy files."""
-    stems = [p.stem for p in folder.iterdir()
-             if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS]
+    stems = [
+        p.stem for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS
+    ]
     for suffix in _OTHER_MASK_SUFFIXES:
         if any(s.endswith(suffix) and s[: -len(suffix)] in image_files for s in stems):
             return f"; files named like <image>{suffix} exist: pass mask_suffix={suffix!r}"
     if any(p.name.endswith("_seg.npy") for p in folder.iterdir()):
-        return ("; Cellpose _seg.npy files are not read (they are Python pickles): save the "
-                "masks as <image>_masks.png or .tif (Cellpose: --save_png / --save_tif, or "
-                "the GUI's File > Save masks)")
+        return (
+            "; Cellpose _seg.npy files are not read (they are Python pickles): save the "
+            "masks as <image>_masks.png or .tif (Cellpose: --save_png / --save_tif, or "
+            "the GUI's File > Save masks)"
+        )
     return ""
 
 
@@ -199,13 +205,12 @@ def load_folder(path, images_dir="auto", masks_dir="auto", mask_suffix=None, cha
     if same_folder and not mask_suffix:
         raise ValueError(
             f"images and masks are both read from {image_folder}: give a mask_suffix "
-            "(e.g. '_masks') so that no file is paired with itself")
+            "(e.g. '_masks') so that no file is paired with itself"
+        )
     if same_folder:
         image_files = {s: f for s, f in image_files.items() if not s.endswith(mask_suffix)}
     if not image_files:
-        raise ValueError(
-            f"no images ({', '.join(IMAGE_EXTENSIONS)}) found in {image_folder}"
-        )
+        raise ValueError(f"no images ({', '.join(IMAGE_EXTENSIONS)}) found in {image_folder}")
 
     mask_files = None
     if mask_folder is not None:
@@ -264,20 +269,23 @@ def _unlabelled_files(folder, recursive, mask_suffix):
     files = {}
     for file in sorted(folder.glob(pattern)):
         rel = file.relative_to(folder)
-        if (not file.is_file() or any(part.startswith(".") for part in rel.parts)
-                or file.suffix.lower() not in IMAGE_EXTENSIONS
-                or (mask_suffix and file.stem.endswith(mask_suffix))):
+        if (
+            not file.is_file()
+            or any(part.startswith(".") for part in rel.parts)
+            or file.suffix.lower() not in IMAGE_EXTENSIONS
+            or (mask_suffix and file.stem.endswith(mask_suffix))
+        ):
             continue
         name = rel.with_suffix("").as_posix()
         if name in files:
             raise ValueError(
-                f"{folder} has two images named {name!r}: {files[name].name} and {file.name}")
+                f"{folder} has two images named {name!r}: {files[name].name} and {file.name}"
+            )
         files[name] = file
     return dict(sorted(files.items()))
 
 
-def load_images(folder, channel=None, recursive=False, mask_suffix=MASK_SUFFIX,
-                progress=False):
+def load_images(folder, channel=None, recursive=False, mask_suffix=MASK_SUFFIX, progress=False):
     """Load every image of an unlabelled folder, stacks split into their planes.
 
     Files are read in sorted name order with :func:`~kwtl.datasets.read_image`'s rules; a
@@ -336,12 +344,12 @@ def load_images(folder, channel=None, recursive=False, mask_suffix=MASK_SUFFIX,
     if not files:
         raise ValueError(
             f"no images ({', '.join(IMAGE_EXTENSIONS)}) found in {folder}"
-            + ("" if recursive else " (sub-folders are not read: pass recursive=True)"))
+            + ("" if recursive else " (sub-folders are not read: pass recursive=True)")
+        )
     from tqdm.auto import tqdm
 
     images, names = [], []
-    for name, file in tqdm(files.items(), desc="reading images", unit="file",
-                           disable=not progress):
+    for name, file in tqdm(files.items(), desc="reading images", unit="file", disable=not progress):
         planes = _planes(_decode(file), file, channel, as_stack="auto")
         is_stack = len(planes) > 1
         width = max(3, len(str(len(planes) - 1)))
@@ -415,9 +423,14 @@ def load_benchmark(root, names=None):
     if names is None:
         selected = [(b, f) for b, f in BENCHMARK_FOLDERS.items() if (root / f).is_dir()]
         known = {f for _, f in selected}
-        selected += [(d.name, d.name) for d in sorted(root.iterdir(), key=lambda d: d.name)
-                     if d.name not in known and not d.name.startswith(".")
-                     and (d / "images").is_dir() and (d / "masks").is_dir()]
+        selected += [
+            (d.name, d.name)
+            for d in sorted(root.iterdir(), key=lambda d: d.name)
+            if d.name not in known
+            and not d.name.startswith(".")
+            and (d / "images").is_dir()
+            and (d / "masks").is_dir()
+        ]
         if not selected:
             raise FileNotFoundError(
                 f"no dataset folder (a folder with images/ and masks/) in {root}; the "

@@ -4,6 +4,7 @@ The grid is the authors': top-left offsets ``0, s, 2s, ...`` along each axis,
 only windows that lie fully inside the image, row-major order. ``cover_border=True`` adds one
 last window flush with the bottom/right edge so that every pixel is covered.
 """
+
 import numbers
 
 import numpy as np
@@ -69,7 +70,7 @@ def patch_coordinates(shapes, patch_size, stride, cover_border=False):
             raise ValueError(
                 f"image {i} of shape {(h, w)} is smaller than the patch size {(ph, pw)}; "
                 "use a smaller patch_size"
-           )
+            )
         rr = _axis_offsets(h, ph, sh, cover_border)
         cc = _axis_offsets(w, pw, sw, cover_border)
         grid = np.stack(np.meshgrid(rr, cc, indexing="ij"), axis=-1).reshape(-1, 2)
@@ -186,7 +187,7 @@ class PatchSet:
         return (
             f"PatchSet(n_patches={len(self)}, patch_size={self.patch_size}, "
             f"n_images={len(self.arrays)})"
-       )
+        )
 
 
 def extract_patches(images, patch_size, stride, cover_border=False):

@@ -3,6 +3,7 @@
 Figures use matplotlib's Agg canvas directly (no :mod:`matplotlib.pyplot` state) and are
 written atomically (:func:`kwtl.utils._atomic.atomic_write`).
 """
+
 from collections import Counter
 
 import numpy as np
@@ -38,8 +39,6 @@ def _new_figure(figsize):
     return fig
 
 
-
-
 def _selector_colour(selector, others):
     if selector in _SELECTOR_COLOURS:
         return _SELECTOR_COLOURS[selector]
@@ -71,15 +70,19 @@ def plot_miou_vs_shots(records, path, title=None):
     fig = _new_figure((4.2 * n, 3.8))
     axes = fig.subplots(1, n, squeeze=False)[0]
     if summary.empty:
-        axes[0].text(0.5, 0.5, "no results", ha="center", va="center",
-                     transform=axes[0].transAxes)
+        axes[0].text(0.5, 0.5, "no results", ha="center", va="center", transform=axes[0].transAxes)
         axes[0].set_axis_off()
     for ax, (target, mine) in zip(axes, by_target):
         for selector, cells in mine.groupby("selector", sort=False):
             label = f"{selector} (the paper's)" if selector == "consistency" else selector
             ax.errorbar(
-                cells["n_shots"].tolist(), cells["mean"].tolist(), yerr=cells["std"].tolist(),
-                label=label, marker="o", capsize=3, color=_selector_colour(selector, others),
+                cells["n_shots"].tolist(),
+                cells["mean"].tolist(),
+                yerr=cells["std"].tolist(),
+                label=label,
+                marker="o",
+                capsize=3,
+                color=_selector_colour(selector, others),
             )
         ax.set_xticks(sorted(set(mine["n_shots"].tolist())))
         ax.set_xlabel("shots (annotated images)")
@@ -101,8 +104,7 @@ def _pair(value):
     raise ValueError(f"patch_size must be an int or a (height, width) pair, got {value!r}")
 
 
-def plot_selection(image, support, patch_size, path, title=None, max_patches=200,
-                   cmap="viridis"):
+def plot_selection(image, support, patch_size, path, title=None, max_patches=200, cmap="viridis"):
     """Draw the selected patches on an image, coloured by their selection score.
 
     Parameters
@@ -154,16 +156,27 @@ def plot_selection(image, support, patch_size, path, title=None, max_patches=200
         norm = Normalize(vmin=lo, vmax=hi)
         colours = colormaps[cmap]
         for r, c, s in rows:
-            ax.add_patch(Rectangle((c - 0.5, r - 0.5), pw, ph, fill=False, linewidth=1.2,
-                                   edgecolor=colours(norm(s)) if np.isfinite(s) else "red"))
+            ax.add_patch(
+                Rectangle(
+                    (c - 0.5, r - 0.5),
+                    pw,
+                    ph,
+                    fill=False,
+                    linewidth=1.2,
+                    edgecolor=colours(norm(s)) if np.isfinite(s) else "red",
+                )
+            )
         mappable = ScalarMappable(norm=norm, cmap=colours)
         mappable.set_array(finite)
         fig.colorbar(mappable, ax=ax, fraction=0.046, pad=0.04, label="selection score")
     ax.set_xlim(-0.5, w - 0.5)
     ax.set_ylim(h - 0.5, -0.5)
     ax.set_axis_off()
-    shown = f"{len(rows)} of {n_total} selected patches" if n_total > len(rows) else \
-        f"{n_total} selected patches"
+    shown = (
+        f"{len(rows)} of {n_total} selected patches"
+        if n_total > len(rows)
+        else f"{n_total} selected patches"
+    )
     ax.set_title(shown if title is None else f"{title}\n{shown}")
     fig.tight_layout()
     return _save_figure(fig, path)
@@ -172,8 +185,11 @@ def plot_selection(image, support, patch_size, path, title=None, max_patches=200
 def _selection_for(records, target, method):
     """The support of the first repeat of the largest-shot ``method`` run, restricted to the
     pool image with the most selected patches: ``(image_name, rows, patch_size, record)``."""
-    runs = [r for r in records if r.get("target") == target and r.get("selector") == method
-            and r.get("support")]
+    runs = [
+        r
+        for r in records
+        if r.get("target") == target and r.get("selector") == method and r.get("support")
+    ]
     if not runs:
         return None
     top = max(int(r["n_shots"]) for r in runs)
@@ -184,5 +200,3 @@ def _selection_for(records, target, method):
     pool = record.get("pool_images") or []
     name = pool[index] if 0 <= index < len(pool) else index
     return name, support[support[:, 0] == index][:, 1:], record.get("patch_size", 256), record
-
-

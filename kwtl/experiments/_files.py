@@ -1,5 +1,6 @@
 """File names of experiment outputs: one sanitiser for names that come from the data, and
 the name of a job's result file (``<target>__<selector>__<n>shot__r<repeat>.json``)."""
+
 import re
 
 __all__ = ["parse_result_filename", "result_filename", "safe_name"]

@@ -4,6 +4,7 @@ All values are mIoU in %, ``(mean, std)`` over the authors' 10 runs, exactly as 
 the paper (one decimal).  Selector names follow :mod:`kwtl.selection`:
 ``"consistency"`` is the paper's "Ours", ``"mc_dropout"`` its "MC-dropout".
 """
+
 import math
 
 __all__ = [
@@ -59,9 +60,7 @@ _TABLE2_ROWS = {
 #: Paper Table 2 (TNBC, EM, ssTEM) and supplement Tab. 11 (B39, B5):
 #: ``{target: {selector: {n_shots: (mean, std)}}}``, mIoU in %.
 PAPER_TABLE2 = {
-    target: {
-        selector: dict(zip(PAPER_SHOTS, cells)) for selector, cells in by_selector.items()
-    }
+    target: {selector: dict(zip(PAPER_SHOTS, cells)) for selector, cells in by_selector.items()}
     for target, by_selector in _TABLE2_ROWS.items()
 }
 

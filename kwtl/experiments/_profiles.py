@@ -1,4 +1,5 @@
 """Named experiment profiles: every size, epoch count and option of a run in one place."""
+
 import copy
 
 from ..selection._registry import PAPER_SELECTORS
@@ -17,14 +18,24 @@ PROFILES = {
         "shots": (1, 3, 5),
         "repeats": 3,
         "segmenter": {
-            "module__width": 16, "module__init": "default", "patch_size": 32, "stride": 16,
-            "lr": 1e-3, "batch_size": 16, "meta_iterations": 30, "inner_steps": 10,
-            "meta_shots": 8, "inner_lr": 1e-3,
+            "module__width": 16,
+            "module__init": "default",
+            "patch_size": 32,
+            "stride": 16,
+            "lr": 1e-3,
+            "batch_size": 16,
+            "meta_iterations": 30,
+            "inner_steps": 10,
+            "meta_shots": 8,
+            "inner_lr": 1e-3,
         },
         "patches_per_shot": 10,
         "pl_epochs": 20,
         "pl_batch_size": 32,
-        "finetune_epochs": 20,
+        # the library's default support fine-tuning (FineTuneRecipe(): 250 steps of batch 8,
+        # flips and quarter turns); the cpu and paper profiles keep the paper's epochs
+        "finetune_recipe": {},
+        "finetune_epochs": None,
         "pseudo_labeler": "default",
         "transductive_plft": False,
         "min_foreground": None,
@@ -32,17 +43,27 @@ PROFILES = {
     },
     # Real data on 2 CPU cores, under an hour for ssTEM + EM (see benchmarks/results/).
     "cpu": {
-        "description": ("real data on CPU: 64x64 patches on a stride-64 grid, FCRN width 16, "
-                        "short Reptile/PLFT/fine-tuning schedules, 3 repeats on the authors' "
-                        "splits, the authors' foreground filter scaled to 23 px"),
+        "description": (
+            "real data on CPU: 64x64 patches on a stride-64 grid, FCRN width 16, "
+            "short Reptile/PLFT/fine-tuning schedules, 3 repeats on the authors' "
+            "splits, the authors' foreground filter scaled to 23 px"
+        ),
         "targets": ["ssTEM", "EM"],
         "selectors": _SELECTORS,
         "shots": (1, 3, 5),
         "repeats": 3,
         "segmenter": {
-            "module__width": 16, "module__init": "default", "patch_size": 64, "stride": 64,
-            "lr": 1e-3, "batch_size": 32, "meta_iterations": 60, "inner_steps": 10,
-            "meta_shots": 8, "inner_lr": 1e-3, "max_pixels": 2**25,
+            "module__width": 16,
+            "module__init": "default",
+            "patch_size": 64,
+            "stride": 64,
+            "lr": 1e-3,
+            "batch_size": 32,
+            "meta_iterations": 60,
+            "inner_steps": 10,
+            "meta_shots": 8,
+            "inner_lr": 1e-3,
+            "max_pixels": 2**25,
         },
         "patches_per_shot": {"ssTEM": 40, "EM": 40, "default": 40},
         "pl_epochs": 2,
@@ -58,7 +79,7 @@ PROFILES = {
     # The paper's sizes; meant for a GPU.
     "paper": {
         "description": "the paper's sizes: 256x256 patches, Reptile 300x30, PLFT 100 epochs, "
-                       "fine-tuning 20 epochs, 10 repeats, PLFT on all target images, 360-pixel filter",
+        "fine-tuning 20 epochs, 10 repeats, PLFT on all target images, 360-pixel filter",
         "targets": ["ssTEM", "EM"],
         "selectors": _SELECTORS,
         "shots": (1, 3, 5, 7, 10),
@@ -66,8 +87,14 @@ PROFILES = {
         "segmenter": {"patch_size": 256, "stride": 30, "batch_size": 64, "max_pixels": 2**25},
         "source_strides": {"B5": 140, "B39": 55, "TNBC": 20, "EM": 85, "ssTEM": 32},
         "target_strides": {"B5": 30, "B39": (50, 26), "TNBC": 28, "EM": 30, "ssTEM": 30},
-        "patches_per_shot": {"TNBC": 100, "EM": 400, "ssTEM": 500, "B5": 100, "B39": 100,
-                             "default": 100},
+        "patches_per_shot": {
+            "TNBC": 100,
+            "EM": 400,
+            "ssTEM": 500,
+            "B5": 100,
+            "B39": 100,
+            "default": 100,
+        },
         "pl_epochs": 100,
         "pl_batch_size": 128,
         "finetune_epochs": 20,

@@ -6,6 +6,7 @@ filter the paper's consistency lost to it on real data. So every selector is tes
 random (one-sided Wilcoxon signed-rank, paired by repeat, the paper's Table 5 test), and the
 report ends with the rule's verdict, derived from the numbers alone.
 """
+
 import numpy as np
 
 from ._tables import wilcoxon_table
@@ -17,7 +18,7 @@ BASELINE = "random"
 
 
 def selector_kind(name):
-    """"the paper's method", "a paper baseline", "label-free, beyond the paper" or ""."""
+    """ "the paper's method", "a paper baseline", "label-free, beyond the paper" or ""."""
     from ..selection._registry import LABEL_FREE_SELECTORS, PAPER_SELECTORS
 
     if name == "consistency":
@@ -43,8 +44,11 @@ def compare_with_random(records, alpha=0.05):
     rows = []
     for name in selectors:
         pair = [r for r in records if r["selector"] in (name, BASELINE)]
-        rows += [row for row in wilcoxon_table(pair, method=name, alpha=alpha)
-                 if row["baseline"] == BASELINE]
+        rows += [
+            row
+            for row in wilcoxon_table(pair, method=name, alpha=alpha)
+            if row["baseline"] == BASELINE
+        ]
     return rows
 
 
@@ -78,10 +82,11 @@ def recommendation(summary, tests):
     """
     means = {(r["target"], r["selector"], r["n_shots"]): r["mean"] for r in summary}
     if not any(key[1] == BASELINE for key in means):
-        return ("No recommendation: random was not measured, and every selector must be "
-                "tested against it.")
-    significant = {(t["target"], t["method"], t["n_shots"]): bool(t["significant"])
-                   for t in tests}
+        return (
+            "No recommendation: random was not measured, and every selector must be "
+            "tested against it."
+        )
+    significant = {(t["target"], t["method"], t["n_shots"]): bool(t["significant"]) for t in tests}
     supported = []
     for name in sorted({key[1] for key in means} - {BASELINE}):
         cells = [(t, k) for (t, s, k) in means if s == name and (t, BASELINE, k) in means]
@@ -92,12 +97,16 @@ def recommendation(summary, tests):
         if min(gains) > 0 and 2 * wins >= len(cells):
             supported.append((float(np.mean(gains)), name, len(cells), wins))
     if not supported:
-        return ("Use **random**: no selector beat random in every target and shot count "
-                "with a significant one-sided Wilcoxon test in at least half of them. Random "
-                "is as good as anything measured here, costs no scoring and needs no model "
-                "before the annotation.")
+        return (
+            "Use **random**: no selector beat random in every target and shot count "
+            "with a significant one-sided Wilcoxon test in at least half of them. Random "
+            "is as good as anything measured here, costs no scoring and needs no model "
+            "before the annotation."
+        )
     gain, name, n_cells, wins = max(supported)
     kind = selector_kind(name)
-    return (f"Use **{name}**{f' ({kind})' if kind else ''}: above random in all {n_cells} "
-            f"target × shots cells (mean gain {gain:+.1f} points) and significantly so in "
-            f"{wins} of them (one-sided Wilcoxon, p < 0.05).")
+    return (
+        f"Use **{name}**{f' ({kind})' if kind else ''}: above random in all {n_cells} "
+        f"target × shots cells (mean gain {gain:+.1f} points) and significantly so in "
+        f"{wins} of them (one-sided Wilcoxon, p < 0.05)."
+    )

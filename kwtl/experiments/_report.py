@@ -12,6 +12,7 @@ method (its tables' "Ours"); every selector is tested against random and the rep
 with the recommendation the table supports (:mod:`._recommend`). Every file is written atomically (:func:`kwtl.utils._atomic.atomic_write`), so an
 interrupted report never leaves a half-written file behind.
 """
+
 import csv
 import io
 import json
@@ -26,9 +27,17 @@ from ._figures import _selection_for, plot_miou_vs_shots, plot_selection
 from ._files import safe_name
 from ._paper import PAPER_TABLE2, paper_comparison_rows
 from ._recommend import BASELINE, recommendation, selector_kind, compare_with_random
-from ._tables import (_COMPARISON_COLUMNS, _SUMMARY_COLUMNS, _WILCOXON_COLUMNS,
-                      _format_value, _selector_shots_rows, _target_key, format_markdown_table,
-                      load_results, summary_table)
+from ._tables import (
+    _COMPARISON_COLUMNS,
+    _SUMMARY_COLUMNS,
+    _WILCOXON_COLUMNS,
+    _format_value,
+    _selector_shots_rows,
+    _target_key,
+    format_markdown_table,
+    load_results,
+    summary_table,
+)
 
 __all__ = ["write_report"]
 
@@ -65,8 +74,9 @@ def _jsonable(value):
 # --------------------------------------------------------------------------------------------
 # report
 # --------------------------------------------------------------------------------------------
-def write_report(out_dir, records=None, images=None, metadata=None, paper_table=None,
-                 method="consistency"):
+def write_report(
+    out_dir, records=None, images=None, metadata=None, paper_table=None, method="consistency"
+):
     """Write tables, figures and ``report.md`` for a runner output folder.
 
     Files written (each atomically) into ``out_dir``:
@@ -122,32 +132,41 @@ def write_report(out_dir, records=None, images=None, metadata=None, paper_table=
     tests = compare_with_random(records)
     paths = {}
 
-    paths["results_csv"] = _atomic_write_text(out / "results.csv",
-                                              _csv_text(summary, _SUMMARY_COLUMNS))
+    paths["results_csv"] = _atomic_write_text(
+        out / "results.csv", _csv_text(summary, _SUMMARY_COLUMNS)
+    )
     payload = dict(metadata=metadata, n_records=len(records), summary=summary, wilcoxon=tests)
     paths["results_json"] = _atomic_write_text(
         out / "results.json", json.dumps(_jsonable(payload), indent=2, allow_nan=False) + "\n"
-   )
-    paths["wilcoxon_csv"] = _atomic_write_text(out / "wilcoxon.csv",
-                                               _csv_text(tests, _WILCOXON_COLUMNS))
+    )
+    paths["wilcoxon_csv"] = _atomic_write_text(
+        out / "wilcoxon.csv", _csv_text(tests, _WILCOXON_COLUMNS)
+    )
     paths["miou_vs_shots"] = plot_miou_vs_shots(records, out / "miou_vs_shots.png")
 
     selections = []
     for target in sorted(images or {}, key=_target_key):
         found = _selection_for(records, target, method)
         if found is None:
-            warnings.warn(f"no {method!r} run with a support set for target {target!r}; "
-                          "no selection picture", RuntimeWarning, stacklevel=2)
+            warnings.warn(
+                f"no {method!r} run with a support set for target {target!r}; no selection picture",
+                RuntimeWarning,
+                stacklevel=2,
+            )
             continue
         name, rows, patch_size, record = found
         image = images[target].get(name) if isinstance(images[target], dict) else None
         if image is None:
-            warnings.warn(f"pool image {name!r} of target {target!r} not given; "
-                          "no selection picture", RuntimeWarning, stacklevel=2)
+            warnings.warn(
+                f"pool image {name!r} of target {target!r} not given; no selection picture",
+                RuntimeWarning,
+                stacklevel=2,
+            )
             continue
         key = f"selection_{safe_name(target)}"
-        title = (f"{target}: {method}, {record['n_shots']}-shot, repeat {record['repeat']}, "
-                 f"image {name}")
+        title = (
+            f"{target}: {method}, {record['n_shots']}-shot, repeat {record['repeat']}, image {name}"
+        )
         paths[key] = plot_selection(image, rows, patch_size, out / f"{key}.png", title=title)
         selections.append((target, name, paths[key].name))
 
@@ -156,7 +175,7 @@ def write_report(out_dir, records=None, images=None, metadata=None, paper_table=
         comparison = paper_comparison_rows(summary, paper_table)
         paths["paper_comparison"] = _atomic_write_text(
             out / "paper_comparison.csv", _csv_text(comparison, _COMPARISON_COLUMNS)
-       )
+        )
 
     md = _markdown_report(records, summary, tests, metadata, method, selections, comparison)
     paths["report"] = _atomic_write_text(out / "report.md", md)
@@ -177,9 +196,13 @@ def _markdown_report(records, summary, tests, metadata, method, selections, comp
 
     selectors = sorted({r["selector"] for r in summary})
     kinds = [f"`{s}` ({selector_kind(s)})" for s in selectors if selector_kind(s)]
-    lines += ["## mIoU (%) per selector and shots", "",
-              "Mean ± std over repeats (numpy std, ddof = 0), in %. "
-              + (f"Selectors: {', '.join(kinds)}." if kinds else ""), ""]
+    lines += [
+        "## mIoU (%) per selector and shots",
+        "",
+        "Mean ± std over repeats (numpy std, ddof = 0), in %. "
+        + (f"Selectors: {', '.join(kinds)}." if kinds else ""),
+        "",
+    ]
     targets = sorted({r["target"] for r in summary}, key=_target_key)
     if not targets:
         lines += ["No results.", ""]
@@ -187,17 +210,31 @@ def _markdown_report(records, summary, tests, metadata, method, selections, comp
         columns, rows = _selector_shots_rows([r for r in summary if r["target"] == target])
         lines += [f"### {target}", "", format_markdown_table(rows, columns)]
 
-    lines += ["## Wilcoxon signed-rank tests: every selector against random", "",
-              f"One-sided (H1: selector > `{BASELINE}`), paired by repeat, α = 0.05 "
-              "(the test of the paper's Table 5).", ""]
+    lines += [
+        "## Wilcoxon signed-rank tests: every selector against random",
+        "",
+        f"One-sided (H1: selector > `{BASELINE}`), paired by repeat, α = 0.05 "
+        "(the test of the paper's Table 5).",
+        "",
+    ]
     if tests:
-        lines.append(format_markdown_table(
-            tests,
-            ["target", "n_shots", "method", "n_pairs", "statistic", "p_value", "significant",
-             "note"],
-            headers=["target", "shots", "selector", "pairs", "W", "p", "p < 0.05", "note"],
-            floatfmt={"statistic": ".1f", "p_value": ".4g"},
-       ))
+        lines.append(
+            format_markdown_table(
+                tests,
+                [
+                    "target",
+                    "n_shots",
+                    "method",
+                    "n_pairs",
+                    "statistic",
+                    "p_value",
+                    "significant",
+                    "note",
+                ],
+                headers=["target", "shots", "selector", "pairs", "W", "p", "p < 0.05", "note"],
+                floatfmt={"statistic": ".1f", "p_value": ".4g"},
+            )
+        )
         n_sig = sum(r["significant"] for r in tests)
         lines += [f"Significant in {n_sig} of {len(tests)} comparisons.", ""]
     else:
@@ -208,21 +245,34 @@ def _markdown_report(records, summary, tests, metadata, method, selections, comp
         lines += [f"![{target}: patches selected on {name}]({file})", ""]
 
     if comparison is not None:
-        lines += ["## kwtl vs paper (Table 2)", "",
-                  "Paper: Table 2 (TNBC, EM, ssTEM) and supplement Tab. 11 (B39, B5); "
-                  "difference = kwtl − paper, percentage points.", ""]
+        lines += [
+            "## kwtl vs paper (Table 2)",
+            "",
+            "Paper: Table 2 (TNBC, EM, ssTEM) and supplement Tab. 11 (B39, B5); "
+            "difference = kwtl − paper, percentage points.",
+            "",
+        ]
         if comparison:
-            rows = [dict(target=r["target"], selector=r["selector"], n_shots=r["n_shots"],
-                         kwtl=f"{r['kwtl_mean']:.1f} ± {r['kwtl_std']:.1f}",
-                         paper=f"{r['paper_mean']:.1f} ± {r['paper_std']:.1f}",
-                         # + 0.0 turns a rounded -0.0 into 0.0
-                         difference=round(r["difference"], 1) + 0.0)
-                    for r in comparison]
-            lines.append(format_markdown_table(
-                rows, ["target", "selector", "n_shots", "kwtl", "paper", "difference"],
-                headers=["target", "selector", "shots", "kwtl", "paper", "difference"],
-                floatfmt={"difference": "+.1f"},
-           ))
+            rows = [
+                dict(
+                    target=r["target"],
+                    selector=r["selector"],
+                    n_shots=r["n_shots"],
+                    kwtl=f"{r['kwtl_mean']:.1f} ± {r['kwtl_std']:.1f}",
+                    paper=f"{r['paper_mean']:.1f} ± {r['paper_std']:.1f}",
+                    # + 0.0 turns a rounded -0.0 into 0.0
+                    difference=round(r["difference"], 1) + 0.0,
+                )
+                for r in comparison
+            ]
+            lines.append(
+                format_markdown_table(
+                    rows,
+                    ["target", "selector", "n_shots", "kwtl", "paper", "difference"],
+                    headers=["target", "selector", "shots", "kwtl", "paper", "difference"],
+                    floatfmt={"difference": "+.1f"},
+                )
+            )
         else:
             lines += ["No cell in common with the paper's table.", ""]
 

@@ -7,6 +7,7 @@ PLFT are cached on disk in ``<out>/cache`` (joblib.Memory) and shared by all sel
 shot counts. Jobs run through joblib, so ``n_jobs`` parallelises them on one machine and
 ``joblib.parallel_config(backend="dask")`` sends them to a Dask cluster.
 """
+
 import functools
 import json
 import os
@@ -18,7 +19,7 @@ from pathlib import Path
 import joblib
 import numpy as np
 
-from .._few_shot import FewShotSegmentation
+from ..few_shot import FewShotSegmentation
 from ..datasets import load_benchmark, make_synthetic_benchmark
 from ..metrics import iou_score
 from ..model_selection import LeaveOneDatasetOut, authors_splits, benchmark_to_Xy
@@ -30,6 +31,7 @@ from ._files import result_filename
 from ._profiles import get_profile, per_target
 
 __all__ = ["Experiment", "run_experiment"]
+
 
 @functools.lru_cache(maxsize=2)
 def _load_data(spec_json):
@@ -64,15 +66,27 @@ class Experiment:
         ``kwtl run`` finds the file beside the data and passes it here.
     """
 
-    def __init__(self, out_dir, profile="quick", data=None, targets=None, selectors=None,
-                 shots=None, repeats=None, random_state=0, device="cpu", profile_overrides=None,
-                 splits=None):
+    def __init__(
+        self,
+        out_dir,
+        profile="quick",
+        data=None,
+        targets=None,
+        selectors=None,
+        shots=None,
+        repeats=None,
+        random_state=0,
+        device="cpu",
+        profile_overrides=None,
+        splits=None,
+    ):
         self.out_dir = Path(out_dir)
         self.splits = None if splits is None else Path(splits)
         if self.splits is not None and not self.splits.is_file():
             raise FileNotFoundError(f"splits file not found: {self.splits}")
-        self.profile = get_profile(profile, targets=targets, selectors=selectors, shots=shots,
-                                   repeats=repeats)
+        self.profile = get_profile(
+            profile, targets=targets, selectors=selectors, shots=shots, repeats=repeats
+        )
         self.profile.update(profile_overrides or {})  # explicit overrides apply even if None
         self.random_state = int(random_state)
         self.device = device
@@ -106,8 +120,13 @@ class Experiment:
     def jobs(self):
         """All ``(target, repeat, selector, shots)`` jobs, in run order."""
         p = self.profile
-        return [(t, r, s, int(k)) for t in p["targets"] for r in range(int(p["repeats"]))
-                for s in p["selectors"] for k in p["shots"]]
+        return [
+            (t, r, s, int(k))
+            for t in p["targets"]
+            for r in range(int(p["repeats"]))
+            for s in p["selectors"]
+            for k in p["shots"]
+        ]
 
     def result_path(self, job):
         target, repeat, selector, shots = job
@@ -119,10 +138,18 @@ class Experiment:
 
     def identity(self):
         """What must match for results in ``out_dir`` to be reused (not the job list)."""
-        p = {k: v for k, v in self.profile.items()
-             if k not in ("targets", "selectors", "shots", "repeats", "description")}
-        return json.loads(json.dumps({"profile": p, "data": self.spec, "seed": self.random_state},
-                                     sort_keys=True, default=list))
+        p = {
+            k: v
+            for k, v in self.profile.items()
+            if k not in ("targets", "selectors", "shots", "repeats", "description")
+        }
+        return json.loads(
+            json.dumps(
+                {"profile": p, "data": self.spec, "seed": self.random_state},
+                sort_keys=True,
+                default=list,
+            )
+        )
 
     def _claim_out_dir(self):
         """Create ``out_dir`` or check that its results belong to this experiment."""
@@ -132,15 +159,20 @@ class Experiment:
             try:
                 previous = json.loads(marker.read_text())
             except ValueError:
-                raise ValueError(f"{marker} is unreadable; remove it or use another output folder") from None
+                raise ValueError(
+                    f"{marker} is unreadable; remove it or use another output folder"
+                ) from None
             if previous != self.identity():
                 raise ValueError(
                     f"{self.out_dir} holds results of a different experiment (profile, data or "
-                    "seed differ); use another output folder so nothing is mixed or overwritten")
+                    "seed differ); use another output folder so nothing is mixed or overwritten"
+                )
         else:
             if any((self.out_dir / "results").glob("*.json")):
-                raise ValueError(f"{self.out_dir}/results has results without experiment.json; "
-                                 "use another output folder")
+                raise ValueError(
+                    f"{self.out_dir}/results has results without experiment.json; "
+                    "use another output folder"
+                )
             _atomic_write_text(marker, json.dumps(self.identity(), indent=1, sort_keys=True))
 
     def run(self, n_jobs=1, progress=True):
@@ -152,9 +184,11 @@ class Experiment:
         # load them from the cache.
         splits = sorted({(t, r) for t, r, _, _ in todo})
         joblib.Parallel(n_jobs=n_jobs)(
-            joblib.delayed(_prepare_split)(self, t, r) for t, r in splits)
+            joblib.delayed(_prepare_split)(self, t, r) for t, r in splits
+        )
         iterator = joblib.Parallel(n_jobs=n_jobs, return_as="generator_unordered")(
-            joblib.delayed(_run_job)(self, job) for job in todo)
+            joblib.delayed(_run_job)(self, job) for job in todo
+        )
         if progress:
             from tqdm.auto import tqdm
 
@@ -165,8 +199,6 @@ class Experiment:
 
     def _check_budgets(self, todo):
         """Fail before any training if a job's budget exceeds its pool (or an input is bad)."""
-        from .._preflight import check_before_training
-
         largest = {}
         for target, _, selector, shots in todo:
             unit = getattr(_make_selector(selector), "unit", "patch")
@@ -175,8 +207,7 @@ class Experiment:
                 largest[key] = (shots, selector)
         for (target, _), (shots, selector) in largest.items():
             X, y, d, train, _ = self.split(target, 0)
-            check_before_training(self.estimator(target, selector, shots), X[train], y[train],
-                                  d[train])
+            self.estimator(target, selector, shots).check_fit(X[train], y[train], d[train])
 
     def records(self):
         """The finished results, in job order."""
@@ -189,8 +220,12 @@ class Experiment:
         bench = self.benchmark
         X, y, d = benchmark_to_Xy(bench, targets=[target])
         fixed = None if self.splits is None else authors_splits(bench, self.splits)
-        cv = LeaveOneDatasetOut(n_repeats=int(self.profile["repeats"]), test_size=0.2,
-                                random_state=self.random_state, fixed_splits=fixed)
+        cv = LeaveOneDatasetOut(
+            n_repeats=int(self.profile["repeats"]),
+            test_size=0.2,
+            random_state=self.random_state,
+            fixed_splits=fixed,
+        )
         for k, (train, test) in enumerate(cv.split(X, y, d)):
             if k == repeat:
                 return X, y, d, train, test
@@ -214,7 +249,8 @@ class Experiment:
         if "source_strides" in p:
             seg_params["meta_stride"] = {
                 domain: p["source_strides"].get(name, seg_params["stride"])
-                for name, domain in domain_ids(self.benchmark).items()}
+                for name, domain in domain_ids(self.benchmark).items()
+            }
         segmenter = FCRNSegmenter(device=self.device, random_state=self.random_state, **seg_params)
         if p["pseudo_labeler"] == "paper":
             try:
@@ -227,26 +263,38 @@ class Experiment:
             pseudo = "default"
         magnitude = per_target(p.get("magnitude", 1.3), target)
         return FewShotSegmentation(
-            segmenter=segmenter, pseudo_labeler=pseudo,
+            segmenter=segmenter,
+            pseudo_labeler=pseudo,
             selector=_make_selector(selector, magnitude=magnitude, random_state=self.random_state),
-            n_shots=int(n_shots), patches_per_shot=per_target(p["patches_per_shot"], target),
-            pl_epochs=int(p["pl_epochs"]), pl_batch_size=int(p["pl_batch_size"]),
-            finetune_epochs=int(p["finetune_epochs"]), min_foreground=p.get("min_foreground"),
+            n_shots=int(n_shots),
+            patches_per_shot=per_target(p["patches_per_shot"], target),
+            pl_epochs=int(p["pl_epochs"]),
+            pl_batch_size=int(p["pl_batch_size"]),
+            recipe=_recipe(p),
+            finetune_epochs=None if _recipe(p) is not None else int(p["finetune_epochs"]),
+            min_foreground=p.get("min_foreground"),
             recalibrate_batchnorm=bool(p.get("recalibrate_batchnorm", True)),
             memory=joblib.Memory(self.out_dir / "cache", verbose=0),
-            random_state=self.random_state)
+            random_state=self.random_state,
+        )
 
     def unlabelled(self, X, test):
         """Extra PLFT images: the test images when the profile is transductive (paper)."""
         return list(X[test]) if self.profile.get("transductive_plft") else None
 
     def metadata(self):
-        return {"profile": self.profile["name"], "description": self.profile["description"],
-                "data": self.spec, "targets": list(self.profile["targets"]),
-                "selectors": list(self.profile["selectors"]),
-                "shots": [int(k) for k in self.profile["shots"]],
-                "repeats": int(self.profile["repeats"]), "seed": self.random_state,
-                "device": self.device, "machine": _machine()}
+        return {
+            "profile": self.profile["name"],
+            "description": self.profile["description"],
+            "data": self.spec,
+            "targets": list(self.profile["targets"]),
+            "selectors": list(self.profile["selectors"]),
+            "shots": [int(k) for k in self.profile["shots"]],
+            "repeats": int(self.profile["repeats"]),
+            "seed": self.random_state,
+            "device": self.device,
+            "machine": _machine(),
+        }
 
 
 def _read_record(path, warn=True):
@@ -261,23 +309,32 @@ def _read_record(path, warn=True):
     except (OSError, ValueError) as exc:
         problem = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
     if warn:
-        warnings.warn(f"damaged result file {path} ({problem}); the job runs again",
-                      RuntimeWarning, stacklevel=3)
+        warnings.warn(
+            f"damaged result file {path} ({problem}); the job runs again",
+            RuntimeWarning,
+            stacklevel=3,
+        )
     return None
 
 
 def _machine():
     import torch
 
-    return {"python": platform.python_version(), "platform": platform.platform(),
-            "processor": platform.processor() or platform.machine(), "cpu_count": os.cpu_count(),
-            "torch": torch.__version__, "torch_threads": torch.get_num_threads()}
+    return {
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "processor": platform.processor() or platform.machine(),
+        "cpu_count": os.cpu_count(),
+        "torch": torch.__version__,
+        "torch_threads": torch.get_num_threads(),
+    }
 
 
 def _prepare_split(experiment, target, repeat):
     X, y, d, train, test = experiment.split(target, repeat)
-    experiment.estimator(target).prepare(X[train], y[train], d[train],
-                                         unlabelled=experiment.unlabelled(X, test))
+    experiment.estimator(target).prepare(
+        X[train], y[train], d[train], unlabelled=experiment.unlabelled(X, test)
+    )
 
 
 def _run_job(experiment, job):
@@ -290,21 +347,33 @@ def _run_job(experiment, job):
     predictions = method.predict(test_images)
     per_image = [iou_score(m, p) for m, p in zip(test_masks, predictions)]
     evaluate = joblib.Memory(experiment.out_dir / "cache", verbose=0).cache(
-        _per_image_iou, ignore=["segmenter"])
-    plft = evaluate(method.plft_segmenter_, model_fingerprint(method.plft_segmenter_),
-                    test_images, test_masks)
+        _per_image_iou, ignore=["segmenter"]
+    )
+    plft = evaluate(
+        method.plft_segmenter_, model_fingerprint(method.plft_segmenter_), test_images, test_masks
+    )
     pool_positions = [k for k in train if d[k] < 0]
     test_names = experiment.image_names(target, test)
     pool_names = experiment.image_names(target, pool_positions)
     record = {
-        "target": target, "selector": selector, "n_shots": int(shots), "repeat": int(repeat),
-        "miou": float(np.mean(per_image)), "per_image_iou": [float(v) for v in per_image],
-        "plft_miou": float(np.mean(plft)), "test_images": test_names, "pool_images": pool_names,
+        "target": target,
+        "selector": selector,
+        "n_shots": int(shots),
+        "repeat": int(repeat),
+        "miou": float(np.mean(per_image)),
+        "per_image_iou": [float(v) for v in per_image],
+        "plft_miou": float(np.mean(plft)),
+        "test_images": test_names,
+        "pool_images": pool_names,
         "n_support": int(len(method.support_indices_)),
-        "support": [[int(i), int(r), int(c), float(s)] for (i, r, c), s in
-                    zip(method.support_coords_, method.support_scores_)],
-        "patch_size": int(method.segmenter_.patch_size), "seconds": time.perf_counter() - start,
-        "profile": experiment.profile["name"], "seed": experiment.random_state,
+        "support": [
+            [int(i), int(r), int(c), float(s)]
+            for (i, r, c), s in zip(method.support_coords_, method.support_scores_)
+        ],
+        "patch_size": int(method.segmenter_.patch_size),
+        "seconds": time.perf_counter() - start,
+        "profile": experiment.profile["name"],
+        "seed": experiment.random_state,
     }
     _atomic_write_text(experiment.result_path(job), json.dumps(record))
     return record
@@ -315,8 +384,9 @@ def _per_image_iou(segmenter, fingerprint, images, masks):
     return [iou_score(m, p) for m, p in zip(masks, segmenter.predict(images))]
 
 
-def run_experiment(out_dir, profile="quick", data=None, n_jobs=1, report=True, progress=True,
-                   **kwargs):
+def run_experiment(
+    out_dir, profile="quick", data=None, n_jobs=1, report=True, progress=True, **kwargs
+):
     """Plan, run (or resume) and report an experiment; returns the :class:`Experiment`.
 
     See :class:`Experiment` for the parameters. The report (tables, Wilcoxon tests, plots,
@@ -332,8 +402,13 @@ def run_experiment(out_dir, profile="quick", data=None, n_jobs=1, report=True, p
         meta = experiment.metadata()
         meta["wall_seconds_this_run"] = round(experiment.wall_seconds_, 1)
         images = _selection_images(experiment)
-        experiment.report_ = write_report(experiment.out_dir, records=records, images=images,
-                                          metadata=meta, paper_table=_paper_table(experiment))
+        experiment.report_ = write_report(
+            experiment.out_dir,
+            records=records,
+            images=images,
+            metadata=meta,
+            paper_table=_paper_table(experiment),
+        )
     return experiment
 
 
@@ -349,6 +424,20 @@ def _selection_images(experiment):
     bench = experiment.benchmark
     out = {}
     for target in experiment.profile["targets"]:
-        out[target] = {name: im for name, im, ds in zip(bench.names, bench.images, bench.dataset)
-                       if ds == target}
+        out[target] = {
+            name: im
+            for name, im, ds in zip(bench.names, bench.images, bench.dataset)
+            if ds == target
+        }
     return out
+
+
+def _recipe(profile):
+    """The profile's support fine-tuning: None (the paper's schedule) when it sets
+    ``finetune_epochs``, else a FineTuneRecipe with its ``finetune_recipe`` parameters
+    ({} is the library's default recipe)."""
+    from ..models import FineTuneRecipe
+
+    if profile.get("finetune_epochs") is not None:
+        return None
+    return FineTuneRecipe(**(profile.get("finetune_recipe") or {}))

@@ -5,6 +5,7 @@ Markdown formatting. Selectors are ordered as :data:`kwtl.selection.SELECTORS` l
 Records are grouped and pivoted with pandas, tested with :func:`scipy.stats.wilcoxon` and
 laid out with :mod:`tabulate`.
 """
+
 import json
 import math
 import warnings
@@ -33,11 +34,24 @@ SELECTOR_ORDER = tuple(SELECTORS)
 _REQUIRED_KEYS = ("target", "selector", "n_shots", "repeat", "miou")
 _SUMMARY_COLUMNS = ("target", "selector", "n_shots", "mean", "std", "n_repeats")
 _WILCOXON_COLUMNS = (
-    "target", "n_shots", "method", "baseline", "n_pairs", "statistic", "p_value",
-    "significant", "note",
+    "target",
+    "n_shots",
+    "method",
+    "baseline",
+    "n_pairs",
+    "statistic",
+    "p_value",
+    "significant",
+    "note",
 )
 _COMPARISON_COLUMNS = (
-    "target", "selector", "n_shots", "kwtl_mean", "kwtl_std", "paper_mean", "paper_std",
+    "target",
+    "selector",
+    "n_shots",
+    "kwtl_mean",
+    "kwtl_std",
+    "paper_mean",
+    "paper_std",
     "difference",
 )
 
@@ -50,6 +64,7 @@ _KEY = ["target", "selector", "n_shots"]
 
 def _names_in_order(order):
     """A sort key: the names of ``order`` first, in that order, then the others alphabetically."""
+
     def key(name):
         name = str(name)
         return (order.index(name) if name in order else len(order), name)
@@ -96,14 +111,28 @@ def _frame(records):
     rows = []
     for record in records:
         _check_record(record)
-        rows.append((str(record["target"]), str(record["selector"]), int(record["n_shots"]),
-                     int(record["repeat"]), _as_float(record["miou"])))
+        rows.append(
+            (
+                str(record["target"]),
+                str(record["selector"]),
+                int(record["n_shots"]),
+                int(record["repeat"]),
+                _as_float(record["miou"]),
+            )
+        )
     frame = pd.DataFrame(rows, columns=[*_KEY, "repeat", "miou"]).astype(
-        {"target": object, "selector": object, "n_shots": "int64", "repeat": "int64",
-         "miou": "float64"})
+        {
+            "target": object,
+            "selector": object,
+            "n_shots": "int64",
+            "repeat": "int64",
+            "miou": "float64",
+        }
+    )
     repeated = frame.duplicated([*_KEY, "repeat"], keep="last")
     for target, selector, shots, repeat in frame.loc[repeated, [*_KEY, "repeat"]].itertuples(
-            index=False):
+        index=False
+    ):
         warnings.warn(
             f"duplicate result for {(target, selector, int(shots))} repeat {int(repeat)}; "
             "keeping the later record",
@@ -169,13 +198,14 @@ def load_results(out_dir):
             _check_record(record)
             int(record["n_shots"]), int(record["repeat"])
         except (OSError, ValueError, TypeError) as exc:  # JSONDecodeError is a ValueError
-            warnings.warn(f"skipping unreadable result file {path}: {exc}", RuntimeWarning,
-                          stacklevel=2)
+            warnings.warn(
+                f"skipping unreadable result file {path}: {exc}", RuntimeWarning, stacklevel=2
+            )
             continue
         records.append(record)
     records.sort(
         key=lambda r: (str(r["target"]), str(r["selector"]), int(r["n_shots"]), int(r["repeat"]))
-   )
+    )
     return records
 
 
@@ -247,8 +277,9 @@ def wilcoxon_table(records, method="consistency", alternative="greater", alpha=0
     """
     frame = _frame(records)
     rows = []
-    cells = _in_report_order(frame, ["target", "n_shots"]).groupby(["target", "n_shots"],
-                                                                   sort=False)
+    cells = _in_report_order(frame, ["target", "n_shots"]).groupby(
+        ["target", "n_shots"], sort=False
+    )
     for (target, shots), cell in cells:
         # one column per selector present in this cell, one row per repeat (ascending)
         by_repeat = cell.pivot(index="repeat", columns="selector", values="miou")
@@ -349,8 +380,10 @@ def format_markdown_table(rows, columns, headers=None, floatfmt=".3g"):
     ]
     head = [str(h).replace("|", "\\|") for h in headers]
     # cells are formatted above, so tabulate only lays them out (no number parsing)
-    return tabulate(body, headers=head, tablefmt="github", disable_numparse=True,
-                    stralign="left") + "\n"
+    return (
+        tabulate(body, headers=head, tablefmt="github", disable_numparse=True, stralign="left")
+        + "\n"
+    )
 
 
 def _selector_shots_rows(summary_rows):
@@ -395,5 +428,3 @@ def selector_shots_table(records, target=None):
         rows = [r for r in rows if r["target"] == target]
     columns, table_rows = _selector_shots_rows(rows)
     return format_markdown_table(table_rows, columns)
-
-

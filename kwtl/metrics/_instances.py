@@ -1,4 +1,5 @@
 """Instance-level detection scores: objects matched one to one at IoU > 0.5."""
+
 import numpy as np
 from scipy import ndimage
 
@@ -71,8 +72,9 @@ def match_instances(y_true, y_pred, iou_threshold=0.5):
         raise ValueError(f"y_true shape {t.shape} differs from y_pred shape {p.shape}")
     n_t, n_p = int(t.max(initial=0)), int(p.max(initial=0))
     both = (t > 0) & (p > 0)
-    overlap = np.bincount(t[both] * (n_p + 1) + p[both],
-                          minlength=(n_t + 1) * (n_p + 1)).reshape(n_t + 1, n_p + 1)
+    overlap = np.bincount(t[both] * (n_p + 1) + p[both], minlength=(n_t + 1) * (n_p + 1)).reshape(
+        n_t + 1, n_p + 1
+    )
     area_t = np.bincount(t.ravel(), minlength=n_t + 1)
     area_p = np.bincount(p.ravel(), minlength=n_p + 1)
     union = area_t[1:, None] + area_p[None, 1:] - overlap[1:, 1:]
@@ -80,5 +82,11 @@ def match_instances(y_true, y_pred, iou_threshold=0.5):
     precision = matched / n_p if n_p else float(n_t == 0)
     recall = matched / n_t if n_t else float(n_p == 0)
     f1 = 2 * matched / (n_t + n_p) if n_t + n_p else 1.0
-    return {"true_objects": n_t, "found_objects": n_p, "matched": matched,
-            "precision": float(precision), "recall": float(recall), "f1": float(f1)}
+    return {
+        "true_objects": n_t,
+        "found_objects": n_p,
+        "matched": matched,
+        "precision": float(precision),
+        "recall": float(recall),
+        "f1": float(f1),
+    }

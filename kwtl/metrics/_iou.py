@@ -1,4 +1,5 @@
 """Foreground intersection-over-union, the paper's metric."""
+
 import numpy as np
 from sklearn.metrics import make_scorer
 

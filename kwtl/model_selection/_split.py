@@ -1,4 +1,5 @@
 """Leave-one-dataset-out cross-validation with ``sample_domain`` (skada's convention)."""
+
 import json
 import numbers
 from pathlib import Path
@@ -126,8 +127,10 @@ class LeaveOneDatasetOut(BaseCrossValidator):
 
     def _targets(self, sample_domain):
         if sample_domain is None:
-            raise ValueError("LeaveOneDatasetOut needs sample_domain (enable metadata routing "
-                             "with sklearn.set_config(enable_metadata_routing=True))")
+            raise ValueError(
+                "LeaveOneDatasetOut needs sample_domain (enable metadata routing "
+                "with sklearn.set_config(enable_metadata_routing=True))"
+            )
         d = np.asarray(sample_domain)
         if not np.issubdtype(d.dtype, np.integer):
             raise ValueError(f"sample_domain must be integers, got dtype {d.dtype}")
@@ -179,20 +182,32 @@ class LeaveOneDatasetOut(BaseCrossValidator):
         if self.fixed_splits is not None and target in self.fixed_splits:
             splits = self.fixed_splits[target]
             if repeat >= len(splits):
-                raise ValueError(f"target {target} has {len(splits)} fixed splits, "
-                                 f"n_repeats={self.n_repeats} asks for more")
+                raise ValueError(
+                    f"target {target} has {len(splits)} fixed splits, "
+                    f"n_repeats={self.n_repeats} asks for more"
+                )
             pos = np.asarray(splits[repeat], dtype=int)
-            if pos.size == 0 or pos.min() < 0 or pos.max() >= n or len(set(pos.tolist())) != pos.size:
-                raise ValueError(f"fixed split {repeat} of target {target} is not a set of "
-                                 f"distinct positions among its {n} images")
+            if (
+                pos.size == 0
+                or pos.min() < 0
+                or pos.max() >= n
+                or len(set(pos.tolist())) != pos.size
+            ):
+                raise ValueError(
+                    f"fixed split {repeat} of target {target} is not a set of "
+                    f"distinct positions among its {n} images"
+                )
             return pos
         rng = np.random.default_rng(derive_seed(self.random_state, "split", target, repeat))
         return np.sort(rng.permutation(n)[:n_test])
 
     def __repr__(self):
-        return (f"LeaveOneDatasetOut(n_repeats={self.n_repeats}, test_size={self.test_size}, "
-                f"random_state={self.random_state}"
-                + (", fixed_splits=..." if self.fixed_splits is not None else "") + ")")
+        return (
+            f"LeaveOneDatasetOut(n_repeats={self.n_repeats}, test_size={self.test_size}, "
+            f"random_state={self.random_state}"
+            + (", fixed_splits=..." if self.fixed_splits is not None else "")
+            + ")"
+        )
 
 
 def _refuse_refit_of_search(max_depth=8):
@@ -219,7 +234,8 @@ def _refuse_refit_of_search(max_depth=8):
                     raise ValueError(
                         f"{type(caller).__name__}(refit={caller.refit!r}) with "
                         "LeaveOneDatasetOut would refit one model on every target at once; "
-                        "use refit=False (cv_results_ holds the table)")
+                        "use refit=False (cv_results_ holds the table)"
+                    )
                 return
     finally:
         del frame
@@ -248,8 +264,10 @@ def authors_splits(benchmark, path):
         if name not in table:
             continue
         n = int(np.sum(per_image == name))
-        tests = [np.asarray(table[name]["test"][key], dtype=int)
-                 for key in sorted(table[name]["test"], key=int)]
+        tests = [
+            np.asarray(table[name]["test"][key], dtype=int)
+            for key in sorted(table[name]["test"], key=int)
+        ]
         expected = n - len(table[name]["unlabelled"]["0"])
         if any(t.max() >= n for t in tests) or len(tests[0]) != expected:
             continue  # a substitute dataset of another size: the indices do not apply

@@ -1,7 +1,8 @@
 """The FCRN network of the paper and its BatchNorm switch."""
+
 from torch import nn
 
-__all__ = ["FCRN", "switch_to_affine", "enable_mc_dropout"]
+__all__ = ["FCRN", "enable_mc_dropout", "is_affine", "switch_to_affine"]
 
 
 def _block(conv, channels, affine, pool):
@@ -86,8 +87,15 @@ class FCRN(nn.Module):
 
     def features(self, x):
         """Output of ``conv1 … conv7`` (everything before the dropout layer and ``conv8``)."""
-        for block in (self.conv1, self.conv2, self.conv3, self.conv4, self.conv5, self.conv6,
-                      self.conv7):
+        for block in (
+            self.conv1,
+            self.conv2,
+            self.conv3,
+            self.conv4,
+            self.conv5,
+            self.conv6,
+            self.conv7,
+        ):
             x = block(x)
         return x
 
@@ -101,8 +109,17 @@ class FCRN(nn.Module):
         Lets inference code resume a forward pass from a stored intermediate activation
         (see :func:`~kwtl.models._inference.pooled_batchnorm_statistics`).
         """
-        return [self.conv1, self.conv2, self.conv3, self.conv4, self.conv5, self.conv6,
-                self.conv7, self.dropout, self.conv8]
+        return [
+            self.conv1,
+            self.conv2,
+            self.conv3,
+            self.conv4,
+            self.conv5,
+            self.conv6,
+            self.conv7,
+            self.dropout,
+            self.conv8,
+        ]
 
     def forward(self, x):
         """Logits of shape ``(N, 1, H, W)`` for input ``(N, 1, H, W)``, H and W divisible by 8."""
@@ -140,8 +157,13 @@ def switch_to_affine(module, gamma=0.1, beta=0.0):
     for name, child in list(module.named_children()):
         if isinstance(child, nn.BatchNorm2d):
             ref = next(child.buffers(), None)
-            bn = nn.BatchNorm2d(child.num_features, eps=child.eps, momentum=child.momentum,
-                                affine=True, track_running_stats=child.track_running_stats)
+            bn = nn.BatchNorm2d(
+                child.num_features,
+                eps=child.eps,
+                momentum=child.momentum,
+                affine=True,
+                track_running_stats=child.track_running_stats,
+            )
             nn.init.constant_(bn.weight, gamma)
             nn.init.constant_(bn.bias, beta)
             if ref is not None:
@@ -195,3 +217,10 @@ class enable_mc_dropout:
         for m, mode in self._modes.items():
             m.training = mode
         return False
+
+
+def is_affine(module):
+    """Whether the module's BatchNorm layers are affine (after :func:`switch_to_affine`)."""
+    return any(
+        getattr(m, "affine", False) for m in module.modules() if isinstance(m, nn.BatchNorm2d)
+    )

@@ -12,6 +12,7 @@ gate). Two ways to get them:
   image. Up to border effects (a patch is zero-padded at its own border, a window of the
   whole image sees its neighbours) both give the same numbers.
 """
+
 import numpy as np
 import torch
 
@@ -52,7 +53,7 @@ def encoder_features(segmenter, patches, batch_size=None):
         segmenter.module_.eval()
         with torch.no_grad():
             for s in range(0, len(patches), step):
-                x = _to_input(patches[s:s + step], segmenter.device, channels_last=False)
+                x = _to_input(patches[s : s + step], segmenter.device, channels_last=False)
                 out.append(encoder(x).float().mean(dim=(2, 3)).cpu().numpy())
     finally:
         segmenter.module_.train(was_training)
@@ -68,8 +69,10 @@ def image_encoder_maps(segmenter, image):
     """
     image = np.asarray(image)
     if image.ndim != 2 or image.dtype != np.uint8 or image.shape[0] % 8 or image.shape[1] % 8:
-        raise ValueError(f"image must be a 2-D uint8 array with sides divisible by 8, got "
-                         f"{image.dtype} {image.shape}")
+        raise ValueError(
+            f"image must be a 2-D uint8 array with sides divisible by 8, got "
+            f"{image.dtype} {image.shape}"
+        )
     segmenter.check_is_fitted()
     encoder = _encoder(segmenter.module_)
     was_training = segmenter.module_.training

@@ -16,6 +16,7 @@ Two of these layers also train faster on the CPU (:func:`use_training_layers`, u
 :class:`Stride2ConvTranspose2d` compute their fp32 backward passes on channels-last tensors as
 matrix products, where oneDNN's backward kernels for these shapes are slow.
 """
+
 import copy
 
 import torch
@@ -23,16 +24,25 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_weights
 
-__all__ = ["fold_batchnorm", "FoldedModuleCache", "ChannelsLastMaxPool2d", "SingleOutputConv2d",
-           "Stride2ConvTranspose2d", "use_training_layers"]
+__all__ = [
+    "fold_batchnorm",
+    "FoldedModuleCache",
+    "ChannelsLastMaxPool2d",
+    "SingleOutputConv2d",
+    "Stride2ConvTranspose2d",
+    "use_training_layers",
+]
 
 _CONVS = (nn.Conv2d, nn.ConvTranspose2d)
 
 
 def _is_channels_last_on_cpu(x):
     # measured on CPU (oneDNN) only; cuDNN has its own kernels for these layers
-    return (x.device.type == "cpu" and x.dim() == 4
-            and x.is_contiguous(memory_format=torch.channels_last))
+    return (
+        x.device.type == "cpu"
+        and x.dim() == 4
+        and x.is_contiguous(memory_format=torch.channels_last)
+    )
 
 
 class ChannelsLastMaxPool2d(nn.MaxPool2d):
@@ -59,12 +69,19 @@ class ChannelsLastMaxPool2d(nn.MaxPool2d):
     @staticmethod
     def supports(pool):
         """Whether ``pool`` is a plain 2×2, stride-2 max-pool that this class reproduces."""
+
         def pair(v):
             return tuple(v) if isinstance(v, (tuple, list)) else (v, v)
-        return (type(pool) is nn.MaxPool2d and pair(pool.kernel_size) == (2, 2)
-                and pair(pool.stride) == (2, 2) and pair(pool.padding) == (0, 0)
-                and pair(pool.dilation) == (1, 1) and not pool.ceil_mode
-                and not pool.return_indices)
+
+        return (
+            type(pool) is nn.MaxPool2d
+            and pair(pool.kernel_size) == (2, 2)
+            and pair(pool.stride) == (2, 2)
+            and pair(pool.padding) == (0, 0)
+            and pair(pool.dilation) == (1, 1)
+            and not pool.ceil_mode
+            and not pool.return_indices
+        )
 
     def forward(self, x):
         if not _is_channels_last_on_cpu(x) or x.shape[1] == 1 or min(x.shape[2:]) < 2:
@@ -102,18 +119,31 @@ class SingleOutputConv2d(nn.Conv2d):
     def supports(conv):
         """Whether ``conv`` is a one-output, stride-1, zero-padded "same" convolution."""
         kh, kw = conv.kernel_size
-        return (type(conv) is nn.Conv2d and conv.out_channels == 1 and conv.groups == 1
-                and conv.stride == (1, 1) and conv.dilation == (1, 1)
-                and conv.padding_mode == "zeros" and kh % 2 == 1 and kw % 2 == 1
-                and tuple(conv.padding) == (kh // 2, kw // 2))
+        return (
+            type(conv) is nn.Conv2d
+            and conv.out_channels == 1
+            and conv.groups == 1
+            and conv.stride == (1, 1)
+            and conv.dilation == (1, 1)
+            and conv.padding_mode == "zeros"
+            and kh % 2 == 1
+            and kw % 2 == 1
+            and tuple(conv.padding) == (kh // 2, kw // 2)
+        )
 
     @classmethod
     def from_conv(cls, conv):
         """A copy of ``conv`` (which must satisfy :meth:`supports`) sharing its parameters."""
         if not cls.supports(conv):
             raise ValueError(f"not a one-output 'same' convolution: {conv!r}")
-        new = cls(conv.in_channels, 1, conv.kernel_size, padding=conv.padding,
-                  bias=conv.bias is not None, device="meta")
+        new = cls(
+            conv.in_channels,
+            1,
+            conv.kernel_size,
+            padding=conv.padding,
+            bias=conv.bias is not None,
+            device="meta",
+        )
         new.weight, new.bias = conv.weight, conv.bias
         return new.train(conv.training)
 
@@ -155,16 +185,23 @@ def _shifts(kh, kw, h, w):
             if abs(dy) >= h or abs(dx) >= w:
                 continue  # a shift past the edge adds 0
             # out[y, x] += tap[y + dy, x + dx] where both are inside the image
-            yield (i, j, (slice(max(0, -dy), h - max(0, dy)), slice(max(0, -dx), w - max(0, dx))),
-                   (slice(max(0, dy), h + min(0, dy)), slice(max(0, dx), w + min(0, dx))))
+            yield (
+                i,
+                j,
+                (slice(max(0, -dy), h - max(0, dy)), slice(max(0, -dx), w - max(0, dx))),
+                (slice(max(0, dy), h + min(0, dy)), slice(max(0, dx), w + min(0, dx))),
+            )
 
 
 def _wants_fast_backward(x, *params):
     """Training on the CPU without autocast: the layers below replace oneDNN's backward
     kernels (float64 too, so that ``torch.autograd.gradcheck`` can check them)."""
-    return (torch.is_grad_enabled() and not torch.is_autocast_enabled("cpu")
-            and x.dtype in (torch.float32, torch.float64)
-            and (x.requires_grad or any(p is not None and p.requires_grad for p in params)))
+    return (
+        torch.is_grad_enabled()
+        and not torch.is_autocast_enabled("cpu")
+        and x.dtype in (torch.float32, torch.float64)
+        and (x.requires_grad or any(p is not None and p.requires_grad for p in params))
+    )
 
 
 class _SingleOutputConvFunction(torch.autograd.Function):
@@ -228,24 +265,39 @@ class Stride2ConvTranspose2d(nn.ConvTranspose2d):
     @staticmethod
     def supports(conv):
         """Whether ``conv`` is a plain 2×2, stride-2 transposed convolution."""
-        return (type(conv) is nn.ConvTranspose2d and conv.kernel_size == (2, 2)
-                and conv.stride == (2, 2) and conv.padding == (0, 0)
-                and conv.output_padding == (0, 0) and conv.dilation == (1, 1)
-                and conv.groups == 1 and conv.padding_mode == "zeros")
+        return (
+            type(conv) is nn.ConvTranspose2d
+            and conv.kernel_size == (2, 2)
+            and conv.stride == (2, 2)
+            and conv.padding == (0, 0)
+            and conv.output_padding == (0, 0)
+            and conv.dilation == (1, 1)
+            and conv.groups == 1
+            and conv.padding_mode == "zeros"
+        )
 
     @classmethod
     def from_conv(cls, conv):
         """A copy of ``conv`` (which must satisfy :meth:`supports`) sharing its parameters."""
         if not cls.supports(conv):
             raise ValueError(f"not a 2x2, stride-2 transposed convolution: {conv!r}")
-        new = cls(conv.in_channels, conv.out_channels, 2, stride=2,
-                  bias=conv.bias is not None, device="meta")
+        new = cls(
+            conv.in_channels,
+            conv.out_channels,
+            2,
+            stride=2,
+            bias=conv.bias is not None,
+            device="meta",
+        )
         new.weight, new.bias = conv.weight, conv.bias
         return new.train(conv.training)
 
     def forward(self, x, output_size=None):
-        if (output_size is None and _is_channels_last_on_cpu(x)
-                and _wants_fast_backward(x, self.weight, self.bias)):
+        if (
+            output_size is None
+            and _is_channels_last_on_cpu(x)
+            and _wants_fast_backward(x, self.weight, self.bias)
+        ):
             return _Stride2DeconvFunction.apply(x, self.weight, self.bias)
         return super().forward(x, output_size)
 
@@ -263,8 +315,12 @@ class _Stride2DeconvFunction(torch.autograd.Function):
         n, c_in, h, w = x.shape
         c_out = weight.shape[1]
         # (N, C_out, 2H, 2W) → rows (n, y, x), columns (dy, dx, C_out)
-        blocks = (grad.permute(0, 2, 3, 1).reshape(n, h, 2, w, 2, c_out)
-                  .permute(0, 1, 3, 2, 4, 5).reshape(n * h * w, 4 * c_out))
+        blocks = (
+            grad.permute(0, 2, 3, 1)
+            .reshape(n, h, 2, w, 2, c_out)
+            .permute(0, 1, 3, 2, 4, 5)
+            .reshape(n * h * w, 4 * c_out)
+        )
         matrix = weight.permute(0, 2, 3, 1).reshape(c_in, 4 * c_out)
         grad_x = grad_w = grad_b = None
         if ctx.needs_input_grad[0]:
@@ -302,21 +358,30 @@ def _folded_conv(conv, bn):
         # torch's own fusion formula, evaluated in float64 and rounded once: bit-identical
         # to the previous hand-written fold on the FCRN (14 pairs checked), more exact than fp32
         weight, bias = fuse_conv_bn_weights(
-            conv.weight.double(), None if conv.bias is None else conv.bias.double(),
-            bn.running_mean.double(), bn.running_var.double(), bn.eps,
-            bn.weight.double() if bn.affine else None, bn.bias.double() if bn.affine else None,
-            transpose=isinstance(conv, nn.ConvTranspose2d))
+            conv.weight.double(),
+            None if conv.bias is None else conv.bias.double(),
+            bn.running_mean.double(),
+            bn.running_var.double(),
+            bn.eps,
+            bn.weight.double() if bn.affine else None,
+            bn.bias.double() if bn.affine else None,
+            transpose=isinstance(conv, nn.ConvTranspose2d),
+        )
         folded = copy.deepcopy(conv)
         weight = weight.detach().to(conv.weight.dtype)
-        folded.weight = nn.Parameter(weight.contiguous(memory_format=_format(conv.weight)),
-                                     requires_grad=False)
+        folded.weight = nn.Parameter(
+            weight.contiguous(memory_format=_format(conv.weight)), requires_grad=False
+        )
         folded.bias = nn.Parameter(bias.detach().to(conv.weight.dtype), requires_grad=False)
     return folded
 
 
 def _format(tensor):
-    if tensor.dim() == 4 and tensor.is_contiguous(memory_format=torch.channels_last) \
-            and not tensor.is_contiguous():
+    if (
+        tensor.dim() == 4
+        and tensor.is_contiguous(memory_format=torch.channels_last)
+        and not tensor.is_contiguous()
+    ):
         return torch.channels_last
     return torch.contiguous_format
 

@@ -7,6 +7,7 @@ images do not fit in one batch, the statistics are pooled layer by layer: the st
 layer k are accumulated over all images with layers 1..k-1 already fixed, so the result does not
 depend on how images are batched (up to floating-point summation order) and memory stays bounded.
 """
+
 import contextlib
 import copy
 
@@ -18,8 +19,13 @@ from torch import nn
 from ..utils import normalize_uint8
 from ._fold import fold_batchnorm
 
-__all__ = ["predict_logit_maps", "forward_patches", "forward_tiled", "mc_dropout_mean_proba",
-           "pooled_batchnorm_statistics"]
+__all__ = [
+    "predict_logit_maps",
+    "forward_patches",
+    "forward_tiled",
+    "mc_dropout_mean_proba",
+    "pooled_batchnorm_statistics",
+]
 
 _MULTIPLE = 8  # three 2x2 max-pools
 #: Tile overlap of :func:`forward_tiled`: FCRN's receptive field reaches 23 pixels from an
@@ -97,9 +103,18 @@ def forward_patches(module, patches, *, device="cpu", dtype=None, channels_last=
     return out.float()[:, 0]
 
 
-def forward_tiled(forward, module, images, *, tile_size=DEFAULT_TILE_SIZE,
-                  margin=DEFAULT_TILE_MARGIN, device="cpu", dtype=None, channels_last=False,
-                  **kwargs):
+def forward_tiled(
+    forward,
+    module,
+    images,
+    *,
+    tile_size=DEFAULT_TILE_SIZE,
+    margin=DEFAULT_TILE_MARGIN,
+    device="cpu",
+    dtype=None,
+    channels_last=False,
+    **kwargs,
+):
     """Whole-image maps of a patch-wise ``forward``, tile by tile with overlapping margins.
 
     The images are padded (reflect) at the bottom/right to a multiple of 8 and cut into
@@ -131,8 +146,9 @@ def forward_tiled(forward, module, images, *, tile_size=DEFAULT_TILE_SIZE,
     """
     images = np.asarray(images)
     if images.ndim != 3 or images.dtype != np.uint8:
-        raise ValueError(f"images must be a uint8 array (k, H, W), got {images.dtype} "
-                         f"{images.shape}")
+        raise ValueError(
+            f"images must be a uint8 array (k, H, W), got {images.dtype} {images.shape}"
+        )
     k, h, w = images.shape
     tile = max(_MULTIPLE, -(-int(tile_size) // _MULTIPLE) * _MULTIPLE)
     margin = max(0, -(-int(margin) // _MULTIPLE) * _MULTIPLE)
@@ -149,16 +165,18 @@ def forward_tiled(forward, module, images, *, tile_size=DEFAULT_TILE_SIZE,
             region = images[:, r0:r1, c0:c1]
             if not region.flags.writeable:  # torch.from_numpy warns on read-only arrays
                 region = region.copy()
-            maps = forward(module, region, device=device, dtype=dtype,
-                           channels_last=channels_last, **kwargs)
+            maps = forward(
+                module, region, device=device, dtype=dtype, channels_last=channels_last, **kwargs
+            )
             rr, cc = min(r + tile, h), min(c + tile, w)
             if rr > r and cc > c:
                 out[:, r:rr, c:cc] = maps[:, r - r0 : rr - r0, c - c0 : cc - c0]
     return out
 
 
-def mc_dropout_mean_proba(module, patches, *, n_passes, device="cpu", dtype=None,
-                          channels_last=False):
+def mc_dropout_mean_proba(
+    module, patches, *, n_passes, device="cpu", dtype=None, channels_last=False
+):
     """Mean foreground probability over ``n_passes`` stochastic passes (MC dropout).
 
     The module must be in MC-dropout mode (eval, dropout active; see
@@ -197,8 +215,17 @@ def _accumulate_bn_input(bn, stats):
     return bn.register_forward_pre_hook(hook)
 
 
-def predict_logit_maps(module, images, *, bn_mode="batch", device="cpu", dtype=None,
-                       channels_last=False, max_pixels=2**22, cache_bytes=None):
+def predict_logit_maps(
+    module,
+    images,
+    *,
+    bn_mode="batch",
+    device="cpu",
+    dtype=None,
+    channels_last=False,
+    max_pixels=2**22,
+    cache_bytes=None,
+):
     """Full-resolution logit maps of uint8 images.
 
     Parameters
@@ -236,8 +263,16 @@ def predict_logit_maps(module, images, *, bn_mode="batch", device="cpu", dtype=N
         if bns and len(batches) > 1:
             if cache_bytes is None:
                 cache_bytes = 64 * int(max_pixels)
-            pooled_batchnorm_statistics(net, bns, images, batches, device, dtype,
-                                        channels_last, cache_bytes=int(cache_bytes))
+            pooled_batchnorm_statistics(
+                net,
+                bns,
+                images,
+                batches,
+                device,
+                dtype,
+                channels_last,
+                cache_bytes=int(cache_bytes),
+            )
             net = fold_batchnorm(net)  # the statistics are now fixed: eval-mode arithmetic
         else:
             for bn in bns:  # train mode on a copy: normalise with this single batch's statistics
@@ -256,8 +291,9 @@ def predict_logit_maps(module, images, *, bn_mode="batch", device="cpu", dtype=N
     return out
 
 
-def pooled_batchnorm_statistics(net, bns, images, batches, device, dtype, channels_last,
-                                cache_bytes=0):
+def pooled_batchnorm_statistics(
+    net, bns, images, batches, device, dtype, channels_last, cache_bytes=0
+):
     """Set each BatchNorm's running statistics to the pooled statistics of its input.
 
     Layer k's statistics need layers 1..k-1 fixed, so a plain implementation runs one partial
@@ -272,17 +308,25 @@ def pooled_batchnorm_statistics(net, bns, images, batches, device, dtype, channe
     with torch.no_grad():
         if stages is None:
             for bn in bns:
-                _pool_statistics(bn, lambda: (_padded_input([images[i] for i in idx], device,
-                                                            channels_last) for idx in batches),
-                                 lambda x: net(x), device, dtype)
+                _pool_statistics(
+                    bn,
+                    lambda: (
+                        _padded_input([images[i] for i in idx], device, channels_last)
+                        for idx in batches
+                    ),
+                    lambda x: net(x),
+                    device,
+                    dtype,
+                )
             return
         cached, start = None, 0  # cached[b]: output of stages[:start] for batch b
 
         def inputs():
             if cached is not None:
                 return iter(cached)
-            return (_padded_input([images[i] for i in idx], device, channels_last)
-                    for idx in batches)
+            return (
+                _padded_input([images[i] for i in idx], device, channels_last) for idx in batches
+            )
 
         for s, stage in enumerate(stages):
             run = stages[start : s + 1]
@@ -290,8 +334,9 @@ def pooled_batchnorm_statistics(net, bns, images, batches, device, dtype, channe
                 _pool_statistics(bn, inputs, lambda x, run=run: _chain(run, x), device, dtype)
             if not any(m in bns for later in stages[s + 1 :] for m in later.modules()):
                 break
-            advanced = _advance(inputs(), stages[start : s + 1], len(batches), cache_bytes,
-                                device, dtype)
+            advanced = _advance(
+                inputs(), stages[start : s + 1], len(batches), cache_bytes, device, dtype
+            )
             if advanced is not None:
                 cached, start = advanced, s + 1
 

@@ -15,6 +15,7 @@ load; instead of the sidecar's checksums, the CRC-32 that ``torch.save``'s zip c
 for every member is verified (:func:`check_zip_container`), so flipped bytes inside the tensor
 data are refused rather than loaded.
 """
+
 import hashlib
 import io
 import json
@@ -26,9 +27,17 @@ from pathlib import Path
 
 import torch
 
-__all__ = ["ModelFileError", "architecture_of", "check_state_dict", "check_zip_container",
-           "read_sidecar",
-           "read_weights", "save_weights", "sidecar_path", "SIDECAR_FORMAT"]
+__all__ = [
+    "ModelFileError",
+    "architecture_of",
+    "check_state_dict",
+    "check_zip_container",
+    "read_sidecar",
+    "read_weights",
+    "save_weights",
+    "sidecar_path",
+    "SIDECAR_FORMAT",
+]
 
 #: ``format`` field of the sidecar.
 SIDECAR_FORMAT = "kwtl-weights"
@@ -145,7 +154,7 @@ def save_weights(module, path, parameters=None, training=None):
     buffer = io.BytesIO()
     torch.save(state, buffer)
     data = buffer.getvalue()
-    from .. import __version__
+    from .._version import __version__
 
     meta = {
         "format": SIDECAR_FORMAT,
@@ -158,8 +167,14 @@ def save_weights(module, path, parameters=None, training=None):
         "architecture": architecture_of(module),
         "parameters": _jsonable(parameters),
         "training": _check_json(training, "training"),
-        "tensors": {k: {"shape": list(v.shape), "dtype": str(v.dtype).replace("torch.", ""),
-                        "sha256": _sha256_tensor(v)} for k, v in state.items()},
+        "tensors": {
+            k: {
+                "shape": list(v.shape),
+                "dtype": str(v.dtype).replace("torch.", ""),
+                "sha256": _sha256_tensor(v),
+            }
+            for k, v in state.items()
+        },
     }
     _atomic_write_bytes(path, data)
     _atomic_write_bytes(sidecar_path(path), (json.dumps(meta, indent=1) + "\n").encode())
@@ -181,18 +196,22 @@ def read_sidecar(path):
     try:
         meta = json.loads(side.read_text())
     except (ValueError, UnicodeDecodeError) as exc:
-        raise ModelFileError(f"cannot load {path}: its sidecar {side.name} is not valid JSON "
-                             f"({exc})") from None
+        raise ModelFileError(
+            f"cannot load {path}: its sidecar {side.name} is not valid JSON ({exc})"
+        ) from None
     if not isinstance(meta, dict) or meta.get("format") != SIDECAR_FORMAT:
         raise ModelFileError(f"cannot load {path}: {side.name} is not a kwtl weights sidecar")
     version = meta.get("format_version")
     if not isinstance(version, int) or isinstance(version, bool) or version < 1:
-        raise ModelFileError(f"cannot load {path}: {side.name} has an unknown format version "
-                             f"{version!r}")
+        raise ModelFileError(
+            f"cannot load {path}: {side.name} has an unknown format version {version!r}"
+        )
     if version > _FORMAT_VERSION:
-        raise ModelFileError(f"cannot load {path}: its format version {version} is newer than "
-                             f"this kwtl reads ({_FORMAT_VERSION}); it was written by kwtl "
-                             f"{meta.get('kwtl_version')}: upgrade kwtl")
+        raise ModelFileError(
+            f"cannot load {path}: its format version {version} is newer than "
+            f"this kwtl reads ({_FORMAT_VERSION}); it was written by kwtl "
+            f"{meta.get('kwtl_version')}: upgrade kwtl"
+        )
     return meta
 
 
@@ -242,13 +261,20 @@ def check_zip_container(source, name):
                 with archive.open(info) as member:
                     while member.read(1 << 20):  # the CRC-32 is checked at each member's end
                         pass
-    except (zipfile.BadZipFile, zlib.error, EOFError, OSError, ValueError,
-            NotImplementedError) as exc:
+    except (
+        zipfile.BadZipFile,
+        zlib.error,
+        EOFError,
+        OSError,
+        ValueError,
+        NotImplementedError,
+    ) as exc:
         detail = str(exc).splitlines()[0][:120] if str(exc) else type(exc).__name__
         raise ModelFileError(
             f"cannot load {name}: the file is truncated or damaged (the CRC-32 check of its "
             f"zip container failed: {detail}); copy it again, with its .json sidecar if it "
-            "has one") from None
+            "has one"
+        ) from None
     finally:
         if hasattr(source, "seek"):
             source.seek(0)
@@ -257,21 +283,25 @@ def check_zip_container(source, name):
 def _torch_load(source, name, head):
     kind = _kind_of(head)
     if kind == "text":
-        raise ModelFileError(f"cannot load {name}: it is a text file, not a PyTorch weights "
-                             f"file (it starts with {head[:24]!r})")
+        raise ModelFileError(
+            f"cannot load {name}: it is a text file, not a PyTorch weights "
+            f"file (it starts with {head[:24]!r})"
+        )
     if kind == "other":
-        raise ModelFileError(f"cannot load {name}: it is not a PyTorch weights file "
-                             f"(unknown header {head[:8]!r})")
+        raise ModelFileError(
+            f"cannot load {name}: it is not a PyTorch weights file (unknown header {head[:8]!r})"
+        )
     try:
         return torch.load(source, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises many unrelated types on bad data
         text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         if isinstance(exc, pickle.UnpicklingError) and "Weights only" in str(exc):
-            problem = ("it holds Python objects, not only tensors, and kwtl never runs code "
-                       "from a model file")
+            problem = (
+                "it holds Python objects, not only tensors, and kwtl never runs code "
+                "from a model file"
+            )
         else:
-            problem = (f"the file is truncated or damaged ({type(exc).__name__}: "
-                       f"{text[:120]})")
+            problem = f"the file is truncated or damaged ({type(exc).__name__}: {text[:120]})"
         raise ModelFileError(f"cannot load {name}: {problem}") from None
 
 
@@ -319,11 +349,13 @@ def read_weights(f):
             if size != meta.get("bytes"):
                 raise ModelFileError(
                     f"cannot load {name}: it has {size} bytes but its sidecar records "
-                    f"{meta.get('bytes')}: the file is truncated or was replaced")
+                    f"{meta.get('bytes')}: the file is truncated or was replaced"
+                )
             if _sha256_file(path) != meta.get("sha256"):
                 raise ModelFileError(
                     f"cannot load {name}: sha256 checksum mismatch with its sidecar: the file "
-                    "is damaged or was changed after saving")
+                    "is damaged or was changed after saving"
+                )
         with open(path, "rb") as handle:
             head = handle.read(64)
         if meta is None and _kind_of(head) == "zip":  # no checksums recorded: the zip's CRCs
@@ -332,21 +364,23 @@ def read_weights(f):
     if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
         state = state["state_dict"]
     if not isinstance(state, dict) or not all(
-            isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state.items()):
+        isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state.items()
+    ):
         raise ModelFileError(f"cannot load {name}: it is not a state dict of named tensors")
     if meta is not None:
         recorded = meta.get("tensors", {})
         if set(recorded) != set(state):
-            raise ModelFileError(f"cannot load {name}: its tensors differ from those its "
-                                 "sidecar lists")
+            raise ModelFileError(
+                f"cannot load {name}: its tensors differ from those its sidecar lists"
+            )
         for key, tensor in state.items():
             if recorded[key].get("sha256") != _sha256_tensor(tensor):
-                raise ModelFileError(f"cannot load {name}: tensor {key!r} does not match its "
-                                     "sha256 in the sidecar")
+                raise ModelFileError(
+                    f"cannot load {name}: tensor {key!r} does not match its sha256 in the sidecar"
+                )
     for key, tensor in state.items():
         if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
-            raise ModelFileError(f"cannot load {name}: tensor {key!r} holds NaN or infinite "
-                                 "values")
+            raise ModelFileError(f"cannot load {name}: tensor {key!r} holds NaN or infinite values")
     return state, meta
 
 
@@ -365,18 +399,20 @@ def check_state_dict(module, state, name):
         if tuple(own[key].shape) != tuple(state[key].shape):
             hint = ""
             if key == "conv1.0.weight" and hasattr(module, "width"):
-                hint = (f": the file is for width {state[key].shape[0]}, the model has width "
-                        f"{module.width} (set module__width={state[key].shape[0]})")
+                hint = (
+                    f": the file is for width {state[key].shape[0]}, the model has width "
+                    f"{module.width} (set module__width={state[key].shape[0]})"
+                )
             raise ModelFileError(
                 f"cannot load {name}: tensor {key!r} has shape {tuple(state[key].shape)} in "
-                f"the file but {tuple(own[key].shape)} in the model{hint}")
+                f"the file but {tuple(own[key].shape)} in the model{hint}"
+            )
     if missing or extra:
         parts = []
         if missing:
-            parts.append(f"{len(missing)} model tensors missing from the file "
-                         f"(e.g. {missing[0]!r})")
+            parts.append(
+                f"{len(missing)} model tensors missing from the file (e.g. {missing[0]!r})"
+            )
         if extra:
             parts.append(f"{len(extra)} unexpected tensors in the file (e.g. {extra[0]!r})")
-        raise ModelFileError(f"cannot load {name}: it does not fit the model: "
-                             + "; ".join(parts))
-
+        raise ModelFileError(f"cannot load {name}: it does not fit the model: " + "; ".join(parts))

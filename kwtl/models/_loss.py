@@ -1,4 +1,5 @@
 """The weighted binary cross-entropy of the paper (Eq. 2)."""
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -59,7 +60,9 @@ def weighted_bce_with_logits(logits, target):
     logits = logits.float()
     target = target.to(logits.dtype)
     if logits.shape != target.shape:
-        raise ValueError(f"logits shape {tuple(logits.shape)} != target shape {tuple(target.shape)}")
+        raise ValueError(
+            f"logits shape {tuple(logits.shape)} != target shape {tuple(target.shape)}"
+        )
     w = foreground_weights(target).view(-1, *([1] * (target.dim() - 1)))
     loss = -(w * target * F.logsigmoid(logits) + (1 - target) * F.logsigmoid(-logits))
     return loss.mean()

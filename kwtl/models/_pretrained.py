@@ -5,6 +5,7 @@ The files come from the authors' repository ``Yussef93/KnowWhatToLabel`` at comm
 were removed from the repository afterwards, so the download is pinned to that commit and
 every file is checked against its sha256 before it is used.
 """
+
 import os
 from pathlib import Path
 
@@ -21,32 +22,38 @@ PRETRAINED = {
         "authors_plft_EM.pth",
         "models/PLFT/model_pretrained_MetaBCE_100epochs_PL_target_EM.pth",
         "e3d900d0b85138bc6b4b1ff0da45a5a860d731024c125dc5eb76f51d1fea47e7",
-        "Reptile on B5, B39, TNBC, ssTEM, then 100 epochs PLFT on EM (affine BatchNorm)"),
+        "Reptile on B5, B39, TNBC, ssTEM, then 100 epochs PLFT on EM (affine BatchNorm)",
+    ),
     "authors:ssTEM": (
         "authors_plft_ssTEM.pth",
         "models/PLFT/model_pretrained_MetaBCE_100epochs_PL_target_ssTEM.pth",
         "d5f52721c692df441397f70420cb2d5ccfb42034f76165f05c152741d8606a7d",
-        "Reptile on the other four datasets, then 100 epochs PLFT on ssTEM"),
+        "Reptile on the other four datasets, then 100 epochs PLFT on ssTEM",
+    ),
     "authors:B39": (
         "authors_plft_B39.pth",
         "models/PLFT/model_pretrained_MetaBCE_100epochs_PL_target_B39.pth",
         "78105a432fa36a1668c511cae03345ca029013b8c45456dfa0ee91ae95fd4925",
-        "Reptile then PLFT on the authors' BBBC039"),
+        "Reptile then PLFT on the authors' BBBC039",
+    ),
     "authors:B5": (
         "authors_plft_B5.pth",
         "models/PLFT/model_pretrained_MetaBCE_100epochs_PL_target_B5.pth",
         "bd040cba7caacdcce150abfc80f7c503da740e09fa23e919b2430f19863a4ad7",
-        "Reptile then PLFT on the authors' BBBC005"),
+        "Reptile then PLFT on the authors' BBBC005",
+    ),
     "authors:TNBC": (
         "authors_plft_TNBC.pth",
         "models/PLFT/model_pretrained_MetaBCE_100epochs_PL_target_TNBC.pth",
         "b1c5998d7b9d6d4bf4b85c6d1b056fd5969287bccc6aaaa7cc97e389ce126012",
-        "Reptile then PLFT on the authors' TNBC"),
+        "Reptile then PLFT on the authors' TNBC",
+    ),
     "authors:meta-TNBC": (
         "authors_meta_TNBC.pt",
         "models/Pretrained/model_TNBC.pt",
         "7a24bdae1401b4f9e7287c5b5acb4f5819336b0367d5d247d1ea9e0657496a15",
-        "Reptile only (sources: all but TNBC), non-affine BatchNorm"),
+        "Reptile only (sources: all but TNBC), non-affine BatchNorm",
+    ),
 }
 
 
@@ -98,20 +105,27 @@ def pretrained_path(name, source=None, download=False, cache_dir=None):
         if path.is_file():
             digest = _sha256_file(path)
             if digest != sha256:
-                raise ValueError(f"{path} does not match the authors' {name} weights: sha256 "
-                                 f"{digest}, expected {sha256}")
+                raise ValueError(
+                    f"{path} does not match the authors' {name} weights: sha256 "
+                    f"{digest}, expected {sha256}"
+                )
             return path
     if not download:
         where = ", ".join(str(p) for p in candidates) or "no local folder given"
         raise FileNotFoundError(
             f"weights {name!r} ({filename}) not found ({where}); pass source= a file or folder, "
             "set KWTL_WEIGHTS, or download=True to fetch them from the authors' repository "
-            f"at commit {AUTHORS_COMMIT}")
+            f"at commit {AUTHORS_COMMIT}"
+        )
     import pooch
 
-    path = pooch.retrieve(url=_BASE_URL + remote, known_hash=f"sha256:{sha256}", fname=filename,
-                          path=cache_dir if cache_dir is not None else pooch.os_cache("kwtl"),
-                          progressbar=False)
+    path = pooch.retrieve(
+        url=_BASE_URL + remote,
+        known_hash=f"sha256:{sha256}",
+        fname=filename,
+        path=cache_dir if cache_dir is not None else pooch.os_cache("kwtl"),
+        progressbar=False,
+    )
     return Path(path)
 
 

@@ -5,6 +5,7 @@ towards the adapted copies; skorch's epoch loop (one model, one data set) does n
 that, so it lives here as a plain function over a module, called by
 :meth:`kwtl.models.FCRNSegmenter.meta_fit`.
 """
+
 import copy
 
 import numpy as np
@@ -14,9 +15,22 @@ from tqdm.auto import tqdm
 __all__ = ["first_order_reptile"]
 
 
-def first_order_reptile(meta, tasks, forward, criterion, *, meta_iterations, meta_shots,
-                        inner_steps, inner_lr, weight_decay, meta_step, device, rng,
-                        progress=False):
+def first_order_reptile(
+    meta,
+    tasks,
+    forward,
+    criterion,
+    *,
+    meta_iterations,
+    meta_shots,
+    inner_steps,
+    inner_lr,
+    weight_decay,
+    meta_step,
+    device,
+    rng,
+    progress=False,
+):
     """Run first-order Reptile on ``meta`` in place; returns the per-iteration losses.
 
     Each meta-iteration visits ``tasks`` in order. For each, a copy of the meta weights
@@ -54,8 +68,9 @@ def first_order_reptile(meta, tasks, forward, criterion, *, meta_iterations, met
             with torch.no_grad():
                 for p, t in zip(learner.parameters(), theta):
                     p.copy_(t)
-            optimizer = torch.optim.Adam(learner.parameters(), lr=inner_lr,
-                                         weight_decay=weight_decay)
+            optimizer = torch.optim.Adam(
+                learner.parameters(), lr=inner_lr, weight_decay=weight_decay
+            )
             pick = rng.integers(0, len(patches), size=int(meta_shots))
             xb = torch.from_numpy(patches[pick]).to(device)
             yb = torch.from_numpy(mask_patches[pick].astype(np.float32))[:, None]

@@ -1,94 +1,38 @@
 """FCRNSegmenter: the paper's FCRN as a scikit-learn/skorch estimator on images."""
-import contextlib
-import copy
+
 import numbers
-import os
-import warnings
 
 import numpy as np
 import torch
 from scipy.special import expit
-from sklearn.base import clone
 from skorch import NeuralNet
 from skorch.dataset import unpack_data
 from skorch.utils import is_dataset, to_device
-from torch.utils.data import Dataset
 
 from ..datasets import PatchSet
 from ..metrics import mean_iou
-from ..utils import (check_images, check_masks, check_training_masks, derive_seed,
-                     normalize_uint8, validate_params)
-from ..utils._image import patch_foreground_counts
-from ..utils._validation import Interval, Options, Pair
-from ._fcrn import FCRN, enable_mc_dropout, switch_to_affine
-from ._fold import FoldedModuleCache, use_training_layers
-from ._io import check_state_dict, read_weights, save_weights
-from ._inference import (forward_patches, forward_tiled, mc_dropout_mean_proba,
-                         pooled_batchnorm_statistics, predict_logit_maps)
+from ..utils import (
+    check_images,
+    check_masks,
+    check_training_masks,
+    derive_seed,
+    normalize_uint8,
+    validate_params,
+)
+from ..utils.validation import NON_NEGATIVE_INT, POSITIVE_INT, Interval, Options, Pair
+from ._fcrn import FCRN, is_affine, switch_to_affine
+from ._fold import use_training_layers
+from ._data import PatchDataset, _warn_if_one_class, resolve_precision
+from ._entry_points import SelectionEntryPoints
+from ._persistence import VerifiedModelFiles
+from ._inference import pooled_batchnorm_statistics, predict_logit_maps
 from ._loss import WeightedBCEWithLogitsLoss
 from ._reptile import first_order_reptile
 
 __all__ = ["FCRNSegmenter", "PatchDataset", "resolve_precision"]
 
 
-def resolve_precision(precision, device):
-    """The autocast dtype for a ``precision`` setting on ``device`` (None = fp32).
-
-    ``"auto"`` picks bfloat16 where the hardware runs it natively: CUDA devices with bf16
-    support, and CPUs with AVX-512 bf16 / AMX (oneDNN reports bf16 support).
-
-    Examples
-    --------
-    >>> resolve_precision("fp32", "cpu") is None
-    True
-    """
-    if precision not in ("fp32", "bf16", "auto"):
-        raise ValueError(f"precision must be 'fp32', 'bf16' or 'auto', got {precision!r}")
-    if precision == "fp32":
-        return None
-    if precision == "bf16":
-        return torch.bfloat16
-    kind = torch.device(device).type
-    if kind == "cuda":
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else None
-    if kind == "cpu":
-        return torch.bfloat16 if _cpu_has_native_bf16() else None
-    return None
-
-
-def _cpu_has_native_bf16():
-    try:
-        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
-    except (AttributeError, RuntimeError):  # pragma: no cover - very old/odd builds
-        return False
-
-
-class PatchDataset(Dataset):
-    """Torch dataset over a :class:`~kwtl.datasets.PatchSet` of images (and of masks).
-
-    Items are ``(uint8 tensor (1, h, w), float32 mask tensor (1, h, w))``; images stay 8-bit
-    until the batch reaches the network, which keeps loader memory small.
-    """
-
-    def __init__(self, patches, masks=None):
-        if masks is not None and len(masks) != len(patches):
-            raise ValueError(f"{len(patches)} patches but {len(masks)} mask patches")
-        self.patches, self.masks = patches, masks
-
-    def __len__(self):
-        return len(self.patches)
-
-    def __getitem__(self, i):
-        # torch.from_numpy needs a writable array: a read-only one (an image read from a file,
-        # a memory map) is copied here, never the user's array written to
-        x = torch.from_numpy(np.require(self.patches[i], requirements=["C", "W"]))[None]
-        if self.masks is None:
-            return x, torch.zeros(0)
-        y = torch.from_numpy(np.require(self.masks[i], np.float32, ["C", "W"]))[None]
-        return x, y
-
-
-class FCRNSegmenter(NeuralNet):
+class FCRNSegmenter(SelectionEntryPoints, VerifiedModelFiles, NeuralNet):
     """The paper's FCRN as a skorch/scikit-learn segmentation estimator working on images.
 
     ``fit`` cuts images into grid patches and trains with the weighted BCE of the paper;
@@ -182,27 +126,26 @@ class FCRNSegmenter(NeuralNet):
     """
 
     # --- parameter validation (kwtl.utils.validate_params), checked before any training
-    _positive_int = Interval(numbers.Integral, 1, None, closed="left")
     _parameter_constraints = {
         "lr": [Interval(numbers.Real, 0, None, closed="neither")],
         "weight_decay": [Interval(numbers.Real, 0, None, closed="left")],
-        "max_epochs": [Interval(numbers.Integral, 0, None, closed="left")],
-        "batch_size": [_positive_int],
+        "max_epochs": [NON_NEGATIVE_INT],
+        "batch_size": [POSITIVE_INT],
         "shuffle": ["boolean"],
         "patch_size": [Interval(numbers.Integral, 8, None, closed="left")],
-        "stride": [_positive_int, Pair(_positive_int)],
+        "stride": [POSITIVE_INT, Pair(POSITIVE_INT)],
         "bn_mode": [Options(("batch", "running"))],
         "precision": [Options(("auto", "fp32", "bf16"))],
-        "micro_batch_size": [None, _positive_int],
-        "inference_batch_size": [_positive_int],
+        "micro_batch_size": [None, POSITIVE_INT],
+        "inference_batch_size": [POSITIVE_INT],
         "max_pixels": [Interval(numbers.Integral, 64, None, closed="left")],
         "threshold": [Interval(numbers.Real, 0, 1, closed="neither")],
-        "meta_iterations": [Interval(numbers.Integral, 0, None, closed="left")],
-        "meta_shots": [_positive_int],
-        "inner_steps": [_positive_int],
+        "meta_iterations": [NON_NEGATIVE_INT],
+        "meta_shots": [POSITIVE_INT],
+        "inner_steps": [POSITIVE_INT],
         "inner_lr": [Interval(numbers.Real, 0, None, closed="neither")],
         "meta_step": [Interval(numbers.Real, 0, None, closed="left")],
-        "meta_stride": [None, _positive_int, Pair(_positive_int), dict],
+        "meta_stride": [None, POSITIVE_INT, Pair(POSITIVE_INT), dict],
         "random_state": [None, numbers.Integral, np.random.RandomState],
     }
     # ---
@@ -235,7 +178,7 @@ class FCRNSegmenter(NeuralNet):
         meta_stride=None,
         random_state=None,
         **kwargs,
-   ):
+    ):
         super().__init__(
             module,
             criterion,
@@ -246,7 +189,7 @@ class FCRNSegmenter(NeuralNet):
             train_split=train_split,
             verbose=verbose,
             **kwargs,
-       )
+        )
         self.weight_decay = weight_decay
         self.shuffle = shuffle
         self.patch_size = patch_size
@@ -266,19 +209,19 @@ class FCRNSegmenter(NeuralNet):
         self.random_state = random_state
 
     # ------------------------------------------------------------------ set-up
-    def _check_params(self):
-        validate_params(type(self).__name__, {k: getattr(self, k, None) for k in
-                                              self._parameter_constraints},
-                        self._parameter_constraints)
-        if int(self.patch_size) < 8 or int(self.patch_size) % 8:
+    def _validate_params(self):
+        """kwtl's validation hook: ``_parameter_constraints`` and the rules that span
+        values, then — once the network exists — skorch's own check of argument names."""
+        validate_params(
+            type(self).__name__,
+            {k: getattr(self, k, None) for k in self._parameter_constraints},
+            self._parameter_constraints,
+        )
+        if int(self.patch_size) % 8:
             raise ValueError(f"patch_size must be a positive multiple of 8, got {self.patch_size}")
-        if self.bn_mode not in ("batch", "running"):
-            raise ValueError(f"bn_mode must be 'batch' or 'running', got {self.bn_mode!r}")
         resolve_precision(self.precision, self.device)
-        if self.micro_batch_size is not None and int(self.micro_batch_size) < 1:
-            raise ValueError(f"micro_batch_size must be None or positive, got {self.micro_batch_size}")
-        if not 0.0 < float(self.threshold) < 1.0:
-            raise ValueError(f"threshold must be in (0, 1), got {self.threshold}")
+        if self.__dict__.get("module_") is not None:
+            super()._validate_params()
 
     @property
     def _amp_dtype(self):
@@ -301,7 +244,7 @@ class FCRNSegmenter(NeuralNet):
         ``random_state``, swap in layers with faster CPU training passes (same parameters,
         same function; see ``kwtl.models._fold.use_training_layers``) and use channels-last
         memory on the CPU and under bf16."""
-        self._check_params()
+        self._validate_params()
         seed = derive_seed(self.random_state, "init")
         if seed is not None:
             torch.manual_seed(seed)
@@ -364,7 +307,7 @@ class FCRNSegmenter(NeuralNet):
         """skorch hook: images (or a PatchSet) become a lazy dataset of grid patches."""
         if is_dataset(X):
             return X
-        self._check_params()
+        self._validate_params()
         patches, masks = self._patch_sets(X, y)
         return PatchDataset(patches, masks)
 
@@ -431,13 +374,15 @@ class FCRNSegmenter(NeuralNet):
         -------
         self
         """
-        self._check_params()
+        self._validate_params()
         images = check_images(X, min_size=8)
         masks = check_masks(y, images)
         check_training_masks(masks)
         groups = np.asarray(groups)
         if groups.shape != (len(images),):
-            raise ValueError(f"groups must have one entry per image ({len(images)}), got shape {groups.shape}")
+            raise ValueError(
+                f"groups must have one entry per image ({len(images)}), got shape {groups.shape}"
+            )
         if int(self.meta_iterations) < 0 or int(self.inner_steps) < 1 or int(self.meta_shots) < 1:
             raise ValueError("meta_iterations must be >= 0; inner_steps and meta_shots >= 1")
         if not self.initialized_:
@@ -445,8 +390,9 @@ class FCRNSegmenter(NeuralNet):
         tasks = []
         for g in np.unique(groups):
             idx = np.flatnonzero(groups == g)
-            patches = PatchSet.from_images([images[i] for i in idx], self.patch_size,
-                                           self._meta_stride_for(g))
+            patches = PatchSet.from_images(
+                [images[i] for i in idx], self.patch_size, self._meta_stride_for(g)
+            )
             tasks.append((patches, patches.with_arrays([masks[i] for i in idx])))
         rng = np.random.default_rng(derive_seed(self.random_state, "meta-tasks"))
         seed = derive_seed(self.random_state, "meta")
@@ -454,10 +400,20 @@ class FCRNSegmenter(NeuralNet):
             torch.manual_seed(seed)
         weight_decay = float(getattr(self, "optimizer__weight_decay", self.weight_decay))
         self.meta_history_ = first_order_reptile(
-            self.module_, tasks, self._forward, self.criterion_,
-            meta_iterations=self.meta_iterations, meta_shots=self.meta_shots,
-            inner_steps=self.inner_steps, inner_lr=self.inner_lr, weight_decay=weight_decay,
-            meta_step=self.meta_step, device=self.device, rng=rng, progress=bool(self.verbose))
+            self.module_,
+            tasks,
+            self._forward,
+            self.criterion_,
+            meta_iterations=self.meta_iterations,
+            meta_shots=self.meta_shots,
+            inner_steps=self.inner_steps,
+            inner_lr=self.inner_lr,
+            weight_decay=weight_decay,
+            meta_step=self.meta_step,
+            device=self.device,
+            rng=rng,
+            progress=bool(self.verbose),
+        )
         self.initialize_optimizer()
         return self
 
@@ -502,181 +458,42 @@ class FCRNSegmenter(NeuralNet):
         was_training = self.module_.training
         try:
             self.module_.eval()
-            pooled_batchnorm_statistics(self.module_, bns, chosen, batches, self.device,
-                                        self._amp_dtype, self._channels_last)
+            pooled_batchnorm_statistics(
+                self.module_,
+                bns,
+                chosen,
+                batches,
+                self.device,
+                self._amp_dtype,
+                self._channels_last,
+            )
         finally:
             self.module_.train(was_training)
         return self
 
-    def to_affine(self, gamma=0.1, beta=0.0):
+    def to_affine(self, gamma=0.1, beta=0.0, *, if_needed=False):
         """Switch every BatchNorm to a fresh affine one (γ=gamma, β=beta) — the paper's
         target-side switch after meta-training — and start a fresh optimizer.
+
+        With ``if_needed=True`` a model whose BatchNorm is affine already (e.g. after
+        pseudo-label fine-tuning) keeps it and only gets a fresh optimizer.
 
         Returns
         -------
         self
         """
         self.check_is_fitted()
-        switch_to_affine(self.module_, gamma, beta)
+        if not (if_needed and is_affine(self.module_)):
+            switch_to_affine(self.module_, gamma, beta)
         self.initialize_optimizer()
         return self
 
     # ------------------------------------------------------------------ prediction
-    def patch_logits(self, patches, mc_dropout=None):
-        """Logits of uint8 patches with BatchNorm in eval mode (running statistics).
-
-        Used by the selectors. Runs in batches of ``inference_batch_size`` under the
-        segmenter's precision setting, on a copy of the network with BatchNorm folded into
-        the convolutions (``kwtl.models._fold.fold_batchnorm``; kept until the weights change).
-
-        Parameters
-        ----------
-        patches : ndarray of shape (n, h, w), dtype uint8
-            Same-size patches; h and w divisible by 8.
-        mc_dropout : float or None, default=None
-            If given, the dropout layer before the last convolution is active with this
-            probability (MC dropout); BatchNorm stays in eval mode.
-
-        Returns
-        -------
-        logits : torch.Tensor of shape (n, h, w), float32, on the segmenter's device
-        """
-        return self._eval_logits(self._in_chunks, self._check_patches(patches), mc_dropout)
-
-    def mc_dropout_proba(self, patches, p=0.5, n_passes=10):
-        """Mean probability of ``n_passes`` MC-dropout passes over uint8 patches.
-
-        Dropout (probability ``p``) is active only in the layer before the last convolution
-        and BatchNorm uses its running statistics; the network part before the dropout layer
-        is computed once per batch and only the last convolution is repeated.
-
-        Returns
-        -------
-        proba : torch.Tensor of shape (n, h, w), float32, on the segmenter's device
-        """
-        return self._eval_mc_mean(self._in_chunks, self._check_patches(patches), p, n_passes)
-
-    def image_logits(self, images, mc_dropout=None):
-        """Whole-image logits with BatchNorm in eval mode: the dense selectors' entry point.
-
-        Same network, precision and folded BatchNorm as :meth:`patch_logits`, but over whole
-        images of any size: one forward pass per image. A forward pass takes at most
-        ``4 * inference_batch_size * patch_size**2`` input pixels: as many whole images as fit,
-        or, for an image larger than that, overlapping tiles of it (see
-        :func:`~kwtl.models._inference.forward_tiled`; tiles never smaller than 64²), so
-        memory is bounded whatever the image size.
-
-        Parameters
-        ----------
-        images : ndarray of shape (k, H, W), dtype uint8
-            Same-shape images (e.g. one image and its augmented copies), computed together.
-        mc_dropout : float or None, default=None
-            As in :meth:`patch_logits`.
-
-        Returns
-        -------
-        logits : torch.Tensor of shape (k, H, W), float32, on the segmenter's device
-        """
-        return self._eval_logits(self._tiled, self._check_images_uint8(images), mc_dropout)
-
-    def image_mc_dropout_proba(self, images, p=0.5, n_passes=10):
-        """Whole-image mean MC-dropout probability (as :meth:`mc_dropout_proba`, tiled as
-        :meth:`image_logits`; masks are drawn per tile).
-
-        Returns
-        -------
-        proba : torch.Tensor of shape (k, H, W), float32, on the segmenter's device
-        """
-        return self._eval_mc_mean(self._tiled, self._check_images_uint8(images), p, n_passes)
-
-    # patches (in chunks) and whole images (in tiles) share the same eval-mode passes
-    def _eval_logits(self, run, inputs, mc_dropout):
-        module = self._inference_module()
-        context = enable_mc_dropout(module, mc_dropout) if mc_dropout else contextlib.nullcontext()
-        with context:
-            return run(forward_patches, module, inputs)
-
-    def _eval_mc_mean(self, run, inputs, p, n_passes):
-        if int(n_passes) < 1:
-            raise ValueError(f"n_passes must be at least 1, got {n_passes}")
-        module = self._inference_module()
-        with enable_mc_dropout(module, p):
-            return run(mc_dropout_mean_proba, module, inputs, n_passes=n_passes)
-
-    def _tiled(self, forward, module, images, **kwargs):
-        # At most ``budget`` input pixels per forward pass (4 patch_logits chunks). Whole
-        # images first: copies of an image that fits go through in groups of whole images,
-        # which avoids the tiles' overlapping margins (+15 % pixels for a 768x1024 image in
-        # 544-px tiles); only an image larger than the budget is cut into tiles (multiples of
-        # 8 on a side).
-        budget = 4 * int(self.inference_batch_size) * int(self.patch_size) ** 2
-        k, h, w = images.shape
-        padded = (-(-h // 8) * 8) * (-(-w // 8) * 8)
-        per_pass = max(1, budget // max(1, padded))
-        out = []
-        for s in range(0, k, per_pass):
-            part = images[s : s + per_pass]
-            side = max(64, int((budget / len(part)) ** 0.5) // 8 * 8)
-            if padded * len(part) <= budget:
-                side = max(side, -(-max(h, w) // 8) * 8)  # one tile: the whole image
-            out.append(forward_tiled(forward, module, part, tile_size=side, device=self.device,
-                                     dtype=self._amp_dtype,
-                                     channels_last=self._inference_channels_last, **kwargs))
-        return out[0] if len(out) == 1 else torch.cat(out)
-
-    def _check_images_uint8(self, images):
-        self.check_is_fitted()
-        images = np.asarray(images)
-        if images.ndim != 3 or images.dtype != np.uint8:
-            raise ValueError(f"images must be a uint8 array (k, H, W) of same-shape images, got "
-                             f"{images.dtype} {images.shape}")
-        return images
-
-    def encoder_features(self, patches):
-        """Average-pooled bottleneck features of uint8 patches, ``(n, 16 * width)`` float32.
-
-        BatchNorm in eval mode (running statistics), as for :meth:`patch_logits`; used by the
-        representativeness selectors (see :func:`kwtl.models.encoder_features`).
-        """
-        from ._features import encoder_features
-
-        return encoder_features(self, patches)
-
-    def _in_chunks(self, forward, module, patches, **kwargs):
-        """``forward`` over ``inference_batch_size`` patches at a time, concatenated."""
-        step = int(self.inference_batch_size)
-        out = [forward(module, patches[s : s + step], device=self.device, dtype=self._amp_dtype,
-                       channels_last=self._inference_channels_last, **kwargs)
-               for s in range(0, len(patches), step)]
-        if not out:
-            return torch.zeros((0,) + patches.shape[1:], device=self.device)
-        return torch.cat(out)
-
-    def _inference_module(self):
-        """Eval-mode copy of ``module_`` with BatchNorm folded into the convolutions (see
-        ``kwtl.models._fold.fold_batchnorm``); rebuilt only when ``module_`` has changed."""
-        cache = self.__dict__.get("_folded_cache_")
-        if cache is None:
-            cache = self._folded_cache_ = FoldedModuleCache()
-        folded = cache.get(self.module_)
-        if self._inference_channels_last and not getattr(folded, "_kwtl_channels_last", False):
-            folded.to(memory_format=torch.channels_last)  # our own copy: converted once
-            folded._kwtl_channels_last = True
-        return folded
-
+    # (the selectors' eval-mode entry points are SelectionEntryPoints', in _entry_points.py)
     def __getstate__(self):
         state = super().__getstate__()
         state.pop("_folded_cache_", None)  # a derived copy of module_: rebuilt on demand
         return state
-
-    def _check_patches(self, patches):
-        self.check_is_fitted()
-        patches = np.asarray(patches)
-        if patches.ndim != 3 or patches.dtype != np.uint8:
-            raise ValueError(f"patches must be a uint8 array (n, h, w), got {patches.dtype} {patches.shape}")
-        if patches.shape[1] % 8 or patches.shape[2] % 8:
-            raise ValueError(f"patch height and width must be divisible by 8, got {patches.shape[1:]}")
-        return patches
 
     def predict_proba(self, X):
         """Full-resolution foreground probability maps.
@@ -693,12 +510,17 @@ class FCRNSegmenter(NeuralNet):
         proba : list of ndarray of shape (H_i, W_i), float32
         """
         self.check_is_fitted()
-        self._check_params()
+        self._validate_params()
         images = check_images(X, min_size=8)
-        logits = predict_logit_maps(self.module_, images, bn_mode=self.bn_mode,
-                                    device=self.device, dtype=self._amp_dtype,
-                                    channels_last=self._channels_last,
-                                    max_pixels=int(self.max_pixels))
+        logits = predict_logit_maps(
+            self.module_,
+            images,
+            bn_mode=self.bn_mode,
+            device=self.device,
+            dtype=self._amp_dtype,
+            channels_last=self._channels_last,
+            max_pixels=int(self.max_pixels),
+        )
         return [expit(z).astype(np.float32) for z in logits]  # no overflow warning
 
     def predict(self, X):
@@ -708,64 +530,3 @@ class FCRNSegmenter(NeuralNet):
     def score(self, X, y):
         """Mean foreground IoU of :meth:`predict` (so ``GridSearchCV(scoring=None)`` works)."""
         return mean_iou(y, self.predict(X))
-
-    # ------------------------------------------------------------------ persistence
-    def save_params(self, f_params=None, *args, **kwargs):
-        """skorch's ``save_params``; ``f_params`` given as a path is written by
-        :func:`kwtl.models.save_weights`: weights-only tensors plus a JSON sidecar
-        (``f_params + ".json"``) with the kwtl version, architecture, parameters and sha256
-        checksums, both written atomically."""
-        if isinstance(f_params, (str, os.PathLike)):
-            self.check_is_fitted()
-            params = {k: v for k, v in self.get_params(deep=False).items()
-                      if not k.startswith("callbacks")}
-            save_weights(self.module_, f_params, parameters=params)
-            f_params = None
-        return super().save_params(f_params, *args, **kwargs)
-
-    def load_params(self, f_params=None, *args, **kwargs):
-        """skorch's ``load_params``, verified: ``f_params`` is read without running code
-        (tensors only), checked against its sidecar (size, sha256) when there is one, and
-        against the network (keys and shapes, e.g. ``width``); only then copied in. A file
-        that fails any check raises :class:`~kwtl.models.ModelFileError` naming the file and
-        the problem, and the segmenter is left untouched. A state dict with affine
-        BatchNorm (e.g. a PLFT checkpoint) first switches this segmenter's BatchNorm to
-        affine. Plain state dicts without a sidecar (the authors' weights) load too."""
-        if f_params is not None and kwargs.get("checkpoint") is None:
-            state, _ = read_weights(f_params)
-            name = (getattr(f_params, "name", "the file object") if hasattr(f_params, "read")
-                    else str(f_params))
-            trial = self if self.initialized_ else clone(self).initialize()
-            module = copy.deepcopy(trial.module_)
-            affine_ckpt = any(k.startswith("conv") and k.endswith(".1.weight") for k in state)
-            if affine_ckpt and not _is_affine(module):
-                switch_to_affine(module)
-            check_state_dict(module, state, name)
-            module.load_state_dict(state)  # dry run on the copy: must not fail below
-            if not self.initialized_:
-                self.initialize()
-            if affine_ckpt and not _is_affine(self.module_):
-                switch_to_affine(self.module_)
-                self.initialize_optimizer()
-            self.module_.load_state_dict(state)
-            f_params = None
-        return super().load_params(f_params, *args, **kwargs)
-
-
-def _is_affine(module):
-    return any(getattr(m, "affine", False) for m in module.modules()
-               if isinstance(m, torch.nn.BatchNorm2d))
-
-
-def _warn_if_one_class(mask_patches):
-    """Warn (not fail) when no training patch has both classes: legitimately possible for a
-    selected support set, but then the model learns only one class from it."""
-    counts = patch_foreground_counts(mask_patches)
-    area = mask_patches.patch_size[0] * mask_patches.patch_size[1]
-    if len(counts) and not np.any((counts > 0) & (counts < area)):
-        n_empty = int(np.sum(counts == 0))
-        warnings.warn(
-            f"none of the {len(counts)} training patches has both foreground and background "
-            f"({n_empty} all background, {len(counts) - n_empty} all foreground): the weighted "
-            "BCE learns only background from them", UserWarning, stacklevel=4)
-

@@ -13,6 +13,7 @@ adds two dock widgets to *Plugins > kwtl*:
 
 Images open with napari's own readers; kwtl adds no reader or writer.
 """
+
 from ._annotate import AnnotateWidget
 from ._steps import StepsWidget
 

@@ -1,11 +1,19 @@
 """The "Annotate a package" widget: draw the masks a ``kwtl select`` package asks for."""
+
 import json
 import weakref
 from pathlib import Path
 
 import numpy as np
-from qtpy.QtWidgets import (QFileDialog, QHBoxLayout, QLabel, QLineEdit, QPushButton,
-                            QVBoxLayout, QWidget)
+from qtpy.QtWidgets import (
+    QFileDialog,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QPushButton,
+    QVBoxLayout,
+    QWidget,
+)
 
 __all__ = ["AnnotateWidget", "PackageItems"]
 
@@ -29,8 +37,10 @@ class PackageItems:
 
         self.folder = Path(folder)
         if not (self.folder / "selection.csv").is_file():
-            raise ValueError(f"{self.folder} is not a kwtl select package (no selection.csv);"
-                             " choose the folder given to kwtl select --out")
+            raise ValueError(
+                f"{self.folder} is not a kwtl select package (no selection.csv);"
+                " choose the folder given to kwtl select --out"
+            )
         self.table = read_selection(self.folder).sort_values("rank").reset_index(drop=True)
         meta_file = self.folder / "selection.json"
         self.metadata = json.loads(meta_file.read_text()) if meta_file.is_file() else {}
@@ -89,7 +99,7 @@ class PackageItems:
                 w = max(c + bw for _, c, _, bw in boxes)
                 canvas = np.zeros((h, w), np.uint8)
                 for j, (r, c, bh, bw) in zip(rows, boxes):
-                    canvas[r:r + bh, c:c + bw] = self.item_image(j)
+                    canvas[r : r + bh, c : c + bw] = self.item_image(j)
                 self._sources[name] = canvas
         return self._sources[name]
 
@@ -176,8 +186,10 @@ class AnnotateWidget(QWidget):
         self._dirty = False
         self._shown_source = None
         self.go(todo[0] if todo else 0, force=True)
-        self.status_label.setText(f"opened {items.folder.name}: draw the cells of each region "
-                                  "in the 'kwtl mask' layer, then Save mask")
+        self.status_label.setText(
+            f"opened {items.folder.name}: draw the cells of each region "
+            "in the 'kwtl mask' layer, then Save mask"
+        )
 
     def _enable(self, on):
         for button in (self.previous_button, self.save_button, self.next_button):
@@ -192,8 +204,9 @@ class AnnotateWidget(QWidget):
         k = int(np.clip(k, 0, len(self.items) - 1))
         if self._dirty and not force and k != self.index:
             self._dirty = False  # the next attempt goes through
-            self.status_label.setText("this mask has unsaved changes: Save mask, or press "
-                                      "again to leave it unsaved")
+            self.status_label.setText(
+                "this mask has unsaved changes: Save mask, or press again to leave it unsaved"
+            )
             return
         self.index = k
         self._show()
@@ -211,23 +224,33 @@ class AnnotateWidget(QWidget):
         rects = []
         for j in same:
             r, c, h, w = items.box(j)
-            rects.append(np.array([[r, c], [r, c + w - 1], [r + h - 1, c + w - 1],
-                                   [r + h - 1, c]], dtype=float))
+            rects.append(
+                np.array(
+                    [[r, c], [r, c + w - 1], [r + h - 1, c + w - 1], [r + h - 1, c]], dtype=float
+                )
+            )
         ranks = [int(items.row(j)["rank"]) for j in same]
         colours = ["yellow" if j == k else "red" for j in same]
         if PATCHES_LAYER in self.viewer.layers:
             self.viewer.layers.remove(PATCHES_LAYER)
-        self.viewer.add_shapes(rects, shape_type="rectangle", name=PATCHES_LAYER,
-                               edge_color=colours, face_color="transparent", edge_width=3,
-                               features={"rank": ranks},
-                               text={"string": "#{rank}", "color": "yellow", "size": 10,
-                                     "anchor": "upper_left"})
+        self.viewer.add_shapes(
+            rects,
+            shape_type="rectangle",
+            name=PATCHES_LAYER,
+            edge_color=colours,
+            face_color="transparent",
+            edge_width=3,
+            features={"rank": ranks},
+            text={"string": "#{rank}", "color": "yellow", "size": 10, "anchor": "upper_left"},
+        )
         r, c, h, w = items.box(k)
         path = items.mask_path(k)
         labels = read_mask(path) if path is not None else np.zeros((h, w), np.uint32)
         if labels.shape != (h, w):
-            self.status_label.setText(f"{path.name} is {labels.shape[0]}x{labels.shape[1]}, "
-                                      f"its image {h}x{w}: drawing starts empty")
+            self.status_label.setText(
+                f"{path.name} is {labels.shape[0]}x{labels.shape[1]}, "
+                f"its image {h}x{w}: drawing starts empty"
+            )
             labels = np.zeros((h, w), np.uint32)
         layer = self._set_layer(MASK_LAYER, "labels", labels.astype(np.uint32))
         layer.translate = (r, c)
@@ -242,7 +265,9 @@ class AnnotateWidget(QWidget):
     def _set_layer(self, name, kind, data):
         if name in self.viewer.layers:
             layer = self.viewer.layers[name]
-            if layer.data.shape == data.shape and (kind != "labels" or layer.data.dtype == data.dtype):
+            if layer.data.shape == data.shape and (
+                kind != "labels" or layer.data.dtype == data.dtype
+            ):
                 layer.data = data
                 return layer
             self.viewer.layers.remove(name)
@@ -265,8 +290,9 @@ class AnnotateWidget(QWidget):
         drawn = items.n_drawn()
         self.progress_label.setText(f"{drawn} of {len(items)} drawn")
         state = "saved" if items.mask_path(k) is not None else "not drawn yet"
-        self.item_label.setText(f"#{int(row['rank'])} ({k + 1} of {len(items)}): "
-                                f"{row['image_file']} - {state}")
+        self.item_label.setText(
+            f"#{int(row['rank'])} ({k + 1} of {len(items)}): {row['image_file']} - {state}"
+        )
         self.previous_button.setEnabled(k > 0)
         self.next_button.setEnabled(k < len(items) - 1)
 
@@ -286,6 +312,7 @@ class AnnotateWidget(QWidget):
         self._dirty = False
         self._update_labels()
         cells = len(np.unique(labels[labels > 0]))
-        self.status_label.setText(f"saved {path.relative_to(self.items.folder)} "
-                                  f"({cells} label value(s))")
+        self.status_label.setText(
+            f"saved {path.relative_to(self.items.folder)} ({cells} label value(s))"
+        )
         return path

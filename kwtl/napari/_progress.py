@@ -7,6 +7,7 @@ opens *in that thread* forwards its position to the widget's callback, and raise
 their results atomically and resume, so a cancelled step loses at most the work since its
 last checkpoint. Bars of other threads (and of programs without widgets) are untouched.
 """
+
 import contextlib
 import sys
 import threading

@@ -1,11 +1,23 @@
 """The "Select, fine-tune, predict" widget: kwtl's steps in a worker thread."""
+
 from pathlib import Path
 
 import numpy as np
 from qtpy.QtCore import QObject, Signal
-from qtpy.QtWidgets import (QCheckBox, QComboBox, QFormLayout, QHBoxLayout, QLabel,
-                            QLineEdit, QProgressBar, QPushButton, QSpinBox, QTabWidget,
-                            QVBoxLayout, QWidget)
+from qtpy.QtWidgets import (
+    QCheckBox,
+    QComboBox,
+    QFormLayout,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QProgressBar,
+    QPushButton,
+    QSpinBox,
+    QTabWidget,
+    QVBoxLayout,
+    QWidget,
+)
 
 from ._progress import StepCancelled, reporting
 
@@ -69,9 +81,9 @@ class StepsWidget(QWidget):
         # finetune
         self.finetune_packages = _line("annotated packages, separated by ;")
         self.finetune_model = _line("start model (default: the first package's PLFT model)")
-        self.finetune_epochs = QSpinBox()
-        self.finetune_epochs.setRange(1, 10000)
-        self.finetune_epochs.setValue(20)
+        self.finetune_steps = QSpinBox()  # the default recipe's optimiser steps
+        self.finetune_steps.setRange(1, 100000)
+        self.finetune_steps.setValue(250)
         self.finetune_out = _line("model file to write, e.g. tuned.kwtl")
         self.finetune_button = QPushButton("Fine-tune")
         # predict
@@ -91,17 +103,39 @@ class StepsWidget(QWidget):
 
         tabs = QTabWidget()
         for title, rows, button in (
-                ("Select", [("Images", self.select_images), ("Model", self.select_model),
-                            ("Budget", self.select_budget), ("Unit", self.select_unit),
-                            ("Exclude", self.select_exclude), ("Package", self.select_out)],
-                 self.select_button),
-                ("Fine-tune", [("Packages", self.finetune_packages),
-                               ("From model", self.finetune_model),
-                               ("Epochs", self.finetune_epochs),
-                               ("Out", self.finetune_out)], self.finetune_button),
-                ("Predict", [("Images", self.predict_images), ("Model", self.predict_model),
-                             ("Out", self.predict_out), ("", self.predict_instances)],
-                 self.predict_button)):
+            (
+                "Select",
+                [
+                    ("Images", self.select_images),
+                    ("Model", self.select_model),
+                    ("Budget", self.select_budget),
+                    ("Unit", self.select_unit),
+                    ("Exclude", self.select_exclude),
+                    ("Package", self.select_out),
+                ],
+                self.select_button,
+            ),
+            (
+                "Fine-tune",
+                [
+                    ("Packages", self.finetune_packages),
+                    ("From model", self.finetune_model),
+                    ("Steps", self.finetune_steps),
+                    ("Out", self.finetune_out),
+                ],
+                self.finetune_button,
+            ),
+            (
+                "Predict",
+                [
+                    ("Images", self.predict_images),
+                    ("Model", self.predict_model),
+                    ("Out", self.predict_out),
+                    ("", self.predict_instances),
+                ],
+                self.predict_button,
+            ),
+        ):
             page = QWidget()
             form = QFormLayout()
             for label, field in rows:
@@ -134,29 +168,37 @@ class StepsWidget(QWidget):
         from kwtl import workflow
 
         exclude = split_paths(self.select_exclude.text()) or None
-        kwargs = dict(images=self.select_images.text().strip(),
-                      model=self.select_model.text().strip(),
-                      budget=int(self.select_budget.value()),
-                      out=self.select_out.text().strip(),
-                      unit=self.select_unit.currentText(), exclude=exclude)
+        kwargs = dict(
+            images=self.select_images.text().strip(),
+            model=self.select_model.text().strip(),
+            budget=int(self.select_budget.value()),
+            out=self.select_out.text().strip(),
+            unit=self.select_unit.currentText(),
+            exclude=exclude,
+        )
         self._start("select", workflow.select, kwargs, self._selected)
 
     def run_finetune(self):
         from kwtl import workflow
 
         packages = split_paths(self.finetune_packages.text())
-        kwargs = dict(todo_dir=packages, out=self.finetune_out.text().strip(),
-                      model=self.finetune_model.text().strip() or None,
-                      epochs=int(self.finetune_epochs.value()))
+        kwargs = dict(
+            todo_dir=packages,
+            out=self.finetune_out.text().strip(),
+            model=self.finetune_model.text().strip() or None,
+            steps=int(self.finetune_steps.value()),
+        )
         self._start("finetune", workflow.finetune, kwargs, self._finetuned)
 
     def run_predict(self):
         from kwtl import workflow
 
-        kwargs = dict(images=self.predict_images.text().strip(),
-                      model=self.predict_model.text().strip(),
-                      out=self.predict_out.text().strip(),
-                      instances=self.predict_instances.isChecked())
+        kwargs = dict(
+            images=self.predict_images.text().strip(),
+            model=self.predict_model.text().strip(),
+            out=self.predict_out.text().strip(),
+            instances=self.predict_instances.isChecked(),
+        )
         self._start("predict", workflow.predict, kwargs, self._predicted)
 
     def cancel(self):
@@ -186,10 +228,15 @@ class StepsWidget(QWidget):
                 return function(progress=True, **kwargs)
 
         # our own "errored" handler: the error is shown here, not re-raised in Qt's loop
-        worker = create_worker(task, _start_thread=False, _connect={
-            "returned": lambda result: self._done(name, result, on_result),
-            "errored": lambda err: self._failed(name, err),
-            "finished": self._finished})
+        worker = create_worker(
+            task,
+            _start_thread=False,
+            _connect={
+                "returned": lambda result: self._done(name, result, on_result),
+                "errored": lambda err: self._failed(name, err),
+                "finished": self._finished,
+            },
+        )
         self.worker = worker
         for button in (self.select_button, self.finetune_button, self.predict_button):
             button.setEnabled(False)
@@ -211,8 +258,9 @@ class StepsWidget(QWidget):
     def _failed(self, name, err):
         self.error = err
         if isinstance(err, StepCancelled):
-            self.status_label.setText(f"{name} cancelled; run it again with the same "
-                                      "settings to resume")
+            self.status_label.setText(
+                f"{name} cancelled; run it again with the same settings to resume"
+            )
         else:
             self.status_label.setText(f"{name} failed: {err}")
 
@@ -238,10 +286,12 @@ class StepsWidget(QWidget):
 
             for picture in sorted((folder / "overview").glob("*.png")):
                 self.viewer.add_image(read_image(picture), name=f"overview {picture.stem}")
-        self.finetune_packages.setText(";".join(
-            split_paths(self.finetune_packages.text()) + [str(folder)]))
-        self.status_label.setText(f"select finished: {len(result.table)} item(s) to annotate "
-                                  f"in {folder}")
+        self.finetune_packages.setText(
+            ";".join(split_paths(self.finetune_packages.text()) + [str(folder)])
+        )
+        self.status_label.setText(
+            f"select finished: {len(result.table)} item(s) to annotate in {folder}"
+        )
 
     def _finetuned(self, segmenter):
         out = self.finetune_out.text().strip()
@@ -259,5 +309,4 @@ class StepsWidget(QWidget):
             if layer_name in self.viewer.layers:
                 self.viewer.layers.remove(layer_name)
             self.viewer.add_labels(labels, name=layer_name)
-        self.status_label.setText(f"predict finished: {len(result.masks)} mask(s) in "
-                                  f"{result.path}")
+        self.status_label.setText(f"predict finished: {len(result.masks)} mask(s) in {result.path}")

@@ -10,6 +10,7 @@ from the other). The spacing is done here on the few seed points (a k-d tree) ra
 by :func:`skimage.feature.peak_local_max` with ``labels=``, which loops over every
 component: the same greedy rule (highest first) in less time.
 """
+
 import numbers
 
 import numpy as np
@@ -28,7 +29,8 @@ def _foreground(image, threshold):
     arr = np.asarray(image)
     if arr.ndim != 2 or arr.size == 0:
         raise ValueError(
-            f"expected one non-empty 2-D (H, W) probability map or mask, got shape {arr.shape}")
+            f"expected one non-empty 2-D (H, W) probability map or mask, got shape {arr.shape}"
+        )
     if arr.dtype == bool:
         return arr
     if not (np.issubdtype(arr.dtype, np.integer) or np.issubdtype(arr.dtype, np.floating)):
@@ -82,16 +84,20 @@ def _seeds(distance, components, min_distance):
         if box is None or deepest[index - 1] < 1.0 + _MIN_DYNAMIC:
             continue
         inside = components[box] == index
-        maxima[box] |= h_maxima(np.where(inside, distance[box], 0.0), _MIN_DYNAMIC) \
-            .astype(bool) & inside
+        maxima[box] |= (
+            h_maxima(np.where(inside, distance[box], 0.0), _MIN_DYNAMIC).astype(bool) & inside
+        )
     regions, n_regions = ndimage.label(maxima, structure=_EIGHT)
     markers = np.zeros(distance.shape, dtype=np.int32)
     n_seeds = 0
     if n_regions:
         # one representative pixel per maximum region, carrying the region's height
         index = np.arange(1, n_regions + 1)
-        rows, cols = np.array(ndimage.maximum_position(distance, regions, index),
-                              dtype=np.intp).reshape(-1, 2).T
+        rows, cols = (
+            np.array(ndimage.maximum_position(distance, regions, index), dtype=np.intp)
+            .reshape(-1, 2)
+            .T
+        )
         keep = _spaced(rows, cols, distance[rows, cols], components, min_distance)
         n_seeds = len(keep)
         markers[rows[keep], cols[keep]] = np.arange(1, n_seeds + 1)

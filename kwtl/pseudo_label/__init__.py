@@ -5,6 +5,7 @@ processing (histogram equalisation + threshold + dilation as in the paper, Otsu,
 with per-dataset paper presets (:data:`PAPER_PRESETS`, :meth:`PseudoLabeler.for_dataset`) and an
 automatic foreground-polarity rule (:func:`estimate_polarity`).
 """
+
 from ._pseudo_label import PAPER_PRESETS, PseudoLabeler, estimate_polarity
 
 __all__ = ["PAPER_PRESETS", "PseudoLabeler", "estimate_polarity"]

@@ -7,6 +7,7 @@ re-implements it with numpy/scipy only (OpenCV is not a dependency), adds the pa
 ablation, an Otsu variant and an automatic foreground-polarity rule so that a new dataset needs
 no hand-tuned threshold.
 """
+
 import numbers
 
 import numpy as np
@@ -16,6 +17,7 @@ from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils import check_random_state
 
 from ..utils import check_images
+from ..utils.validation import NON_NEGATIVE_INT, POSITIVE_INT, Options, validate_params
 
 __all__ = [
     "PAPER_PRESETS",
@@ -41,16 +43,21 @@ _POLARITIES = ("dark", "bright", "auto")
 #:   zeros, so there is no authors' rule to reproduce.  kwtl uses Otsu's threshold with bright
 #:   foreground (fluorescent nuclei on a dark background), documented as kwtl's own choice.
 PAPER_PRESETS = {
-    "TNBC": dict(method="threshold", polarity="dark", threshold=20,
-                 dilation_size=2, dilation_iterations=2),
-    "EM": dict(method="threshold", polarity="dark", threshold=140,
-               dilation_size=2, dilation_iterations=2),
-    "ssTEM": dict(method="threshold", polarity="dark", threshold=140,
-                  dilation_size=2, dilation_iterations=0),
-    "B39": dict(method="threshold", polarity="bright", threshold=1,
-                dilation_size=2, dilation_iterations=0),
-    "B5": dict(method="otsu", polarity="bright", threshold=140,
-               dilation_size=2, dilation_iterations=0),
+    "TNBC": dict(
+        method="threshold", polarity="dark", threshold=20, dilation_size=2, dilation_iterations=2
+    ),
+    "EM": dict(
+        method="threshold", polarity="dark", threshold=140, dilation_size=2, dilation_iterations=2
+    ),
+    "ssTEM": dict(
+        method="threshold", polarity="dark", threshold=140, dilation_size=2, dilation_iterations=0
+    ),
+    "B39": dict(
+        method="threshold", polarity="bright", threshold=1, dilation_size=2, dilation_iterations=0
+    ),
+    "B5": dict(
+        method="otsu", polarity="bright", threshold=140, dilation_size=2, dilation_iterations=0
+    ),
 }
 
 # Quantiles bounding the "robust intensity range" of the auto-polarity rule, and the relative
@@ -97,7 +104,7 @@ def equalize_hist(image):
         raise ValueError(
             f"equalize_hist expects a 2-D uint8 image, got dtype {image.dtype} and shape "
             f"{image.shape}; convert it with kwtl.utils.as_uint8_image"
-       )
+        )
     hist = np.bincount(image.ravel(), minlength=256)
     total = image.size
     first = int(np.flatnonzero(hist)[0])
@@ -295,7 +302,7 @@ class PseudoLabeler(TransformerMixin, BaseEstimator):
         dilation_size=2,
         dilation_iterations=0,
         random_state=None,
-   ):
+    ):
         self.method = method
         self.polarity = polarity
         self.threshold = threshold
@@ -331,22 +338,26 @@ class PseudoLabeler(TransformerMixin, BaseEstimator):
         by_lower = {key.lower(): key for key in PAPER_PRESETS}
         key = by_lower.get(name.lower())
         if key is None:
-            raise ValueError(
-                f"unknown dataset {name!r}; known presets: {', '.join(PAPER_PRESETS)}"
-           )
+            raise ValueError(f"unknown dataset {name!r}; known presets: {', '.join(PAPER_PRESETS)}")
         params = dict(PAPER_PRESETS[key])
         params.update(overrides)
         return cls(**params)
 
+    _parameter_constraints = {
+        "method": [Options(_METHODS)],
+        "polarity": [Options(_POLARITIES)],
+        "dilation_size": [POSITIVE_INT],
+        "dilation_iterations": [NON_NEGATIVE_INT],
+        "random_state": [None, numbers.Integral, np.random.RandomState],
+    }
+
     def _validate_params(self):
-        if self.method not in _METHODS:
-            raise ValueError(f"method must be one of {_METHODS}, got {self.method!r}")
-        if self.polarity not in _POLARITIES:
-            raise ValueError(f"polarity must be one of {_POLARITIES}, got {self.polarity!r}")
+        """``_parameter_constraints``, and the threshold when the method uses it."""
+        validate_params(
+            type(self).__name__, self.get_params(deep=False), self._parameter_constraints
+        )
         if self.method == "threshold":
             _check_int(self.threshold, "threshold", low=0, high=255)
-        _check_int(self.dilation_size, "dilation_size", low=1)
-        _check_int(self.dilation_iterations, "dilation_iterations", low=0)
 
     def fit(self, X, y=None):
         """Validate the parameters and the images; nothing is learned.
@@ -418,7 +429,7 @@ class PseudoLabeler(TransformerMixin, BaseEstimator):
             n_clusters=2,
             n_init=_KMEANS_N_INIT,
             random_state=seed,
-       )
+        )
         km.fit(levels.reshape(-1, 1).astype(np.float64), sample_weight=hist[levels])
         centres = km.cluster_centers_.ravel()
         fg_centre = centres.min() if polarity == "dark" else centres.max()

@@ -4,7 +4,8 @@ Every selector is a scikit-learn estimator following the contract of :class:`Bas
 ``score(X, estimator)`` (one score per candidate, higher = annotate first),
 ``select(X, n, estimator)`` (the ``n`` best candidate indices) and
 ``select_support(X, estimator, n_shots, patches_per_shot)`` (the method's selection step:
-budget, cached scores, choice, image expansion). What a selector may ask of the model is the
+budget, cached scores, choice — optionally without overlapping patches, see
+:func:`choose_non_overlapping` — and image expansion). What a selector may ask of the model is the
 :class:`SelectionModel` protocol. Pixel-scoring selectors (:class:`PixelSelector`) also give
 ``pixel_scores(X, estimator)`` (per-pixel score maps):
 
@@ -35,10 +36,13 @@ short names (``kwtl run --selectors``) to these classes and to
 ready-made compositions (``gate_random``, ``gate_consistency``, ``gate_representative``,
 ``representative``, ``stratified_consistency``).
 """
+
 from ._augment import AUGMENTATIONS, autocontrast, brightness, sharpness
-from ._base import BaseSelector, PixelSelector, Support
+from ._base import BaseSelector
+from ._choice import Support, choose_non_overlapping
 from ._consistency import ConsistencySelector
 from ._gate import ForegroundGate, PredictedForegroundSelector
+from ._pixel import PixelSelector
 from ._protocol import SelectionModel
 from ._random import RandomSelector
 from ._registry import DEFAULT_SELECTOR, SELECTORS, make_selector
@@ -68,6 +72,7 @@ __all__ = [
     "Support",
     "autocontrast",
     "brightness",
+    "choose_non_overlapping",
     "make_selector",
     "sharpness",
 ]

@@ -12,6 +12,7 @@ Pillow's C code computes in single precision and truncates toward zero when it s
 8-bit result; the functions below do the same arithmetic in ``float32`` in the same order,
 which is what makes them exact rather than off by one grey level here and there.
 """
+
 import numpy as np
 
 __all__ = ["AUGMENTATIONS", "autocontrast", "autocontrast_lut", "brightness", "sharpness"]

@@ -5,76 +5,39 @@ A selector *scores* every candidate of an unlabelled pool (higher = annotate fir
 score vector can be inspected, plotted, cached or combined before anything is chosen.
 
 * :class:`BaseSelector` (an ABC) owns the budget rule (:meth:`~BaseSelector.budget`), the
-  image-unit expansion, score caching (allowed when :attr:`~BaseSelector.deterministic`),
-  the tied-score warning, ``scores_`` and the final choice
-  (:meth:`~BaseSelector.select_support`, one call for :class:`~kwtl.FewShotSegmentation`).
+  image-unit expansion, score caching (allowed when :attr:`~BaseSelector.deterministic`;
+  image by image for :attr:`~BaseSelector.separable` selectors, so an interrupted run
+  resumes), the tied-score warning, ``scores_`` and the final choice, optionally without
+  overlapping windows (:meth:`~BaseSelector.choose`; :meth:`~BaseSelector.select_support`
+  is the one call of :class:`~kwtl.FewShotSegmentation` and ``kwtl select``).
   A subclass implements one hook, ``_score_pool(pool, estimator)``: whole-pool selectors
   (clustering, coverage) and wrappers (a gate, a mixture) implement it directly.
-* :class:`PixelSelector` implements ``_score_pool`` by streaming the pool in chunks through
+* :class:`~kwtl.selection.PixelSelector` implements ``_score_pool`` by streaming the pool in chunks through
   one per-pixel hook, ``_pixel_scores(patches, estimator)``, and reducing each patch's
   pixels to one score on the segmenter's device.
 
 What a selector may ask of the model is the :class:`~kwtl.selection.SelectionModel`
 protocol; a selector lists the entry points it calls in ``required_methods``.
 """
+
 import abc
-import contextlib
-import dataclasses
 import numbers
 import warnings
 
 import numpy as np
 import torch
-from sklearn.base import BaseEstimator, clone
-from sklearn.utils.validation import check_is_fitted, check_memory
+from sklearn.base import BaseEstimator
+from sklearn.utils.validation import check_is_fitted
 
 from ..datasets import PatchSet
 from ..utils import check_images
-from ..utils._fingerprint import model_fingerprint
+from ..utils.validation import Options, validate_params
+from ._choice import Support, choose_non_overlapping
+from ._scoring import score_candidates
 
-__all__ = ["BaseSelector", "PixelSelector", "Support"]
+__all__ = ["BaseSelector"]
 
 _UNITS = ("patch", "image")
-_REDUCTIONS = ("mean", "sum", "max")
-_DEFAULT_BATCH_SIZE = 16
-
-
-@dataclasses.dataclass(frozen=True)
-class Support:
-    """What a selector chose: the candidates to annotate, best first.
-
-    Attributes
-    ----------
-    indices : ndarray of int, shape (n,)
-        Candidate indices: positions in the pool's patches (``unit="patch"``) or image
-        indices (``unit="image"``).
-    coords : ndarray of int, shape (n, 3)
-        Their ``(pool_image_index, row, col)``; with ``unit="image"`` row = col = 0.
-    scores : ndarray, shape (n, ...)
-        Their rows of the selector's ``scores_``.
-    patches : PatchSet
-        The patches whose masks the oracle reveals: the chosen patches, or every pool patch
-        of the chosen images (``unit="image"``).
-    """
-
-    indices: np.ndarray
-    coords: np.ndarray
-    scores: np.ndarray
-    patches: PatchSet
-
-
-def _cached_scores(selector, fingerprint, pool, estimator):
-    """Selection scores of every candidate; cached by ``fingerprint``, not ``estimator``.
-
-    Scores do not depend on the budget, so one scoring pass serves every shot count.
-    """
-    return selector._score_pool(pool, estimator)
-
-
-def _check_positive_int_or_none(value, name):
-    if value is not None and (isinstance(value, bool) or not isinstance(value, numbers.Integral)
-                              or value < 1):
-        raise ValueError(f"{name} must be None or a positive int, got {value!r}")
 
 
 class BaseSelector(abc.ABC, BaseEstimator):
@@ -98,10 +61,13 @@ class BaseSelector(abc.ABC, BaseEstimator):
         The ``n`` candidates to annotate, best first, from what ``_score_pool`` returned
         (``1 <= n <= len(scores)`` already checked). Default: stable top-``n`` (ties keep
         the lower index, NaN last). Budget-dependent choices (clustering into ``n``
-        groups, coverage) override it; it must not call the model.
-    ``_validate_params(self)``
-        Check the selector's own parameters (raise ``ValueError`` naming the parameter);
-        called before every use.
+        groups, coverage) override it and declare ``budget_dependent = True``; it must not
+        call the model.
+
+    Parameters are declared, scikit-learn style, in the class attribute
+    ``_parameter_constraints`` (extend the parent's dict); the one validation hook,
+    ``_validate_params(self)``, checks them before every use, and a subclass overrides it
+    (calling ``super()``) only for rules that span parameters or nested selectors.
 
     Class attributes (declarations read by the base class):
 
@@ -112,6 +78,13 @@ class BaseSelector(abc.ABC, BaseEstimator):
     ``stochastic`` : bool, default False
         True when the scores are random draws (reproducible only with a seed). Wrappers
         make it a property of their inner selector.
+    ``budget_dependent`` : bool, default False
+        True when ``_choose`` picks for a budget ``n`` something other than the first ``n``
+        of one ranking; then :meth:`choose` keeps that choice as it is (no non-overlap
+        filtering of a ranking).
+    ``separable`` : bool, default False
+        True when a candidate's score depends only on its own source image (the pixel
+        selectors); then cached scores are kept image by image.
 
     Every selector has the parameters ``unit`` (``"patch"`` or ``"image"``) and
     ``random_state``; a wrapper may expose its inner selector's ``unit`` as a property.
@@ -162,6 +135,14 @@ class BaseSelector(abc.ABC, BaseEstimator):
     required_methods = ()
     #: Whether scores are random draws (then they are reproducible only with a seed).
     stochastic = False
+    #: Whether ``_choose`` depends on the budget (not the first n of one ranking).
+    budget_dependent = False
+    #: Whether a candidate's score depends on its own source image only.
+    separable = False
+    _parameter_constraints = {
+        "unit": [Options(_UNITS)],
+        "random_state": [None, numbers.Integral, np.random.RandomState],
+    }
 
     def __init__(self, *, unit="patch", random_state=None):
         self.unit = unit
@@ -185,15 +166,23 @@ class BaseSelector(abc.ABC, BaseEstimator):
         if scores.ndim != 1:
             raise ValueError(
                 f"{type(self).__name__} returned scores of shape {scores.shape}; rows other "
-                "than one number per candidate need a _choose of the selector's own")
+                "than one number per candidate need a _choose of the selector's own"
+            )
         order = np.argsort(-np.where(np.isnan(scores), -np.inf, scores), kind="stable")
         return order[: int(n)].astype(np.intp)
 
     def _validate_params(self):
-        """Check the selector's own parameters (hook; called before every use)."""
+        """The one validation hook: the parameters against ``_parameter_constraints``.
+
+        Subclasses extend the constraints and override this only for rules that span
+        parameters, calling ``super()._validate_params()`` first.
+        """
+        validate_params(
+            type(self).__name__, self.get_params(deep=False), self._parameter_constraints
+        )
 
     # ------------------------------------------------------------------ public API
-    def score(self, X, estimator):
+    def score(self, X, estimator, *, memory=None, progress=None, executor=None):
         """One score per candidate; higher means "annotate first".
 
         Parameters
@@ -203,6 +192,18 @@ class BaseSelector(abc.ABC, BaseEstimator):
         estimator : SelectionModel
             A fitted (or at least initialised) segmenter, e.g. an
             :class:`~kwtl.models.FCRNSegmenter`.
+        memory : None, str, path-like or joblib.Memory, default=None
+            Cache of the scores, keyed by the selector's parameters, the model's weights
+            and the pool (image by image for a :attr:`separable` selector, so a killed run
+            keeps the images it scored). Used only when the selector is
+            :attr:`deterministic`.
+        progress : bool, callable or None, default=None
+            Progress by image (a :attr:`separable` selector scores image by image then):
+            True for a tqdm bar, or ``progress(done, total)``.
+        executor : object or None, default=None
+            Scores the images of a :attr:`separable` selector elsewhere: an object with
+            ``submit(function, *args)`` returning a future with ``result()`` (e.g. the lab
+            workflow's wrapper of a Dask client); the scores are those of a plain run.
 
         Returns
         -------
@@ -212,8 +213,7 @@ class BaseSelector(abc.ABC, BaseEstimator):
             for a subset :class:`~kwtl.datasets.PatchSet`, scores ``-inf``).
         """
         pool, estimator = self._prepare(X, estimator)
-        with torch.no_grad():
-            return self._score_pool(pool, estimator)
+        return self._scores(pool, estimator, memory, progress, executor)
 
     def select(self, X, n, estimator):
         """Indices of the ``n`` candidates to annotate, best first.
@@ -273,6 +273,45 @@ class BaseSelector(abc.ABC, BaseEstimator):
         self._check_n(n, len(scores))
         return np.asarray(self._choose(scores, int(n)), dtype=np.intp)
 
+    def choose(self, scores, n, pool=None, *, non_overlapping=False, exclude=None):
+        """The ``n`` candidates to annotate, best first, from the scores of ``pool``.
+
+        Parameters
+        ----------
+        scores : ndarray
+            What :meth:`score` returned for ``pool``.
+        n : int
+        pool : PatchSet or None, default=None
+            The candidates (needed with ``non_overlapping``).
+        non_overlapping : bool, default=False
+            No two chosen patches overlap: the best candidates of the ranking whose windows
+            overlap no better chosen one (:func:`~kwtl.selection.choose_non_overlapping`),
+            so an annotator never draws the same pixel twice. It applies to patches of a
+            selector that ranks (not :attr:`budget_dependent`); fewer than ``n`` come back
+            when the candidates run out.
+        exclude : array-like of bool or None, default=None
+            Candidates that must not be chosen (e.g. annotated in an earlier round).
+
+        Returns
+        -------
+        indices : ndarray of intp
+        """
+        allowed = (
+            np.arange(len(scores))
+            if exclude is None
+            else np.flatnonzero(~np.asarray(exclude, dtype=bool))
+        )
+        if non_overlapping and self.unit == "patch" and not self.budget_dependent:
+            if pool is None:
+                raise ValueError("non_overlapping needs the pool (the candidates' positions)")
+            order = self.rank(scores, len(scores))
+            if exclude is not None:
+                order = order[np.isin(order, allowed)]
+            return choose_non_overlapping(order, pool.coords, pool.patch_size, int(n))
+        if exclude is None:
+            return self.rank(scores, n)
+        return allowed[self.rank(np.asarray(scores)[allowed], n)]
+
     def budget(self, pool, n_shots, patches_per_shot="auto"):
         """Number of candidates that ``n_shots`` shots buy on ``pool``.
 
@@ -307,15 +346,28 @@ class BaseSelector(abc.ABC, BaseEstimator):
         >>> RandomSelector(unit="image").budget(pool, 2)
         2
         """
-        self._validate_common()
+        self._validate_params()
         if isinstance(n_shots, bool) or not isinstance(n_shots, numbers.Integral) or n_shots < 1:
             raise ValueError(f"n_shots must be a positive integer, got {n_shots!r}")
         pps = patches_per_shot
-        if not (pps == "auto" or (isinstance(pps, numbers.Integral) and not isinstance(pps, bool)
-                                  and pps >= 1)):
+        if not (
+            pps == "auto"
+            or (isinstance(pps, numbers.Integral) and not isinstance(pps, bool) and pps >= 1)
+        ):
             raise ValueError(f"patches_per_shot must be a positive integer or 'auto', got {pps!r}")
         n = self._budget_size(len(pool), len(pool.arrays), n_shots, pps)
-        self._check_n(n, self._n_candidates(pool))
+        available = self._n_candidates(pool)
+        if n > available:
+            if self.unit == "image":
+                budget, what, fix = f"n_shots={n_shots}", "pool images", "lower n_shots"
+            else:
+                budget = f"n_shots={n_shots} x patches_per_shot={pps!r} = {n}"
+                what = "candidate patches"
+                fix = "lower n_shots or patches_per_shot, or use a smaller stride"
+            raise ValueError(
+                f"more shots than candidates: the budget {budget} is larger than "
+                f"the pool, which has only {available} {what}; {fix}"
+            )
         return n
 
     def _budget_size(self, n_candidates, n_images, n_shots, patches_per_shot):
@@ -326,7 +378,19 @@ class BaseSelector(abc.ABC, BaseEstimator):
             return int(n_shots) * max(1, int(round(n_candidates / max(1, n_images))))
         return int(n_shots) * int(patches_per_shot)
 
-    def select_support(self, X, estimator, n_shots, patches_per_shot="auto", memory=None):
+    def select_support(
+        self,
+        X,
+        estimator,
+        n_shots,
+        patches_per_shot="auto",
+        memory=None,
+        *,
+        non_overlapping=False,
+        exclude=None,
+        progress=None,
+        executor=None,
+    ):
         """Choose what to annotate for a budget of ``n_shots`` (the method's selection step).
 
         Scores every candidate (from ``memory`` when the selector is
@@ -343,9 +407,14 @@ class BaseSelector(abc.ABC, BaseEstimator):
         n_shots : int
         patches_per_shot : int or "auto", default="auto"
             See :meth:`budget`.
-        memory : None, str or joblib.Memory, default=None
-            Cache of the scores, keyed by the selector's parameters, the model's weights and
-            the pool.
+        memory : None, str, path-like or joblib.Memory, default=None
+            Cache of the scores (see :meth:`score`).
+        non_overlapping : bool, default=False
+            Chosen patches do not overlap (see :meth:`choose`).
+        exclude : array-like of bool or None, default=None
+            Candidates never chosen (see :meth:`choose`).
+        progress, executor : default=None
+            Progress and place of the scoring (see :meth:`score`).
 
         Returns
         -------
@@ -353,27 +422,29 @@ class BaseSelector(abc.ABC, BaseEstimator):
         """
         pool, estimator = self._prepare(X, estimator)
         n = self.budget(pool, n_shots, patches_per_shot)
-        scores = self._scores(pool, estimator, memory)
+        scores = self._scores(pool, estimator, memory, progress, executor)
         self._warn_if_tied(scores)
         self.scores_ = scores
-        chosen = self.rank(scores, n)
+        chosen = self.choose(scores, n, pool, non_overlapping=non_overlapping, exclude=exclude)
         if self.unit == "image":
             patches = pool.subset(np.flatnonzero(np.isin(pool.coords[:, 0], chosen)))
             coords = np.column_stack([chosen, np.zeros((len(chosen), 2), dtype=np.int64)])
         else:
             patches = pool.subset(chosen)
             coords = pool.coords[chosen]
-        return Support(indices=chosen, coords=np.asarray(coords, dtype=np.int64),
-                       scores=np.asarray(scores)[chosen], patches=patches)
+        return Support(
+            indices=chosen,
+            coords=np.asarray(coords, dtype=np.int64),
+            scores=np.asarray(scores)[chosen],
+            patches=patches,
+        )
 
     # ------------------------------------------------------------------ internals
-    def _scores(self, pool, estimator, memory):
+    def _scores(self, pool, estimator, memory=None, progress=None, executor=None):
+        """Scores of every candidate: one pass, or image by image (a separable selector
+        with a cache, a progress report or an executor), from ``memory`` when allowed."""
         with torch.no_grad():
-            if memory is None or not self.deterministic:
-                return self._score_pool(pool, estimator)  # an unseeded draw must not be reused
-            fingerprint = None if estimator is None else model_fingerprint(estimator)
-            cached = check_memory(memory).cache(_cached_scores, ignore=["estimator"])
-            return cached(clone(self), fingerprint, pool, estimator)  # params, not scores_
+            return score_candidates(self, pool, estimator, memory, progress, executor)
 
     def _warn_if_tied(self, scores):
         scores = np.asarray(scores)
@@ -384,10 +455,11 @@ class BaseSelector(abc.ABC, BaseEstimator):
                 f"all {len(scores)} candidates have the same {type(self).__name__} score, "
                 "so the selection is just the first candidates; the PLFT model is probably "
                 "untrained (more PLFT steps, e.g. more pl_epochs or a smaller pl_batch_size)",
-                RuntimeWarning, stacklevel=3)
+                RuntimeWarning,
+                stacklevel=3,
+            )
 
     def _prepare(self, X, estimator):
-        self._validate_common()
         self._validate_params()
         estimator = self._check_estimator(estimator, X)
         return self._make_pool(X, estimator), estimator
@@ -403,10 +475,6 @@ class BaseSelector(abc.ABC, BaseEstimator):
                 f"more shots than candidates: asked for n={n} but the pool has only "
                 f"{n_candidates} candidate {what}"
             )
-
-    def _validate_common(self):
-        if self.unit not in _UNITS:
-            raise ValueError(f"unit must be one of {_UNITS}, got {self.unit!r}")
 
     def _check_estimator(self, estimator, X):
         required = tuple(self.required_methods)
@@ -445,221 +513,3 @@ class BaseSelector(abc.ABC, BaseEstimator):
 
     def _n_candidates(self, pool):
         return len(pool) if self.unit == "patch" else len(pool.arrays)
-
-
-class PixelSelector(BaseSelector):
-    """Base class of selectors that score pixels: stream, score, reduce.
-
-    A subclass implements one hook, ``_pixel_scores(self, patches, estimator)``: a chunk of
-    uint8 patches ``(k, h, w)`` → per-pixel scores, a ``torch.Tensor`` ``(k, h, w)`` on the
-    model's device. The base streams the pool ``batch_size`` patches at a time (only the
-    current chunk and its augmented copies are ever materialised, so memory does not grow
-    with the pool beyond the score vector), reduces each patch's pixels to one score on
-    the device (``reduction``), aggregates patches into images (``unit="image"``), and
-    gives :meth:`pixel_scores` for free. ``_scoring_context(estimator)`` may wrap one
-    streaming pass (e.g. seeding of random draws).
-
-    Parameters
-    ----------
-    unit : {"patch", "image"}, default="patch"
-        What a candidate is. ``"patch"``: every patch of the pool (the paper). ``"image"``:
-        every source image; an image's score aggregates the scores of all its patches in the
-        pool (see ``reduction``), and :meth:`select` returns image indices.
-    reduction : {"mean", "sum", "max"} or callable, default="mean"
-        How the per-pixel scores of a patch become one score.
-
-        * ``"mean"`` / ``"sum"`` / ``"max"`` over the patch's pixels (computed on the
-          segmenter's device). With ``unit="image"`` the image score is the mean of its
-          patch means, the sum of its patch sums, or the max of its patch maxima
-          respectively (overlapping pixels count once per patch that contains them).
-        * A callable ``f(pixel_scores) -> scores`` receives a float32 ndarray of shape
-          ``(k, h, w)`` (on the CPU) with the per-pixel scores of ``k`` candidate patches and
-          must return ``k`` numbers, one per patch. It is called once per chunk, so it must
-          treat patches independently. With ``unit="image"`` the image score is the **mean**
-          of the callable's scores of the image's patches.
-    batch_size : int or None, default=None
-        Patches per scoring chunk; memory grows with it, not with the pool. None uses the
-        segmenter's ``inference_batch_size``. The segmenter forwards each chunk in pieces of
-        its own ``inference_batch_size``.
-    random_state : int, RandomState instance or None, default=None
-        Seeds the stochastic selectors (dropout masks); deterministic selectors ignore it.
-    """
-
-    required_methods = ("patch_logits",)
-
-    def __init__(self, *, unit="patch", reduction="mean", batch_size=None, random_state=None):
-        self.unit = unit
-        self.reduction = reduction
-        self.batch_size = batch_size
-        self.random_state = random_state
-
-    @abc.abstractmethod
-    def _pixel_scores(self, patches, estimator):
-        """Per-pixel scores of a chunk (the one hook of a pixel selector).
-
-        Parameters
-        ----------
-        patches : ndarray of shape (k, h, w), dtype uint8
-        estimator : SelectionModel
-
-        Returns
-        -------
-        torch.Tensor of shape (k, h, w), floating, on the segmenter's device
-        """
-
-    def _scoring_context(self, estimator):
-        """Context around one streaming pass (hook; e.g. seeding of random draws)."""
-        return contextlib.nullcontext()
-
-    def pixel_scores(self, X, estimator, indices=None):
-        """Per-pixel score maps of candidate patches.
-
-        Always patch-level, whatever ``unit``. The maps are those that :meth:`score` reduces
-        (e.g. for ``reduction="mean"`` and ``unit="patch"``,
-        ``pixel_scores(X, est).mean(axis=(1, 2))`` equals ``score(X, est)`` up to float32
-        rounding; for the stochastic :class:`MCDropoutSelector` only with the same
-        ``indices`` chunking, i.e. all patches).
-
-        Parameters
-        ----------
-        X : PatchSet, list of 2-D images, or ndarray stack of images (n, H, W)
-            The unlabelled pool (see the class notes).
-        estimator : FCRNSegmenter
-            A fitted (or at least initialised) segmenter.
-        indices : array-like of int or None, default=None
-            Patch indices into the pool; None means all patches.
-
-        Returns
-        -------
-        maps : ndarray of shape (k, h, w), dtype float32
-            The output is materialised: ``4 · k · h · w`` bytes (e.g. 256 MiB for 1,000
-            patches of 256²), so pass ``indices`` for large pools. Computation streams in
-            chunks of ``batch_size``.
-        """
-        self._validate_common()
-        self._validate_params()
-        estimator = self._check_estimator(estimator, X)
-        pool = self._make_pool(X, estimator)
-        if indices is None:
-            indices = np.arange(len(pool))
-        else:
-            indices = np.asarray(indices)
-            if indices.ndim != 1 or (indices.size and not np.issubdtype(indices.dtype, np.integer)):
-                raise ValueError("indices must be a 1-D array of integer patch indices")
-            indices = indices.astype(np.intp)
-            bad = (indices < 0) | (indices >= len(pool))
-            if bad.any():
-                raise ValueError(
-                    f"patch index {int(indices[bad][0])} is out of range for a pool of "
-                    f"{len(pool)} patches"
-                )
-        ph, pw = pool.patch_size
-        out = np.empty((len(indices), ph, pw), dtype=np.float32)
-        step = self._chunk_size(estimator)
-        with torch.no_grad(), self._scoring_context(estimator):
-            for start in range(0, len(indices), step):
-                idx = indices[start : start + step]
-                maps = self._pixel_scores(self._as_batch(pool[idx]), estimator)
-                out[start : start + len(idx)] = maps.detach().to("cpu", torch.float32).numpy()
-        return out
-
-    def _validate_common(self):
-        super()._validate_common()
-        _check_reduction(self.reduction)
-        _check_positive_int_or_none(self.batch_size, "batch_size")
-
-    def _chunk_size(self, estimator):
-        if self.batch_size is not None:
-            return int(self.batch_size)
-        return int(getattr(estimator, "inference_batch_size", _DEFAULT_BATCH_SIZE) or 1)
-
-    @staticmethod
-    def _as_batch(patches):
-        patches = np.asarray(patches)
-        if patches.dtype != np.uint8 or patches.ndim != 3:
-            raise ValueError(
-                f"candidate patches must be 2-D uint8 grey patches, got dtype {patches.dtype} "
-                f"and batch shape {patches.shape}; build the PatchSet from uint8 images "
-                "(kwtl.utils.check_images)"
-            )
-        return patches
-
-    def _reduce(self, maps):
-        """Per-pixel maps (k, h, w) tensor → float64 ndarray (k,), reduced on the device."""
-        k = maps.shape[0]
-        if callable(self.reduction):
-            values = np.asarray(self.reduction(maps.detach().to("cpu", torch.float32).numpy()),
-                                dtype=np.float64)
-            if values.shape != (k,):
-                raise ValueError(
-                    f"the reduction callable must return one value per patch, shape ({k},), "
-                    f"got shape {values.shape}"
-                )
-            return values
-        flat = maps.reshape(k, -1)
-        if self.reduction == "mean":
-            reduced = flat.mean(dim=1)
-        elif self.reduction == "sum":
-            reduced = flat.sum(dim=1)
-        else:
-            reduced = flat.amax(dim=1)
-        return reduced.detach().to("cpu", torch.float64).numpy()
-
-    def _score_pool(self, pool, estimator):
-        step = self._chunk_size(estimator)
-        scores = np.empty(len(pool), dtype=np.float64)
-        with torch.no_grad(), self._scoring_context(estimator):
-            for idx, batch in pool.iter_batches(step):
-                scores[idx] = self._reduce(self._pixel_scores(self._as_batch(batch), estimator))
-        return self._per_unit(scores, pool)
-
-    def _per_unit(self, patch_scores, pool):
-        """Patch scores → candidate scores: themselves (``unit="patch"``) or their images'
-        aggregates (``unit="image"``, see :func:`aggregate_images`)."""
-        if self.unit == "patch":
-            return patch_scores
-        return aggregate_images(patch_scores, pool.coords[:, 0], len(pool.arrays),
-                                "mean" if callable(self.reduction) else self.reduction)
-
-
-def aggregate_images(values, owners, n_images, reduction):
-    """Patch scores → image scores (``unit="image"``): the mean of the patch scores
-    (``reduction="mean"`` or a callable's scores), the sum of the patch sums, or the max of the
-    patch maxima; an image without patches scores ``-inf``.
-
-    Parameters
-    ----------
-    values : ndarray of shape (n_patches,)
-    owners : ndarray of shape (n_patches,) of int
-        Image index of each patch.
-    n_images : int
-    reduction : {"mean", "sum", "max"}
-
-    Returns
-    -------
-    ndarray of shape (n_images,), float64
-
-    Examples
-    --------
-    >>> import numpy as np
-    >>> aggregate_images(np.array([1.0, 3.0, 5.0]), np.array([0, 0, 2]), 3, "mean").tolist()
-    [2.0, -inf, 5.0]
-    """
-    values = np.asarray(values, dtype=np.float64)
-    owners = np.asarray(owners, dtype=np.intp)
-    counts = np.bincount(owners, minlength=n_images)
-    if reduction == "max":
-        agg = np.full(n_images, -np.inf)
-        np.maximum.at(agg, owners, values)
-        return agg
-    agg = np.zeros(n_images)
-    np.add.at(agg, owners, values)
-    if reduction == "sum":
-        return np.where(counts > 0, agg, -np.inf)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(counts > 0, agg / np.maximum(counts, 1), -np.inf)
-
-
-def _check_reduction(reduction):
-    if not (callable(reduction) or reduction in _REDUCTIONS):
-        raise ValueError(f"reduction must be one of {_REDUCTIONS} or a callable, got {reduction!r}")

@@ -1,4 +1,5 @@
 """The paper's selection score: prediction consistency under pixel-level augmentations."""
+
 import numbers
 
 import numpy as np
@@ -6,7 +7,9 @@ import torch
 import torch.nn.functional as F
 
 from ._augment import AUGMENTATIONS, autocontrast_lut
-from ._base import PixelSelector
+from ..utils.validation import Interval
+from ._params import DENSE, OPEN_UNIT, POSITIVE_INT
+from ._pixel import PixelSelector
 from ._dense import DenseScoringMixin, box_reduce
 
 __all__ = ["ConsistencySelector"]
@@ -88,30 +91,39 @@ class ConsistencySelector(DenseScoringMixin, PixelSelector):
     (2,)
     """
 
-    def __init__(self, magnitude=1.3, augmentations=("autocontrast", "brightness", "sharpness"),
-                 threshold=0.5, *, dense=False, contrast_groups=4, unit="patch",
-                 reduction="mean", batch_size=None, random_state=None):
-        super().__init__(unit=unit, reduction=reduction, batch_size=batch_size,
-                         random_state=random_state)
+    def __init__(
+        self,
+        magnitude=1.3,
+        augmentations=("autocontrast", "brightness", "sharpness"),
+        threshold=0.5,
+        *,
+        dense=False,
+        contrast_groups=4,
+        unit="patch",
+        reduction="mean",
+        batch_size=None,
+        random_state=None,
+    ):
+        super().__init__(
+            unit=unit, reduction=reduction, batch_size=batch_size, random_state=random_state
+        )
         self.magnitude = magnitude
         self.augmentations = augmentations
         self.threshold = threshold
         self.dense = dense
         self.contrast_groups = contrast_groups
 
+    _parameter_constraints = {
+        **PixelSelector._parameter_constraints,
+        "magnitude": [Interval(numbers.Real, 0, None, closed="neither", finite=True)],
+        "threshold": [OPEN_UNIT],
+        "dense": DENSE,
+        "contrast_groups": [POSITIVE_INT],
+    }
+
     def _validate_params(self):
-        if isinstance(self.magnitude, bool) or not isinstance(self.magnitude, numbers.Real) \
-                or not np.isfinite(self.magnitude) or self.magnitude <= 0:
-            raise ValueError(f"magnitude must be a positive finite number, got {self.magnitude!r}")
-        if isinstance(self.threshold, bool) or not isinstance(self.threshold, numbers.Real) \
-                or not 0.0 < self.threshold < 1.0:
-            raise ValueError(f"threshold must be in (0, 1), got {self.threshold!r}")
-        if isinstance(self.contrast_groups, bool) \
-                or not isinstance(self.contrast_groups, numbers.Integral) \
-                or self.contrast_groups < 1:
-            raise ValueError(f"contrast_groups must be a positive int, got "
-                             f"{self.contrast_groups!r}")
-        self._augmentation_functions()
+        super()._validate_params()
+        self._augmentation_functions()  # names or callables
 
     def _augmentation_functions(self):
         augmentations = self.augmentations
@@ -122,7 +134,7 @@ class ConsistencySelector(DenseScoringMixin, PixelSelector):
         except TypeError:
             raise ValueError(
                 f"augmentations must be a sequence of names or callables, got {self.augmentations!r}"
-           ) from None
+            ) from None
         if not augmentations:
             raise ValueError("augmentations must name at least one augmentation")
         functions = []
@@ -135,7 +147,7 @@ class ConsistencySelector(DenseScoringMixin, PixelSelector):
                 raise ValueError(
                     f"unknown augmentation {aug!r}; known augmentations are "
                     f"{sorted(AUGMENTATIONS)} (or pass a callable f(batch, magnitude))"
-               )
+                )
         return functions
 
     def _pixel_scores(self, patches, estimator):
@@ -147,7 +159,7 @@ class ConsistencySelector(DenseScoringMixin, PixelSelector):
                 raise ValueError(
                     f"augmentation {fn!r} must return a uint8 batch of shape {patches.shape}, "
                     f"got {out.dtype} {out.shape}"
-               )
+                )
             copies.append(out)
         logits = estimator.patch_logits(np.concatenate(copies))
         clean = logits[:k]
@@ -155,7 +167,7 @@ class ConsistencySelector(DenseScoringMixin, PixelSelector):
         reference = (torch.sigmoid(clean) >= float(self.threshold)).to(augmented.dtype)
         loss = F.binary_cross_entropy_with_logits(
             augmented, reference.expand_as(augmented), reduction="none"
-       )
+        )
         return loss.sum(dim=0)
 
     # ------------------------------------------------------------------ dense mode
@@ -179,8 +191,7 @@ class ConsistencySelector(DenseScoringMixin, PixelSelector):
         identity = np.arange(256, dtype=np.uint8)
         contrast_copy = []  # row of each group's logits; 0 (the clean image) for an identity
         if any(is_contrast):
-            groups, ranges = _contrast_groups(image, corners, patch_size,
-                                              int(self.contrast_groups))
+            groups, ranges = _contrast_groups(image, corners, patch_size, int(self.contrast_groups))
             for lut in autocontrast_lut(ranges[:, 0], ranges[:, 1]):
                 if np.array_equal(lut, identity):  # e.g. range (0, 255): no forward pass
                     contrast_copy.append(0)

@@ -20,6 +20,7 @@ when the patch offset is a multiple of 8; elsewhere values are close, not equal.
 Patch-wise augmentations are discussed where they are implemented (auto-contrast in
 :class:`~kwtl.selection.ConsistencySelector`).
 """
+
 import numpy as np
 import torch
 from scipy.ndimage import maximum_filter1d
@@ -64,8 +65,12 @@ def box_reduce(pixel_map, corners, patch_size, reduction):
     if reduction in ("sum", "mean"):
         table = np.zeros((pixel_map.shape[0] + 1, pixel_map.shape[1] + 1), dtype=np.float64)
         np.cumsum(np.cumsum(pixel_map, axis=0, dtype=np.float64), axis=1, out=table[1:, 1:])
-        sums = (table[rows + h, cols + w] - table[rows, cols + w]
-                - table[rows + h, cols] + table[rows, cols])
+        sums = (
+            table[rows + h, cols + w]
+            - table[rows, cols + w]
+            - table[rows + h, cols]
+            + table[rows, cols]
+        )
         return sums / (h * w) if reduction == "mean" else sums
     if reduction == "max":
         # window [i, i + size) at output i: origin -(size // 2) moves scipy's centred window
@@ -131,12 +136,12 @@ class DenseScoringMixin:
                         f"{image.dtype} and shape {image.shape}"
                     )
                 corners = pool.coords[which, 1:]
-                for pixel_map, part in self._dense_maps(image, corners, pool.patch_size,
-                                                        estimator):
+                for pixel_map, part in self._dense_maps(image, corners, pool.patch_size, estimator):
                     if torch.is_tensor(pixel_map):
                         pixel_map = pixel_map.detach().to("cpu", torch.float32).numpy()
-                    values[which[part]] = box_reduce(pixel_map, corners[part], pool.patch_size,
-                                                     self.reduction)
+                    values[which[part]] = box_reduce(
+                        pixel_map, corners[part], pool.patch_size, self.reduction
+                    )
         return self._per_unit(values, pool)
 
     def _dense_maps(self, image, corners, patch_size, estimator):

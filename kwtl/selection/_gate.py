@@ -1,4 +1,5 @@
 """A label-free foreground gate: rank candidates the model believes contain cells first."""
+
 import numbers
 
 import numpy as np
@@ -7,13 +8,14 @@ from scipy.stats import rankdata
 from sklearn.base import clone
 
 from ..utils import derive_seed
-from ._base import BaseSelector, PixelSelector
-from ._dense import DenseScoringMixin, check_dense
+from ..utils.validation import Interval, Options
+from ._base import BaseSelector
+from ._dense import DenseScoringMixin
+from ._params import DENSE, MEASURES, OPEN_UNIT, POSITIVE_INT
+from ._pixel import PixelSelector
 from ._random import RandomSelector
 
 __all__ = ["ForegroundGate", "PredictedForegroundSelector", "gate_mask", "gate_scores"]
-
-_MEASURES = ("fraction", "mean_proba")
 
 
 class PredictedForegroundSelector(DenseScoringMixin, PixelSelector):
@@ -54,20 +56,30 @@ class PredictedForegroundSelector(DenseScoringMixin, PixelSelector):
     ((3,), True)
     """
 
-    def __init__(self, measure="fraction", proba_threshold=0.5, *, dense=False, unit="patch",
-                 reduction="mean", batch_size=None, random_state=None):
-        super().__init__(unit=unit, reduction=reduction, batch_size=batch_size,
-                         random_state=random_state)
+    _parameter_constraints = {
+        **PixelSelector._parameter_constraints,
+        "measure": [Options(MEASURES)],
+        "proba_threshold": [OPEN_UNIT],
+        "dense": DENSE,
+    }
+
+    def __init__(
+        self,
+        measure="fraction",
+        proba_threshold=0.5,
+        *,
+        dense=False,
+        unit="patch",
+        reduction="mean",
+        batch_size=None,
+        random_state=None,
+    ):
+        super().__init__(
+            unit=unit, reduction=reduction, batch_size=batch_size, random_state=random_state
+        )
         self.measure = measure
         self.proba_threshold = proba_threshold
         self.dense = dense
-
-    def _validate_params(self):
-        if self.measure not in _MEASURES:
-            raise ValueError(f"measure must be one of {_MEASURES}, got {self.measure!r}")
-        t = self.proba_threshold
-        if isinstance(t, bool) or not isinstance(t, numbers.Real) or not 0.0 < t < 1.0:
-            raise ValueError(f"proba_threshold must be in (0, 1), got {t!r}")
 
     def _pixel_scores(self, patches, estimator):
         return self._foreground_map(estimator.patch_logits(patches))
@@ -101,8 +113,10 @@ def gate_scores(inner_scores, foreground, quantile=0.5, threshold=None):
     inner = np.asarray(inner_scores, dtype=np.float64)
     fg = np.asarray(foreground, dtype=np.float64)
     if inner.shape != fg.shape or inner.ndim != 1:
-        raise ValueError(f"inner scores and foreground must be 1-D of the same length, got "
-                         f"{inner.shape} and {fg.shape}")
+        raise ValueError(
+            f"inner scores and foreground must be 1-D of the same length, got "
+            f"{inner.shape} and {fg.shape}"
+        )
     keep = gate_mask(fg, quantile, threshold)
     n = max(len(fg), 1)
     out = (rankdata(fg, method="min") - 1) / n
@@ -131,13 +145,27 @@ class _ForegroundWrapper:
     #: The inner selector when ``selector`` is None, and the salt of its derived seed.
     _default_inner = RandomSelector
     _inner_seed_salt = "gate-inner"
+    #: Constraints of the parameters every wrapper has (besides its own).
+    _wrapper_constraints = {
+        **BaseSelector._parameter_constraints,
+        "selector": [None, BaseSelector],
+        "measure": [Options(MEASURES)],
+        "proba_threshold": [OPEN_UNIT],
+        "dense": DENSE,
+        "batch_size": [None, POSITIVE_INT],
+    }
 
     @property
     def required_methods(self):
         """``patch_logits`` for the foreground measure, plus what the inner selector needs."""
-        return tuple(dict.fromkeys(("patch_logits",) + tuple(self._inner().required_methods)))
+        return tuple(
+            dict.fromkeys(("patch_logits",) + tuple(self.inner_selector().required_methods))
+        )
 
-    def _inner(self):
+    def inner_selector(self):
+        """The inner selector as the wrapper uses it: a clone with the wrapper's ``unit`` and,
+        when it has no seed, one derived from the wrapper's (for scores computed apart, e.g.
+        with :meth:`scores_from`)."""
         inner = self._default_inner() if self.selector is None else clone(self.selector)
         if "unit" in inner.get_params(deep=False):
             inner.set_params(unit=self.unit)
@@ -145,21 +173,21 @@ class _ForegroundWrapper:
             inner.set_params(random_state=derive_seed(self.random_state, self._inner_seed_salt))
         return inner
 
-    def _measure_selector(self):
-        return PredictedForegroundSelector(measure=self.measure,
-                                           proba_threshold=self.proba_threshold,
-                                           dense=self.dense, unit=self.unit,
-                                           batch_size=self.batch_size)
+    def measure_selector(self):
+        """The :class:`PredictedForegroundSelector` of the wrapper's foreground measure."""
+        return PredictedForegroundSelector(
+            measure=self.measure,
+            proba_threshold=self.proba_threshold,
+            dense=self.dense,
+            unit=self.unit,
+            batch_size=self.batch_size,
+        )
 
-    def _validate_wrapper_params(self):
-        if self.selector is not None and not isinstance(self.selector, BaseSelector):
-            raise ValueError(f"selector must be None or a kwtl selector (a BaseSelector), "
-                             f"got {type(self.selector).__name__}")
-        check_dense(self.dense)
-        self._measure_selector()._validate_common()
-        self._measure_selector()._validate_params()
-        self._inner()._validate_common()
-        self._inner()._validate_params()
+    def _validate_params(self):
+        """The wrapper's parameters, then the inner selector's and the measure's."""
+        super()._validate_params()
+        self.measure_selector()._validate_params()
+        self.inner_selector()._validate_params()
 
 
 def _present_images(pool):
@@ -238,9 +266,25 @@ class ForegroundGate(_ForegroundWrapper, BaseSelector):
     ConsistencySelector(magnitude=1.5)
     """
 
-    def __init__(self, selector=None, quantile=0.5, threshold=None, measure="fraction",
-                 proba_threshold=0.5, *, dense=False, unit="patch", batch_size=None,
-                 random_state=None):
+    _parameter_constraints = {
+        **_ForegroundWrapper._wrapper_constraints,
+        "quantile": [Interval(numbers.Real, 0, 1, closed="both")],
+        "threshold": [None, Interval(numbers.Real, None, None)],
+    }
+
+    def __init__(
+        self,
+        selector=None,
+        quantile=0.5,
+        threshold=None,
+        measure="fraction",
+        proba_threshold=0.5,
+        *,
+        dense=False,
+        unit="patch",
+        batch_size=None,
+        random_state=None,
+    ):
         self.selector = selector
         self.quantile = quantile
         self.threshold = threshold
@@ -254,19 +298,10 @@ class ForegroundGate(_ForegroundWrapper, BaseSelector):
     @property
     def stochastic(self):
         """As the inner selector (random inside the gate is stochastic)."""
-        return bool(self._inner().stochastic)
-
-    def _validate_params(self):
-        q = self.quantile
-        if isinstance(q, bool) or not isinstance(q, numbers.Real) or not 0.0 <= q <= 1.0:
-            raise ValueError(f"quantile must be in [0, 1], got {q!r}")
-        if self.threshold is not None and (isinstance(self.threshold, bool)
-                                           or not isinstance(self.threshold, numbers.Real)):
-            raise ValueError(f"threshold must be None or a number, got {self.threshold!r}")
-        self._validate_wrapper_params()
+        return bool(self.inner_selector().stochastic)
 
     def _score_pool(self, pool, estimator):
-        foreground = self._measure_selector().score(pool, estimator)
+        foreground = self.measure_selector().score(pool, estimator)
         self.inner_scores_ = np.full(len(foreground), np.nan)
         if self.unit == "image":  # images without a patch in a subset pool stay out
             present = _present_images(pool)
@@ -280,7 +315,7 @@ class ForegroundGate(_ForegroundWrapper, BaseSelector):
         # the inner selector sees only the gated pool (cheaper, and set-based selectors such
         # as StratifiedSelector or RepresentativeSelector then spread over the gated pool)
         if len(keep):
-            inner = self._inner().score(gated, estimator)
+            inner = self.inner_selector().score(gated, estimator)
             self.inner_scores_[keep] = inner[keep] if self.unit == "image" else inner
         scores = np.full(len(foreground), -np.inf)
         scores[present] = self.scores_from(self.inner_scores_[present], foreground[present])

@@ -6,6 +6,7 @@ model lacking one is refused up front with a clear error. :class:`kwtl.models.FC
 implements the protocol; any other model that does can be scored by every selector that
 needs no more than it provides.
 """
+
 from typing import Protocol, Tuple, Union
 
 import numpy as np
@@ -59,14 +60,15 @@ class SelectionModel(Protocol):
     inference_batch_size: int
     device: Union[str, torch.device]
 
-    def patch_logits(self, patches: np.ndarray, mc_dropout: Union[float, None] = None
-                     ) -> torch.Tensor:
+    def patch_logits(
+        self, patches: np.ndarray, mc_dropout: Union[float, None] = None
+    ) -> torch.Tensor:
         """Logits ``(n, h, w)`` of uint8 patches ``(n, h, w)``."""
 
-    def mc_dropout_proba(self, patches: np.ndarray, p: float = 0.5, n_passes: int = 10
-                         ) -> torch.Tensor:
+    def mc_dropout_proba(
+        self, patches: np.ndarray, p: float = 0.5, n_passes: int = 10
+    ) -> torch.Tensor:
         """Mean MC-dropout probability ``(n, h, w)`` of uint8 patches ``(n, h, w)``."""
 
     def encoder_features(self, patches: np.ndarray) -> torch.Tensor:
         """Encoder features ``(n, d)`` of uint8 patches ``(n, h, w)``."""
-

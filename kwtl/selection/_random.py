@@ -1,8 +1,10 @@
 """Random selection baseline (uniform, without replacement)."""
+
 import numpy as np
 
 from ..utils import derive_seed
-from ._base import BaseSelector, _check_positive_int_or_none, _check_reduction
+from ._base import BaseSelector
+from ._pixel import PixelSelector
 
 __all__ = ["RandomSelector"]
 
@@ -56,16 +58,14 @@ class RandomSelector(BaseSelector):
     """
 
     stochastic = True
+    # reduction and batch_size are unused, validated for a uniform API
+    _parameter_constraints = PixelSelector._parameter_constraints
 
     def __init__(self, *, unit="patch", reduction="mean", batch_size=None, random_state=None):
         self.unit = unit
         self.reduction = reduction
         self.batch_size = batch_size
         self.random_state = random_state
-
-    def _validate_params(self):
-        _check_reduction(self.reduction)  # unused, validated for a uniform API
-        _check_positive_int_or_none(self.batch_size, "batch_size")
 
     def _score_pool(self, pool, estimator):
         rng = np.random.default_rng(derive_seed(self.random_state, "random-selector"))
@@ -75,4 +75,3 @@ class RandomSelector(BaseSelector):
             has_patch[pool.coords[:, 0]] = True
             scores[~has_patch] = -np.inf
         return scores
-

@@ -1,4 +1,5 @@
 """Short names of the selectors, shared by the command line, profiles, runner and report."""
+
 import inspect
 
 from ._consistency import ConsistencySelector
@@ -10,8 +11,13 @@ from ._spread import SpreadSelector
 from ._stratified import StratifiedSelector
 from ._uncertainty import EntropySelector, MCDropoutSelector
 
-__all__ = ["DEFAULT_SELECTOR", "LABEL_FREE_SELECTORS", "PAPER_SELECTORS", "SELECTORS",
-           "make_selector"]
+__all__ = [
+    "DEFAULT_SELECTOR",
+    "LABEL_FREE_SELECTORS",
+    "PAPER_SELECTORS",
+    "SELECTORS",
+    "make_selector",
+]
 
 
 # The compositions take what a run passes to every selector (``magnitude``, ``dense``,
@@ -19,20 +25,31 @@ __all__ = ["DEFAULT_SELECTOR", "LABEL_FREE_SELECTORS", "PAPER_SELECTORS", "SELEC
 # plain selectors; ``dense`` reaches every part that measures pixels.
 def _gate_consistency(magnitude=1.3, dense=False, unit="patch", random_state=None):
     """The paper's consistency inside the predicted-foreground gate."""
-    return ForegroundGate(ConsistencySelector(magnitude=magnitude, dense=dense), dense=dense,
-                          unit=unit, random_state=random_state)
+    return ForegroundGate(
+        ConsistencySelector(magnitude=magnitude, dense=dense),
+        dense=dense,
+        unit=unit,
+        random_state=random_state,
+    )
 
 
 def _gate_representative(dense=False, unit="patch", random_state=None):
     """k-means representatives of the gated candidates."""
-    return ForegroundGate(RepresentativeSelector(dense=dense), dense=dense, unit=unit,
-                          random_state=random_state)
+    return ForegroundGate(
+        RepresentativeSelector(dense=dense), dense=dense, unit=unit, random_state=random_state
+    )
 
 
 def _stratified_consistency(magnitude=1.3, dense=False, unit="patch", random_state=None):
     """Consistency sampled ∝ score within predicted-foreground strata, one patch per image."""
-    return StratifiedSelector(ConsistencySelector(magnitude=magnitude, dense=dense),
-                              max_per_image=1, dense=dense, unit=unit, random_state=random_state)
+    return StratifiedSelector(
+        ConsistencySelector(magnitude=magnitude, dense=dense),
+        max_per_image=1,
+        dense=dense,
+        unit=unit,
+        random_state=random_state,
+    )
+
 
 def _spread_random(unit="patch", random_state=None):
     """Uniform random, at most one patch per image until every image has one."""
@@ -41,15 +58,17 @@ def _spread_random(unit="patch", random_state=None):
 
 def _object_richness(dense=False, unit="patch", random_state=None):
     """Predicted object-boundary density, at most one patch per image first."""
-    return SpreadSelector(ObjectRichnessSelector(dense=dense), unit=unit,
-                          random_state=random_state)
+    return SpreadSelector(ObjectRichnessSelector(dense=dense), unit=unit, random_state=random_state)
 
 
 def _typicality(dense=False, unit="patch", random_state=None):
     """TypiClust on encoder features (16 clusters, the most typical member of each, largest
     clusters first), at most one patch per image first."""
-    return SpreadSelector(RepresentativeSelector(n_clusters=16, within="typical", dense=dense),
-                          unit=unit, random_state=random_state)
+    return SpreadSelector(
+        RepresentativeSelector(n_clusters=16, within="typical", dense=dense),
+        unit=unit,
+        random_state=random_state,
+    )
 
 
 #: Selector classes by the short name used on the command line and in result files, in the
@@ -81,9 +100,16 @@ SELECTORS = {
 DEFAULT_SELECTOR = "random"
 
 #: The label-free selectors beyond the paper, by short name.
-LABEL_FREE_SELECTORS = ("gate_random", "gate_consistency", "gate_representative",
-                        "representative", "stratified_consistency", "spread_random",
-                        "object_richness", "typicality")
+LABEL_FREE_SELECTORS = (
+    "gate_random",
+    "gate_consistency",
+    "gate_representative",
+    "representative",
+    "stratified_consistency",
+    "spread_random",
+    "object_richness",
+    "typicality",
+)
 
 #: The paper's four selectors (Dawoud et al. 2023, Tab. 2), by short name.
 PAPER_SELECTORS = ("consistency", "entropy", "mc_dropout", "random")
@@ -107,6 +133,7 @@ def make_selector(name, **params):
         cls = SELECTORS[name]
     except (KeyError, TypeError):
         raise ValueError(f"unknown selector {name!r}; choose from {list(SELECTORS)}") from None
-    accepted = (cls._get_param_names() if isinstance(cls, type)
-                else inspect.signature(cls).parameters)
+    accepted = (
+        cls._get_param_names() if isinstance(cls, type) else inspect.signature(cls).parameters
+    )
     return cls(**{k: v for k, v in params.items() if k in accepted})

@@ -1,5 +1,5 @@
 """Representativeness on the model's encoder features (k-means / TypiClust-style)."""
-import numbers
+
 import warnings
 
 import numpy as np
@@ -8,10 +8,11 @@ from sklearn.decomposition import PCA
 from sklearn.neighbors import NearestNeighbors
 
 from ..utils import derive_seed
-from ._base import BaseSelector, PixelSelector
+from ..utils.validation import POSITIVE_INT, Options
+from ._base import BaseSelector
+from ._pixel import PixelSelector
 
-__all__ = ["RepresentativeSelector", "dense_encoder_features", "representative_order",
-           "typicality"]
+__all__ = ["RepresentativeSelector", "dense_encoder_features", "representative_order", "typicality"]
 
 _WITHIN = ("centre", "typical")
 
@@ -61,8 +62,12 @@ def dense_encoder_features(pool, estimator):
         table[:, 1:, 1:] = maps.astype(np.float64).cumsum(1).cumsum(2)
         r0 = np.clip(np.rint(pool.coords[which, 1] / s).astype(int), 0, h - ph)
         c0 = np.clip(np.rint(pool.coords[which, 2] / s).astype(int), 0, w - pw)
-        sums = (table[:, r0 + ph, c0 + pw] - table[:, r0, c0 + pw] - table[:, r0 + ph, c0]
-                + table[:, r0, c0])
+        sums = (
+            table[:, r0 + ph, c0 + pw]
+            - table[:, r0, c0 + pw]
+            - table[:, r0 + ph, c0]
+            + table[:, r0, c0]
+        )
         if out is None:
             out = np.empty((len(pool), c))
         out[which] = (sums / (ph * pw)).T
@@ -161,8 +166,18 @@ class RepresentativeSelector(BaseSelector):
     (3,)
     """
 
-    def __init__(self, n_clusters=20, within="centre", n_components=32, n_neighbors=20, *,
-                 dense=False, unit="patch", batch_size=None, random_state=None):
+    def __init__(
+        self,
+        n_clusters=20,
+        within="centre",
+        n_components=32,
+        n_neighbors=20,
+        *,
+        dense=False,
+        unit="patch",
+        batch_size=None,
+        random_state=None,
+    ):
         self.dense = dense
         self.n_clusters = n_clusters
         self.within = within
@@ -177,27 +192,23 @@ class RepresentativeSelector(BaseSelector):
     #: k-means initialisation is random (reproducible with a seed).
     stochastic = True
 
-    def _validate_params(self):
-        for name in ("n_clusters", "n_neighbors"):
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, numbers.Integral) or v < 1:
-                raise ValueError(f"{name} must be a positive integer, got {v!r}")
-        v = self.batch_size
-        if v is not None and (isinstance(v, bool) or not isinstance(v, numbers.Integral) or v < 1):
-            raise ValueError(f"batch_size must be None or a positive integer, got {v!r}")
-        v = self.n_components
-        if v is not None and (isinstance(v, bool) or not isinstance(v, numbers.Integral) or v < 1):
-            raise ValueError(f"n_components must be None or a positive integer, got {v!r}")
-        if not isinstance(self.dense, (bool, np.bool_)):
-            raise ValueError(f"dense must be True or False, got {self.dense!r}")
-        if self.within not in _WITHIN:
-            raise ValueError(f"within must be one of {_WITHIN}, got {self.within!r}")
+    _parameter_constraints = {
+        **BaseSelector._parameter_constraints,
+        "n_clusters": [POSITIVE_INT],
+        "within": [Options(_WITHIN)],
+        "n_components": [None, POSITIVE_INT],
+        "n_neighbors": [POSITIVE_INT],
+        "dense": ["boolean"],
+        "batch_size": [None, POSITIVE_INT],
+    }
 
     def _check_estimator(self, estimator, X):
         estimator = super()._check_estimator(estimator, X)
         if not hasattr(estimator, "encoder_features"):
-            raise TypeError(f"RepresentativeSelector needs a segmenter with an encoder_features "
-                            f"method (e.g. FCRNSegmenter), got {type(estimator).__name__}")
+            raise TypeError(
+                f"RepresentativeSelector needs a segmenter with an encoder_features "
+                f"method (e.g. FCRNSegmenter), got {type(estimator).__name__}"
+            )
         return estimator
 
     def _score_pool(self, pool, estimator):
@@ -205,9 +216,14 @@ class RepresentativeSelector(BaseSelector):
             feats = dense_encoder_features(pool, estimator)
         else:
             step = int(self.batch_size or getattr(estimator, "inference_batch_size", 16) or 1)
-            feats = np.concatenate([np.asarray(estimator.encoder_features(
-                PixelSelector._as_batch(batch)), dtype=np.float64)
-                for _, batch in pool.iter_batches(step)])
+            feats = np.concatenate(
+                [
+                    np.asarray(
+                        estimator.encoder_features(PixelSelector._as_batch(batch)), dtype=np.float64
+                    )
+                    for _, batch in pool.iter_batches(step)
+                ]
+            )
         if self.unit == "patch":
             return self.scores_from(feats)
         owners = pool.coords[:, 0]
@@ -231,15 +247,19 @@ class RepresentativeSelector(BaseSelector):
         distinct = len(np.unique(x, axis=0))
         k = min(int(self.n_clusters), distinct)
         if k < int(self.n_clusters):
-            warnings.warn(f"n_clusters={self.n_clusters} but only {distinct} distinct clusters "
-                          "can be formed from the candidates' features; using "
-                          f"{k}", UserWarning, stacklevel=2)
+            warnings.warn(
+                f"n_clusters={self.n_clusters} but only {distinct} distinct clusters "
+                "can be formed from the candidates' features; using "
+                f"{k}",
+                UserWarning,
+                stacklevel=2,
+            )
         km = KMeans(n_clusters=k, n_init=3, random_state=seed).fit(x)
         self.features_ = x
         self.labels_ = km.labels_
-        order = representative_order(x, km.labels_, km.cluster_centers_, self.within,
-                                     self.n_neighbors)
+        order = representative_order(
+            x, km.labels_, km.cluster_centers_, self.within, self.n_neighbors
+        )
         scores = np.empty(n, dtype=np.float64)
         scores[order] = n - np.arange(n)
         return scores
-

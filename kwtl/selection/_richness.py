@@ -1,11 +1,12 @@
 """Object richness: candidates where the model sees many objects or much object boundary."""
-import numbers
 
 import numpy as np
 import torch
 from scipy import ndimage
 
-from ._base import PixelSelector
+from ..utils.validation import POSITIVE_INT, Options
+from ._params import DENSE, OPEN_UNIT
+from ._pixel import PixelSelector
 from ._dense import DenseScoringMixin
 
 __all__ = ["ObjectRichnessSelector", "boundary_map", "object_centre_map"]
@@ -28,7 +29,7 @@ def boundary_map(mask):
     """
     m = np.asarray(mask, dtype=bool)
     padded = np.pad(m, 1, mode="edge")
-    neighbours_fg = (padded[:-2, 1:-1] & padded[2:, 1:-1] & padded[1:-1, :-2] & padded[1:-1, 2:])
+    neighbours_fg = padded[:-2, 1:-1] & padded[2:, 1:-1] & padded[1:-1, :-2] & padded[1:-1, 2:]
     return (m & ~neighbours_fg).astype(np.float32)
 
 
@@ -102,24 +103,33 @@ class ObjectRichnessSelector(DenseScoringMixin, PixelSelector):
     (3,)
     """
 
-    def __init__(self, measure="boundary", proba_threshold=0.5, min_size=16, *, dense=False,
-                 unit="patch", reduction="mean", batch_size=None, random_state=None):
-        super().__init__(unit=unit, reduction=reduction, batch_size=batch_size,
-                         random_state=random_state)
+    _parameter_constraints = {
+        **PixelSelector._parameter_constraints,
+        "measure": [Options(_MEASURES)],
+        "proba_threshold": [OPEN_UNIT],
+        "min_size": [POSITIVE_INT],
+        "dense": DENSE,
+    }
+
+    def __init__(
+        self,
+        measure="boundary",
+        proba_threshold=0.5,
+        min_size=16,
+        *,
+        dense=False,
+        unit="patch",
+        reduction="mean",
+        batch_size=None,
+        random_state=None,
+    ):
+        super().__init__(
+            unit=unit, reduction=reduction, batch_size=batch_size, random_state=random_state
+        )
         self.measure = measure
         self.proba_threshold = proba_threshold
         self.min_size = min_size
         self.dense = dense
-
-    def _validate_params(self):
-        if self.measure not in _MEASURES:
-            raise ValueError(f"measure must be one of {_MEASURES}, got {self.measure!r}")
-        t = self.proba_threshold
-        if isinstance(t, bool) or not isinstance(t, numbers.Real) or not 0.0 < t < 1.0:
-            raise ValueError(f"proba_threshold must be in (0, 1), got {t!r}")
-        s = self.min_size
-        if isinstance(s, bool) or not isinstance(s, numbers.Integral) or s < 1:
-            raise ValueError(f"min_size must be a positive integer, got {s!r}")
 
     def _structure(self, logits):
         masks = (torch.sigmoid(logits.float()) >= float(self.proba_threshold)).cpu().numpy()

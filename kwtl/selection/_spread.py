@@ -1,10 +1,10 @@
 """Spread a selector's choice over the images: at most a few candidates per image first."""
-import numbers
 
 import numpy as np
 from sklearn.base import clone
 
 from ..utils import derive_seed
+from ..utils.validation import POSITIVE_INT
 from ._base import BaseSelector
 from ._random import RandomSelector
 from ._stratified import stratified_order
@@ -77,12 +77,11 @@ class SpreadSelector(BaseSelector):
         """As random as the inner selector."""
         return bool(getattr(self._inner(), "stochastic", False))
 
-    def _validate_params(self):
-        m = self.max_per_image
-        if isinstance(m, bool) or not isinstance(m, numbers.Integral) or m < 1:
-            raise ValueError(f"max_per_image must be a positive integer, got {m!r}")
-        if self.selector is not None and not isinstance(self.selector, BaseSelector):
-            raise ValueError(f"selector must be a kwtl selector or None, got {self.selector!r}")
+    _parameter_constraints = {
+        **BaseSelector._parameter_constraints,
+        "selector": [None, BaseSelector],
+        "max_per_image": [POSITIVE_INT],
+    }
 
     def _score_pool(self, pool, estimator):
         self.inner_scores_ = np.asarray(self._inner().score(pool, estimator), dtype=np.float64)
@@ -97,8 +96,9 @@ class SpreadSelector(BaseSelector):
         inner = np.asarray(inner_scores, dtype=np.float64)
         keys = np.where(np.isnan(inner), -np.inf, inner)
         n = len(keys)
-        order = stratified_order(keys, np.zeros(n, dtype=np.int64), np.asarray(images),
-                                 int(self.max_per_image))
+        order = stratified_order(
+            keys, np.zeros(n, dtype=np.int64), np.asarray(images), int(self.max_per_image)
+        )
         scores = np.empty(n, dtype=np.float64)
         scores[order] = n - np.arange(n)
         return scores

@@ -1,4 +1,5 @@
 """Stratified, noise-tempered selection: spread the budget over foreground strata and images."""
+
 import numbers
 
 import numpy as np
@@ -7,6 +8,8 @@ from ..utils import derive_seed
 from ._base import BaseSelector
 from ._consistency import ConsistencySelector
 from ._gate import _ForegroundWrapper, _present_images
+from ._params import POSITIVE_INT
+from ..utils.validation import Interval
 
 __all__ = ["StratifiedSelector", "stratified_order"]
 
@@ -150,10 +153,27 @@ class StratifiedSelector(_ForegroundWrapper, BaseSelector):
     stochastic = True
     _default_inner = ConsistencySelector
     _inner_seed_salt = "stratified-inner"
+    _parameter_constraints = {
+        **_ForegroundWrapper._wrapper_constraints,
+        "beta": [Interval(numbers.Real, 0, None, closed="left", finite=True)],
+        "n_strata": [POSITIVE_INT],
+        "max_per_image": [None, POSITIVE_INT],
+    }
 
-    def __init__(self, selector=None, beta=1.0, n_strata=3, max_per_image=None,
-                 measure="fraction", proba_threshold=0.5, *, dense=False, unit="patch",
-                 batch_size=None, random_state=None):
+    def __init__(
+        self,
+        selector=None,
+        beta=1.0,
+        n_strata=3,
+        max_per_image=None,
+        measure="fraction",
+        proba_threshold=0.5,
+        *,
+        dense=False,
+        unit="patch",
+        batch_size=None,
+        random_state=None,
+    ):
         self.selector = selector
         self.beta = beta
         self.n_strata = n_strata
@@ -165,27 +185,14 @@ class StratifiedSelector(_ForegroundWrapper, BaseSelector):
         self.batch_size = batch_size
         self.random_state = random_state
 
-    def _validate_params(self):
-        b = self.beta
-        if isinstance(b, bool) or not isinstance(b, numbers.Real) or not np.isfinite(b) or b < 0:
-            raise ValueError(f"beta must be a finite number >= 0, got {b!r}")
-        v = self.n_strata
-        if isinstance(v, bool) or not isinstance(v, numbers.Integral) or v < 1:
-            raise ValueError(f"n_strata must be a positive integer, got {v!r}")
-        m = self.max_per_image
-        if m is not None and (isinstance(m, bool) or not isinstance(m, numbers.Integral) or m < 1):
-            raise ValueError(f"max_per_image must be None or a positive integer, got {m!r}")
-        self._validate_wrapper_params()
-
     def _score_pool(self, pool, estimator):
-        self.foreground_ = self._measure_selector().score(pool, estimator)
-        self.inner_scores_ = self._inner().score(pool, estimator)
+        self.foreground_ = self.measure_selector().score(pool, estimator)
+        self.inner_scores_ = self.inner_selector().score(pool, estimator)
         if self.unit == "patch":
             return self.scores_from(self.inner_scores_, self.foreground_, pool.coords[:, 0])
         present = _present_images(pool)  # images without a patch (a subset pool) rank last
         scores = np.full(len(self.foreground_), -np.inf)
-        scores[present] = self.scores_from(self.inner_scores_[present],
-                                           self.foreground_[present])
+        scores[present] = self.scores_from(self.inner_scores_[present], self.foreground_[present])
         return scores
 
     def scores_from(self, inner_scores, foreground, images=None):

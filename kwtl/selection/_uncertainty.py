@@ -1,12 +1,13 @@
 """Uncertainty baselines of the paper: predictive entropy and MC-dropout entropy."""
+
 import contextlib
-import numbers
 
 import torch
 import torch.nn.functional as F
 
 from ..utils import derive_seed
-from ._base import PixelSelector
+from ._params import DENSE, OPEN_UNIT, POSITIVE_INT
+from ._pixel import PixelSelector
 from ._dense import DenseScoringMixin
 
 __all__ = ["EntropySelector", "MCDropoutSelector", "binary_entropy"]
@@ -85,10 +86,14 @@ class EntropySelector(DenseScoringMixin, PixelSelector):
     (2, 16, 16)
     """
 
-    def __init__(self, *, dense=False, unit="patch", reduction="mean", batch_size=None,
-                 random_state=None):
-        super().__init__(unit=unit, reduction=reduction, batch_size=batch_size,
-                         random_state=random_state)
+    _parameter_constraints = {**PixelSelector._parameter_constraints, "dense": DENSE}
+
+    def __init__(
+        self, *, dense=False, unit="patch", reduction="mean", batch_size=None, random_state=None
+    ):
+        super().__init__(
+            unit=unit, reduction=reduction, batch_size=batch_size, random_state=random_state
+        )
         self.dense = dense
 
     def _pixel_scores(self, patches, estimator):
@@ -161,22 +166,34 @@ class MCDropoutSelector(DenseScoringMixin, PixelSelector):
     """
 
     stochastic = True
+    #: The dropout masks of a seeded run are drawn in one stream over the whole pool, so an
+    #: image's scores depend on the images scored before it: scored (and cached) in one pass.
+    separable = False
 
-    def __init__(self, n_passes=10, p=0.5, *, dense=False, unit="patch", reduction="mean",
-                 batch_size=None, random_state=None):
-        super().__init__(unit=unit, reduction=reduction, batch_size=batch_size,
-                         random_state=random_state)
+    def __init__(
+        self,
+        n_passes=10,
+        p=0.5,
+        *,
+        dense=False,
+        unit="patch",
+        reduction="mean",
+        batch_size=None,
+        random_state=None,
+    ):
+        super().__init__(
+            unit=unit, reduction=reduction, batch_size=batch_size, random_state=random_state
+        )
         self.n_passes = n_passes
         self.p = p
         self.dense = dense
 
-    def _validate_params(self):
-        if isinstance(self.n_passes, bool) or not isinstance(self.n_passes, numbers.Integral) \
-                or self.n_passes < 1:
-            raise ValueError(f"n_passes must be a positive int, got {self.n_passes!r}")
-        if isinstance(self.p, bool) or not isinstance(self.p, numbers.Real) \
-                or not 0.0 < self.p < 1.0:
-            raise ValueError(f"p must be in (0, 1), got {self.p!r}")
+    _parameter_constraints = {
+        **PixelSelector._parameter_constraints,
+        "n_passes": [POSITIVE_INT],
+        "p": [OPEN_UNIT],
+        "dense": DENSE,
+    }
 
     @contextlib.contextmanager
     def _scoring_context(self, estimator):
@@ -211,13 +228,15 @@ class MCDropoutSelector(DenseScoringMixin, PixelSelector):
 
     def _dense_maps(self, image, corners, patch_size, estimator):
         if hasattr(estimator, "image_mc_dropout_proba"):
-            mean = estimator.image_mc_dropout_proba(image[None], p=float(self.p),
-                                                    n_passes=int(self.n_passes))[0]
+            mean = estimator.image_mc_dropout_proba(
+                image[None], p=float(self.p), n_passes=int(self.n_passes)
+            )[0]
         else:  # any segmenter with image_logits: full stochastic passes
             mean = None
             for _ in range(int(self.n_passes)):
-                prob = torch.sigmoid(estimator.image_logits(image[None],
-                                                            mc_dropout=float(self.p))[0])
+                prob = torch.sigmoid(
+                    estimator.image_logits(image[None], mc_dropout=float(self.p))[0]
+                )
                 mean = prob if mean is None else mean.add_(prob)
             mean = mean.div_(int(self.n_passes))
         yield binary_entropy(mean), slice(None)

@@ -1,14 +1,23 @@
 """Shared validation, conversion and seeding helpers.
 
+:mod:`kwtl.utils.validation` holds the checks of what users pass (images, masks,
+parameters); the intensity and mask policies live in private modules re-exported here.
+
 Process-wide settings (``kwtl.utils._allocator.tune_malloc``) belong to applications (the
 ``kwtl`` command line), not to the library.
 """
+
 from ._cache import quiet_damaged_cache_logs
-from ._image import (PERCENTILES, as_mask, as_uint8_image, check_images, check_masks,
-                     check_training_masks, colour_labels, mask_classes, masks_to_foreground,
-                     normalize_uint8)
+from ._intensity import PERCENTILES, as_uint8_image, normalize_uint8
+from ._masks import as_mask, colour_labels, mask_classes, masks_to_foreground
 from ._random import derive_seed
-from ._validation import InvalidParameterError, validate_params
+from .validation import (
+    InvalidParameterError,
+    check_images,
+    check_masks,
+    check_training_masks,
+    validate_params,
+)
 
 __all__ = [
     "InvalidParameterError",

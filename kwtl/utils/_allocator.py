@@ -1,4 +1,5 @@
 """Process-level memory-allocator setting for fast CPU inference and training."""
+
 import ctypes
 import ctypes.util
 import sys
@@ -49,14 +50,16 @@ def tune_malloc(threshold=1 << 30):
     threshold = int(threshold)
     if not 0 < threshold < 2**31:
         raise ValueError(
-            f"threshold must be a positive number of bytes below 2**31, got {threshold}")
+            f"threshold must be a positive number of bytes below 2**31, got {threshold}"
+        )
     if _applied == threshold:
         return True
     libc = _glibc()
     if libc is None:
         return False
     ok = bool(libc.mallopt(_M_MMAP_THRESHOLD, ctypes.c_int(threshold))) and bool(
-        libc.mallopt(_M_TRIM_THRESHOLD, ctypes.c_int(threshold)))
+        libc.mallopt(_M_TRIM_THRESHOLD, ctypes.c_int(threshold))
+    )
     _applied = threshold if ok else None
     return ok
 
@@ -69,8 +72,10 @@ def malloc_environment(threshold=1 << 30):
     >>> sorted(malloc_environment())
     ['MALLOC_MMAP_THRESHOLD_', 'MALLOC_TRIM_THRESHOLD_']
     """
-    return {"MALLOC_MMAP_THRESHOLD_": str(int(threshold)),
-            "MALLOC_TRIM_THRESHOLD_": str(int(threshold))}
+    return {
+        "MALLOC_MMAP_THRESHOLD_": str(int(threshold)),
+        "MALLOC_TRIM_THRESHOLD_": str(int(threshold)),
+    }
 
 
 def _glibc():

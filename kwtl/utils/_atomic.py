@@ -1,4 +1,5 @@
 """Atomic file writes: a reader sees the old file or the complete new one, never a part."""
+
 import os
 import tempfile
 from pathlib import Path

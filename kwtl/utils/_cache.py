@@ -5,6 +5,7 @@ process or a full disk), which is the right thing, but logs the whole traceback.
 caches (pre-training, PLFT, selection scores) are only ever a shortcut, so a damaged entry
 deserves one warning line, not a traceback dump.
 """
+
 import logging
 
 __all__ = ["quiet_damaged_cache_logs"]

@@ -1,9 +1,11 @@
 """No command writes where its inputs are: the check every ``--out`` goes through.
 
-``--force`` lets kwtl write into a folder it did not make; it never lets kwtl write into, over
-or around what the same command reads (images, annotation packages, model files). A user who
-types ``kwtl predict imgs --out imgs --force`` would otherwise lose every image to its mask.
+``overwrite=True`` (``--force``) lets kwtl write into a folder it did not make; it never
+lets kwtl write into, over or around what the same command reads (images, annotation
+packages, model files). A user who types ``kwtl predict imgs --out imgs --force`` would
+otherwise lose every image to its mask.
 """
+
 import os
 from pathlib import Path
 
@@ -20,7 +22,7 @@ def _inside(inner, outer):
     return inner == outer or outer in inner.parents
 
 
-def check_out_apart(out, inputs, option="--out"):
+def check_out_apart(out, inputs, label=None):
     """Refuse an output path that is, contains or lies inside one of the inputs.
 
     Parameters
@@ -31,13 +33,15 @@ def check_out_apart(out, inputs, option="--out"):
         ``(what, path)`` pairs: what the input is ("the images folder", "the model" …) and its
         path; a None path, or a name that is no path on disk (``"authors:EM"``, arrays), is
         skipped. A model file's JSON sidecar counts as part of it.
-    option : str, default="--out"
-        The option's name in the message.
+    label : str or None, default=None
+        How the message names the output (None: ``out=OUT``).
 
     Raises
     ------
     OutputFolderError
-        One line naming the output, the input and the fix; ``--force`` does not lift it.
+        One line naming the output, the input and the fix (in Python terms: ``out=``,
+        ``overwrite=True``; the command line says ``--out``, ``--force``);
+        ``overwrite=True`` does not lift it.
 
     Examples
     --------
@@ -46,7 +50,7 @@ def check_out_apart(out, inputs, option="--out"):
     ...     check_out_apart(os.path.join(tmp, "masks"), [("the images folder", tmp)])
     Traceback (most recent call last):
     ...
-    kwtl.utils._output.OutputFolderError: --out ... lies inside the images folder ...
+    kwtl.utils._output.OutputFolderError: out=... lies inside the images folder ...
     """
     target = _resolved(out)
     for what, path in inputs:
@@ -67,5 +71,6 @@ def check_out_apart(out, inputs, option="--out"):
         else:
             continue
         raise OutputFolderError(
-            f"{option} {out} {problem}: kwtl never writes where its inputs are, even with "
-            f"--force; choose an {option} outside it")
+            f"{label or f'out={out}'} {problem}: kwtl never writes where its inputs are, "
+            "even with overwrite=True; choose another out outside it"
+        )

@@ -1,4 +1,5 @@
 """Output folders that never overwrite a user's files: the policy of every kwtl command."""
+
 import json
 import os
 from pathlib import Path
@@ -10,7 +11,7 @@ OUTPUT_MARKER = ".kwtl-output"
 
 
 class OutputFolderError(ValueError):
-    """``--out`` cannot be used without risking a user's files."""
+    """The output folder cannot be used without risking a user's files."""
 
 
 def read_marker(path):
@@ -30,6 +31,9 @@ def prepare_output_dir(out, force=False, resume=False, made_by="kwtl run"):
       ``experiment.json``), is used; a kwtl run in it is resumed;
     * a non-empty folder that kwtl did not make, or that another kwtl command made (its
       marker names another ``made_by``), is refused, unless ``force``;
+
+    Messages speak in Python terms (``out=``, ``overwrite=True``); the command line maps
+    them to its flags.
     * ``resume`` requires a folder that kwtl made;
     * a path that is a file, or a place where the folder or its marker cannot be written,
       is refused.
@@ -63,37 +67,43 @@ def prepare_output_dir(out, force=False, resume=False, made_by="kwtl run"):
     path = Path(out)
     marker = path / OUTPUT_MARKER
     if path.exists() and not path.is_dir():
-        raise OutputFolderError(f"--out {path} is a file, not a folder")
+        raise OutputFolderError(f"out={path} is a file, not a folder")
     if path.is_dir():
         try:
             entries = sorted(p.name for p in path.iterdir())
         except OSError as exc:
-            raise OutputFolderError(f"--out {path}: cannot read the folder ({exc.strerror})") from None
+            raise OutputFolderError(
+                f"out={path}: cannot read the folder ({exc.strerror})"
+            ) from None
         ours = OUTPUT_MARKER in entries or "experiment.json" in entries
         if resume and not ours:
-            raise OutputFolderError(f"--resume: {path} holds no kwtl run to resume")
+            raise OutputFolderError(f"resume=True: {path} holds no kwtl run to resume")
         if entries and not ours and not force:
-            shown = ", ".join(entries[:3]) + (f" and {len(entries) - 3} more" if len(entries) > 3 else "")
+            shown = ", ".join(entries[:3]) + (
+                f" and {len(entries) - 3} more" if len(entries) > 3 else ""
+            )
             raise OutputFolderError(
-                f"--out {path} is not empty and was not made by kwtl (it holds {shown}); "
-                "choose another --out, or pass --force to write kwtl's files into it")
+                f"out={path} is not empty and was not made by kwtl (it holds {shown}); "
+                "choose another out, or pass overwrite=True to write kwtl's files into it"
+            )
         other = (read_marker(path) or {}).get("made_by", made_by)
         if ours and other != made_by and not force:
             raise OutputFolderError(
-                f"--out {path} was made by '{other}', not '{made_by}'; choose another --out, "
-                "or pass --force to write into it")
+                f"out={path} was made by '{other}', not '{made_by}'; choose another out, "
+                "or pass overwrite=True to write into it"
+            )
     elif resume:
-        raise OutputFolderError(f"--resume: {path} does not exist, there is nothing to resume")
+        raise OutputFolderError(f"resume=True: {path} does not exist, there is nothing to resume")
     try:
         path.mkdir(parents=True, exist_ok=True)
         if not marker.exists() or (force and (read_marker(path) or {}).get("made_by") != made_by):
-            from .. import __version__
+            from .._version import __version__
 
-            marker.write_text(json.dumps({"made_by": made_by, "kwtl_version": __version__})
-                              + "\n")
+            marker.write_text(json.dumps({"made_by": made_by, "kwtl_version": __version__}) + "\n")
         elif not os.access(path, os.W_OK):
             raise PermissionError(13, "Permission denied")
     except OSError as exc:
         raise OutputFolderError(
-            f"--out {path}: cannot write there ({exc.strerror or type(exc).__name__})") from None
+            f"out={path}: cannot write there ({exc.strerror or type(exc).__name__})"
+        ) from None
     return path

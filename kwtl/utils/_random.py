@@ -1,4 +1,5 @@
 """Seeding helpers: every estimator derives its torch/numpy seeds from ``random_state``."""
+
 import numbers
 
 import numpy as np

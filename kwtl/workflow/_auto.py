@@ -13,6 +13,7 @@ fluorescence datasets but the worst on electron microscopy, where the classical
 pseudo-labels over-segment; the user guide's table "Which model to start from" is the
 measured advice.
 """
+
 import os
 import warnings
 
@@ -22,8 +23,15 @@ from tqdm.auto import tqdm
 
 from ..metrics import iou_score
 
-__all__ = ["AUTO_MODELS", "IMPLAUSIBLE_FOREGROUND", "choose_model", "foreground_fraction",
-           "resolve_model", "warn_if_implausible", "warn_implausible_foreground"]
+__all__ = [
+    "AUTO_MODELS",
+    "IMPLAUSIBLE_FOREGROUND",
+    "choose_model",
+    "foreground_fraction",
+    "resolve_model",
+    "warn_if_implausible",
+    "warn_implausible_foreground",
+]
 
 #: The released models ``choose_model`` picks from (one per kind of image).
 AUTO_MODELS = ("authors:B39", "authors:B5", "authors:EM", "authors:ssTEM", "authors:TNBC")
@@ -64,9 +72,12 @@ def foreground_fraction(segmenter, images):
     return float(sum(int(m.sum()) for m in masks) / sum(m.size for m in masks))
 
 
-def warn_implausible_foreground(fraction, model_name, limit=IMPLAUSIBLE_FOREGROUND,
-                                advice="see the user guide's table 'Which model to start "
-                                       "from' (authors:B39 when unsure)"):
+def warn_implausible_foreground(
+    fraction,
+    model_name,
+    limit=IMPLAUSIBLE_FOREGROUND,
+    advice="see the user guide's table 'Which model to start from' (authors:B39 when unsure)",
+):
     """Warn (``UserWarning``, one line) when a model predicts more than ``limit`` of the pixels
     as cells; returns whether it warned."""
     if fraction <= limit:
@@ -74,7 +85,9 @@ def warn_implausible_foreground(fraction, model_name, limit=IMPLAUSIBLE_FOREGROU
     warnings.warn(
         f"{model_name} predicts {100 * fraction:.1f}% of the pixels of these images as cells "
         f"(more than {100 * limit:.0f}%): it is probably the wrong model for them; {advice}",
-        UserWarning, stacklevel=3)
+        UserWarning,
+        stacklevel=3,
+    )
     return True
 
 
@@ -89,30 +102,43 @@ def warn_if_implausible(segmenter, images, model, max_images=4, max_side=512):
     for i in _evenly_spaced(len(images), max_images):
         h, w = images[i].shape
         r, c = max(0, (h - max_side) // 2), max(0, (w - max_side) // 2)
-        crops.append(images[i][r:r + max_side, c:c + max_side])
+        crops.append(images[i][r : r + max_side, c : c + max_side])
     fraction = foreground_fraction(segmenter, crops)
     warn_implausible_foreground(fraction, _name(model))
     return fraction
 
 
-def resolve_model(model, images, *, device=None, progress=True):
+def resolve_model(model, images, *, device=None, progress=True, verbose=False):
     """``model``, or with ``"auto"`` the released model :func:`choose_model` picks for
-    ``images``; returns ``(model, record)``, the record (None unless auto) for provenance."""
+    ``images``; returns ``(model, record)``, the record (None unless auto) for provenance.
+    With ``verbose``, one line says which model was chosen and why."""
+    from ._step import say
+
     if not (isinstance(model, str) and model == "auto"):
         return model, None
-    result = choose_model(images, AUTO_MODELS, device=device, progress=progress)
+    result = choose_model(images, AUTO_MODELS, device=device, progress=bool(progress))
     best = result.table.iloc[0]
-    runner_up = (f"; next {result.table.iloc[1]['model']} "
-                 f"{result.table.iloc[1]['agreement']:.2f}" if len(result.table) > 1 else "")
-    print(f"--model auto: starting from {result.choice} (its masks agree with the "
-          f"pseudo-labels at IoU {best['agreement']:.2f}{runner_up}; it predicts "
-          f"{100 * best['foreground']:.0f}% foreground)")
-    return result.choice, {"choice": result.choice, "images": result.images,
-                           "table": result.table.to_dict(orient="records")}
+    runner_up = (
+        f"; next {result.table.iloc[1]['model']} {result.table.iloc[1]['agreement']:.2f}"
+        if len(result.table) > 1
+        else ""
+    )
+    say(
+        verbose,
+        f"model auto: starting from {result.choice} (its masks agree with the "
+        f"pseudo-labels at IoU {best['agreement']:.2f}{runner_up}; it predicts "
+        f"{100 * best['foreground']:.0f}% foreground)",
+    )
+    return result.choice, {
+        "choice": result.choice,
+        "images": result.images,
+        "table": result.table.to_dict(orient="records"),
+    }
 
 
-def choose_model(images, candidates=AUTO_MODELS, *, channel=None, max_images=8,
-                 device=None, progress=True):
+def choose_model(
+    images, candidates=AUTO_MODELS, *, channel=None, max_images=8, device=None, progress=True
+):
     """Choose the released model to start from for a folder of unlabelled images.
 
     Each candidate predicts masks for up to ``max_images`` evenly spaced images of the
@@ -164,15 +190,18 @@ def choose_model(images, candidates=AUTO_MODELS, *, channel=None, max_images=8,
 
     from ..pseudo_label import PseudoLabeler
     from ._model import load_model
-    from ._select import _as_images
+    from ._files import as_images
 
     candidates = list(candidates)
     if not candidates:
         raise ValueError("candidates is empty: give at least one model")
-    if max_images is not None and (isinstance(max_images, bool) or not isinstance(
-            max_images, (int, np.integer)) or max_images < 1):
+    if max_images is not None and (
+        isinstance(max_images, bool)
+        or not isinstance(max_images, (int, np.integer))
+        or max_images < 1
+    ):
         raise ValueError(f"max_images must be None or a positive integer, got {max_images!r}")
-    arrays, _, _ = _as_images(images, channel)
+    arrays, _, _ = as_images(images, channel)
     if not arrays:
         raise ValueError("no images to choose a model for")
     used = _evenly_spaced(len(arrays), max_images)
@@ -180,23 +209,36 @@ def choose_model(images, candidates=AUTO_MODELS, *, channel=None, max_images=8,
     pseudo = PseudoLabeler().fit_transform(arrays)
     params = {} if device is None else {"device": device}
     rows = []
-    for k, candidate in enumerate(tqdm(candidates, desc="trying the released models",
-                                       unit="model", disable=not progress)):
+    for k, candidate in enumerate(
+        tqdm(candidates, desc="trying the released models", unit="model", disable=not progress)
+    ):
         segmenter = load_model(candidate, **params)
         masks = segmenter.predict(arrays)
-        name = (str(candidate) if isinstance(candidate, (str, os.PathLike))
-                else f"{type(candidate).__name__} {k}")
-        rows.append({"model": str(name),
-                     "agreement": float(np.mean([iou_score(p, m)
-                                                 for p, m in zip(pseudo, masks)])),
-                     "foreground": float(sum(int(m.sum()) for m in masks)
-                                         / sum(m.size for m in masks))})
+        name = (
+            str(candidate)
+            if isinstance(candidate, (str, os.PathLike))
+            else f"{type(candidate).__name__} {k}"
+        )
+        rows.append(
+            {
+                "model": str(name),
+                "agreement": float(np.mean([iou_score(p, m) for p, m in zip(pseudo, masks)])),
+                "foreground": float(sum(int(m.sum()) for m in masks) / sum(m.size for m in masks)),
+            }
+        )
     best = int(np.argmax([r["agreement"] for r in rows]))  # first of ties
     table = pd.DataFrame(rows, columns=["model", "agreement", "foreground"])
     table = table.iloc[np.argsort(-table["agreement"].to_numpy(), kind="stable")]
     table = table.reset_index(drop=True)
-    warn_implausible_foreground(rows[best]["foreground"], rows[best]["model"],
-                                advice="no released model fits these images well; check "
-                                       "the masks of the first fine-tuned model closely")
-    return Bunch(choice=candidates[best], table=table, images=used,
-                 pseudo_label_foreground=float(np.mean([p.mean() for p in pseudo])))
+    warn_implausible_foreground(
+        rows[best]["foreground"],
+        rows[best]["model"],
+        advice="no released model fits these images well; check "
+        "the masks of the first fine-tuned model closely",
+    )
+    return Bunch(
+        choice=candidates[best],
+        table=table,
+        images=used,
+        pseudo_label_foreground=float(np.mean([p.mean() for p in pseudo])),
+    )

@@ -17,6 +17,7 @@ consumer that feeds the whole image gets kwtl's numbers:
   running averages (``bn_mode="running"``), whatever the module's train/eval mode;
 * the output is the foreground probability (sigmoid of the logits).
 """
+
 from typing import List
 
 import torch
@@ -34,22 +35,32 @@ class ImageBatchNorm2d(nn.BatchNorm2d):
     image; ``False`` uses the running averages, as an eval-mode BatchNorm does.
     """
 
-    def __init__(self, num_features: int, affine: bool = True, eps: float = 1e-5,
-                 image_statistics: bool = True):
+    def __init__(
+        self,
+        num_features: int,
+        affine: bool = True,
+        eps: float = 1e-5,
+        image_statistics: bool = True,
+    ):
         super().__init__(num_features, eps=eps, affine=affine)
         self.image_statistics = image_statistics
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.image_statistics:
             return F.instance_norm(x, None, None, self.weight, self.bias, True, 0.0, self.eps)
-        return F.batch_norm(x, self.running_mean, self.running_var, self.weight, self.bias,
-                            False, 0.0, self.eps)
+        return F.batch_norm(
+            x, self.running_mean, self.running_var, self.weight, self.bias, False, 0.0, self.eps
+        )
 
 
-def _block(conv: nn.Module, channels: int, affine: bool, eps: float, image_statistics: bool,
-           pool: bool) -> nn.Sequential:
-    layers: List[nn.Module] = [conv, ImageBatchNorm2d(channels, affine, eps, image_statistics),
-                               nn.ReLU()]
+def _block(
+    conv: nn.Module, channels: int, affine: bool, eps: float, image_statistics: bool, pool: bool
+) -> nn.Sequential:
+    layers: List[nn.Module] = [
+        conv,
+        ImageBatchNorm2d(channels, affine, eps, image_statistics),
+        nn.ReLU(),
+    ]
     if pool:
         layers.append(nn.MaxPool2d(2, 2))
     return nn.Sequential(*layers)
@@ -70,8 +81,9 @@ class KwtlFCRN(nn.Module):
         BatchNorm epsilon.
     """
 
-    def __init__(self, width: int = 32, affine: bool = True, bn_mode: str = "batch",
-                 eps: float = 1e-5):
+    def __init__(
+        self, width: int = 32, affine: bool = True, bn_mode: str = "batch", eps: float = 1e-5
+    ):
         super().__init__()
         if bn_mode not in ("batch", "running"):
             raise ValueError(f"bn_mode must be 'batch' or 'running', got {bn_mode!r}")

@@ -1,6 +1,7 @@
 """What a selector did, in words, for the package's README, its ``score`` column and the
 console: taken from the selector itself (its class and the selector it wraps), so that the
 messages stay true whichever selector is the default."""
+
 import inspect
 
 from sklearn.utils import Bunch
@@ -12,16 +13,16 @@ __all__ = ["describe_selector"]
 _SCORE_MEANING = {
     "RandomSelector": None,  # a random number: no meaning, the column is left empty
     "ConsistencySelector": "how much the model's prediction changes under three "
-                           "augmentations (binary cross-entropy; higher = less consistent)",
+    "augmentations (binary cross-entropy; higher = less consistent)",
     "EntropySelector": "the mean binary entropy of the model's prediction (higher = more "
-                       "uncertain)",
+    "uncertain)",
     "MCDropoutSelector": "the entropy of the mean of 10 MC-dropout predictions (higher = "
-                         "more uncertain)",
+    "more uncertain)",
     "PredictedForegroundSelector": "the foreground the model predicts in the item",
     "ObjectRichnessSelector": "how much object structure (cell boundaries) the model "
-                              "predicts in the item",
+    "predicts in the item",
     "RepresentativeSelector": "how representative the item is of the pool in the model's "
-                              "encoder features (its cluster's size and its place in it)",
+    "encoder features (its cluster's size and its place in it)",
 }
 _WRAPPERS = ("ForegroundGate", "SpreadSelector", "StratifiedSelector")
 
@@ -73,8 +74,7 @@ def describe_selector(selector, name=None):
     from ..selection import SELECTORS
 
     source = SELECTORS.get(name) if name else None
-    summary = _summary(source if source is not None and not isinstance(source, type)
-                       else selector)
+    summary = _summary(source if source is not None and not isinstance(source, type) else selector)
     innermost = _innermost(selector)
     inner_name = type(innermost).__name__
     random = inner_name == "RandomSelector"
@@ -82,9 +82,9 @@ def describe_selector(selector, name=None):
     if random:  # a random draw, however arranged (spread over images, gated): no score
         meaning = None
     elif inner_name in _SCORE_MEANING:
-        meaning = _SCORE_MEANING[inner_name] + (
-            ", arranged as the summary says" if wrapped else "")
+        meaning = _SCORE_MEANING[inner_name] + (", arranged as the summary says" if wrapped else "")
     else:
         meaning = f"the selector's score ({_summary(innermost)}; higher = chosen first)"
-    return Bunch(name=name or type(selector).__name__, summary=summary,
-                 score_meaning=meaning, random=random)
+    return Bunch(
+        name=name or type(selector).__name__, summary=summary, score_meaning=meaning, random=random
+    )

@@ -7,6 +7,7 @@ colour (RGB files, unless a channel was chosen) and stretch the contrast of each
 (0.5th to 99.5th percentile to 0-255, the same stretch for every crop of one image); the
 model's input is never changed by them.
 """
+
 from pathlib import Path
 
 import numpy as np
@@ -32,8 +33,11 @@ def stretch(image, percentiles=STRETCH_PERCENTILES):
     arr = np.asarray(image, dtype=np.float64)
     lo, hi = np.percentile(arr, percentiles)
     if hi <= lo:  # flat image: nothing to stretch
-        return np.clip(arr, 0, 255).astype(np.uint8) if arr.max(initial=0) <= 255 else \
-            np.zeros(arr.shape, np.uint8)
+        return (
+            np.clip(arr, 0, 255).astype(np.uint8)
+            if arr.max(initial=0) <= 255
+            else np.zeros(arr.shape, np.uint8)
+        )
     return np.clip(np.rint((arr - lo) * 255.0 / (hi - lo)), 0, 255).astype(np.uint8)
 
 
@@ -109,8 +113,14 @@ def overview(picture, boxes, path):
     font = _font(max(16, side // 24))
     for rank, (r, c, h, w) in boxes:
         draw.rectangle([c, r, c + w - 1, r + h - 1], outline=(255, 40, 40), width=width)
-        draw.text((c + 2 * width + 2, r + 2 * width), f"#{rank}", fill=(255, 255, 0),
-                  font=font, stroke_width=max(1, width // 2), stroke_fill=(0, 0, 0))
+        draw.text(
+            (c + 2 * width + 2, r + 2 * width),
+            f"#{rank}",
+            fill=(255, 255, 0),
+            font=font,
+            stroke_width=max(1, width // 2),
+            stroke_fill=(0, 0, 0),
+        )
     write_image(path, np.asarray(image), overwrite=True)
 
 
@@ -143,18 +153,24 @@ def contact_sheet(items, path, thumb=192, columns=5):
     label_h, pad = 48, 8
     columns = max(1, min(columns, len(items)))
     rows = -(-len(items) // columns)
-    sheet = Image.new("RGB", (columns * (thumb + pad) + pad,
-                              rows * (thumb + label_h + pad) + pad), (255, 255, 255))
+    sheet = Image.new(
+        "RGB",
+        (columns * (thumb + pad) + pad, rows * (thumb + label_h + pad) + pad),
+        (255, 255, 255),
+    )
     draw = ImageDraw.Draw(sheet)
     font = _font(18)
     for k, (rank, label, picture) in enumerate(items):
         tile = Image.fromarray(picture).convert("RGB")
-        tile.thumbnail((thumb, thumb), Image.Resampling.LANCZOS
-                       if max(tile.size) > thumb else Image.Resampling.NEAREST)
+        tile.thumbnail(
+            (thumb, thumb),
+            Image.Resampling.LANCZOS if max(tile.size) > thumb else Image.Resampling.NEAREST,
+        )
         if max(tile.size) < thumb:  # small crops are enlarged by whole pixels
             factor = thumb // max(tile.size)
-            tile = tile.resize((tile.size[0] * factor, tile.size[1] * factor),
-                               Image.Resampling.NEAREST)
+            tile = tile.resize(
+                (tile.size[0] * factor, tile.size[1] * factor), Image.Resampling.NEAREST
+            )
         x = pad + (k % columns) * (thumb + pad)
         y = pad + (k // columns) * (thumb + label_h + pad)
         sheet.paste(tile, (x, y))

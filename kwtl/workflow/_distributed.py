@@ -5,9 +5,10 @@ per-image computations (prediction; a selector's scores) run on the cluster's wo
 while this process keeps everything else (reading, writing, checkpoints, the choice), so
 the results are those of a plain run. The model is sent to each worker once.
 """
+
 import contextlib
 
-__all__ = ["dask_client", "predict_one", "score_one"]
+__all__ = ["DaskExecutor", "dask_client", "predict_one"]
 
 
 @contextlib.contextmanager
@@ -19,8 +20,9 @@ def dask_client(address):
     try:
         from distributed import Client
     except ImportError:
-        raise ImportError("--scheduler needs Dask's distributed scheduler: "
-                          "pip install 'kwtl[dask]'") from None
+        raise ImportError(
+            "--scheduler needs Dask's distributed scheduler: pip install 'kwtl[dask]'"
+        ) from None
     try:
         client = Client(address, timeout="20s")
     except OSError as exc:
@@ -36,8 +38,16 @@ def predict_one(segmenter, image):
     return segmenter.predict_proba([image])[0]
 
 
-def score_one(selector, segmenter, grid):
-    """A worker's job for ``kwtl select``: a pixel selector's scores of one image."""
-    import numpy as np
+class DaskExecutor:
+    """``submit(function, selector, model, part)`` on a Dask client, for
+    :meth:`kwtl.selection.BaseSelector.select_support`'s ``executor``: the selector and the
+    model are sent to every worker once, the candidates of each image with its job."""
 
-    return np.asarray(selector.score(grid, segmenter), dtype=float)
+    def __init__(self, client):
+        self.client, self._sent = client, {}
+
+    def submit(self, function, selector, model, *args):
+        key = (id(selector), id(model))
+        if key not in self._sent:
+            self._sent[key] = self.client.scatter([selector, model], broadcast=True)
+        return self.client.submit(function, *self._sent[key], *args, pure=False)

@@ -1,4 +1,5 @@
 """``evaluate``: how good are the predicted masks, on the few images a lab labelled itself."""
+
 import json
 from pathlib import Path
 
@@ -38,13 +39,16 @@ def _mask_files(folder, suffix, what, skip=()):
             lossy.append(path.name)
             continue
         if stem in files:
-            raise ValueError(f"{what} {folder} has two masks named {stem!r}: "
-                             f"{files[stem].name} and {path.name}")
+            raise ValueError(
+                f"{what} {folder} has two masks named {stem!r}: {files[stem].name} and {path.name}"
+            )
         files[stem] = path
     if lossy and not files:
-        raise ValueError(f"{what} {folder} holds only JPEG masks ({lossy[0]} ...): JPEG is "
-                         "lossy and changes the values at the cells' edges; save the masks "
-                         "as PNG or TIFF")
+        raise ValueError(
+            f"{what} {folder} holds only JPEG masks ({lossy[0]} ...): JPEG is "
+            "lossy and changes the values at the cells' edges; save the masks "
+            "as PNG or TIFF"
+        )
     return files
 
 
@@ -56,8 +60,10 @@ def _predicted(folder, suffix):
         record = json.loads(record_file.read_text())
         where = folder / record.get("masks_folder", ".")
         own = record.get("suffix", "")
-        files = {name: where / f"{name}{own}.{record.get('format', 'png')}"
-                 for name in record.get("done", {})}
+        files = {
+            name: where / f"{name}{own}.{record.get('format', 'png')}"
+            for name in record.get("done", {})
+        }
         return {n: p for n, p in files.items() if p.is_file()}
     return _mask_files(folder, suffix, "MASKS", skip=_PREDICT_EXTRAS)
 
@@ -72,8 +78,9 @@ def _truth(folder):
     return _mask_files(folder, "", "--truth")
 
 
-def evaluate(masks, truth, *, instances=False, out=None, mask_suffix="", overwrite=False,
-             iou_threshold=0.5):
+def evaluate(
+    masks, truth, *, instances=False, out=None, mask_suffix="", overwrite=False, iou_threshold=0.5
+):
     """Score predicted masks against a lab's own true masks: per image and overall.
 
     Pairs files by name: ``MASKS/a.png`` (or the masks a ``kwtl predict`` folder records,
@@ -134,52 +141,73 @@ def evaluate(masks, truth, *, instances=False, out=None, mask_suffix="", overwri
     if out is not None:
         check_out_apart(out, [("the predicted masks", masks), ("the true masks", truth)])
         if Path(out).is_dir():
-            raise ValueError(f"--out {out} is a folder; give a CSV file name such as "
-                             "scores.csv")
+            raise ValueError(f"out={out} is a folder; give a CSV file name such as scores.csv")
         if Path(out).exists() and not overwrite:
-            raise FileExistsError(f"{out} exists; choose another --out, or pass --force to "
-                                  "replace it")
+            raise FileExistsError(
+                f"{out} exists; choose another out, or pass overwrite=True to replace it"
+            )
     predicted, true = _predicted(masks, mask_suffix), _truth(truth)
     if not true:
         raise ValueError(f"--truth {truth} holds no PNG or TIFF mask")
     missing = sorted(set(true) - set(predicted))
     if missing:
-        shown = ", ".join(missing[:5]) + (f" and {len(missing) - 5} more"
-                                          if len(missing) > 5 else "")
-        raise ValueError(f"{len(missing)} of {len(true)} true masks have no predicted mask "
-                         f"in {masks}: {shown} (names must match; --suffix for predicted "
-                         "names like a_masks.png)")
+        shown = ", ".join(missing[:5]) + (
+            f" and {len(missing) - 5} more" if len(missing) > 5 else ""
+        )
+        raise ValueError(
+            f"{len(missing)} of {len(true)} true masks have no predicted mask "
+            f"in {masks}: {shown} (names must match; --suffix for predicted "
+            "names like a_masks.png)"
+        )
     rows, mismatched = [], []
     for name in sorted(true):
         t_labels, p_labels = read_mask(true[name]), read_mask(predicted[name])
         if t_labels.shape != p_labels.shape:
-            mismatched.append(f"{name} ({p_labels.shape[0]}x{p_labels.shape[1]} predicted, "
-                              f"{t_labels.shape[0]}x{t_labels.shape[1]} true)")
+            mismatched.append(
+                f"{name} ({p_labels.shape[0]}x{p_labels.shape[1]} predicted, "
+                f"{t_labels.shape[0]}x{t_labels.shape[1]} true)"
+            )
             continue
-        row = {"image": name, "iou": iou_score(as_mask(t_labels, name=str(true[name])),
-                                               as_mask(p_labels, name=str(predicted[name])))}
+        row = {
+            "image": name,
+            "iou": iou_score(
+                as_mask(t_labels, name=str(true[name])),
+                as_mask(p_labels, name=str(predicted[name])),
+            ),
+        }
         if instances:
             row.update(match_instances(t_labels, p_labels, iou_threshold))
         rows.append(row)
     if mismatched:
-        raise ValueError(f"{len(mismatched)} masks differ in size from their true masks: "
-                         + "; ".join(mismatched[:3]))
+        raise ValueError(
+            f"{len(mismatched)} masks differ in size from their true masks: "
+            + "; ".join(mismatched[:3])
+        )
     columns = ["image", "iou"] + (list(_INSTANCE_COLUMNS) if instances else [])
     table = pd.DataFrame(rows, columns=columns)
     total = {"image": "all", "iou": float(table["iou"].mean())}
     if instances:
-        n_t, n_p, tp = (int(table[c].sum()) for c in ("true_objects", "found_objects",
-                                                       "matched"))
-        total.update({"true_objects": n_t, "found_objects": n_p, "matched": tp,
-                      "precision": tp / n_p if n_p else float(n_t == 0),
-                      "recall": tp / n_t if n_t else float(n_p == 0),
-                      "f1": 2 * tp / (n_t + n_p) if n_t + n_p else 1.0})
+        n_t, n_p, tp = (int(table[c].sum()) for c in ("true_objects", "found_objects", "matched"))
+        total.update(
+            {
+                "true_objects": n_t,
+                "found_objects": n_p,
+                "matched": tp,
+                "precision": tp / n_p if n_p else float(n_t == 0),
+                "recall": tp / n_t if n_t else float(n_p == 0),
+                "f1": 2 * tp / (n_t + n_p) if n_t + n_p else 1.0,
+            }
+        )
     table = pd.concat([table, pd.DataFrame([total], columns=columns)], ignore_index=True)
     if out is not None:
         atomic_write_text(out, table.to_csv(index=False, float_format="%.4f"))
     unscored = sorted(set(predicted) - set(true))
-    return Bunch(table=table, mean_iou=total["iou"], unscored=unscored,
-                 path=None if out is None else Path(out))
+    return Bunch(
+        table=table,
+        mean_iou=total["iou"],
+        unscored=unscored,
+        path=None if out is None else Path(out),
+    )
 
 
 def format_table(table):
@@ -188,7 +216,7 @@ def format_table(table):
     for column in ("iou", "precision", "recall", "f1"):
         if column in shown:
             shown[column] = [f"{100 * v:.1f}" for v in shown[column]]
-    shown = shown.rename(columns={"iou": "IoU %", "precision": "precision %",
-                                  "recall": "recall %", "f1": "F1 %"})
+    shown = shown.rename(
+        columns={"iou": "IoU %", "precision": "precision %", "recall": "recall %", "f1": "F1 %"}
+    )
     return shown.to_string(index=False)
-

@@ -8,6 +8,7 @@ and TorchScript weights (QuPath runs only TorchScript). Its description needs
 ``bioimageio.spec`` (the ``bioimageio`` extra); nothing else of bioimage.io is needed to
 write it.
 """
+
 import getpass
 import json
 import shutil
@@ -16,9 +17,10 @@ from pathlib import Path
 
 import numpy as np
 
-from .. import __version__
+from .._version import __version__
 from ..utils import as_uint8_image
 from ._model import load_model, model_source, recorded_training
+from ._step import say
 
 __all__ = ["export_bioimageio", "EXPORT_FORMATS"]
 
@@ -26,8 +28,10 @@ __all__ = ["export_bioimageio", "EXPORT_FORMATS"]
 EXPORT_FORMATS = ("bioimageio",)
 
 #: The paper whose method trained the model (the package's citation).
-PAPER = ("Dawoud, Y., Bouazizi, A., Ernst, K., Carneiro, G., Belagiannis, V.: Knowing What "
-         "to Label for Few Shot Microscopy Image Cell Segmentation. WACV 2023.")
+PAPER = (
+    "Dawoud, Y., Bouazizi, A., Ernst, K., Carneiro, G., Belagiannis, V.: Knowing What "
+    "to Label for Few Shot Microscopy Image Cell Segmentation. WACV 2023."
+)
 PAPER_URL = "https://github.com/Yussef93/KnowWhatToLabel"
 #: Smallest image side the network takes (the 1/8-scale layer needs 2x2 pixels).
 MIN_SIZE = 16
@@ -95,8 +99,9 @@ def _require_spec():
     try:
         import bioimageio.spec  # noqa: F401
     except ImportError:
-        raise ImportError("kwtl export --format bioimageio needs bioimageio.spec: "
-                          "pip install 'kwtl[bioimageio]'") from None
+        raise ImportError(
+            "kwtl export --format bioimageio needs bioimageio.spec: pip install 'kwtl[bioimageio]'"
+        ) from None
 
 
 def _reference_network(segmenter):
@@ -109,14 +114,22 @@ def _reference_network(segmenter):
     bns = [m for m in module.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
     eps = {float(bn.eps) for bn in bns}
     if len(eps) != 1:
-        raise ValueError(f"the model's BatchNorm layers have different eps {sorted(eps)}; "
-                         "the package's network has one")
+        raise ValueError(
+            f"the model's BatchNorm layers have different eps {sorted(eps)}; "
+            "the package's network has one"
+        )
     affine = bool(bns[0].affine)
-    kwargs = {"width": int(module.conv1[0].out_channels), "affine": affine,
-              "bn_mode": str(segmenter.bn_mode), "eps": eps.pop()}
+    kwargs = {
+        "width": int(module.conv1[0].out_channels),
+        "affine": affine,
+        "bn_mode": str(segmenter.bn_mode),
+        "eps": eps.pop(),
+    }
     net = KwtlFCRN(**kwargs)
-    state = {k: v.detach().cpu().float() if v.is_floating_point() else v.detach().cpu()
-             for k, v in module.state_dict().items()}
+    state = {
+        k: v.detach().cpu().float() if v.is_floating_point() else v.detach().cpu()
+        for k, v in module.state_dict().items()
+    }
     net.load_state_dict(state, strict=True)
     return net.eval(), kwargs, state
 
@@ -130,8 +143,9 @@ def _cover(image, proba, threshold, path):
     rgb[find_boundaries(proba >= threshold, mode="inner")] = (255, 60, 0)
     prob = np.repeat(np.clip(np.rint(proba * 255), 0, 255).astype(np.uint8)[..., None], 3, 2)
     side = 256
-    tiles = [Image.fromarray(a).resize((side, side), Image.Resampling.BILINEAR)
-             for a in (rgb, prob)]
+    tiles = [
+        Image.fromarray(a).resize((side, side), Image.Resampling.BILINEAR) for a in (rgb, prob)
+    ]
     cover = Image.new("RGB", (2 * side, side))
     for k, tile in enumerate(tiles):
         cover.paste(tile, (k * side, 0))
@@ -155,8 +169,19 @@ def _training_text(record):
     return " ".join(lines)
 
 
-def export_bioimageio(model, out, image, *, name=None, description=None, authors=None,
-                      license="MIT", channel=None, overwrite=False):
+def export_bioimageio(
+    model,
+    out,
+    image,
+    *,
+    name=None,
+    description=None,
+    authors=None,
+    license="MIT",
+    channel=None,
+    overwrite=False,
+    verbose=False,
+):
     """Write a kwtl model as a bioimage.io model package (a zip, format 0.5).
 
     The package holds ``pytorch_state_dict`` weights with a self-contained architecture
@@ -203,7 +228,7 @@ def export_bioimageio(model, out, image, *, name=None, description=None, authors
     >>> seg = FCRNSegmenter(module__width=4, patch_size=32, precision="fp32").initialize()
     >>> image = np.random.default_rng(0).integers(0, 256, (40, 48), dtype=np.uint8)
     >>> with tempfile.TemporaryDirectory() as tmp:
-    ...     path = export_bioimageio(seg, pathlib.Path(tmp) / "model.zip", image)
+    ...     path = export_bioimageio(seg, pathlib.Path(tmp) / "model.zip", image, verbose=True)
     ...     path.name
     wrote the bioimage.io model package .../model.zip (pytorch_state_dict + torchscript, ...)
     'model.zip'
@@ -213,13 +238,16 @@ def export_bioimageio(model, out, image, *, name=None, description=None, authors
 
     out = Path(out)
     if out.suffix.lower() != ".zip":
-        raise ValueError(f"--out {out}: a bioimage.io package is a .zip file; name it "
-                         "e.g. model.zip")
+        raise ValueError(f"out={out}: a bioimage.io package is a .zip file; name it e.g. model.zip")
     if out.exists() and not overwrite:
-        raise FileExistsError(f"{out} exists; choose another --out, or pass --force to "
-                              "replace it")
-    segmenter = load_model(model, device="cpu", precision="fp32") \
-        if not hasattr(model, "module_") else _fp32_copy(model)
+        raise FileExistsError(
+            f"{out} exists; choose another out, or pass overwrite=True to replace it"
+        )
+    segmenter = (
+        load_model(model, device="cpu", precision="fp32")
+        if not hasattr(model, "module_")
+        else _fp32_copy(model)
+    )
     if isinstance(image, (str, Path)):
         from ..datasets import read_image
 
@@ -227,8 +255,10 @@ def export_bioimageio(model, out, image, *, name=None, description=None, authors
     else:
         pixels = as_uint8_image(image, name="image")
     if min(pixels.shape) < MIN_SIZE:
-        raise ValueError(f"the test image is {pixels.shape[0]}x{pixels.shape[1]}; the "
-                         f"package needs at least {MIN_SIZE}x{MIN_SIZE} pixels")
+        raise ValueError(
+            f"the test image is {pixels.shape[0]}x{pixels.shape[1]}; the "
+            f"package needs at least {MIN_SIZE}x{MIN_SIZE} pixels"
+        )
     expected = segmenter.predict_proba([pixels])[0].astype(np.float32)
     net, kwargs, state = _reference_network(segmenter)
     x = torch.from_numpy(pixels.astype(np.float32) / np.float32(127.5) - np.float32(1.0))
@@ -242,14 +272,16 @@ def export_bioimageio(model, out, image, *, name=None, description=None, authors
         if gap > 1e-3:  # a bug, never a user error: refuse to write a package that lies
             raise RuntimeError(f"{what} differs from kwtl's prediction by {gap:.2g}")
 
-    record = recorded_training(model) if isinstance(model, (str, Path)) and \
-        Path(model).is_file() else {}
-    source = model_source(model) if not hasattr(model, "module_") else \
-        {"name": "<in-memory model>"}
+    record = (
+        recorded_training(model) if isinstance(model, (str, Path)) and Path(model).is_file() else {}
+    )
+    source = model_source(model) if not hasattr(model, "module_") else {"name": "<in-memory model>"}
     default_name = Path(source["name"]).stem if isinstance(model, (str, Path)) else "kwtl model"
     name = name or f"kwtl FCRN {default_name}"
-    description = description or ("Foreground (cell) probability of a grey microscopy image; "
-                                  "an FCRN fine-tuned with kwtl on a few annotated patches.")
+    description = description or (
+        "Foreground (cell) probability of a grey microscopy image; "
+        "an FCRN fine-tuned with kwtl on a few annotated patches."
+    )
     authors = list(authors) if authors else [getpass.getuser() or "kwtl user"]
     with tempfile.TemporaryDirectory(prefix="kwtl-bioimageio-") as tmp:
         tmp = Path(tmp)
@@ -259,32 +291,57 @@ def export_bioimageio(model, out, image, *, name=None, description=None, authors
         np.save(tmp / "test_input.npy", pixels[None, None])
         np.save(tmp / "test_output.npy", expected[None, None])
         _cover(pixels, expected, float(segmenter.threshold), tmp / "cover.png")
-        bn_text = ("each image's own (the model's `bn_mode=\"batch\"`, kwtl's default): the "
-                   "output of a pixel depends a little on the whole image"
-                   if kwargs["bn_mode"] == "batch" else
-                   "the running averages learnt in training (the model's "
-                   "`bn_mode=\"running\"`): each pixel depends only on its neighbourhood")
-        tile_text = ("its own BatchNorm statistics, so tiled and whole-image outputs "
-                     "differ a little; give the whole image where the tool allows"
-                     if kwargs["bn_mode"] == "batch" else
-                     "the same statistics; outputs differ only near tile borders, where the "
-                     "network sees less context")
-        (tmp / "README.md").write_text(_DOC.format(
-            name=name, description=description, version=__version__, width=kwargs["width"],
-            threshold=float(segmenter.threshold), min_size=MIN_SIZE, bn_text=bn_text,
-            tile_text=tile_text, zip_name=out.name, training_text=_training_text(record),
-            paper=PAPER))
-        descr = _describe(tmp, name=name, description=description, authors=authors,
-                          license=license, kwargs=kwargs, segmenter=segmenter,
-                          source=source, shape=pixels.shape)
+        bn_text = (
+            "each image's own (the model's `bn_mode=\"batch\"`, kwtl's default): the "
+            "output of a pixel depends a little on the whole image"
+            if kwargs["bn_mode"] == "batch"
+            else "the running averages learnt in training (the model's "
+            '`bn_mode="running"`): each pixel depends only on its neighbourhood'
+        )
+        tile_text = (
+            "its own BatchNorm statistics, so tiled and whole-image outputs "
+            "differ a little; give the whole image where the tool allows"
+            if kwargs["bn_mode"] == "batch"
+            else "the same statistics; outputs differ only near tile borders, where the "
+            "network sees less context"
+        )
+        (tmp / "README.md").write_text(
+            _DOC.format(
+                name=name,
+                description=description,
+                version=__version__,
+                width=kwargs["width"],
+                threshold=float(segmenter.threshold),
+                min_size=MIN_SIZE,
+                bn_text=bn_text,
+                tile_text=tile_text,
+                zip_name=out.name,
+                training_text=_training_text(record),
+                paper=PAPER,
+            )
+        )
+        descr = _describe(
+            tmp,
+            name=name,
+            description=description,
+            authors=authors,
+            license=license,
+            kwargs=kwargs,
+            segmenter=segmenter,
+            source=source,
+            shape=pixels.shape,
+        )
         from bioimageio.spec import save_bioimageio_package
 
         out.parent.mkdir(parents=True, exist_ok=True)
         partial = out.with_name(out.name + ".partial")
         save_bioimageio_package(descr, output_path=partial)
         partial.replace(out)
-    print(f"wrote the bioimage.io model package {out} (pytorch_state_dict + torchscript, "
-          f"bn_mode={kwargs['bn_mode']})")
+    say(
+        verbose,
+        f"wrote the bioimage.io model package {out} (pytorch_state_dict + "
+        f"torchscript, bn_mode={kwargs['bn_mode']})",
+    )
     return out
 
 
@@ -298,58 +355,92 @@ def _fp32_copy(segmenter):
     return copied
 
 
-def _describe(folder, *, name, description, authors, license, kwargs, segmenter, source,
-              shape):
+def _describe(folder, *, name, description, authors, license, kwargs, segmenter, source, shape):
     """The bioimage.io model description of the files in ``folder`` (validated on build)."""
     import torch
     from bioimageio.spec.model import v0_5 as bio
 
     def axes(kind):
-        space = ((lambda a: bio.SpaceInputAxis(id=bio.AxisId(a), size=bio.ParameterizedSize(
-            min=MIN_SIZE, step=1))) if kind == "input" else
-            (lambda a: bio.SpaceOutputAxis(id=bio.AxisId(a), size=bio.SizeReference(
-                tensor_id=bio.TensorId("raw"), axis_id=bio.AxisId(a)))))
+        space = (
+            (
+                lambda a: bio.SpaceInputAxis(
+                    id=bio.AxisId(a), size=bio.ParameterizedSize(min=MIN_SIZE, step=1)
+                )
+            )
+            if kind == "input"
+            else (
+                lambda a: bio.SpaceOutputAxis(
+                    id=bio.AxisId(a),
+                    size=bio.SizeReference(tensor_id=bio.TensorId("raw"), axis_id=bio.AxisId(a)),
+                )
+            )
+        )
         channel = "grey" if kind == "input" else "foreground"
-        return [bio.BatchAxis(), bio.ChannelAxis(channel_names=[bio.Identifier(channel)]),
-                space("y"), space("x")]
+        return [
+            bio.BatchAxis(),
+            bio.ChannelAxis(channel_names=[bio.Identifier(channel)]),
+            space("y"),
+            space("x"),
+        ]
 
-    inputs = [bio.InputTensorDescr(
-        id=bio.TensorId("raw"), axes=axes("input"),
-        description="grey 8-bit image (kwtl converts others as the documentation says)",
-        test_tensor=bio.FileDescr(source=folder / "test_input.npy"),
-        data=bio.IntervalOrRatioDataDescr(type="uint8"),
-        preprocessing=[
-            bio.EnsureDtypeDescr(kwargs=bio.EnsureDtypeKwargs(dtype="float32")),
-            bio.ScaleLinearDescr(kwargs=bio.ScaleLinearKwargs(gain=1.0 / 127.5, offset=-1.0)),
-            # the network takes float32 (else the spec appends a cast back to uint8)
-            bio.EnsureDtypeDescr(kwargs=bio.EnsureDtypeKwargs(dtype="float32")),
-        ])]
-    outputs = [bio.OutputTensorDescr(
-        id=bio.TensorId("probability"), axes=axes("output"),
-        description=f"foreground probability; cells at >= {float(segmenter.threshold)}",
-        test_tensor=bio.FileDescr(source=folder / "test_output.npy"),
-        data=bio.IntervalOrRatioDataDescr(type="float32", range=(0.0, 1.0)))]
+    inputs = [
+        bio.InputTensorDescr(
+            id=bio.TensorId("raw"),
+            axes=axes("input"),
+            description="grey 8-bit image (kwtl converts others as the documentation says)",
+            test_tensor=bio.FileDescr(source=folder / "test_input.npy"),
+            data=bio.IntervalOrRatioDataDescr(type="uint8"),
+            preprocessing=[
+                bio.EnsureDtypeDescr(kwargs=bio.EnsureDtypeKwargs(dtype="float32")),
+                bio.ScaleLinearDescr(kwargs=bio.ScaleLinearKwargs(gain=1.0 / 127.5, offset=-1.0)),
+                # the network takes float32 (else the spec appends a cast back to uint8)
+                bio.EnsureDtypeDescr(kwargs=bio.EnsureDtypeKwargs(dtype="float32")),
+            ],
+        )
+    ]
+    outputs = [
+        bio.OutputTensorDescr(
+            id=bio.TensorId("probability"),
+            axes=axes("output"),
+            description=f"foreground probability; cells at >= {float(segmenter.threshold)}",
+            test_tensor=bio.FileDescr(source=folder / "test_output.npy"),
+            data=bio.IntervalOrRatioDataDescr(type="float32", range=(0.0, 1.0)),
+        )
+    ]
     torch_version = bio.Version(torch.__version__.split("+")[0])
     weights = bio.WeightsDescr(
         pytorch_state_dict=bio.PytorchStateDictWeightsDescr(
             source=folder / "weights.pt",
             architecture=bio.ArchitectureFromFileDescr(
-                source=folder / _ARCH_FILE, callable=bio.Identifier("KwtlFCRN"),
-                kwargs=kwargs),
-            pytorch_version=torch_version),
+                source=folder / _ARCH_FILE, callable=bio.Identifier("KwtlFCRN"), kwargs=kwargs
+            ),
+            pytorch_version=torch_version,
+        ),
         torchscript=bio.TorchscriptWeightsDescr(
-            source=folder / "weights_torchscript.pt", pytorch_version=torch_version,
-            parent="pytorch_state_dict"))
+            source=folder / "weights_torchscript.pt",
+            pytorch_version=torch_version,
+            parent="pytorch_state_dict",
+        ),
+    )
     return bio.ModelDescr(
-        name=name, description=description,
+        name=name,
+        description=description,
         authors=[bio.Author(name=a) for a in authors],
         cite=[bio.CiteEntry(text=PAPER, url=bio.HttpUrl(PAPER_URL))],
         license=bio.LicenseId(license),
         documentation=bio.FileDescr(source=folder / "README.md"),
         covers=[bio.FileDescr(source=folder / "cover.png")],
         tags=["segmentation", "cells", "2d", "fcrn", "few-shot", "kwtl", "pytorch"],
-        inputs=inputs, outputs=outputs, weights=weights,
-        config=bio.Config(kwtl={"version": __version__, "threshold": float(segmenter.threshold),
-                                "bn_mode": kwargs["bn_mode"],
-                                "model": json.loads(json.dumps(source, default=str)),
-                                "test_image_shape": list(shape)}))
+        inputs=inputs,
+        outputs=outputs,
+        weights=weights,
+        config=bio.Config(
+            kwtl={
+                "version": __version__,
+                "threshold": float(segmenter.threshold),
+                "bn_mode": kwargs["bn_mode"],
+                "model": json.loads(json.dumps(source, default=str)),
+                "test_image_shape": list(shape),
+            }
+        ),
+    )

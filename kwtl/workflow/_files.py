@@ -2,40 +2,36 @@
 
 Reading and writing files is :mod:`kwtl.datasets`' job (``load_images``, ``load_folder``,
 ``read_mask``, ``write_image``, ``write_mask``); this module only adds the checksums
-recorded in selection and model files, and the resume checkpoints of the long steps.
+recorded in selection and model files.
 """
+
 import hashlib
 from pathlib import Path
 
 import numpy as np
 
 from ..datasets import IMAGE_EXTENSIONS, load_folder, load_images, read_mask
-from ..utils import masks_to_foreground
+from ..utils import check_images, masks_to_foreground
 
-__all__ = ["folder_sha256", "read_checkpoint", "write_checkpoint", "load_annotated", "load_unlabelled", "read_foreground",
-           "sha256_array"]
-
-
-def read_checkpoint(path, fingerprint):
-    """The checkpoint at ``path`` if it was written for ``fingerprint``, else None
-    (weights-only load: a checkpoint runs no code)."""
-    import torch
-
-    if not Path(path).is_file():
-        return None
-    saved = torch.load(path, map_location="cpu", weights_only=True)
-    return saved if saved.get("fingerprint") == fingerprint else None
+__all__ = [
+    "as_images",
+    "folder_sha256",
+    "load_annotated",
+    "load_unlabelled",
+    "read_foreground",
+    "sha256_array",
+]
 
 
-def write_checkpoint(path, fingerprint, module, **state):
-    """Atomically write ``module``'s weights (on the CPU) and ``state`` for ``fingerprint``."""
-    import torch
-
-    from ..utils._atomic import atomic_write
-
-    state = {"fingerprint": fingerprint, **state,
-             "module": {k: v.detach().cpu() for k, v in module.state_dict().items()}}
-    atomic_write(path, lambda f: torch.save(state, f))
+def as_images(images, channel=None, progress=False):
+    """A folder (read with the format policy) or a list of arrays: ``(arrays, names,
+    record)``, where ``record`` names the folder (or ``"<arrays>"``)."""
+    if isinstance(images, (str, Path)):
+        folder = Path(images)
+        arrays, names = load_unlabelled(folder, channel=channel, progress=bool(progress))
+        return arrays, names, str(folder.resolve())
+    arrays = check_images(images, name="images")
+    return arrays, [f"image{i:03d}" for i in range(len(arrays))], "<arrays>"
 
 
 def sha256_array(array):
@@ -59,9 +55,13 @@ def folder_sha256(folder):
     """
     root = Path(folder)
     digest = hashlib.sha256()
-    for path in sorted(p for p in root.rglob("*") if p.is_file()
-                       and not any(part.startswith(".") for part in p.relative_to(root).parts)
-                       and p.suffix.lower() in IMAGE_EXTENSIONS):
+    for path in sorted(
+        p
+        for p in root.rglob("*")
+        if p.is_file()
+        and not any(part.startswith(".") for part in p.relative_to(root).parts)
+        and p.suffix.lower() in IMAGE_EXTENSIONS
+    ):
         digest.update(str(path.relative_to(root).as_posix()).encode() + b"\0")
         with open(path, "rb") as f:
             for block in iter(lambda: f.read(1 << 20), b""):

@@ -12,12 +12,18 @@ Three mistakes a new user makes and that a model learns from without complaint:
 Each check returns a one-line problem (or None) that names the file or the numbers and the
 fix; the workflow refuses to fine-tune on them unless the user accepts the masks.
 """
+
 from pathlib import Path
 
 import numpy as np
 
-__all__ = ["INVERTED_FOREGROUND", "FAR_ABOVE_PREDICTION", "check_foreground",
-           "check_mask_labels", "lossy_siblings"]
+__all__ = [
+    "INVERTED_FOREGROUND",
+    "FAR_ABOVE_PREDICTION",
+    "check_foreground",
+    "check_mask_labels",
+    "lossy_siblings",
+]
 
 #: Annotated foreground above this fraction of the pixels: likely inverted masks.
 INVERTED_FOREGROUND = 0.90
@@ -65,14 +71,21 @@ def check_foreground(masks, predicted_fraction=None):
         return None
     fraction = sum(int(np.count_nonzero(m)) for m in masks) / pixels
     if fraction > INVERTED_FOREGROUND:
-        return (f"the masks mark {100 * fraction:.1f}% of the pixels as cells (more than "
-                f"{100 * INVERTED_FOREGROUND:.0f}%): are they inverted (background drawn as "
-                "cells)?")
-    if (predicted_fraction is not None and fraction > 0.5
-            and fraction - predicted_fraction > FAR_ABOVE_PREDICTION):
-        return (f"the masks mark {100 * fraction:.1f}% of the pixels as cells, the model "
-                f"predicts {100 * predicted_fraction:.1f}% on the same pictures: are they "
-                "inverted (background drawn as cells)?")
+        return (
+            f"the masks mark {100 * fraction:.1f}% of the pixels as cells (more than "
+            f"{100 * INVERTED_FOREGROUND:.0f}%): are they inverted (background drawn as "
+            "cells)?"
+        )
+    if (
+        predicted_fraction is not None
+        and fraction > 0.5
+        and fraction - predicted_fraction > FAR_ABOVE_PREDICTION
+    ):
+        return (
+            f"the masks mark {100 * fraction:.1f}% of the pixels as cells, the model "
+            f"predicts {100 * predicted_fraction:.1f}% on the same pictures: are they "
+            "inverted (background drawn as cells)?"
+        )
     return None
 
 
@@ -121,14 +134,20 @@ def check_mask_labels(labels, path, colour=False):
     if pieces <= 2 * len(values) + 2 and specks <= _MAX_SPECKS:
         return None
     if colour:
-        fix = ("it looks like a picture with cells painted on it, not a mask; save the mask "
-               "alone: cells in one colour (or one colour per cell) on black, as PNG or TIFF")
+        fix = (
+            "it looks like a picture with cells painted on it, not a mask; save the mask "
+            "alone: cells in one colour (or one colour per cell) on black, as PNG or TIFF"
+        )
     else:
-        fix = ("it looks like a picture or a mask saved with smoothed edges, not a mask; "
-               "save 0 for background and one value for all cells (or one value per cell), "
-               "without anti-aliasing")
-    return (f"{Path(path)} holds {len(values)} values in {pieces} separate pieces "
-            f"({100 * specks:.0f}% of its foreground in specks under {_SPECK} pixels): {fix}")
+        fix = (
+            "it looks like a picture or a mask saved with smoothed edges, not a mask; "
+            "save 0 for background and one value for all cells (or one value per cell), "
+            "without anti-aliasing"
+        )
+    return (
+        f"{Path(path)} holds {len(values)} values in {pieces} separate pieces "
+        f"({100 * specks:.0f}% of its foreground in specks under {_SPECK} pixels): {fix}"
+    )
 
 
 def lossy_siblings(path):
@@ -145,5 +164,8 @@ def lossy_siblings(path):
     path = Path(path)
     if not path.parent.is_dir():
         return []
-    return sorted(p for p in path.parent.iterdir()
-                  if p.stem == path.stem and p.suffix in _JPEG and p.is_file())
+    return sorted(
+        p
+        for p in path.parent.iterdir()
+        if p.stem == path.stem and p.suffix in _JPEG and p.is_file()
+    )

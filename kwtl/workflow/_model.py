@@ -1,23 +1,21 @@
 """Model files of the workflow: load a model by file or by name, save one with provenance."""
+
 import os
 from pathlib import Path
-
-import joblib
 
 from ..models import FCRNSegmenter, ModelFileError
 from ..models._io import _sha256_file, read_sidecar, save_weights, sidecar_path
 from ..models._pretrained import PRETRAINED, load_pretrained, pretrained_path
+from ._step import fingerprint
 
-__all__ = ["fingerprint", "load_model", "model_source", "recorded_training", "save_model"]
+__all__ = ["load_model", "model_source", "recorded_training", "save_model"]
 
 # FCRNSegmenter parameters a model file restores (the device and the seed are the caller's)
 _RESTORED = tuple(k for k in FCRNSegmenter._parameter_constraints if k != "random_state") + (
-    "module__width", "module__dropout", "module__init")
-
-
-def fingerprint(*parts):
-    """A short stable hash of JSON-like ``parts`` (inputs and parameters of a step)."""
-    return joblib.hash(parts)
+    "module__width",
+    "module__dropout",
+    "module__init",
+)
 
 
 def _restore(value):
@@ -27,9 +25,13 @@ def _restore(value):
 def model_source(model):
     """Name and sha256 of a model given by name or file (for provenance records)."""
     if isinstance(model, FCRNSegmenter):
-        return {"name": "<in-memory FCRNSegmenter>", "sha256": fingerprint(
-            model.get_params(deep=False).get("module__width"),
-            {k: v.detach().cpu().numpy() for k, v in model.module_.state_dict().items()})}
+        return {
+            "name": "<in-memory FCRNSegmenter>",
+            "sha256": fingerprint(
+                model.get_params(deep=False).get("module__width"),
+                {k: v.detach().cpu().numpy() for k, v in model.module_.state_dict().items()},
+            ),
+        }
     name = os.fspath(model)
     if name in PRETRAINED:
         return {"name": name, "sha256": PRETRAINED[name][2]}
@@ -39,12 +41,14 @@ def model_source(model):
 
 def _check_file(name):
     if name.startswith("authors:"):
-        raise ModelFileError(f"unknown pretrained model {name!r}; choose from "
-                             f"{', '.join(sorted(PRETRAINED))}")
+        raise ModelFileError(
+            f"unknown pretrained model {name!r}; choose from {', '.join(sorted(PRETRAINED))}"
+        )
     if not Path(name).is_file():
         raise ModelFileError(
             f"model {name}: no such file (give a file written by kwtl pretrain or kwtl finetune, "
-            f"or one of {', '.join(sorted(PRETRAINED))})")
+            f"or one of {', '.join(sorted(PRETRAINED))})"
+        )
 
 
 def load_model(model, download=True, **params):
@@ -89,7 +93,8 @@ def load_model(model, download=True, **params):
                 raise ModelFileError(
                     f"cannot get {name}: not in $KWTL_WEIGHTS and the download failed "
                     f"({type(exc).__name__}: {str(exc).splitlines()[0][:120] if str(exc) else ''}"
-                    f"); set KWTL_WEIGHTS to a folder holding {PRETRAINED[name][0]}") from None
+                    f"); set KWTL_WEIGHTS to a folder holding {PRETRAINED[name][0]}"
+                ) from None
             return load_pretrained(name, download=True, **params)
         return load_pretrained(name, **params)
     _check_file(name)
@@ -123,14 +128,17 @@ def save_model(segmenter, path, training=None, overwrite=False):
     """
     path = Path(path)
     if path.is_dir():
-        raise ModelFileError(f"--out {path} is a folder; give a model file name such as "
-                             "model.kwtl")
+        raise ModelFileError(f"out={path} is a folder; give a model file name such as model.kwtl")
     if (path.exists() or sidecar_path(path).exists()) and not overwrite:
-        raise FileExistsError(f"{path} exists; choose another --out, or pass --force to "
-                              "replace it")
+        raise FileExistsError(
+            f"{path} exists; choose another out, or pass overwrite=True to replace it"
+        )
     path.parent.mkdir(parents=True, exist_ok=True)
-    params = {k: v for k, v in segmenter.get_params(deep=False).items()
-              if not k.startswith("callbacks") and k not in ("verbose",)}
+    params = {
+        k: v
+        for k, v in segmenter.get_params(deep=False).items()
+        if not k.startswith("callbacks") and k not in ("verbose",)
+    }
     return save_weights(segmenter.module_, path, parameters=params, training=training)
 
 

@@ -1,29 +1,27 @@
 """``predict``: a folder of images in, full-resolution masks (and pictures) out."""
-import json
+
 from pathlib import Path
 
 import numpy as np
 from sklearn.utils import Bunch
-from tqdm.auto import tqdm
 
-from .. import __version__
-from ..utils._atomic import atomic_write_text
-from ..utils._inputs import check_out_apart
-from ..utils._output import prepare_output_dir
+from .._version import __version__
 from ..datasets import write_image, write_mask
 from ..postprocess import label_instances
-from ._distributed import dask_client, predict_one
-from ._files import sha256_array
-from ._model import fingerprint, load_model, model_source
+from ..utils._inputs import check_out_apart
+from ..utils._progress import progress_bar
+from ..utils.validation import Options, validate_arguments
 from ._auto import warn_implausible_foreground
-from ._display import display_image
-from ._select import _as_images
+from ._display import colour_files, display_image
+from ._distributed import dask_client, predict_one
+from ._files import as_images, sha256_array
+from ._model import load_model, model_source
+from ._select import COMMON_ARGUMENTS
+from ._step import FolderStep, fingerprint, say
 
 __all__ = ["predict"]
 
 _FORMATS = ("png", "tif")
-
-
 #: Sub-folders of ``predict``'s output, by kind of file.
 FOLDERS = {"mask": "masks", "overlay": "overlays", "probability": "probabilities"}
 
@@ -39,9 +37,34 @@ def _overlay(picture, labels, path):
     write_image(path, rgb, overwrite=True)
 
 
-def predict(images, model, out, instances=False, probabilities=False, mask_suffix=None, *,
-            format="png", channel=None, overlay=True, scheduler=None, device=None,
-            overwrite=False, progress=True):
+@validate_arguments(
+    {
+        "instances": ["boolean"],
+        "probabilities": ["boolean"],
+        "mask_suffix": [None, str],
+        "format": [Options(_FORMATS)],
+        "overlay": ["boolean"],
+        "scheduler": [None, str],
+        **COMMON_ARGUMENTS,
+    }
+)
+def predict(
+    images,
+    model,
+    out,
+    instances=False,
+    probabilities=False,
+    mask_suffix=None,
+    *,
+    format="png",
+    channel=None,
+    overlay=True,
+    scheduler=None,
+    device=None,
+    overwrite=False,
+    progress=True,
+    verbose=False,
+):
     """Segment every image of a folder at full resolution; write masks and pictures.
 
     For an image ``a.tif`` it writes, in ``out``:
@@ -88,74 +111,125 @@ def predict(images, model, out, instances=False, probabilities=False, mask_suffi
         plain run's. Needs ``dask[distributed]``.
     device : str or None, default=None
     overwrite : bool, default=False
-    progress : bool, default=True
+    progress : bool or callable, default=True
+    verbose : bool, default=False
+        Print a one-line summary.
 
     Returns
     -------
     result : sklearn.utils.Bunch
         ``masks`` (dict image name -> mask file), ``path``, ``skipped`` (names already done).
     """
-    if format not in _FORMATS:
-        raise ValueError(f"format must be one of {_FORMATS}, got {format!r}")
     suffix = "" if mask_suffix is None else str(mask_suffix)
     if any(ch in suffix for ch in "/\\"):
         raise ValueError(f"mask_suffix must be a plain name part, got {suffix!r}")
-    check_out_apart(out, [("the images folder", images if isinstance(images, (str, Path))
-                           else None), ("the model", model)])
-    arrays, names, images_record = _as_images(images, channel, progress)
-    folder = images if isinstance(images, (str, Path)) else None
+    folder = Path(images) if isinstance(images, (str, Path)) else None
+    check_out_apart(out, [("the images folder", folder), ("the model", model)])
+    arrays, names, images_record = as_images(images, channel, progress=progress)
+    colour = colour_files(folder, channel)
+    if colour:
+        say(
+            verbose,
+            f"{len(colour)} of {len(arrays)} images are colour (RGB): the model sees them in "
+            "grey (ITU-R 601 luma); the overlays keep their colour",
+        )
     params = {} if device is None else {"device": device}
     segmenter = load_model(model, **params)
-    settings = {"instances": bool(instances), "probabilities": bool(probabilities),
-                "suffix": suffix, "format": format, "overlay": bool(overlay),
-                "threshold": float(segmenter.threshold), "bn_mode": segmenter.bn_mode}
-    key = fingerprint("predict", model_source(model), settings, __version__)
-    out = Path(out)
-    prepare_output_dir(out, force=overwrite, made_by="kwtl predict")
-    record_file = out / "predict.json"
-    record = json.loads(record_file.read_text()) if record_file.is_file() else None
-    if record is not None and record.get("fingerprint") != key and not overwrite:
-        raise FileExistsError(f"{out} holds masks predicted with another model or other "
-                              "options; choose another --out, or pass --force to replace them")
-    if record is None or record.get("fingerprint") != key:
-        record = {"made_by": "kwtl predict", "kwtl_version": __version__, "fingerprint": key,
-                  "model": model_source(model), "images": images_record, **settings,
-                  "masks_folder": FOLDERS["mask"], "done": {}}
+    settings = {
+        "instances": bool(instances),
+        "probabilities": bool(probabilities),
+        "suffix": suffix,
+        "format": format,
+        "overlay": bool(overlay),
+        "threshold": float(segmenter.threshold),
+        "bn_mode": segmenter.bn_mode,
+    }
+    step = FolderStep(
+        out,
+        fingerprint("predict", model_source(model), settings, __version__),
+        "kwtl predict",
+        "predict.json",
+        overwrite,
+    )
+    out = step.out
+    record = step.claim(f"{out} holds masks predicted with another model or other options")
+    if record is None:
+        record = {
+            "made_by": "kwtl predict",
+            "kwtl_version": __version__,
+            "model": model_source(model),
+            "images": images_record,
+            **settings,
+            "masks_folder": FOLDERS["mask"],
+            "done": {},
+        }
     written, skipped = {}, []
-    def picture(name, image):  # for people: the file's colour, contrast-stretched
-        return display_image(folder, name, image, channel)
-
     with dask_client(scheduler) as client:
-        _predict_all(arrays, names, segmenter, record, record_file, out, suffix, format,
-                     instances, probabilities, overlay, written, skipped, client, progress,
-                     picture)
+        _predict_all(
+            arrays,
+            names,
+            segmenter,
+            record,
+            step,
+            out,
+            suffix,
+            format,
+            instances,
+            probabilities,
+            overlay,
+            written,
+            skipped,
+            client,
+            progress,
+            lambda name, image: display_image(folder, name, image, channel),
+        )
     kind = "instance-label" if instances else "binary"
     if len(skipped) == len(written):
-        print(f"{out} already holds these masks; nothing to do")
+        say(verbose, f"{out} already holds these masks; nothing to do")
     else:
-        print(f"wrote {len(written) - len(skipped)} {kind} masks to {out / FOLDERS['mask']}"
-              + (f" ({len(skipped)} already there)" if skipped else "")
-              + (f", overlays to {out / FOLDERS['overlay']}" if overlay else ""))
+        say(
+            verbose,
+            f"wrote {len(written) - len(skipped)} {kind} masks to {out / FOLDERS['mask']}"
+            + (f" ({len(skipped)} already there)" if skipped else "")
+            + (f", overlays to {out / FOLDERS['overlay']}" if overlay else ""),
+        )
     fractions = [record.get("foreground", {}).get(n) for n in names]
     sizes = [a.size for a in arrays]
     if fractions and all(f is not None for f in fractions):
-        warn_implausible_foreground(float(np.dot(fractions, sizes) / sum(sizes)),
-                                    str(model) if isinstance(model, (str, Path))
-                                    else type(model).__name__)
+        warn_implausible_foreground(
+            float(np.dot(fractions, sizes) / sum(sizes)),
+            str(model) if isinstance(model, (str, Path)) else type(model).__name__,
+        )
     return Bunch(masks=written, path=out, skipped=skipped)
 
 
-def _predict_all(arrays, names, segmenter, record, record_file, out, suffix, format,
-                 instances, probabilities, overlay, written, skipped, client, progress,
-                 picture):
-    """Predict and write each image not done yet (on ``client``'s workers when given)."""
+def _predict_all(
+    arrays,
+    names,
+    segmenter,
+    record,
+    step,
+    out,
+    suffix,
+    format,
+    instances,
+    probabilities,
+    overlay,
+    written,
+    skipped,
+    client,
+    progress,
+    picture,
+):
+    """Predict and write each image not done yet (on ``client``'s workers when given);
+    ``picture(name, image)`` is the image for people (the overlay's background)."""
     todo = {}
     if client is not None:  # submit what is left; results are written here, in order
         model = client.scatter(segmenter, broadcast=True)
         for image, name in zip(arrays, names):
             if record["done"].get(name) != sha256_array(image):
                 todo[name] = client.submit(predict_one, model, image, pure=False)
-    bar = tqdm(total=len(arrays), desc="predicting", unit="image", disable=not progress)
+    bar = progress_bar(progress, len(arrays), "predicting", "image")
     try:
         for image, name in zip(arrays, names):
             files = {"mask": out / FOLDERS["mask"] / f"{name}{suffix}.{format}"}
@@ -169,24 +243,25 @@ def _predict_all(arrays, names, segmenter, record, record_file, out, suffix, for
                 written[name] = files["mask"]
                 bar.update(1)
                 continue
-            proba = (todo.pop(name).result() if name in todo
-                     else segmenter.predict_proba([image])[0])
+            proba = todo.pop(name).result() if name in todo else segmenter.predict_proba([image])[0]
             if instances:
                 labels = label_instances(proba, threshold=segmenter.threshold)
                 if labels.max(initial=0) > np.iinfo(np.uint16).max and format == "png":
-                    raise ValueError(f"{name}: more than 65535 cells do not fit a PNG; use "
-                                     "--format tif")
+                    raise ValueError(
+                        f"{name}: more than 65535 cells do not fit a PNG; use format='tif'"
+                    )
             else:
                 labels = proba >= segmenter.threshold
-            write_mask(files["mask"], labels, overwrite=True,
-                       dtype=np.uint16 if instances else None)
+            write_mask(
+                files["mask"], labels, overwrite=True, dtype=np.uint16 if instances else None
+            )
             if probabilities:
                 write_image(files["probability"], np.clip(proba, 0.0, 1.0), overwrite=True)
             if overlay:
                 _overlay(picture(name, image), labels, files["overlay"])
             record["done"][name] = sha256_array(image)
             record.setdefault("foreground", {})[name] = float(np.mean(labels > 0))
-            atomic_write_text(record_file, json.dumps(record, indent=1) + "\n")
+            step.write_record(record)
             written[name] = files["mask"]
             bar.update(1)
     finally:

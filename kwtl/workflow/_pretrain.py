@@ -1,31 +1,62 @@
 """``pretrain``: Reptile on annotated source folders, resumable, into a model file."""
-import shutil
+
 import time
 from pathlib import Path
 
 import numpy as np
-from tqdm.auto import tqdm
 
 from ..models import FCRNSegmenter
 from ..utils import derive_seed
 from ..utils._atomic import atomic_write_text
 from ..utils._inputs import check_out_apart
-from ._files import folder_sha256, load_annotated, read_checkpoint, write_checkpoint
-from ._model import fingerprint, load_model, model_source, recorded_training, save_model
+from ..utils._progress import progress_bar
+from ..utils.validation import NON_NEGATIVE_INT, POSITIVE_INT, validate_arguments
+from ._files import folder_sha256, load_annotated
+from ._model import load_model, model_source
+from ._select import COMMON_ARGUMENTS
+from ._step import FileStep, fingerprint, say
 
 __all__ = ["pretrain"]
 
 #: Reptile meta-iterations between two checkpoints of ``pretrain``.
 CHECKPOINT_EVERY = 10
 
-
-def _work_dir(out):
-    return out.parent / f".{out.name}.kwtl-work"
+_positive_int = [None, POSITIVE_INT]
 
 
-def pretrain(sources, out, start=None, *, images=None, width=None, patch_size=None,
-             stride=None, meta_iterations=None, inner_steps=None, meta_shots=None, segmenter_params=None,
-             random_state=0, device="cpu", overwrite=False, progress=True):
+@validate_arguments(
+    {
+        "width": _positive_int,
+        "patch_size": _positive_int,
+        "stride": _positive_int,
+        "meta_iterations": [None, NON_NEGATIVE_INT],
+        "inner_steps": _positive_int,
+        "meta_shots": _positive_int,
+        "segmenter_params": [None, dict],
+        "images": [None, str, Path],
+        **COMMON_ARGUMENTS,
+        "device": [str],
+    }
+)
+def pretrain(
+    sources,
+    out,
+    start=None,
+    *,
+    images=None,
+    width=None,
+    patch_size=None,
+    stride=None,
+    meta_iterations=None,
+    inner_steps=None,
+    meta_shots=None,
+    segmenter_params=None,
+    random_state=0,
+    device="cpu",
+    overwrite=False,
+    progress=True,
+    verbose=False,
+):
     """Pre-train a segmenter on annotated source folders (first-order Reptile) into a file.
 
     One Reptile task per source folder (the paper's one task per source dataset). A source
@@ -66,8 +97,10 @@ def pretrain(sources, out, start=None, *, images=None, width=None, patch_size=No
     device : str, default="cpu"
     overwrite : bool, default=False
         Replace an existing ``out`` made from other inputs (never done silently).
-    progress : bool, default=True
-        Show a progress bar with the time left.
+    progress : bool or callable, default=True
+        Show a progress bar with the time left (or call ``progress(done, total)``).
+    verbose : bool, default=False
+        Print a one-line summary.
 
     Returns
     -------
@@ -86,7 +119,8 @@ def pretrain(sources, out, start=None, *, images=None, width=None, patch_size=No
     ...     _ = write_image(f"{tmp}/src/images/{i}.png", im)
     ...     _ = write_mask(f"{tmp}/src/masks/{i}.png", m)
     >>> seg = pretrain([f"{tmp}/src"], f"{tmp}/model.kwtl", width=4, patch_size=16,
-    ...                stride=16, meta_iterations=2, inner_steps=1, progress=False)
+    ...                stride=16, meta_iterations=2, inner_steps=1, progress=False,
+    ...                verbose=True)
     pre-trained: Reptile for 2 meta-iterations on 2 images of 1 source folder(s), ...
     >>> sorted(os.listdir(tmp))
     ['model.kwtl', 'model.kwtl.json', 'src']
@@ -94,53 +128,63 @@ def pretrain(sources, out, start=None, *, images=None, width=None, patch_size=No
     out = Path(out)
     sources = [Path(s) for s in (sources or [])]
     if not sources and start is None:
-        raise ValueError("nothing to pre-train from: give annotated source folders and/or a "
-                         "starting model (--from authors:EM)")
+        raise ValueError(
+            "nothing to pre-train from: give annotated source folders and/or a "
+            "starting model (start='authors:EM')"
+        )
     for folder in sources:
         if not folder.is_dir():
             raise FileNotFoundError(f"source folder not found: {folder}")
-    if out.is_dir():
-        raise ValueError(f"--out {out} is a folder; give a model file name such as model.kwtl")
-    check_out_apart(out, [("a source folder", s) for s in sources]
-                    + [("the starting model", start), ("the images folder", images)])
+    inputs = [("a source folder", s) for s in sources] + [("the images folder", images)]
+    check_out_apart(out, inputs + [("the starting model", start)])
+    work = FileStep(out, "").work
+    check_out_apart(work, inputs, label=f"the work folder {work} of out={out}")
     auto_record = None
-    if start == "auto":
+    if isinstance(start, str) and start == "auto":
         if images is None:
-            raise ValueError("--from auto chooses among the released models for your images: "
-                             "give them with --images IMAGES_DIR")
+            raise ValueError(
+                "start='auto' chooses among the released models for your images: give them "
+                "with images="
+            )
         from ._auto import resolve_model
         from ._files import load_unlabelled
 
         start, auto_record = resolve_model(
-            "auto", load_unlabelled(images, progress=progress)[0], progress=progress)
-    check_out_apart(_work_dir(out), [("a source folder", s) for s in sources],
-                    option="--out's work folder")
-    chosen = {"module__width": width, "patch_size": patch_size, "stride": stride,
-              "meta_iterations": meta_iterations, "inner_steps": inner_steps,
-              "meta_shots": meta_shots}
+            "auto",
+            load_unlabelled(images, progress=bool(progress))[0],
+            progress=progress,
+            verbose=verbose,
+        )
+    chosen = {
+        "module__width": width,
+        "patch_size": patch_size,
+        "stride": stride,
+        "meta_iterations": meta_iterations,
+        "inner_steps": inner_steps,
+        "meta_shots": meta_shots,
+    }
     chosen = {k: v for k, v in chosen.items() if v is not None}
     extra = dict(segmenter_params or {})
     clash = sorted(set(extra) & (set(chosen) | {"random_state", "device"}))
     if clash:
-        raise ValueError(f"give {', '.join(clash)} as their own arguments, not in "
-                         "segmenter_params")
-    for key, value in chosen.items():
-        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < (
-                0 if key == "meta_iterations" else 1):
-            raise ValueError(f"{key.replace('module__', '')} must be a positive integer, "
-                             f"got {value!r}")
-    source_records = [{"name": folder.name, "path": str(folder.resolve()),
-                       "sha256": folder_sha256(folder)} for folder in sources]
+        raise ValueError(f"give {', '.join(clash)} as their own arguments, not in segmenter_params")
+    source_records = [
+        {"name": folder.name, "path": str(folder.resolve()), "sha256": folder_sha256(folder)}
+        for folder in sources
+    ]
     start_record = None if start is None else model_source(start)
-    key = fingerprint("pretrain", source_records, start_record, chosen, repr(sorted(
-        extra.items())), int(random_state))
-    if out.exists():
-        if recorded_training(out).get("fingerprint") == key:
-            _say(True, f"{out} is already pre-trained from these inputs; nothing to do")
-            return load_model(out, device=device)
-        if not overwrite:
-            raise FileExistsError(f"{out} exists (made from other inputs or parameters); "
-                                  "choose another --out, or pass --force to replace it")
+    key = fingerprint(
+        "pretrain",
+        source_records,
+        start_record,
+        chosen,
+        repr(sorted(extra.items())),
+        int(random_state),
+    )
+    step = FileStep(out, key, overwrite)
+    if step.finished():
+        say(verbose, f"{out} is already pre-trained from these inputs; nothing to do")
+        return load_model(out, device=device)
 
     started = time.perf_counter()
     if start is not None:
@@ -163,54 +207,66 @@ def pretrain(sources, out, start=None, *, images=None, width=None, patch_size=No
             groups += [k] * len(data.images)
             source_records[k - 1]["n_images"] = len(data.images)
         n_images = len(images)
-        history = _reptile_in_blocks(segmenter, images, masks, np.asarray(groups), out, key,
-                                     int(random_state), progress)
+        history = _reptile_in_blocks(
+            segmenter, images, masks, np.asarray(groups), step, int(random_state), progress
+        )
     training = {
-        "step": "pretrain", "fingerprint": key, "sources": source_records,
-        "start": start_record, "random_state": int(random_state),
-        "parameters": {k: segmenter.get_params()[k] for k in (
-            "patch_size", "stride", "meta_iterations", "inner_steps", "meta_shots",
-            "inner_lr", "meta_step")},
-        "n_images": n_images, "meta_loss": history[-1] if history else None,
+        "step": "pretrain",
+        "sources": source_records,
+        "start": start_record,
+        "random_state": int(random_state),
+        "parameters": {
+            k: segmenter.get_params()[k]
+            for k in (
+                "patch_size",
+                "stride",
+                "meta_iterations",
+                "inner_steps",
+                "meta_shots",
+                "inner_lr",
+                "meta_step",
+            )
+        },
+        "n_images": n_images,
+        "meta_loss": history[-1] if history else None,
         "auto_model": auto_record,
         "seconds": round(time.perf_counter() - started, 1),
     }
-    save_model(segmenter, out, training=training, overwrite=True)
-    shutil.rmtree(_work_dir(out), ignore_errors=True)
-    what = (f"Reptile for {segmenter.meta_iterations} meta-iterations on {n_images} images "
-            f"of {len(sources)} source folder(s)" if sources else "no training")
-    _say(True, f"pre-trained: {what}, starting from {start or 'random weights'}; wrote {out}")
+    step.write(segmenter, training)
+    what = (
+        f"Reptile for {segmenter.meta_iterations} meta-iterations on {n_images} images "
+        f"of {len(sources)} source folder(s)"
+        if sources
+        else "no training"
+    )
+    say(verbose, f"pre-trained: {what}, starting from {start or 'random weights'}; wrote {out}")
     return segmenter
 
 
-def _say(enabled, message):
-    if enabled:
-        print(message)
-
-
-def _reptile_in_blocks(segmenter, images, masks, groups, out, key, seed, progress):
+def _reptile_in_blocks(segmenter, images, masks, groups, step, seed, progress):
     """Reptile in blocks of :data:`CHECKPOINT_EVERY` meta-iterations with checkpoints."""
     total = int(segmenter.meta_iterations)
-    work = _work_dir(out)
-    checkpoint = work / "checkpoint.pt"
+    checkpoint = step.checkpoint()
     done, history = 0, []
-    saved = read_checkpoint(checkpoint, key)
+    saved = checkpoint.load()
     if saved is not None:
         segmenter.module_.load_state_dict(saved["module"])
         done, history = int(saved["done"]), list(saved["history"])
-    bar = tqdm(total=total, initial=done, desc="pretrain (Reptile)", unit="it",
-               disable=not progress)
+    bar = progress_bar(progress, total, "pretrain (Reptile)", "it", initial=done)
     try:
         while done < total:
             block = min(CHECKPOINT_EVERY, total - done)
-            segmenter.set_params(meta_iterations=block,
-                                 random_state=derive_seed(seed, "pretrain-block", done))
+            segmenter.set_params(
+                meta_iterations=block, random_state=derive_seed(seed, "pretrain-block", done)
+            )
             segmenter.meta_fit(images, masks, groups)
             history += list(segmenter.meta_history_)
             done += block
-            write_checkpoint(checkpoint, key, segmenter.module_, done=done, history=history)
-            atomic_write_text(work / "README.txt", "kwtl pretrain checkpoint; deleted when "
-                              "the model file is written\n")
+            checkpoint.save(segmenter.module_, done=done, history=history)
+            atomic_write_text(
+                step.work / "README.txt",
+                "kwtl pretrain checkpoint; deleted when the model file is written\n",
+            )
             bar.update(block)
     finally:
         bar.close()

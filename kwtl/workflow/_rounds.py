@@ -6,6 +6,7 @@ overlaps a region listed in those packages' ``selection.csv`` is removed before 
 Regions are matched by source image name (the file name without extension, as
 ``selection.csv`` records it) and position.
 """
+
 import warnings
 from pathlib import Path
 
@@ -63,24 +64,31 @@ def excluded_regions(packages, names=None):
     for folder in package_list(packages):
         csv = folder / "selection.csv"
         if not csv.is_file():
-            raise ValueError(f"--exclude {folder}: not a kwtl select package (no "
-                             "selection.csv); give the folders earlier rounds wrote")
+            raise ValueError(
+                f"--exclude {folder}: not a kwtl select package (no "
+                "selection.csv); give the folders earlier rounds wrote"
+            )
         table = pd.read_csv(csv, dtype={"source_image": str})
         for row in table.itertuples(index=False):
             h, w = _size(row.size)
-            regions.setdefault(str(row.source_image), []).append(
-                (int(row.row), int(row.col), h, w))
+            regions.setdefault(str(row.source_image), []).append((int(row.row), int(row.col), h, w))
     if regions and names is not None and not set(regions) & {str(n) for n in names}:
-        warnings.warn("none of the excluded packages' regions lie in these images (their "
-                      f"source images are {', '.join(sorted(regions)[:3])} ...): were they "
-                      "made from another folder?", UserWarning, stacklevel=3)
+        warnings.warn(
+            "none of the excluded packages' regions lie in these images (their "
+            f"source images are {', '.join(sorted(regions)[:3])} ...): were they "
+            "made from another folder?",
+            UserWarning,
+            stacklevel=3,
+        )
     return regions
 
 
 def regions_record(regions):
     """A JSON-able, order-independent record of ``regions`` (for fingerprints)."""
-    return {name: sorted(list(map(int, box)) for box in boxes)
-            for name, boxes in sorted(regions.items())}
+    return {
+        name: sorted(list(map(int, box)) for box in boxes)
+        for name, boxes in sorted(regions.items())
+    }
 
 
 def overlaps_regions(coords, size, shapes, names, regions, unit="patch"):
@@ -123,7 +131,11 @@ def overlaps_regions(coords, size, shapes, names, regions, unit="patch"):
             continue
         r, c = coords[mine, 1][:, None], coords[mine, 2][:, None]
         b = np.asarray(boxes, dtype=np.int64)
-        hit = ((r < b[:, 0] + b[:, 2]) & (b[:, 0] < r + size)
-               & (c < b[:, 1] + b[:, 3]) & (b[:, 1] < c + size))
+        hit = (
+            (r < b[:, 0] + b[:, 2])
+            & (b[:, 0] < r + size)
+            & (c < b[:, 1] + b[:, 3])
+            & (b[:, 1] < c + size)
+        )
         blocked[mine] = hit.any(axis=1)
     return blocked

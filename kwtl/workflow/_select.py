@@ -1,153 +1,89 @@
-"""``select``: PLFT on a folder, scoring, and the annotation package for the annotator."""
-import contextlib
-import copy
-import json
-import shutil
+"""``select``: PLFT on a folder, scoring and choosing, and the annotation package."""
+
 import time
-import warnings
 from pathlib import Path
 
 import numpy as np
+
 from sklearn.base import clone
 from sklearn.utils import Bunch
-from skorch.callbacks import Callback
-from tqdm.auto import tqdm
 
-from .. import __version__
+from .._version import __version__
 from ..datasets import PatchSet
-from ..selection import DEFAULT_SELECTOR, PixelSelector, make_selector
-from ..selection._base import BaseSelector
-from ..utils import check_images, derive_seed
-from ..utils._atomic import atomic_write, atomic_write_text
+from ..few_shot import plft_patches, pseudo_label_fine_tune
+from ..selection import DEFAULT_SELECTOR, BaseSelector, make_selector
+from ..utils import derive_seed
 from ..utils._inputs import check_out_apart
-from ..utils._output import prepare_output_dir
+from ..utils.validation import NON_NEGATIVE_INT, POSITIVE_INT, Options, validate_arguments
 from ._auto import resolve_model, warn_if_implausible
+from ._describe import describe_selector
 from ._display import colour_files
-from ._files import load_unlabelled, sha256_array
-from ._model import fingerprint, load_model, model_source, save_model
-from ._distributed import dask_client, score_one
-from ._package import write_package
+from ._distributed import DaskExecutor, dask_client
+from ._files import as_images, sha256_array
+from ._model import load_model, model_source, recorded_training, save_model
+from ._package import PLFT_MODEL, SELECTION_COLUMNS, drawn_area, read_selection, write_package
 from ._rounds import excluded_regions, overlaps_regions, regions_record
+from ._step import FolderStep, fingerprint, say
 
-__all__ = ["select", "read_selection", "SELECTION_COLUMNS", "PLFT_MODEL"]
+__all__ = ["PLFT_MODEL", "SELECTION_COLUMNS", "read_selection", "select"]
 
-#: Columns of ``selection.csv``, one row per item to annotate.
-SELECTION_COLUMNS = ("image_file", "mask_file", "source_image", "row", "col", "size", "score",
-                     "rank")
-#: The model :func:`select` scored with (after PLFT), the starting point of :func:`finetune`.
-PLFT_MODEL = "model_plft.kwtl"
-_WORK = ".kwtl-work"
+_UNIT_WORDS = {"patch": "patches", "image": "whole images"}
 
-
-def _as_images(images, channel, progress=False):
-    """A folder (read with the format policy) or a list of arrays; with names and a record.
-    Says in one line when colour images are converted to grey for the model."""
-    if isinstance(images, (str, Path)):
-        folder = Path(images)
-        arrays, names = load_unlabelled(folder, channel=channel, progress=progress)
-        colour = colour_files(folder, channel)
-        if colour:
-            print(f"{len(colour)} of {len(arrays)} images are colour (RGB): the model sees them "
-                  "in grey (ITU-R 601 luma; --channel C picks one colour instead); the "
-                  "pictures for people keep their colour")
-        return arrays, names, str(folder.resolve())
-    arrays = check_images(images, name="images")
-    return arrays, [f"image{i:03d}" for i in range(len(arrays))], "<arrays>"
+#: Constraints of the arguments every workflow step shares.
+COMMON_ARGUMENTS = {
+    "random_state": [NON_NEGATIVE_INT],
+    "device": [None, str],
+    "overwrite": ["boolean"],
+    "progress": ["boolean", "callable"],
+    "verbose": ["boolean"],
+}
 
 
-def _plft(segmenter, images, epochs, max_patches, batch_size, seed, progress):
-    """The paper's target-side steps before selection, bounded for a lab machine:
-    affine BatchNorm (if the model has none yet), pseudo-label fine-tuning on up to
-    ``max_patches`` evenly spaced non-overlapping patches, BatchNorm recalibration."""
-    from ..models._segmenter import _is_affine
-    from ..pseudo_label import PseudoLabeler
-
-    seg = copy.deepcopy(segmenter)
-    seg.set_params(random_state=seed)
-    if not _is_affine(seg.module_):
-        seg.to_affine()
-    size = seg.patch_size
-    patches = PatchSet.from_images(images, size, size, cover_border=True)
-    if max_patches is not None and len(patches) > max_patches:
-        keep = np.unique(np.linspace(0, len(patches) - 1, int(max_patches)).round().astype(int))
-        patches = patches.subset(keep)
-    if epochs:
-        labels = PseudoLabeler().fit_transform(images)
-        own_batch = seg.batch_size
-        seg.batch_size = int(batch_size)
-        n_batches = int(epochs) * -(-len(patches) // int(batch_size))
-        with tqdm(total=n_batches, desc="pseudo-label fine-tuning", unit="batch",
-                  disable=not progress) as bar, batch_progress(seg, bar):
-            try:
-                seg.partial_fit(patches, patches.with_arrays(labels), epochs=int(epochs))
-            finally:
-                seg.batch_size = own_batch
-    seg.recalibrate_batchnorm(patches)
-    seg.initialize_optimizer()
-    return seg, len(patches)
-
-
-class _BatchBar(Callback):
-    """skorch callback: one tick of a tqdm bar per training batch."""
-
-    def __init__(self, bar):
-        self.bar = bar
-
-    def on_batch_end(self, net, batch=None, training=None, **kwargs):
-        if training:
-            self.bar.update(1)
-
-
-@contextlib.contextmanager
-def batch_progress(segmenter, bar):
-    """Tick ``bar`` once per training batch of ``segmenter`` inside the block (a callback
-    added to the initialised net for the block only; its parameters are untouched)."""
-    entry = ("kwtl_workflow_progress", _BatchBar(bar).initialize())
-    segmenter.callbacks_.append(entry)
-    try:
-        yield
-    finally:
-        segmenter.callbacks_.remove(entry)
-
-
-def _check_budget(budget, unit, shapes, size, allow_overlap, n_candidates):
-    if isinstance(budget, bool) or not isinstance(budget, (int, np.integer)) or budget < 1:
-        raise ValueError(f"budget must be a positive integer, got {budget!r}")
-    if unit == "image":
-        most, what = len(shapes), "images"
-    elif allow_overlap:
-        most, what = n_candidates, "candidate patches"
-    else:
-        most = sum((h // size) * (w // size) for h, w in shapes)
-        what = f"non-overlapping {size}x{size} patches"
-    if budget > most:
-        raise ValueError(f"budget {budget} is more than the folder offers: {most} {what}")
-
-
-def _non_overlapping(order, coords, size, budget):
-    """Greedy: the best candidates whose windows do not overlap a better one's."""
-    chosen, boxes = [], {}
-    for k in order:
-        i, r, c = (int(v) for v in coords[k])
-        if any(abs(r - r2) < size and abs(c - c2) < size for r2, c2 in boxes.get(i, ())):
-            continue
-        chosen.append(int(k))
-        boxes.setdefault(i, []).append((r, c))
-        if len(chosen) == budget:
-            break
-    return np.asarray(chosen, dtype=np.intp)
-
-
-def select(images, model, budget, out, unit="patch", selector=None, *, channel=None,
-           stride=None, allow_overlap=False, pl_epochs=1, pl_max_patches=64, pl_batch_size=8,
-           exclude=None, scheduler=None, random_state=0, device=None, overwrite=False,
-           progress=True):
+@validate_arguments(
+    {
+        "budget": [POSITIVE_INT],
+        "unit": [Options(("patch", "image"))],
+        "selector": [None, str, BaseSelector],
+        "channel": [None, NON_NEGATIVE_INT],
+        "stride": [None, POSITIVE_INT],
+        "allow_overlap": ["boolean"],
+        "pl_epochs": [NON_NEGATIVE_INT],
+        "pl_max_patches": [None, POSITIVE_INT],
+        "pl_batch_size": [POSITIVE_INT],
+        "scheduler": [None, str],
+        **COMMON_ARGUMENTS,
+    }
+)
+def select(
+    images,
+    model,
+    budget,
+    out,
+    unit="patch",
+    selector=None,
+    *,
+    channel=None,
+    stride=None,
+    allow_overlap=False,
+    pl_epochs=1,
+    pl_max_patches=64,
+    pl_batch_size=8,
+    exclude=None,
+    scheduler=None,
+    random_state=0,
+    device=None,
+    overwrite=False,
+    progress=True,
+    verbose=False,
+):
     """Choose what to annotate in a folder of unlabelled images; write the annotation package.
 
-    The steps are the method's (Dawoud et al. 2023): the model's BatchNorm becomes affine
-    (when it is not yet), **pseudo-label fine-tuning** (PLFT) on the folder, then the
-    **selector** scores every candidate patch (or whole image) and the best ``budget`` are
-    exported for the annotator.
+    The steps are the method's (Dawoud et al. 2023), each one call: the inputs are checked,
+    the model's BatchNorm becomes affine (when it is not yet) and it is **pseudo-label
+    fine-tuned** (PLFT) on the folder (:func:`kwtl.few_shot.pseudo_label_fine_tune`), the
+    **selector** scores every candidate patch (or whole image) and chooses the best
+    ``budget`` (:meth:`~kwtl.selection.BaseSelector.select_support`), and the annotation
+    package is written for the annotator.
 
     Defaults chosen for a lab machine (measured in ``benchmarks/RESULTS.md``, "kwtl select"):
     PLFT is one epoch over at most 64 evenly spaced non-overlapping patches (the paper's is
@@ -198,8 +134,10 @@ def select(images, model, budget, out, unit="patch", selector=None, *, channel=N
     overwrite : bool, default=False
         Write into a folder kwtl did not make, or replace a selection made from other
         inputs (masks already saved in ``out/masks/`` are never deleted).
-    progress : bool, default=True
-        Progress bars with the time left.
+    progress : bool or callable, default=True
+        Progress bars with the time left, or ``progress(done, total)``.
+    verbose : bool, default=False
+        Print a one-line summary.
 
     Returns
     -------
@@ -211,249 +149,254 @@ def select(images, model, budget, out, unit="patch", selector=None, *, channel=N
     --------
     finetune : the next step, once the masks are drawn.
     """
-
     started = time.perf_counter()
-    if unit not in ("patch", "image"):
-        raise ValueError(f"unit must be 'patch' or 'image', got {unit!r}")
-    for name, value, low in (("pl_epochs", pl_epochs, 0), ("pl_batch_size", pl_batch_size, 1)):
-        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
-            raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
-    if pl_max_patches is not None and (not isinstance(pl_max_patches, (int, np.integer))
-                                       or pl_max_patches < 1):
-        raise ValueError(f"pl_max_patches must be None or a positive integer, got "
-                         f"{pl_max_patches!r}")
-    selector_name = (selector or DEFAULT_SELECTOR) if isinstance(selector, str) or \
-        selector is None else None
-    if selector is None or isinstance(selector, str):
-        selector = make_selector(selector or DEFAULT_SELECTOR, dense=True, unit=unit,
-                                 random_state=derive_seed(random_state, "selector"))
-    elif not isinstance(selector, BaseSelector):
-        raise TypeError(f"selector must be a name or a kwtl selector, got {selector!r}")
-    else:
-        selector = clone(selector).set_params(unit=unit) if "unit" in selector.get_params() \
-            else clone(selector)
-    if getattr(selector, "unit", unit) != unit:
-        raise ValueError(f"the {selector_name or type(selector).__name__} selector chooses "
-                         f"{ {'patch': 'patches', 'image': 'whole images'}.get(selector.unit)} only; use unit='{selector.unit}' "
-                         f"(--unit {selector.unit})")
-    check_out_apart(out, [("the images folder", images if isinstance(images, (str, Path))
-                           else None), ("the model", model)]
-                    + [("an excluded package", p) for p in exclude or ()])
-    arrays, names, images_record = _as_images(images, channel, progress)
+    # 1. the inputs, and the step's fingerprint
+    selector, selector_name = _resolve_selector(selector, unit, random_state)
+    folder = Path(images) if isinstance(images, (str, Path)) else None
+    check_out_apart(
+        out,
+        [("the images folder", folder), ("the model", model)]
+        + [("an excluded package", p) for p in exclude or ()],
+    )
+    arrays, names, images_record = as_images(images, channel, progress=progress)
+    colour = colour_files(folder, channel)
+    if colour:
+        say(
+            verbose,
+            f"{len(colour)} of {len(arrays)} images are colour (RGB): the model sees them in "
+            "grey (ITU-R 601 luma; channel= picks one colour instead); the pictures for "
+            "people keep their colour",
+        )
     params = {} if device is None else {"device": device}
-    model, auto_record = resolve_model(model, arrays, device=device, progress=progress)
+    model, auto_record = resolve_model(
+        model, arrays, device=device, progress=progress, verbose=verbose
+    )
     segmenter = load_model(model, **params)
     if auto_record is None:  # (choose_model has warned already)
         warn_if_implausible(segmenter, arrays, model)
     if stride is not None:
-        if isinstance(stride, bool) or not isinstance(stride, (int, np.integer)) or stride < 1:
-            raise ValueError(f"stride must be a positive integer, got {stride!r}")
         segmenter.set_params(stride=int(stride))
+    size = int(segmenter.patch_size)
+    pool = _candidates(arrays, names, segmenter, unit, budget, allow_overlap)
+    regions = excluded_regions(exclude, names)
+    coords = (
+        np.array([[i, 0, 0] for i in range(len(arrays))], dtype=np.int64)
+        if unit == "image"
+        else pool.coords
+    )
+    blocked = overlaps_regions(coords, size, [im.shape for im in arrays], names, regions, unit)
+    if budget > int((~blocked).sum()):
+        raise ValueError(
+            f"budget {budget} is more than the {int((~blocked).sum())} "
+            "candidates left after exclude"
+        )
+    settings = {
+        "budget": int(budget),
+        "unit": unit,
+        "allow_overlap": bool(allow_overlap),
+        "stride": int(segmenter.stride),
+        "patch_size": size,
+        "pl_epochs": int(pl_epochs),
+        "pl_batch_size": int(pl_batch_size),
+        "pl_max_patches": None if pl_max_patches is None else int(pl_max_patches),
+        "random_state": int(random_state),
+        **({"exclude": regions_record(regions)} if regions else {}),
+        "selector": {
+            "name": selector_name,
+            "class": type(selector).__name__,
+            "params": {k: repr(v) for k, v in selector.get_params().items()},
+        },
+    }
+    model_record = model_source(model)
+    image_records = [{"name": n, "sha256": sha256_array(a)} for n, a in zip(names, arrays)]
+    step = FolderStep(
+        out,
+        fingerprint("select", model_record, image_records, settings, __version__),
+        "kwtl select",
+        "selection.json",
+        overwrite,
+    )
+    out = step.out
+    if step.finished("selection.csv"):
+        say(verbose, f"{out} already holds this selection; nothing to do")
+        return Bunch(
+            table=read_selection(out),
+            path=out,
+            metadata=step.record(),
+            model=load_model(out / PLFT_MODEL),
+        )
+    masks = sorted(p.name for p in (out / "masks").glob("*")) if (out / "masks").is_dir() else []
+    held = f" and {len(masks)} mask(s) in masks/ (kept when replaced)" if masks else ""
+    step.claim(f"{out} holds a selection made from other images, model or parameters{held}")
+    if overwrite:  # the old selection goes before the new one is written
+        for old in ("selection.json", "selection.csv"):
+            (out / old).unlink(missing_ok=True)
+
+    # 2. PLFT (saved, so a killed run does not redo it)
+    plft_started = time.perf_counter()
+    plft_file = step.work / PLFT_MODEL
+    if not plft_file.is_file():
+        plft = pseudo_label_fine_tune(
+            segmenter,
+            arrays,
+            epochs=int(pl_epochs),
+            batch_size=int(pl_batch_size),
+            stride=size,
+            cover_border=True,
+            max_patches=pl_max_patches,
+            switch_affine="auto",
+            random_state=derive_seed(random_state, "plft"),
+            progress=progress,
+        )
+        n_plft = len(
+            plft_patches(arrays, size, size, cover_border=True, max_patches=pl_max_patches)
+        )
+        save_model(
+            plft,
+            plft_file,
+            overwrite=True,
+            training={
+                "step": "select (pseudo-label fine-tuning)",
+                "fingerprint": step.key,
+                "start": model_record,
+                "images": images_record,
+                "n_images": len(arrays),
+                "pl_epochs": int(pl_epochs),
+                "pl_patches": n_plft,
+            },
+        )
+    # scored as saved, so that a resumed run finds the scores of the same model in the cache
+    plft = load_model(plft_file, **params)
+    plft.set_params(stride=int(segmenter.stride))
+
+    # 3-4. scores (cached image by image; on a Dask cluster's workers with a scheduler) and
+    # the choice, without the regions of earlier rounds
+    if regions:
+        say(
+            verbose,
+            f"excluded {int(blocked.sum())} of {len(blocked)} candidates that "
+            f"overlap the regions of {len(exclude)} earlier package(s)",
+        )
+    scoring_started = time.perf_counter()
+    with dask_client(scheduler) as client:
+        support = selector.select_support(
+            pool,
+            plft,
+            int(budget),
+            1,
+            memory=step.work / "scores",
+            non_overlapping=unit == "patch" and not allow_overlap,
+            exclude=blocked if regions else None,
+            progress=progress,
+            executor=None if client is None else DaskExecutor(client),
+        )
+    scored_at = time.perf_counter()
+    if len(support.indices) < int(budget):
+        where = " after exclude" if regions else ""
+        raise ValueError(
+            f"only {len(support.indices)} non-overlapping patches could be "
+            f"chosen{where} (best first, on the stride-{segmenter.stride} grid); "
+            f"ask for a budget of at most {len(support.indices)}, or pass "
+            "allow_overlap=True"
+        )
+
+    # 5. the package
+    table = write_package(
+        out,
+        arrays,
+        names,
+        support.coords,
+        support.scores,
+        unit=unit,
+        size=size,
+        n_candidates=len(selector.scores_),
+        selector_name=selector_name,
+        dense=getattr(selector, "dense", False),
+        version=__version__,
+        selector=selector,
+        folder=folder,
+        channel=channel,
+        progress=progress,
+    )
+    save_model(plft, out / PLFT_MODEL, overwrite=True, training=recorded_training(plft_file))
+    metadata = {
+        "made_by": "kwtl select",
+        "kwtl_version": __version__,
+        "fingerprint": step.key,
+        "images": images_record,
+        "n_images": len(arrays),
+        "model": model_record,
+        "plft_model": PLFT_MODEL,
+        **settings,
+        "dense": getattr(selector, "dense", None),
+        "n_candidates": int(len(selector.scores_)),
+        "n_chosen": len(table),
+        "auto_model": auto_record,
+        "exclude": [str(Path(p).resolve()) for p in exclude or ()],
+        "n_excluded": int(blocked.sum()),
+        "seconds": {
+            "total": round(time.perf_counter() - started, 1),
+            "plft": round(scoring_started - plft_started, 1),
+            "scoring": round(scored_at - scoring_started, 1),
+            "choice_and_package": round(time.perf_counter() - scored_at, 1),
+        },
+        "image_sha256": {r["name"]: r["sha256"] for r in image_records},
+    }
+    area = drawn_area(support.coords, [a.shape for a in arrays], size, unit)
+    metadata["drawn_area"] = area
+    step.write_record(metadata)
+    step.finish()
+    what = "whole images" if unit == "image" else f"{size}x{size} patches"
+    description = describe_selector(selector, selector_name)
+    say(
+        verbose,
+        f"chose {len(table)} {what} of {len(arrays)} images for annotation with the "
+        f"{description.name!r} selector ({description.summary}) "
+        f"(≈ {area['image_equivalents']:.1f} image(s) of this folder to draw, "
+        f"{100 * area['fraction']:.1f} % of its area); see {out / 'README.txt'}",
+    )
+    return Bunch(table=table, path=out, metadata=metadata, model=plft)
+
+
+def _resolve_selector(selector, unit, random_state):
+    """The selector for ``unit`` (a name gets its fast whole-image mode and a seed), and the
+    name recorded in the package."""
+    if selector is None or isinstance(selector, str):
+        name = selector or DEFAULT_SELECTOR
+        selector = make_selector(
+            name, dense=True, unit=unit, random_state=derive_seed(random_state, "selector")
+        )
+    else:
+        name = type(selector).__name__
+        selector = clone(selector)
+        if "unit" in selector.get_params():
+            selector.set_params(unit=unit)
+    if getattr(selector, "unit", unit) != unit:
+        raise ValueError(
+            f"the {name} selector chooses {_UNIT_WORDS.get(selector.unit)} only; "
+            f"use unit={selector.unit!r}"
+        )
+    return selector, name
+
+
+def _candidates(arrays, names, segmenter, unit, budget, allow_overlap):
+    """The candidate grid of every image, after checking that the budget fits it."""
     size = int(segmenter.patch_size)
     shapes = [im.shape for im in arrays]
     small = [n for n, s in zip(names, shapes) if min(s) < size]
     if small:
-        raise ValueError(f"{len(small)} image(s) are smaller than the model's {size}x{size} "
-                         f"patches: {', '.join(small[:3])}")
-    grids = [PatchSet.from_images([im], size, segmenter.stride, cover_border=True)
-             for im in arrays]
-    _check_budget(budget, unit, shapes, size, allow_overlap, sum(len(g) for g in grids))
-    regions = excluded_regions(exclude, names)
-
-    settings = {"budget": int(budget), "unit": unit, "allow_overlap": bool(allow_overlap),
-                "stride": int(segmenter.stride), "patch_size": size,
-                "pl_epochs": int(pl_epochs), "pl_batch_size": int(pl_batch_size),
-                "pl_max_patches": None if pl_max_patches is None else int(pl_max_patches),
-                "random_state": int(random_state),
-                **({"exclude": regions_record(regions)} if regions else {}),
-                "selector": {"name": selector_name or type(selector).__name__,
-                             "class": type(selector).__name__,
-                             "params": {k: repr(v) for k, v in selector.get_params().items()}}}
-    model_record = model_source(model)
-    image_records = [{"name": n, "sha256": sha256_array(a)} for n, a in zip(names, arrays)]
-    key = fingerprint("select", model_record, image_records, settings, __version__)
-    out = Path(out)
-    done = _finished(out, key)
-    if done is not None:
-        print(f"{out} already holds this selection; nothing to do")
-        return done
-    _claim(out, key, overwrite)
-    work = out / _WORK / key[:16]
-    work.mkdir(parents=True, exist_ok=True)
-
-    # 1. PLFT (saved, so a killed run does not redo it)
-    plft_file = work / PLFT_MODEL
-    plft_started = time.perf_counter()
-    if plft_file.is_file():
-        plft = load_model(plft_file, **params)
-        n_plft = None
-    else:
-        plft, n_plft = _plft(segmenter, arrays, pl_epochs, pl_max_patches, pl_batch_size,
-                             derive_seed(random_state, "plft"), progress)
-        save_model(plft, plft_file, overwrite=True, training={
-            "step": "select (pseudo-label fine-tuning)", "fingerprint": key,
-            "start": model_record, "images": images_record, "n_images": len(arrays),
-            "pl_epochs": int(pl_epochs), "pl_patches": n_plft})
-    plft.set_params(stride=int(segmenter.stride))
-
-    # 2. scores, image by image (pixel selectors score each image on its own)
-    scoring_started = time.perf_counter()
-    with dask_client(scheduler) as client:
-        scores = _scores(selector, plft, grids, arrays, work, progress, client)
-    scored_at = time.perf_counter()
-
-    # 3. the choice
+        raise ValueError(
+            f"{len(small)} image(s) are smaller than the model's {size}x{size} "
+            f"patches: {', '.join(small[:3])}"
+        )
+    pool = PatchSet.from_images(arrays, size, segmenter.stride, cover_border=True)
     if unit == "image":
-        flat = np.array([s[0] for s in scores], dtype=float)
-        coords = np.array([[i, 0, 0] for i in range(len(arrays))], dtype=np.int64)
+        most, what = len(shapes), "images"
+    elif allow_overlap:
+        most, what = len(pool), "candidate patches"
     else:
-        flat = np.concatenate(scores).astype(float)
-        coords = np.concatenate([np.column_stack([np.full(len(g), i), g.coords[:, 1:]])
-                                 for i, g in enumerate(grids)]).astype(np.int64)
-    if np.ptp(flat) <= 1e-12 * max(1.0, float(np.max(np.abs(flat)))) and len(flat) > 1 \
-            and not getattr(selector, "stochastic", False):
-        warnings.warn(f"all {len(flat)} candidates have the same score: the selection is "
-                      "just the first ones (is the model trained?)", RuntimeWarning,
-                      stacklevel=2)
-    blocked = overlaps_regions(coords, size, shapes, names, regions, unit)
-    allowed = np.flatnonzero(~blocked)
-    if regions:
-        print(f"excluded {int(blocked.sum())} of {len(flat)} candidates that overlap the "
-              f"regions of {len(exclude)} earlier package(s)")
-    if len(allowed) < int(budget):
-        raise ValueError(f"budget {budget} is more than the {len(allowed)} candidates left "
-                         "after --exclude")
-    if type(selector)._choose is not BaseSelector._choose:  # a budget-dependent choice
-        chosen = allowed[selector.rank(flat[allowed], int(budget))]
-    else:
-        order = selector.rank(flat, len(flat))
-        order = order[~blocked[order]]
-        chosen = (order[: int(budget)] if unit == "image" or allow_overlap
-                  else _non_overlapping(order, coords, size, int(budget)))
-    if len(chosen) < int(budget):
-        where = " after --exclude" if regions else ""
-        raise ValueError(f"only {len(chosen)} non-overlapping patches could be chosen{where} "
-                         f"(best first, on the stride-{segmenter.stride} grid); ask for a "
-                         f"budget of at most {len(chosen)}, or pass --allow-overlap")
-
-    # 4. the package: pictures for the annotator, the model's input, table, README
-    table, description = write_package(
-        out, chosen, coords, flat, arrays, names, size=size, unit=unit,
-        folder=images if isinstance(images, (str, Path)) else None, channel=channel,
-        selector=selector, selector_name=selector_name, columns=SELECTION_COLUMNS,
-        progress=progress)
-    save_model(plft, out / PLFT_MODEL, overwrite=True,
-               training=json.loads(json.dumps(_training_of(plft_file))))
-    metadata = {
-        "made_by": "kwtl select", "kwtl_version": __version__, "fingerprint": key,
-        "images": images_record, "n_images": len(arrays), "model": model_record,
-        "plft_model": PLFT_MODEL, **settings,
-        "dense": getattr(selector, "dense", None),
-        "n_candidates": int(len(flat)), "n_chosen": len(table),
-        "auto_model": auto_record,
-        "exclude": [str(Path(p).resolve()) for p in exclude or ()],
-        "n_excluded": int(blocked.sum()),
-        "seconds": {"total": round(time.perf_counter() - started, 1),
-                    "plft": round(scoring_started - plft_started, 1),
-                    "scoring": round(scored_at - scoring_started, 1),
-                    "choice_and_package": round(time.perf_counter() - scored_at, 1)},
-        "image_sha256": {r["name"]: r["sha256"] for r in image_records},
-    }
-    atomic_write_text(out / "selection.json", json.dumps(metadata, indent=1) + "\n")
-    shutil.rmtree(out / _WORK, ignore_errors=True)  # finished: the cache is not needed
-    what = "whole images" if unit == "image" else f"{size}x{size} patches"
-    print(f"chose {len(table)} {what} of {len(arrays)} images for annotation with the "
-          f"{description.name!r} selector ({description.summary}); see {out / 'README.txt'}")
-    return Bunch(table=table, path=out, metadata=metadata, model=plft)
-
-
-def read_selection(todo_dir):
-    """``selection.csv`` of an annotation package as a DataFrame (names kept as text:
-    a source image named ``00`` stays ``"00"``)."""
-    import pandas as pd
-
-    return pd.read_csv(Path(todo_dir) / "selection.csv",
-                       dtype={"image_file": str, "mask_file": str, "source_image": str})
-
-
-def _training_of(path):
-    from ._model import recorded_training
-
-    return recorded_training(path)
-
-
-def _scores(selector, plft, grids, arrays, work, progress, client=None):
-    """Scores of every image's candidates, cached per image in ``work/scores`` (pixel
-    selectors: on ``client``'s workers when given)."""
-    if not isinstance(selector, PixelSelector):  # whole-pool selectors: one pass
-        cache = work / "scores" / "pool.npz"
-        if cache.is_file():
-            with np.load(cache) as saved:
-                flat = saved["scores"]
-        else:
-            pool = PatchSet(arrays, np.concatenate(
-                [np.column_stack([np.full(len(g), i), g.coords[:, 1:]])
-                 for i, g in enumerate(grids)]), grids[0].patch_size)
-            with tqdm(total=1, desc=f"scoring {len(pool)} candidates in one pass",
-                      unit="pass", disable=not progress) as bar:
-                flat = np.asarray(selector.score(pool, plft), dtype=float)
-                bar.update(1)
-            atomic_write(cache, lambda f: np.savez(f, scores=flat))
-        if selector.unit == "image":
-            return [flat[i : i + 1] for i in range(len(arrays))]
-        bounds = np.cumsum([0] + [len(g) for g in grids])
-        return [flat[a:b] for a, b in zip(bounds[:-1], bounds[1:])]
-    scores, remote = [], {}
-    if client is not None:
-        sent = client.scatter([selector, plft], broadcast=True)
-        remote = {i: client.submit(score_one, *sent, grid, pure=False)
-                  for i, grid in enumerate(grids)
-                  if not (work / "scores" / f"{i:05d}.npy").is_file()}
-    bar = tqdm(total=len(arrays), desc="scoring images", unit="image", disable=not progress)
-    try:
-        for i, grid in enumerate(grids):
-            cache = work / "scores" / f"{i:05d}.npy"
-            if cache.is_file():
-                values = np.load(cache)
-            elif i in remote:
-                values = remote.pop(i).result()
-                atomic_write(cache, lambda f: np.save(f, values))
-            else:
-                values = np.asarray(selector.score(grid, plft), dtype=float)
-                atomic_write(cache, lambda f: np.save(f, values))
-            scores.append(values)
-            bar.update(1)
-    finally:
-        bar.close()
-    return scores
-
-
-def _finished(out, key):
-    """The result of a finished selection in ``out`` with fingerprint ``key``, else None."""
-    meta_file = out / "selection.json"
-    if not meta_file.is_file():
-        return None
-    try:
-        metadata = json.loads(meta_file.read_text())
-    except ValueError:
-        return None
-    if metadata.get("fingerprint") != key or not (out / "selection.csv").is_file():
-        return None
-    return Bunch(table=read_selection(out), path=out, metadata=metadata,
-                 model=load_model(out / PLFT_MODEL))
-
-
-def _claim(out, key, overwrite):
-    """Claim ``out`` for a new selection; refuse to replace another one silently."""
-    prepare_output_dir(out, force=overwrite, made_by="kwtl select")
-    meta_file = out / "selection.json"
-    if meta_file.is_file() and not overwrite:
-        masks = sorted(p.name for p in (out / "masks").glob("*")) if (out / "masks").is_dir() \
-            else []
-        held = f" and {len(masks)} mask(s) in masks/" if masks else ""
-        raise FileExistsError(
-            f"{out} holds a selection made from other images, model or parameters{held}; "
-            "choose another --out, or pass --force to replace the selection (masks are kept)")
-    if overwrite:
-        for old in ("selection.json", "selection.csv"):
-            (out / old).unlink(missing_ok=True)
+        most = sum((h // size) * (w // size) for h, w in shapes)
+        what = f"non-overlapping {size}x{size} patches"
+    if budget > most:
+        raise ValueError(f"budget {budget} is more than the folder offers: {most} {what}")
+    return pool

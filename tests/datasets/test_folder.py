@@ -166,7 +166,8 @@ def test_read_corrupt_file(tmp_path, name):
 def test_read_truncated_png(tmp_path):
     buffer = io.BytesIO()
     Image.fromarray(np.random.default_rng(0).integers(0, 255, (64, 64), np.uint8)).save(
-        buffer, format="PNG")
+        buffer, format="PNG"
+    )
     (tmp_path / "cut.png").write_bytes(buffer.getvalue()[:200])
     with pytest.raises(ValueError, match="cut.png"):
         read_image(tmp_path / "cut.png")
@@ -341,8 +342,9 @@ def _fake_sstem_zip(path, n=3, shape=(6, 5)):
             mito = rng.choice(np.array([0, 100, 200, 255], np.uint8), size=shape)
             buffer = io.BytesIO()
             tifffile.imwrite(buffer, raw)
-            archive.writestr(f"groundtruth-drosophila-vnc-master/stack1/raw/{i:02d}.tif",
-                             buffer.getvalue())
+            archive.writestr(
+                f"groundtruth-drosophila-vnc-master/stack1/raw/{i:02d}.tif", buffer.getvalue()
+            )
             buffer = io.BytesIO()
             if i == 0:  # the original masks mix 1-bit and 8-bit files
                 mito = (mito > 127).astype(np.uint8) * 255
@@ -351,10 +353,11 @@ def _fake_sstem_zip(path, n=3, shape=(6, 5)):
                 Image.fromarray(mito).save(buffer, format="PNG")
             archive.writestr(
                 f"groundtruth-drosophila-vnc-master/stack1/mitochondria/{i:02d}.png",
-                buffer.getvalue())
+                buffer.getvalue(),
+            )
             archive.writestr(
-                f"groundtruth-drosophila-vnc-master/stack1/membranes/{i:02d}.png",
-                buffer.getvalue())
+                f"groundtruth-drosophila-vnc-master/stack1/membranes/{i:02d}.png", buffer.getvalue()
+            )
             expected[f"{i:02d}"] = (raw, mito > 127)
     return expected
 
@@ -422,9 +425,16 @@ def test_load_real_benchmark(shared_data):
     assert data.datasets == list(BENCHMARK_FOLDERS)
     counts = {name: int(np.sum(data.dataset == name)) for name in data.datasets}
     assert counts == {"ssTEM": 20, "EM": 165, "B39": 90, "B5": 90, "TNBC": 25}
-    shapes = {name: data.images[int(np.flatnonzero(data.dataset == name)[0])].shape
-              for name in data.datasets}
-    assert shapes == {"ssTEM": (1024, 1024), "EM": (768, 1024), "B39": (520, 696),
-                      "B5": (360, 360), "TNBC": (512, 512)}
+    shapes = {
+        name: data.images[int(np.flatnonzero(data.dataset == name)[0])].shape
+        for name in data.datasets
+    }
+    assert shapes == {
+        "ssTEM": (1024, 1024),
+        "EM": (768, 1024),
+        "B39": (520, 696),
+        "B5": (360, 360),
+        "TNBC": (512, 512),
+    }
     assert len(data.images) == len(data.masks) == len(data.names) == 390
     assert all(image.ndim == 2 and image.dtype == np.uint8 for image in data.images)

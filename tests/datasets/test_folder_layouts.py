@@ -1,5 +1,6 @@
 """``load_folder`` finding the layout by itself (images/ + masks/ or Cellpose pairs), instance
 masks kept apart, and ``load_images`` on unlabelled folders with stacks."""
+
 import numpy as np
 import pytest
 import tifffile
@@ -67,8 +68,11 @@ def test_unpaired_file_is_named(tmp_path):
     _png(tmp_path / "a_masks.png", np.zeros((4, 4), np.uint8))
     _png(tmp_path / "c_masks.png", np.zeros((4, 4), np.uint8))
     _png(tmp_path / "z_masks.png", np.zeros((4, 4), np.uint8))
-    with pytest.raises(ValueError, match=r"1 image\(s\).*no mask.*_masks.*b\.png"
-                                         r".*1 mask\(s\).*no image.*z_masks\.png"):
+    with pytest.raises(
+        ValueError,
+        match=r"1 image\(s\).*no mask.*_masks.*b\.png"
+        r".*1 mask\(s\).*no image.*z_masks\.png",
+    ):
         load_folder(tmp_path)
 
 
@@ -94,8 +98,7 @@ def test_cellpose_npy_gets_a_hint(tmp_path):
 
 def test_load_folder_channel(tmp_path):
     data = np.stack([np.full((6, 6), 10, np.uint8), np.full((6, 6), 90, np.uint8)])
-    tifffile.imwrite(tmp_path / "a.tif", data, photometric="minisblack",
-                     metadata={"axes": "CYX"})
+    tifffile.imwrite(tmp_path / "a.tif", data, photometric="minisblack", metadata={"axes": "CYX"})
     _png(tmp_path / "a_masks.png", np.eye(6, dtype=np.uint8))
     with pytest.raises(ValueError, match=r"a\.tif has 2 channels"):
         load_folder(tmp_path)
@@ -113,9 +116,12 @@ def test_jpeg_images_with_png_masks(tmp_path):
 def test_load_images_stacks_masks_and_order(tmp_path):
     _png(tmp_path / "b.png", np.full((8, 8), 5, np.uint8))
     _png(tmp_path / "b_masks.png", np.ones((8, 8), np.uint8))  # skipped
-    tifffile.imwrite(tmp_path / "a.tif", np.stack([np.full((8, 8), v, np.uint8) for v in
-                                                   (1, 2, 3)]),
-                     photometric="minisblack", metadata={"axes": "ZYX"})
+    tifffile.imwrite(
+        tmp_path / "a.tif",
+        np.stack([np.full((8, 8), v, np.uint8) for v in (1, 2, 3)]),
+        photometric="minisblack",
+        metadata={"axes": "ZYX"},
+    )
     rgb = np.zeros((8, 8, 3), np.uint8)
     rgb[..., 2] = 77
     _png(tmp_path / "c.png", rgb)
@@ -153,8 +159,9 @@ def test_load_images_unreadable_file_is_named(tmp_path):
 
 
 def test_load_images_ambiguous_file_is_named(tmp_path):
-    tifffile.imwrite(tmp_path / "q.tif", np.zeros((3, 8, 8), np.uint8),
-                     photometric="minisblack")  # unnamed axis of 3: channels or planes?
+    tifffile.imwrite(
+        tmp_path / "q.tif", np.zeros((3, 8, 8), np.uint8), photometric="minisblack"
+    )  # unnamed axis of 3: channels or planes?
     with pytest.raises(ValueError, match=r"q\.tif.*channels or a Z/T stack"):
         load_images(tmp_path)
     images, names = load_images(tmp_path, channel=1)

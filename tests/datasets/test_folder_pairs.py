@@ -1,4 +1,5 @@
 """Cellpose-style pairs in one folder, and ``load_benchmark`` reading every dataset folder."""
+
 import numpy as np
 import pytest
 from PIL import Image

@@ -1,5 +1,6 @@
 """Reading and writing the field's file formats: TIFF (8/16-bit, float, stacks, channels),
 PNG (grey, RGB, 16-bit), JPEG; masks kept as labels; atomic, non-overwriting writers."""
+
 import os
 
 import numpy as np
@@ -65,8 +66,9 @@ def test_channel_first_tiff_with_axes_metadata(tmp_path):
     with pytest.raises(ValueError, match=r"two\.tif has 2 channels.*channel=0\.\.1"):
         read_image(tmp_path / "two.tif")
     np.testing.assert_array_equal(read_image(tmp_path / "two.tif", channel=0), 10)
-    np.testing.assert_array_equal(read_image(tmp_path / "two.tif", channel=1),
-                                  (data[1] == 5000) * 255)
+    np.testing.assert_array_equal(
+        read_image(tmp_path / "two.tif", channel=1), (data[1] == 5000) * 255
+    )
 
 
 def test_channel_first_imagej_hyperstack(tmp_path):
@@ -85,8 +87,9 @@ def test_unnamed_two_planes_are_ambiguous(tmp_path):
 def test_channels_last_tiff_without_metadata(tmp_path):
     data = np.zeros((6, 7, 2), np.uint8)
     data[..., 1] = 99
-    tifffile.imwrite(tmp_path / "hw2.tif", data, photometric="minisblack",
-                     planarconfig="contig", metadata=None)
+    tifffile.imwrite(
+        tmp_path / "hw2.tif", data, photometric="minisblack", planarconfig="contig", metadata=None
+    )
     np.testing.assert_array_equal(read_image(tmp_path / "hw2.tif", channel=1), 99)
     with pytest.raises(ValueError, match="2 channels"):
         read_image(tmp_path / "hw2.tif")
@@ -102,8 +105,12 @@ def test_channel_on_a_grey_file(tmp_path):
 
 
 def test_stack_given_to_read_image_points_to_read_stack(tmp_path):
-    tifffile.imwrite(tmp_path / "z.tif", np.zeros((3, 8, 8), np.uint8),
-                     photometric="minisblack", metadata={"axes": "ZYX"})
+    tifffile.imwrite(
+        tmp_path / "z.tif",
+        np.zeros((3, 8, 8), np.uint8),
+        photometric="minisblack",
+        metadata={"axes": "ZYX"},
+    )
     with pytest.raises(ValueError, match=r"z\.tif is a stack of 3 planes.*read_stack"):
         read_image(tmp_path / "z.tif")
     with pytest.raises(ValueError, match="read_stack"):
@@ -113,8 +120,7 @@ def test_stack_given_to_read_image_points_to_read_stack(tmp_path):
 # ------------------------------------------------------------------------------ read_stack
 def test_read_stack_three_planes(tmp_path):
     stack = np.stack([np.full((5, 6), v, np.uint8) for v in (1, 2, 3)])
-    tifffile.imwrite(tmp_path / "z.tif", stack, photometric="minisblack",
-                     metadata={"axes": "ZYX"})
+    tifffile.imwrite(tmp_path / "z.tif", stack, photometric="minisblack", metadata={"axes": "ZYX"})
     planes = read_stack(tmp_path / "z.tif")
     assert [p.shape for p in planes] == [(5, 6)] * 3
     assert [int(p[0, 0]) for p in planes] == [1, 2, 3]
@@ -144,8 +150,7 @@ def test_read_stack_16bit_planes_are_normalised_each(tmp_path):
     stack = np.zeros((2, 10, 10), np.uint16)
     stack[0, 5:] = 1000
     stack[1, 5:] = 60000
-    tifffile.imwrite(tmp_path / "s.tif", stack, photometric="minisblack",
-                     metadata={"axes": "TYX"})
+    tifffile.imwrite(tmp_path / "s.tif", stack, photometric="minisblack", metadata={"axes": "TYX"})
     a, b = read_stack(tmp_path / "s.tif")
     np.testing.assert_array_equal(a, b)  # each plane by its own percentiles
     assert a.max() == 255 and a.min() == 0
@@ -173,10 +178,13 @@ def test_read_mask_float_tiff_of_whole_numbers(tmp_path):
     assert np.issubdtype(out.dtype, np.integer)
 
 
-@pytest.mark.parametrize("values, match", [
-    ([[0.2, 0.9]], "probability map"),
-    ([[-1.0, 2.0]], "negative"),
-])
+@pytest.mark.parametrize(
+    "values, match",
+    [
+        ([[0.2, 0.9]], "probability map"),
+        ([[-1.0, 2.0]], "negative"),
+    ],
+)
 def test_read_mask_refuses_what_is_not_a_mask(tmp_path, values, match):
     tifffile.imwrite(tmp_path / "bad.tif", np.array(values, np.float32))
     with pytest.raises(ValueError, match=match):
@@ -187,8 +195,12 @@ def test_read_mask_refuses_jpeg_and_stacks(tmp_path):
     Image.fromarray(np.zeros((4, 4), np.uint8)).save(tmp_path / "m.jpg")
     with pytest.raises(ValueError, match=r"m\.jpg.*lossy"):
         read_mask(tmp_path / "m.jpg")
-    tifffile.imwrite(tmp_path / "s.tif", np.zeros((3, 8, 8), np.uint8),
-                     photometric="minisblack", metadata={"axes": "ZYX"})
+    tifffile.imwrite(
+        tmp_path / "s.tif",
+        np.zeros((3, 8, 8), np.uint8),
+        photometric="minisblack",
+        metadata={"axes": "ZYX"},
+    )
     with pytest.raises(ValueError, match=r"s\.tif is not a single 2-D mask"):
         read_mask(tmp_path / "s.tif")
 
@@ -200,10 +212,15 @@ def test_read_mask_refuses_cellpose_npy(tmp_path):
 
 
 # ------------------------------------------------------------------------------ writers
-@pytest.mark.parametrize("name, top, dtype", [
-    ("a.png", 255, np.uint8), ("b.png", 256, np.uint16), ("c.tif", 70000, np.uint32),
-    ("d.tiff", 3, np.uint8),
-])
+@pytest.mark.parametrize(
+    "name, top, dtype",
+    [
+        ("a.png", 255, np.uint8),
+        ("b.png", 256, np.uint16),
+        ("c.tif", 70000, np.uint32),
+        ("d.tiff", 3, np.uint8),
+    ],
+)
 def test_write_mask_round_trip_and_dtype(tmp_path, name, top, dtype):
     labels = np.array([[0, 1], [2, top]], np.int64)
     path = write_mask(tmp_path / name, labels)

@@ -1,4 +1,5 @@
 """PatchAugmenter and dihedral: every transform against an independent computation."""
+
 import numpy as np
 import pytest
 
@@ -70,13 +71,15 @@ def test_intensity_is_contrast_about_the_mean_plus_an_offset():
     mask = image > 120
     a = 0.3
     x, y = PatchAugmenter(flips=False, intensity=a).transform_pair(
-        image, mask, np.random.default_rng(11))
+        image, mask, np.random.default_rng(11)
+    )
     draws = np.random.default_rng(11)
     c = draws.uniform(1 - a, 1 + a)
     b = draws.uniform(-a, a) * 128
     m = image.mean()
-    expected = [[min(255, max(0, round(m + c * (v - m) + b))) for v in row]
-                for row in image.astype(float)]
+    expected = [
+        [min(255, max(0, round(m + c * (v - m) + b))) for v in row] for row in image.astype(float)
+    ]
     np.testing.assert_array_equal(x, np.array(expected))
     np.testing.assert_array_equal(y, mask)
 
@@ -84,7 +87,8 @@ def test_intensity_is_contrast_about_the_mean_plus_an_offset():
 def test_gamma_by_hand():
     image = np.array([[0, 64, 128], [192, 255, 10]], dtype=np.uint8)
     x, _ = PatchAugmenter(flips=False, gamma=0.5).transform_pair(
-        image, image > 0, np.random.default_rng(4))
+        image, image > 0, np.random.default_rng(4)
+    )
     g = np.exp(np.random.default_rng(4).uniform(-0.5, 0.5))
     expected = [[round(255 * (v / 255) ** g) for v in row] for row in image.tolist()]
     np.testing.assert_array_equal(x, np.array(expected))
@@ -95,8 +99,12 @@ def bilinear(a, y, x):
     y0, x0 = int(np.floor(y)), int(np.floor(x))
     y1, x1 = min(y0 + 1, a.shape[0] - 1), min(x0 + 1, a.shape[1] - 1)
     dy, dx = y - y0, x - x0
-    return ((1 - dy) * (1 - dx) * a[y0, x0] + (1 - dy) * dx * a[y0, x1]
-            + dy * (1 - dx) * a[y1, x0] + dy * dx * a[y1, x1])
+    return (
+        (1 - dy) * (1 - dx) * a[y0, x0]
+        + (1 - dy) * dx * a[y0, x1]
+        + dy * (1 - dx) * a[y1, x0]
+        + dy * dx * a[y1, x1]
+    )
 
 
 @pytest.mark.parametrize("factor", [2.0, 1.5])
@@ -123,8 +131,9 @@ def test_zoom_agrees_with_scipy_affine_transform(factor):
     zoomed, _ = zoom_pair(image, image > 128, factor)
     centre = np.array([6.0, 8.0])
     matrix = np.eye(2) / factor
-    want = ndimage.affine_transform(image, matrix, offset=centre - matrix @ centre, order=1,
-                                    mode="mirror")
+    want = ndimage.affine_transform(
+        image, matrix, offset=centre - matrix @ centre, order=1, mode="mirror"
+    )
     np.testing.assert_allclose(zoomed, want, atol=1e-9)
 
 
@@ -140,16 +149,24 @@ def test_scale_draws_stay_in_their_range_and_keep_masks_binary():
         assert not y[:, :6].any() and y[:, 10:].all()
 
 
-@pytest.mark.parametrize("params, match", [
-    ({"intensity": 1.0}, "intensity"), ({"gamma": -0.1}, "gamma"), ({"scale": "x"}, "scale"),
-    ({"flips": 1}, "flips")])
+@pytest.mark.parametrize(
+    "params, match",
+    [
+        ({"intensity": 1.0}, "intensity"),
+        ({"gamma": -0.1}, "gamma"),
+        ({"scale": "x"}, "scale"),
+        ({"flips": 1}, "flips"),
+    ],
+)
 def test_bad_parameters_are_named(params, match):
     with pytest.raises(ValueError, match=match):
-        PatchAugmenter(**params).transform_pair(np.zeros((4, 4), np.uint8),
-                                                np.zeros((4, 4)), np.random.default_rng(0))
+        PatchAugmenter(**params).transform_pair(
+            np.zeros((4, 4), np.uint8), np.zeros((4, 4)), np.random.default_rng(0)
+        )
 
 
 def test_bad_inputs_are_named():
     with pytest.raises(ValueError, match="uint8"):
-        PatchAugmenter().transform_pair(np.zeros((4, 4)), np.zeros((4, 4)),
-                                        np.random.default_rng(0))
+        PatchAugmenter().transform_pair(
+            np.zeros((4, 4)), np.zeros((4, 4)), np.random.default_rng(0)
+        )

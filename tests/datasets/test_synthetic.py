@@ -82,8 +82,7 @@ def test_benchmark_structure(synthetic):
         index = np.flatnonzero(synthetic.dataset == domain)
         assert index.size == 6
         assert synthetic.names[index[-1]] == f"{domain}_005"
-    assert all(image.shape == (96, 96) and image.dtype == np.uint8
-               for image in synthetic.images)
+    assert all(image.shape == (96, 96) and image.dtype == np.uint8 for image in synthetic.images)
     assert all(mask.dtype == bool for mask in synthetic.masks)
 
 
@@ -104,10 +103,10 @@ def test_benchmark_deterministic(synthetic):
 
 
 def test_benchmark_domain_streams_independent(synthetic):
-    alone = make_synthetic_benchmark(n_images=6, image_size=96, domains=["sstem"],
-                                     random_state=0)
-    reordered = make_synthetic_benchmark(n_images=6, image_size=96,
-                                         domains=["sstem", "fluorescence"], random_state=0)
+    alone = make_synthetic_benchmark(n_images=6, image_size=96, domains=["sstem"], random_state=0)
+    reordered = make_synthetic_benchmark(
+        n_images=6, image_size=96, domains=["sstem", "fluorescence"], random_state=0
+    )
     index = np.flatnonzero(synthetic.dataset == "sstem")
     for i, k in enumerate(index):
         np.testing.assert_array_equal(alone.images[i], synthetic.images[k])
@@ -161,14 +160,20 @@ def test_domains_differ(synthetic):
     assert stats["sstem"][1] < stats["fluorescence_dense"][1]
     # no two domains share an intensity histogram
     histograms = {
-        d: np.histogram(np.concatenate([synthetic.images[k].ravel()
-                                        for k in np.flatnonzero(synthetic.dataset == d)]),
-                        bins=32, range=(0, 256), density=True)[0] * 8
+        d: np.histogram(
+            np.concatenate(
+                [synthetic.images[k].ravel() for k in np.flatnonzero(synthetic.dataset == d)]
+            ),
+            bins=32,
+            range=(0, 256),
+            density=True,
+        )[0]
+        * 8
         for d in SYNTHETIC_DOMAINS
     }
     names = list(histograms)
     for i, a in enumerate(names):
-        for b in names[i + 1:]:
+        for b in names[i + 1 :]:
             overlap = np.minimum(histograms[a], histograms[b]).sum()
             assert overlap < 0.8, (a, b, overlap)
 

@@ -1,4 +1,5 @@
 """Tests of the one home for experiment file names (result files, figure names)."""
+
 import re
 
 import pytest
@@ -40,9 +41,16 @@ def test_result_filename_is_the_runners_layout():
     assert result_filename("ssTEM", "mc_dropout", 10, 9) == "ssTEM__mc_dropout__10shot__r9.json"
 
 
-@pytest.mark.parametrize("name", ["results.json", "EM__random__1shot__r0.json.tmp",
-                                  "EM__random__xshot__r0.json", "EM__random__1shot.json",
-                                  "__random__1shot__r0.json"])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "results.json",
+        "EM__random__1shot__r0.json.tmp",
+        "EM__random__xshot__r0.json",
+        "EM__random__1shot.json",
+        "__random__1shot__r0.json",
+    ],
+)
 def test_parse_result_filename_rejects_other_names(name):
     assert parse_result_filename(name) is None
 

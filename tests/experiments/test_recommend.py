@@ -1,5 +1,6 @@
 """The kwtl run report: every selector against random, the paper's selector named as the
 paper's, label-free selectors named, and the recommendation the table supports."""
+
 import re
 
 import numpy as np
@@ -18,13 +19,22 @@ def _records(gains, repeats=6, seed=0):
     for target in ("EM", "ssTEM"):
         for shots in (1, 3):
             base = 0.5 + 0.02 * rng.standard_normal(repeats)
-            recs += [dict(target=target, selector="random", n_shots=shots, repeat=r,
-                          miou=float(b)) for r, b in enumerate(base)]
+            recs += [
+                dict(target=target, selector="random", n_shots=shots, repeat=r, miou=float(b))
+                for r, b in enumerate(base)
+            ]
             for name, gain in gains.items():
                 noise = 0.005 * rng.standard_normal(repeats)
-                recs += [dict(target=target, selector=name, n_shots=shots, repeat=r,
-                              miou=float(b + gain + n)) for r, (b, n) in
-                         enumerate(zip(base, noise))]
+                recs += [
+                    dict(
+                        target=target,
+                        selector=name,
+                        n_shots=shots,
+                        repeat=r,
+                        miou=float(b + gain + n),
+                    )
+                    for r, (b, n) in enumerate(zip(base, noise))
+                ]
     return recs
 
 
@@ -34,18 +44,24 @@ def test_every_selector_is_tested_against_random_as_scipy_does():
     assert {r["method"] for r in rows} == {"consistency", "stratified_consistency"}
     assert {r["baseline"] for r in rows} == {"random"}
     assert len(rows) == 2 * 2 * 2  # selectors x targets x shots
-    row = next(r for r in rows if (r["method"], r["target"], r["n_shots"])
-               == ("stratified_consistency", "EM", 3))
-    x = [r["miou"] for r in recs if (r["selector"], r["target"], r["n_shots"])
-         == ("stratified_consistency", "EM", 3)]
-    y = [r["miou"] for r in recs if (r["selector"], r["target"], r["n_shots"])
-         == ("random", "EM", 3)]
+    row = next(
+        r
+        for r in rows
+        if (r["method"], r["target"], r["n_shots"]) == ("stratified_consistency", "EM", 3)
+    )
+    x = [
+        r["miou"]
+        for r in recs
+        if (r["selector"], r["target"], r["n_shots"]) == ("stratified_consistency", "EM", 3)
+    ]
+    y = [
+        r["miou"] for r in recs if (r["selector"], r["target"], r["n_shots"]) == ("random", "EM", 3)
+    ]
     assert row["p_value"] == pytest.approx(stats.wilcoxon(x, y, alternative="greater").pvalue)
 
 
 def test_a_selector_that_always_wins_significantly_is_recommended():
-    recs = _records({"consistency": -0.02, "stratified_consistency": 0.04,
-                     "entropy": 0.01})
+    recs = _records({"consistency": -0.02, "stratified_consistency": 0.04, "entropy": 0.01})
     text = recommendation(summary_table(recs), compare_with_random(recs))
     assert text.startswith("Use **stratified_consistency** (label-free, beyond the paper)")
     assert "all 4 target × shots cells" in text

@@ -1,4 +1,5 @@
 """Tests of the experiment report module and the paper's numbers as data."""
+
 import csv
 import json
 import math
@@ -50,10 +51,23 @@ def _miou_values():
 
 
 def _record(target, selector, n_shots, repeat, miou, **extra):
-    rec = dict(target=target, selector=selector, n_shots=n_shots, repeat=repeat,
-               miou=float(miou), per_image_iou=[float(miou)], test_images=["t0"],
-               plft_miou=0.1, n_support=3, support=[], pool_images=["p0", "p1"],
-               patch_size=8, seconds=1.0, profile="cpu", seed=0)
+    rec = dict(
+        target=target,
+        selector=selector,
+        n_shots=n_shots,
+        repeat=repeat,
+        miou=float(miou),
+        per_image_iou=[float(miou)],
+        test_images=["t0"],
+        plft_miou=0.1,
+        n_support=3,
+        support=[],
+        pool_images=["p0", "p1"],
+        patch_size=8,
+        seconds=1.0,
+        profile="cpu",
+        seed=0,
+    )
     rec.update(extra)
     return rec
 
@@ -96,7 +110,7 @@ def test_summary_table_order(records):
     rows = summary_table(list(reversed(records)) + extra)
     keys = [(r["target"], r["selector"], r["n_shots"]) for r in rows]
     em = [k for k in keys if k[0] == "EM"]
-    assert [k[0] for k in keys[-len(em):]] == ["EM"] * len(em)  # paper order: TNBC, EM
+    assert [k[0] for k in keys[-len(em) :]] == ["EM"] * len(em)  # paper order: TNBC, EM
     assert [k[1] for k in em if k[2] == 1] == list(SELECTORS) + ["aaa", "zzz"]
     assert em[:2] == [("EM", "consistency", 1), ("EM", "consistency", 3)]
 
@@ -146,7 +160,8 @@ def test_wilcoxon_pairs_by_repeat_only(values):
     assert row["p_value"] == pytest.approx(float(expected.pvalue))
     two = wilcoxon_table(recs, alternative="two-sided")[0]
     assert two["p_value"] == pytest.approx(
-        float(stats.wilcoxon(x[1:], y[1:], alternative="two-sided").pvalue))
+        float(stats.wilcoxon(x[1:], y[1:], alternative="two-sided").pvalue)
+    )
 
 
 def test_wilcoxon_significant_when_always_better():
@@ -181,8 +196,11 @@ def test_wilcoxon_degenerate(ours, theirs, match):
 
 
 def test_wilcoxon_no_overlap_and_missing_method():
-    recs = [_record("EM", "consistency", 1, 0, 0.7), _record("EM", "random", 1, 1, 0.5),
-            _record("EM", "random", 3, 0, 0.5)]
+    recs = [
+        _record("EM", "consistency", 1, 0, 0.7),
+        _record("EM", "random", 1, 1, 0.5),
+        _record("EM", "random", 3, 0, 0.5),
+    ]
     (row,) = wilcoxon_table(recs)
     assert row["n_pairs"] == 0 and math.isnan(row["p_value"]) and "only 0" in row["note"]
     assert wilcoxon_table(recs, method="entropy") == []
@@ -222,8 +240,9 @@ def test_load_results_sorted_skips_corrupt_and_tmp(tmp_path, records):
 # -------------------------------------------------------------------------------------------
 def test_format_markdown_table():
     rows = [dict(a="x|y", b=0.123456, c=math.nan, d=True), dict(a="z", b=None, d=False)]
-    text = format_markdown_table(rows, ["a", "b", "c", "d"], headers=["A", "B", "C", "D"],
-                                 floatfmt={"b": ".2f"})
+    text = format_markdown_table(
+        rows, ["a", "b", "c", "d"], headers=["A", "B", "C", "D"], floatfmt={"b": ".2f"}
+    )
     lines = text.splitlines()
     assert len(lines) == 4 and text.endswith("\n")
     assert lines[0].split("|")[1].strip() == "A"
@@ -247,8 +266,9 @@ def test_selector_shots_table(records, values):
     assert lines[2].split("|")[2].strip() == "consistency"
     only = selector_shots_table(records, target="TNBC")
     assert "EM" not in only and only.count("TNBC") == len(SELECTORS)
-    sparse = selector_shots_table([_record("EM", "random", 1, 0, 0.5),
-                                   _record("EM", "entropy", 3, 0, 0.5)])
+    sparse = selector_shots_table(
+        [_record("EM", "random", 1, 0, 0.5), _record("EM", "entropy", 3, 0, 0.5)]
+    )
     assert "| -" in sparse
 
 
@@ -284,17 +304,28 @@ def test_write_report(tmp_path, records):
     folder.mkdir()
     for i, rec in enumerate(records):
         _dump(folder, f"job_{i:03d}.json", rec)
-    images = {"EM": {"p0": np.zeros((32, 32)), "p1": np.arange(1024.0).reshape(32, 32)},
-              "TNBC": {"p0": np.zeros((32, 32))}}  # TNBC lacks the chosen image p1
-    metadata = {"command": "kwtl-run --profile cpu", "machine": "test box", "wall_time_s": 12.5,
-                "profile": "cpu", "options": {"n_repeats": 5, "targets": ["EM", "TNBC"]}}
+    images = {
+        "EM": {"p0": np.zeros((32, 32)), "p1": np.arange(1024.0).reshape(32, 32)},
+        "TNBC": {"p0": np.zeros((32, 32))},
+    }  # TNBC lacks the chosen image p1
+    metadata = {
+        "command": "kwtl-run --profile cpu",
+        "machine": "test box",
+        "wall_time_s": 12.5,
+        "profile": "cpu",
+        "options": {"n_repeats": 5, "targets": ["EM", "TNBC"]},
+    }
     with pytest.warns(RuntimeWarning, match="p1"):
-        paths = write_report(tmp_path, images=images, metadata=metadata,
-                             paper_table=PAPER_TABLE2)
-    expected = {"results_csv": "results.csv", "results_json": "results.json",
-                "wilcoxon_csv": "wilcoxon.csv", "miou_vs_shots": "miou_vs_shots.png",
-                "selection_EM": "selection_EM.png", "paper_comparison": "paper_comparison.csv",
-                "report": "report.md"}
+        paths = write_report(tmp_path, images=images, metadata=metadata, paper_table=PAPER_TABLE2)
+    expected = {
+        "results_csv": "results.csv",
+        "results_json": "results.json",
+        "wilcoxon_csv": "wilcoxon.csv",
+        "miou_vs_shots": "miou_vs_shots.png",
+        "selection_EM": "selection_EM.png",
+        "paper_comparison": "paper_comparison.csv",
+        "report": "report.md",
+    }
     assert {k: Path(v).name for k, v in paths.items()} == expected
     for name in expected.values():
         assert (tmp_path / name).is_file()
@@ -375,16 +406,28 @@ def test_paper_table_spot_checks():
         assert set(by_selector) == set(SELECTORS)
         for cells in by_selector.values():
             assert tuple(cells) == PAPER_SHOTS
-    assert PAPER_TABLE4_PLFT == {"TNBC": (31.0, 4.7), "EM": (11.0, 0.5), "ssTEM": (8.0, 0.5),
-                                 "B5": (99.0, 0.0), "B39": (92.0, 0.4)}
+    assert PAPER_TABLE4_PLFT == {
+        "TNBC": (31.0, 4.7),
+        "EM": (11.0, 0.5),
+        "ssTEM": (8.0, 0.5),
+        "B5": (99.0, 0.0),
+        "B39": (92.0, 0.4),
+    }
 
 
 @pytest.mark.skipif(not SPEC.is_file(), reason="reference SPEC.md not available")
 def test_paper_table_matches_spec():
-    names = {"Entropy": "entropy", "MC-dropout": "mc_dropout", "Random": "random",
-             "**Ours**": "consistency", "Ours": "consistency"}
-    pattern = re.compile(r"\| (TNBC|EM|ssTEM|B39|B5) \| (Entropy|MC-dropout|Random|\*\*Ours\*\*"
-                         r"|Ours) \|(.*)\|$")
+    names = {
+        "Entropy": "entropy",
+        "MC-dropout": "mc_dropout",
+        "Random": "random",
+        "**Ours**": "consistency",
+        "Ours": "consistency",
+    }
+    pattern = re.compile(
+        r"\| (TNBC|EM|ssTEM|B39|B5) \| (Entropy|MC-dropout|Random|\*\*Ours\*\*"
+        r"|Ours) \|(.*)\|$"
+    )
     seen = 0
     for line in SPEC.read_text(encoding="utf-8").splitlines():
         m = pattern.match(line)
@@ -407,7 +450,9 @@ def test_paper_comparison_rows():
     ]
     rows = paper_comparison_rows(summary)
     assert [(r["target"], r["selector"], r["n_shots"]) for r in rows] == [
-        ("EM", "consistency", 1), ("B39", "random", 10)]
+        ("EM", "consistency", 1),
+        ("B39", "random", 10),
+    ]
     assert rows[0]["difference"] == pytest.approx(2.5)
     assert rows[0]["paper_mean"] == 62.0 and rows[0]["paper_std"] == 3.2
     assert rows[0]["kwtl_mean"] == 64.5 and rows[0]["kwtl_std"] == 1.0

@@ -1,4 +1,5 @@
 """Instance matching (kwtl evaluate --instances) against hand counts and a brute force."""
+
 import itertools
 
 import numpy as np
@@ -31,10 +32,10 @@ def test_hand_counted_example():
     truth[0:2, 4:6] = 2  # 4 px
     truth[4:6, 0:3] = 3  # 6 px
     found = np.zeros((6, 6), int)
-    found[0:2, 0:2] = 9          # cell 1 exactly: IoU 1
-    found[0:1, 4:6] = 4          # half of cell 2: IoU 2/4 = 0.5, not > 0.5
-    found[4:6, 0:2] = 7          # 4 of cell 3's 6 px: IoU 4/6 > 0.5
-    found[3, 5] = 8              # a speck: false positive
+    found[0:2, 0:2] = 9  # cell 1 exactly: IoU 1
+    found[0:1, 4:6] = 4  # half of cell 2: IoU 2/4 = 0.5, not > 0.5
+    found[4:6, 0:2] = 7  # 4 of cell 3's 6 px: IoU 4/6 > 0.5
+    found[3, 5] = 8  # a speck: false positive
     counts = match_instances(truth, found)
     assert counts["true_objects"] == 3 and counts["found_objects"] == 4
     assert counts["matched"] == 2
@@ -56,9 +57,14 @@ def test_empty_and_empty_is_perfect_and_missing_all_is_zero():
     assert match_instances(empty, empty)["f1"] == 1.0
     one = empty.copy()
     one[1:3, 1:3] = 1
-    assert match_instances(one, empty) == {"true_objects": 1, "found_objects": 0,
-                                            "matched": 0, "precision": 0.0, "recall": 0.0,
-                                            "f1": 0.0}
+    assert match_instances(one, empty) == {
+        "true_objects": 1,
+        "found_objects": 0,
+        "matched": 0,
+        "precision": 0.0,
+        "recall": 0.0,
+        "f1": 0.0,
+    }
 
 
 @pytest.mark.parametrize("seed", range(5))
@@ -70,7 +76,10 @@ def test_agrees_with_brute_force(seed):
     counts = match_instances(truth, found)
     matched, n_true, n_found = _brute_force(truth, found)
     assert (counts["matched"], counts["true_objects"], counts["found_objects"]) == (
-        matched, n_true, n_found)
+        matched,
+        n_true,
+        n_found,
+    )
 
 
 def test_threshold_below_half_is_refused():

@@ -1,4 +1,5 @@
 """LeaveOneDatasetOut inside scikit-learn's search, with and without metadata routing."""
+
 import numpy as np
 import pytest
 import sklearn
@@ -30,8 +31,9 @@ def test_is_a_public_scikit_learn_splitter():
 def test_routing_off_gives_the_helpful_message(packed):
     X, y, _ = packed
     with sklearn.config_context(enable_metadata_routing=False):
-        search = GridSearchCV(Exploding(), {"n_shots": [1]}, cv=LeaveOneDatasetOut(n_repeats=1),
-                              refit=False)
+        search = GridSearchCV(
+            Exploding(), {"n_shots": [1]}, cv=LeaveOneDatasetOut(n_repeats=1), refit=False
+        )
         with pytest.raises(ValueError, match="needs sample_domain.*enable_metadata_routing"):
             search.fit(X, y)
 

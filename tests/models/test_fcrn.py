@@ -1,4 +1,5 @@
 """FCRN architecture, checkpoint layout, BatchNorm switch, and the weighted BCE."""
+
 import math
 
 import numpy as np
@@ -10,18 +11,39 @@ from kwtl.models._fcrn import enable_mc_dropout, switch_to_affine
 from kwtl.models._loss import weighted_bce_with_logits
 
 # Parameter counts of SPEC §1, written out by hand per layer (c = 32).
-HAND_COUNT = 1 * 32 * 9 + 32 * 64 * 9 + 64 * 128 * 9 + 128 * 512 * 9 \
-    + 512 * 128 * 4 + 128 * 64 * 4 + 64 * 32 * 4 + (32 * 9 + 1)
+HAND_COUNT = (
+    1 * 32 * 9
+    + 32 * 64 * 9
+    + 64 * 128 * 9
+    + 128 * 512 * 9
+    + 512 * 128 * 4
+    + 128 * 64 * 4
+    + 64 * 32 * 4
+    + (32 * 9 + 1)
+)
 
 
 def authors_state_dict(affine, width=32):
     """A random state dict with the authors' key layout and shapes, built from SPEC §1."""
     c = width
-    convs = {"conv1": (c, 1, 3, 3), "conv2": (2 * c, c, 3, 3), "conv3": (4 * c, 2 * c, 3, 3),
-             "conv4": (16 * c, 4 * c, 3, 3), "conv5": (16 * c, 4 * c, 2, 2),
-             "conv6": (4 * c, 2 * c, 2, 2), "conv7": (2 * c, c, 2, 2)}
-    bn_channels = {"conv1": c, "conv2": 2 * c, "conv3": 4 * c, "conv4": 16 * c,
-                   "conv5": 4 * c, "conv6": 2 * c, "conv7": c}
+    convs = {
+        "conv1": (c, 1, 3, 3),
+        "conv2": (2 * c, c, 3, 3),
+        "conv3": (4 * c, 2 * c, 3, 3),
+        "conv4": (16 * c, 4 * c, 3, 3),
+        "conv5": (16 * c, 4 * c, 2, 2),
+        "conv6": (4 * c, 2 * c, 2, 2),
+        "conv7": (2 * c, c, 2, 2),
+    }
+    bn_channels = {
+        "conv1": c,
+        "conv2": 2 * c,
+        "conv3": 4 * c,
+        "conv4": 16 * c,
+        "conv5": 4 * c,
+        "conv6": 2 * c,
+        "conv7": c,
+    }
     g = torch.Generator().manual_seed(0)
     sd = {}
     for name, shape in convs.items():
@@ -89,7 +111,9 @@ def test_switch_to_affine_sets_gamma_beta_and_fresh_stats():
     for b in bns:
         assert torch.all(b.weight == 0.1) and torch.all(b.bias == 0.0)
         assert torch.all(b.running_mean == 0) and torch.all(b.running_var == 1)
-    assert sum(b.num_features for b in FCRN().modules() if isinstance(b, torch.nn.BatchNorm2d)) == 960
+    assert (
+        sum(b.num_features for b in FCRN().modules() if isinstance(b, torch.nn.BatchNorm2d)) == 960
+    )
 
 
 def test_dropout_adds_no_parameters_and_mc_dropout_context():

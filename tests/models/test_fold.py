@@ -1,5 +1,6 @@
 """BatchNorm folding: the folded copy computes the eval-mode output, and the cache follows
 every change of the module."""
+
 import pickle
 
 import numpy as np
@@ -72,21 +73,30 @@ def test_folded_weights_by_hand():
 def test_transpose_convolution_and_relu_pool_swap():
     torch.manual_seed(1)
     net = nn.Sequential(
-        nn.ConvTranspose2d(3, 5, 2, stride=2, bias=True), nn.BatchNorm2d(5), nn.ReLU(),
-        nn.MaxPool2d(2), nn.Conv2d(5, 4, 3, padding=1, groups=1), nn.BatchNorm2d(4, affine=False),
+        nn.ConvTranspose2d(3, 5, 2, stride=2, bias=True),
+        nn.BatchNorm2d(5),
+        nn.ReLU(),
+        nn.MaxPool2d(2),
+        nn.Conv2d(5, 4, 3, padding=1, groups=1),
+        nn.BatchNorm2d(4, affine=False),
     )
     _randomise_batchnorm(net, seed=3, negative_gamma=True).eval()
     folded = fold_batchnorm(net)
     assert [type(m).__name__ for m in folded] == [
-        "ConvTranspose2d", "ChannelsLastMaxPool2d", "ReLU", "Conv2d"]
+        "ConvTranspose2d",
+        "ChannelsLastMaxPool2d",
+        "ReLU",
+        "Conv2d",
+    ]
     x = torch.randn(2, 3, 6, 6)
     with torch.no_grad():
         torch.testing.assert_close(folded(x), net(x), rtol=1e-5, atol=1e-5)
 
 
 def test_unfoldable_layers_are_kept():
-    net = nn.Sequential(nn.Conv2d(4, 4, 3, padding=1, groups=2), nn.BatchNorm2d(4),
-                        nn.BatchNorm2d(4), nn.ReLU())
+    net = nn.Sequential(
+        nn.Conv2d(4, 4, 3, padding=1, groups=2), nn.BatchNorm2d(4), nn.BatchNorm2d(4), nn.ReLU()
+    )
     _randomise_batchnorm(net).eval()
     folded = fold_batchnorm(net)
     assert [type(m).__name__ for m in folded] == ["Conv2d", "BatchNorm2d", "BatchNorm2d", "ReLU"]
@@ -123,12 +133,15 @@ def test_cache_rebuilds_only_after_a_change():
     assert fourth is not third
     assert sum(p.numel() for p in fourth.parameters()) == sum(
         m.weight.numel() + (m.bias.numel() if m.bias is not None else 0)
-        for m in fourth.modules() if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)))
+        for m in fourth.modules()
+        if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d))
+    )
 
 
 def _segmenter():
-    return FCRNSegmenter(module__width=4, patch_size=16, stride=16, precision="fp32",
-                         batch_size=4, random_state=0).initialize()
+    return FCRNSegmenter(
+        module__width=4, patch_size=16, stride=16, precision="fp32", batch_size=4, random_state=0
+    ).initialize()
 
 
 def test_segmenter_patch_logits_follow_training():
@@ -146,7 +159,9 @@ def test_segmenter_patch_logits_follow_training():
         return out
 
     before = seg.patch_logits(patches)
-    torch.testing.assert_close(before, eval_logits(), rtol=1e-3, atol=1e-3)  # N(0, 1) init: logits ~ 1e2
+    torch.testing.assert_close(
+        before, eval_logits(), rtol=1e-3, atol=1e-3
+    )  # N(0, 1) init: logits ~ 1e2
     x = torch.from_numpy(patches[:4])[:, None]
     y = torch.from_numpy(masks.astype(np.float32))[:, None]
     seg.train_step((x, y))  # optimizer step and running statistics change in place
@@ -196,12 +211,19 @@ def test_max_pool_by_hand():
     np.testing.assert_array_equal(out[0, :, 0, 0].numpy(), [5.0, 0.0])  # max 1,5,3,0 and of −
 
 
-@pytest.mark.parametrize("pool, supported", [
-    (nn.MaxPool2d(2), True), (nn.MaxPool2d((2, 2), stride=(2, 2)), True),
-    (nn.MaxPool2d(3), False), (nn.MaxPool2d(2, stride=1), False), (nn.MaxPool2d(2, padding=1), False),
-    (nn.MaxPool2d(2, ceil_mode=True), False), (nn.MaxPool2d(2, return_indices=True), False),
-    (nn.MaxPool2d(2, dilation=2), False),
-])
+@pytest.mark.parametrize(
+    "pool, supported",
+    [
+        (nn.MaxPool2d(2), True),
+        (nn.MaxPool2d((2, 2), stride=(2, 2)), True),
+        (nn.MaxPool2d(3), False),
+        (nn.MaxPool2d(2, stride=1), False),
+        (nn.MaxPool2d(2, padding=1), False),
+        (nn.MaxPool2d(2, ceil_mode=True), False),
+        (nn.MaxPool2d(2, return_indices=True), False),
+        (nn.MaxPool2d(2, dilation=2), False),
+    ],
+)
 def test_max_pool_replacement_only_when_equivalent(pool, supported):
     assert ChannelsLastMaxPool2d.supports(pool) is supported
     folded = fold_batchnorm(nn.Sequential(pool))
@@ -250,16 +272,23 @@ def test_single_output_conv_under_bf16_autocast_is_float32_and_close():
     # bf16 keeps 8 significant bits: both errors are a few 2**-9 of the output's scale
     # (a missing or misplaced tap would be off by a whole term, ~0.1 of it)
     scale = exact.abs().max()
-    assert (got - exact).abs().max() <= 2 ** -6 * scale
-    assert (approx.float() - exact).abs().max() <= 2 ** -6 * scale
+    assert (got - exact).abs().max() <= 2**-6 * scale
+    assert (approx.float() - exact).abs().max() <= 2**-6 * scale
 
 
-@pytest.mark.parametrize("conv, supported", [
-    (nn.Conv2d(4, 1, 3, padding=1), True), (nn.Conv2d(4, 1, (1, 5), padding=(0, 2)), True),
-    (nn.Conv2d(4, 2, 3, padding=1), False), (nn.Conv2d(4, 1, 3, padding=0), False),
-    (nn.Conv2d(4, 1, 3, padding=1, stride=2), False), (nn.Conv2d(4, 1, 3, padding=2, dilation=2), False),
-    (nn.Conv2d(4, 1, 2, padding=1), False), (nn.Conv2d(4, 1, 3, padding=1, padding_mode="reflect"), False),
-])
+@pytest.mark.parametrize(
+    "conv, supported",
+    [
+        (nn.Conv2d(4, 1, 3, padding=1), True),
+        (nn.Conv2d(4, 1, (1, 5), padding=(0, 2)), True),
+        (nn.Conv2d(4, 2, 3, padding=1), False),
+        (nn.Conv2d(4, 1, 3, padding=0), False),
+        (nn.Conv2d(4, 1, 3, padding=1, stride=2), False),
+        (nn.Conv2d(4, 1, 3, padding=2, dilation=2), False),
+        (nn.Conv2d(4, 1, 2, padding=1), False),
+        (nn.Conv2d(4, 1, 3, padding=1, padding_mode="reflect"), False),
+    ],
+)
 def test_single_output_conv_replacement_only_when_equivalent(conv, supported):
     assert SingleOutputConv2d.supports(conv) is supported
     folded = fold_batchnorm(conv)

@@ -1,23 +1,24 @@
 """FCRNSegmenter.image_logits: whole images per pass when they fit, tiles otherwise."""
+
 import numpy as np
 import torch
+from tiny import tiny_segmenter
 
-from kwtl.models import FCRNSegmenter
-from kwtl.models import _segmenter
+from kwtl.models import _entry_points as _segmenter
 from kwtl.models._inference import forward_patches
 
 
 def _seg():
     # budget: 4 * inference_batch_size * patch_size**2 = 1024 input pixels per pass
-    return FCRNSegmenter(module__width=4, module__init="default", patch_size=16,
-                         inference_batch_size=1, precision="fp32", random_state=0).initialize()
+    return tiny_segmenter(inference_batch_size=1, random_state=0).initialize()
 
 
 def _whole(seg, images):
     h, w = images.shape[1:]
     padded = np.pad(images, ((0, 0), (0, (-h) % 8), (0, (-w) % 8)), mode="reflect")
-    return forward_patches(seg._inference_module(), padded,
-                           channels_last=seg._inference_channels_last)[:, :h, :w]
+    return forward_patches(
+        seg._inference_module(), padded, channels_last=seg._inference_channels_last
+    )[:, :h, :w]
 
 
 def _count_passes(monkeypatch):

@@ -1,5 +1,6 @@
 """Layer-by-layer batch-statistics BatchNorm: resuming from stored activations gives the
 same statistics as recomputing every pass from the images, and does less work."""
+
 import numpy as np
 import pytest
 import torch
@@ -31,8 +32,9 @@ def _one_batch_train_mode(net, images):
 def test_cached_layerwise_statistics_match(net_and_images, cache_bytes):
     net, images = net_and_images
     ref = _one_batch_train_mode(net, images)
-    out = predict_logit_maps(net, images, bn_mode="batch", max_pixels=2 * 32 * 40,
-                             cache_bytes=cache_bytes)
+    out = predict_logit_maps(
+        net, images, bn_mode="batch", max_pixels=2 * 32 * 40, cache_bytes=cache_bytes
+    )
     np.testing.assert_allclose(np.stack(out), ref, rtol=1e-4, atol=1e-4)
 
 
@@ -50,8 +52,9 @@ def test_first_convolution_runs_once_per_batch_with_cache(net_and_images, monkey
     counts = {}
     for cache_bytes in (0, 10**9):
         calls["n"] = 0
-        predict_logit_maps(net, images, bn_mode="batch", max_pixels=2 * 32 * 40,
-                           cache_bytes=cache_bytes)
+        predict_logit_maps(
+            net, images, bn_mode="batch", max_pixels=2 * 32 * 40, cache_bytes=cache_bytes
+        )
         counts[cache_bytes] = calls["n"]
     n_batches, n_bn = 3, 7
     # without a cache: one partial pass per BatchNorm, then the prediction pass
@@ -62,12 +65,12 @@ def test_first_convolution_runs_once_per_batch_with_cache(net_and_images, monkey
 
 def test_module_without_stages_falls_back():
     torch.manual_seed(1)
-    net = nn.Sequential(nn.Conv2d(1, 3, 3, padding=1), nn.BatchNorm2d(3), nn.ReLU(),
-                        nn.Conv2d(3, 1, 3, padding=1))
+    net = nn.Sequential(
+        nn.Conv2d(1, 3, 3, padding=1), nn.BatchNorm2d(3), nn.ReLU(), nn.Conv2d(3, 1, 3, padding=1)
+    )
     rng = np.random.default_rng(1)
     images = [rng.integers(0, 256, (16, 16), dtype=np.uint8) for _ in range(4)]
-    out = predict_logit_maps(net, images, bn_mode="batch", max_pixels=16 * 16,
-                             cache_bytes=10**9)
+    out = predict_logit_maps(net, images, bn_mode="batch", max_pixels=16 * 16, cache_bytes=10**9)
     x = torch.from_numpy(np.stack(images)).float().div(127.5).sub(1.0)[:, None]
     with torch.no_grad():
         ref = net.train()(x)[:, 0].numpy()

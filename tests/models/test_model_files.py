@@ -1,4 +1,5 @@
 """Model files that cannot lie: sidecar, checksums, clear refusals, untouched estimator."""
+
 import hashlib
 import json
 import os
@@ -16,8 +17,16 @@ AUTHORS_WEIGHTS = Path(__file__).resolve().parents[2] / ".." / "shared" / "weigh
 
 
 def tiny(**kw):
-    params = dict(module__width=2, module__init="default", patch_size=16, stride=16,
-                  max_epochs=1, batch_size=8, precision="fp32", random_state=0)
+    params = dict(
+        module__width=2,
+        module__init="default",
+        patch_size=16,
+        stride=16,
+        max_epochs=1,
+        batch_size=8,
+        precision="fp32",
+        random_state=0,
+    )
     params.update(kw)
     return FCRNSegmenter(**params)
 
@@ -40,15 +49,22 @@ def _state(seg):
 
 
 def _snapshot(folder):
-    return {p.name: "folder" if p.is_dir() else hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in Path(folder).iterdir()}
+    return {
+        p.name: "folder" if p.is_dir() else hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in Path(folder).iterdir()
+    }
 
 
 def test_sidecar_records_architecture_version_and_checksums(saved, trained):
     meta = json.loads(Path(str(saved) + ".json").read_text())
     assert meta["format"] == "kwtl-weights"
-    assert meta["architecture"] == {"class": "FCRN", "width": 2, "affine_batchnorm": False,
-                                    "dropout": 0.0, "init": "default"}
+    assert meta["architecture"] == {
+        "class": "FCRN",
+        "width": 2,
+        "affine_batchnorm": False,
+        "dropout": 0.0,
+        "init": "default",
+    }
     assert meta["sha256"] == hashlib.sha256(saved.read_bytes()).hexdigest()
     assert meta["bytes"] == saved.stat().st_size
     assert meta["parameters"]["patch_size"] == 16
@@ -146,8 +162,9 @@ DAMAGE = {
 
 @pytest.mark.parametrize("damage", sorted(DAMAGE))
 @pytest.mark.parametrize("initialized", [True, False], ids=["fitted", "fresh"])
-def test_bad_file_is_refused_and_estimator_untouched(damage, initialized, saved, trained,
-                                                     tmp_path, capsys):
+def test_bad_file_is_refused_and_estimator_untouched(
+    damage, initialized, saved, trained, tmp_path, capsys
+):
     action, match = DAMAGE[damage]
     action(saved)
     before_files = _snapshot(tmp_path)
@@ -179,8 +196,9 @@ def test_plain_state_dict_without_sidecar_loads(trained, tmp_path):
 
 
 def test_affine_checkpoint_switches_batchnorm(trained, tmp_path):
-    affine = FCRNSegmenter(module__width=2, module__affine=True, module__init="default",
-                           precision="fp32").initialize()
+    affine = FCRNSegmenter(
+        module__width=2, module__affine=True, module__init="default", precision="fp32"
+    ).initialize()
     path = tmp_path / "affine.pt"
     affine.save_params(f_params=path)
     seg = tiny().initialize()
@@ -188,13 +206,16 @@ def test_affine_checkpoint_switches_batchnorm(trained, tmp_path):
     assert any(getattr(m, "affine", False) for m in seg.module_.modules())
 
 
-@pytest.mark.skipif(not (AUTHORS_WEIGHTS / "authors_plft_ssTEM.pth").exists(),
-                    reason="the authors' weights are not beside the checkout")
+@pytest.mark.skipif(
+    not (AUTHORS_WEIGHTS / "authors_plft_ssTEM.pth").exists(),
+    reason="the authors' weights are not beside the checkout",
+)
 def test_authors_released_weights_still_load():
     seg = FCRNSegmenter(precision="fp32").initialize()
     seg.load_params(f_params=AUTHORS_WEIGHTS / "authors_plft_ssTEM.pth")
-    state = torch.load(AUTHORS_WEIGHTS / "authors_plft_ssTEM.pth", map_location="cpu",
-                       weights_only=True)
+    state = torch.load(
+        AUTHORS_WEIGHTS / "authors_plft_ssTEM.pth", map_location="cpu", weights_only=True
+    )
     assert torch.equal(seg.module_.conv8.bias, state["conv8.bias"])
     # the plain module loads them as before
     module = FCRN(affine=True)
@@ -224,8 +245,9 @@ def test_file_object_round_trip(trained, tmp_path):
 
 def test_pickle_of_the_estimator_unaffected(trained):
     again = pickle.loads(pickle.dumps(trained))
-    np.testing.assert_array_equal(again.module_.conv8.bias.detach().numpy(),
-                                  trained.module_.conv8.bias.detach().numpy())
+    np.testing.assert_array_equal(
+        again.module_.conv8.bias.detach().numpy(), trained.module_.conv8.bias.detach().numpy()
+    )
 
 
 def _no_sidecar_flipped(path):
@@ -272,4 +294,3 @@ def test_flipped_bytes_without_sidecar_refused_by_the_workflow(saved):
     _no_sidecar_flipped(saved)
     with pytest.raises(ModelFileError, match="CRC-32"):
         load_model(saved)
-

@@ -1,19 +1,27 @@
 """The authors' weights loader (local files only, never downloads) and encoder features."""
+
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from tiny import tiny_segmenter
 
 from kwtl.datasets import PatchSet
-from kwtl.models import (AUTHORS_COMMIT, PRETRAINED, FCRNSegmenter, load_pretrained,
-                         pretrained_path)
+from kwtl.models import (
+    AUTHORS_COMMIT,
+    PRETRAINED,
+    _pretrained,
+    load_pretrained,
+    pretrained_path,
+)
 from kwtl.models._features import encoder_features, image_encoder_maps, window_means
-from kwtl.models import _pretrained
 
 WEIGHTS = Path(__file__).resolve().parents[3] / "shared" / "weights"
-needs_weights = pytest.mark.skipif(not (WEIGHTS / "authors_plft_EM.pth").exists(),
-                                   reason="the authors' weights are not available here")
+needs_weights = pytest.mark.skipif(
+    not (WEIGHTS / "authors_plft_EM.pth").exists(),
+    reason="the authors' weights are not available here",
+)
 
 
 @pytest.fixture(autouse=True)
@@ -22,6 +30,7 @@ def no_download(monkeypatch):
 
     def refuse(*args, **kwargs):
         raise AssertionError("a test tried to download")
+
     monkeypatch.setattr(pooch, "retrieve", refuse)
     monkeypatch.delenv("KWTL_WEIGHTS", raising=False)
 
@@ -71,11 +80,15 @@ def test_download_is_pinned_and_checked(tmp_path, monkeypatch):
     def fake_retrieve(url, known_hash, fname, path, progressbar):
         calls.update(url=url, known_hash=known_hash, fname=fname)
         return str(tmp_path / fname)
+
     import pooch
+
     monkeypatch.setattr(pooch, "retrieve", fake_retrieve)
     out = pretrained_path("authors:ssTEM", download=True, cache_dir=tmp_path)
-    assert calls["url"] == (f"https://github.com/Yussef93/KnowWhatToLabel/raw/{AUTHORS_COMMIT}/"
-                            "models/PLFT/model_pretrained_MetaBCE_100epochs_PL_target_ssTEM.pth")
+    assert calls["url"] == (
+        f"https://github.com/Yussef93/KnowWhatToLabel/raw/{AUTHORS_COMMIT}/"
+        "models/PLFT/model_pretrained_MetaBCE_100epochs_PL_target_ssTEM.pth"
+    )
     assert calls["known_hash"] == "sha256:" + PRETRAINED["authors:ssTEM"][2]
     assert out == tmp_path / "authors_plft_ssTEM.pth"
 
@@ -83,8 +96,7 @@ def test_download_is_pinned_and_checked(tmp_path, monkeypatch):
 # ----------------------------------------------------------------- features
 @pytest.fixture(scope="module")
 def seg():
-    return FCRNSegmenter(module__width=4, module__init="default", patch_size=16, stride=16, precision="fp32",
-                         random_state=0).initialize()
+    return tiny_segmenter(random_state=0).initialize()
 
 
 def test_encoder_features_match_manual_forward(seg):
@@ -95,9 +107,13 @@ def test_encoder_features_match_manual_forward(seg):
     with torch.no_grad():
         h = net.conv4(net.conv3(net.conv2(net.conv1(x))))
     seg.module_.train()
-    np.testing.assert_allclose(got, h.mean(dim=(2, 3)).numpy(), rtol=1e-5, atol=1e-6)
+    # two float32 computations (normalisation written differently, other conv kernels):
+    # they agree to float32 accumulation error, ~1e-5 relative on some CPUs
+    np.testing.assert_allclose(got, h.mean(dim=(2, 3)).numpy(), rtol=1e-4, atol=1e-5)
     assert got.shape == (5, 64)
-    np.testing.assert_allclose(got, encoder_features(seg, patches, batch_size=2), rtol=1e-5)
+    np.testing.assert_allclose(
+        got, encoder_features(seg, patches, batch_size=2), rtol=1e-5, atol=1e-7
+    )  # other batch sizes may pick other conv kernels: float32 rounding differs slightly
 
 
 def test_window_means_against_loops():
@@ -105,11 +121,17 @@ def test_window_means_against_loops():
     maps = rng.random((3, 6, 8))
     got = window_means(maps, patch_size=(16, 24), stride=8, scale=4)
     coords = PatchSet.from_images([np.zeros((24, 32), np.uint8)], (16, 24), 8).coords
-    expect = np.array([maps[:, r // 4:(r + 16) // 4, c // 4:(c + 24) // 4].mean(axis=(1, 2))
-                       for _, r, c in coords])
+    expect = np.array(
+        [
+            maps[:, r // 4 : (r + 16) // 4, c // 4 : (c + 24) // 4].mean(axis=(1, 2))
+            for _, r, c in coords
+        ]
+    )
     np.testing.assert_allclose(got, expect)
-    np.testing.assert_allclose(window_means(maps[0], 8, 4, scale=4), [
-        maps[0, r:r + 2, c:c + 2].mean() for r in range(0, 5, 1) for c in range(0, 7, 1)])
+    np.testing.assert_allclose(
+        window_means(maps[0], 8, 4, scale=4),
+        [maps[0, r : r + 2, c : c + 2].mean() for r in range(0, 5, 1) for c in range(0, 7, 1)],
+    )
     with pytest.raises(ValueError, match="divisible"):
         window_means(maps, patch_size=6, stride=4, scale=4)
 

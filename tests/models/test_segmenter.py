@@ -1,4 +1,5 @@
 """FCRNSegmenter: training, prediction, BatchNorm modes, Reptile, and estimator API."""
+
 import copy
 import pickle
 
@@ -30,8 +31,15 @@ def blobs(n, size=32, seed=0):
 
 
 def small(**kw):
-    params = dict(module__width=4, patch_size=16, stride=8, max_epochs=2, batch_size=8,
-                  precision="fp32", random_state=0)
+    params = dict(
+        module__width=4,
+        patch_size=16,
+        stride=8,
+        max_epochs=2,
+        batch_size=8,
+        precision="fp32",
+        random_state=0,
+    )
     params.update(kw)
     return FCRNSegmenter(**params)
 
@@ -218,6 +226,7 @@ def test_meta_fit_reptile_matches_manual_adam(data):
     x = torch.from_numpy(np.stack([image] * 5)).float().div(127.5).sub(1.0)[:, None]
     y = torch.from_numpy(np.stack([mask] * 5).astype(np.float32))[:, None]
     from kwtl.models._loss import weighted_bce_with_logits
+
     for _ in range(4):
         opt.zero_grad()
         weighted_bce_with_logits(manual(x), y).backward()
@@ -244,7 +253,9 @@ def test_meta_fit_step_size_interpolates(data):
 def test_to_affine(fitted):
     seg = pickle.loads(pickle.dumps(fitted)).to_affine()
     assert all(m.affine for m in seg.module_.modules() if isinstance(m, torch.nn.BatchNorm2d))
-    assert any(p is seg.module_.conv1[1].weight for g in seg.optimizer_.param_groups for p in g["params"])
+    assert any(
+        p is seg.module_.conv1[1].weight for g in seg.optimizer_.param_groups for p in g["params"]
+    )
 
 
 @pytest.mark.skipif(not torch.ops.mkldnn._is_mkldnn_bf16_supported(), reason="no native bf16")
@@ -257,13 +268,19 @@ def test_bf16_precision_trains_and_predicts(data):
     assert np.mean([np.abs(a - b).mean() for a, b in zip(proba, ref)]) < 0.05
 
 
-@pytest.mark.parametrize("make_bad, match", [
-    (lambda im, m: (im, None), "y is required"),
-    (lambda im, m: (im, m[:-1]), "masks but there are"),
-    (lambda im, m: (im, [np.zeros((5, 5))] + m[1:]), "has shape"),
-    (lambda im, m: ([np.full((32, 32), np.nan)] + im[1:], m), "NaN"),
-    (lambda im, m: ([np.zeros((8, 8))] + im[1:], [np.zeros((8, 8))] + m[1:]), "smaller than the patch"),
-])
+@pytest.mark.parametrize(
+    "make_bad, match",
+    [
+        (lambda im, m: (im, None), "y is required"),
+        (lambda im, m: (im, m[:-1]), "masks but there are"),
+        (lambda im, m: (im, [np.zeros((5, 5))] + m[1:]), "has shape"),
+        (lambda im, m: ([np.full((32, 32), np.nan)] + im[1:], m), "NaN"),
+        (
+            lambda im, m: ([np.zeros((8, 8))] + im[1:], [np.zeros((8, 8))] + m[1:]),
+            "smaller than the patch",
+        ),
+    ],
+)
 def test_fit_bad_input_errors(data, make_bad, match):
     images, masks = data
     X, y = make_bad(list(images), list(masks))
@@ -271,12 +288,15 @@ def test_fit_bad_input_errors(data, make_bad, match):
         small().fit(X, y)
 
 
-@pytest.mark.parametrize("params, match", [
-    ({"patch_size": 12}, "multiple of 8"),
-    ({"bn_mode": "eval"}, "bn_mode"),
-    ({"precision": "fp16"}, "precision"),
-    ({"threshold": 1.5}, "threshold"),
-])
+@pytest.mark.parametrize(
+    "params, match",
+    [
+        ({"patch_size": 12}, "multiple of 8"),
+        ({"bn_mode": "eval"}, "bn_mode"),
+        ({"precision": "fp16"}, "precision"),
+        ({"threshold": 1.5}, "threshold"),
+    ],
+)
 def test_bad_parameters(data, params, match):
     images, masks = data
     with pytest.raises(ValueError, match=match):
@@ -295,8 +315,9 @@ def test_mc_dropout_proba_equals_full_stochastic_passes(fitted):
     torch.manual_seed(3)
     fast = fitted.mc_dropout_proba(patches, p=0.5, n_passes=4)
     torch.manual_seed(3)
-    slow = torch.stack([torch.sigmoid(fitted.patch_logits(patches, mc_dropout=0.5))
-                        for _ in range(4)]).mean(0)
+    slow = torch.stack(
+        [torch.sigmoid(fitted.patch_logits(patches, mc_dropout=0.5)) for _ in range(4)]
+    ).mean(0)
     torch.testing.assert_close(fast, slow, rtol=1e-5, atol=1e-6)
     assert fitted.module_.dropout.p == 0.0 and fitted.module_.dropout.training == mode
 
@@ -308,12 +329,14 @@ def test_recalibrate_batchnorm_sets_population_statistics(fitted, data):
     seg.recalibrate_batchnorm(images)
     # conv1's BN input is the first convolution of the patches: compare with a direct computation
     from kwtl.datasets import PatchSet
+
     patches = PatchSet.from_images(images, 16, 8)
     x = torch.from_numpy(patches[np.arange(len(patches))]).float().div(127.5).sub(1)[:, None]
     with torch.no_grad():
         conv = seg.module_.conv1[0](x)
-    torch.testing.assert_close(seg.module_.conv1[1].running_mean, conv.mean((0, 2, 3)),
-                               rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(
+        seg.module_.conv1[1].running_mean, conv.mean((0, 2, 3)), rtol=1e-4, atol=1e-5
+    )
     for k, v in seg.module_.state_dict().items():
         if "running" not in k and "num_batches" not in k:
             assert torch.equal(v, weights[k]), k  # no weight changed
@@ -326,7 +349,7 @@ def test_patch_dataset_reads_read_only_arrays_without_warning_or_writing():
     from kwtl.models._segmenter import PatchDataset
 
     image = np.arange(64, dtype=np.uint8).reshape(8, 8)
-    mask = (image % 3 == 0)
+    mask = image % 3 == 0
     image.flags.writeable = False
     mask.flags.writeable = False
     with warnings.catch_warnings():

@@ -1,5 +1,6 @@
 """Layers with faster CPU training passes (kwtl.models._fold.use_training_layers): same
 function and gradients as PyTorch's layers, same parameters, and what the segmenter trains."""
+
 import copy
 import pickle
 
@@ -50,8 +51,9 @@ def test_single_output_conv_gradcheck():
     fast = SingleOutputConv2d.from_conv(conv)
     x = torch.randn(2, 3, 4, 5, dtype=torch.float64).contiguous(memory_format=CL)
     x.requires_grad_()
-    assert torch.autograd.gradcheck(lambda x, w, b: _with_params(fast, w, b)(x),
-                                    (x, conv.weight, conv.bias))
+    assert torch.autograd.gradcheck(
+        lambda x, w, b: _with_params(fast, w, b)(x), (x, conv.weight, conv.bias)
+    )
 
 
 def _with_params(layer, weight, bias):
@@ -68,15 +70,15 @@ def test_stride2_conv_transpose_backward_equals_conv_transpose(bias):
     x = torch.randn(2, 4, 3, 5, dtype=torch.float64).contiguous(memory_format=CL)
     g = torch.randn(2, 3, 6, 10, dtype=torch.float64)
     params = [p for p in (deconv.weight, deconv.bias) if p is not None]
-    assert type(fast(x.clone().requires_grad_()).grad_fn).__name__ == \
-        "_Stride2DeconvFunctionBackward"
+    assert (
+        type(fast(x.clone().requires_grad_()).grad_fn).__name__ == "_Stride2DeconvFunctionBackward"
+    )
     got = _grads(fast, params, x, g)
     want = _grads(deconv, params, x.contiguous(), g)
     for a, b in zip(got, want):
         torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
     x.requires_grad_()
-    assert torch.autograd.gradcheck(lambda x, w, b=None: _with_params(fast, w, b)(x),
-                                    (x, *params))
+    assert torch.autograd.gradcheck(lambda x, w, b=None: _with_params(fast, w, b)(x), (x, *params))
 
 
 def test_ordinary_paths_outside_cpu_channels_last_training():
@@ -102,8 +104,14 @@ def test_use_training_layers_swaps_in_place_and_shares_parameters():
 
 
 def test_segmenter_trains_with_the_fast_layers_and_the_same_gradients():
-    seg = FCRNSegmenter(module__width=4, module__affine=True, module__init="default",
-                        patch_size=16, precision="fp32", random_state=0).initialize()
+    seg = FCRNSegmenter(
+        module__width=4,
+        module__affine=True,
+        module__init="default",
+        patch_size=16,
+        precision="fp32",
+        random_state=0,
+    ).initialize()
     assert isinstance(seg.module_.conv8, SingleOutputConv2d)
     assert seg.module_.conv2[0].weight.is_contiguous(memory_format=CL)
     plain = FCRN(width=4, affine=True, init="default")
@@ -120,13 +128,15 @@ def test_segmenter_trains_with_the_fast_layers_and_the_same_gradients():
     fast_grads = dict(seg.module_.named_parameters())
     for name, p in plain.named_parameters():
         scale = p.grad.abs().max().item() + 1e-12
-        torch.testing.assert_close(fast_grads[name].grad / scale, p.grad / scale,
-                                   rtol=1e-4, atol=1e-4)
+        torch.testing.assert_close(
+            fast_grads[name].grad / scale, p.grad / scale, rtol=1e-4, atol=1e-4
+        )
 
 
 def test_segmenter_with_fast_layers_pickles_and_clones():
-    seg = FCRNSegmenter(module__width=4, patch_size=16, precision="fp32",
-                        random_state=0).initialize()
+    seg = FCRNSegmenter(
+        module__width=4, patch_size=16, precision="fp32", random_state=0
+    ).initialize()
     again = pickle.loads(pickle.dumps(seg))
     for (k, a), (_, b) in zip(seg.module_.state_dict().items(), again.module_.state_dict().items()):
         assert torch.equal(a, b), k

@@ -5,6 +5,7 @@ not supported on this platform"), so these tests run on the ``xcb`` platform of 
 display pytest-xvfb gives them (or the real one). Without a display they fail with a
 message saying what to install: they are never skipped.
 """
+
 import os
 import sys
 from pathlib import Path
@@ -18,11 +19,15 @@ if sys.platform.startswith("linux"):
 
 @pytest.fixture(autouse=True)
 def _display_present():
-    if sys.platform.startswith("linux") and not (os.environ.get("DISPLAY")
-                                                 or os.environ.get("WAYLAND_DISPLAY")):
-        pytest.fail("the napari tests need an X display: install Xvfb (Debian: apt-get "
-                    "install xvfb libxcb-icccm4 libxcb-keysyms1); pytest-xvfb (in the tests "
-                    "extra) then starts it", pytrace=False)
+    if sys.platform.startswith("linux") and not (
+        os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")
+    ):
+        pytest.fail(
+            "the napari tests need an X display: install Xvfb (Debian: apt-get "
+            "install xvfb libxcb-icccm4 libxcb-keysyms1); pytest-xvfb (in the tests "
+            "extra) then starts it",
+            pytrace=False,
+        )
 
 
 @pytest.fixture

@@ -1,4 +1,5 @@
 """The napari plugin, driven as a person would: open a package, paint, save, run the steps."""
+
 import json
 from pathlib import Path
 
@@ -25,8 +26,16 @@ def _tiny_model(folder):
         write_image(folder / "source" / "images" / f"s{i}.png", x)
         write_mask(folder / "source" / "masks" / f"s{i}.png", y)
     model = folder / "model.kwtl"
-    pretrain([folder / "source"], model, width=4, patch_size=32, stride=16,
-             meta_iterations=2, inner_steps=1, progress=False)
+    pretrain(
+        [folder / "source"],
+        model,
+        width=4,
+        patch_size=32,
+        stride=16,
+        meta_iterations=2,
+        inner_steps=1,
+        progress=False,
+    )
     return model
 
 
@@ -45,8 +54,7 @@ def real_folder(tmp_path_factory):
         mask = read_mask(shared / "ssTEM" / "masks" / f"{name}.png")[256:384, 256:384]
         write_image(root / "images" / f"{name}.png", image)
         truth[name] = mask
-    return {"root": root, "images": root / "images", "truth": truth,
-            "model": _tiny_model(root)}
+    return {"root": root, "images": root / "images", "truth": truth, "model": _tiny_model(root)}
 
 
 def _wait(qtbot, widget):
@@ -60,8 +68,9 @@ def _draw_all_from_truth(annotate, truth, qtbot):
         annotate.go(k, force=True)
         r, c, h, w = items.box(k)
         layer = annotate.viewer.layers[MASK_LAYER]
-        layer.data = (truth[str(items.row(k)["source_image"])][r:r + h, c:c + w] > 0)\
-            .astype(np.uint32)
+        layer.data = (truth[str(items.row(k)["source_image"])][r : r + h, c : c + w] > 0).astype(
+            np.uint32
+        )
         qtbot.mouseClick(annotate.save_button, LEFT)
     assert annotate.progress_label.text() == f"{len(items)} of {len(items)} drawn"
 
@@ -71,18 +80,20 @@ def test_manifest_declares_both_widgets():
     manifest = npe2.PluginManifest.from_file(ROOT / "kwtl" / "napari" / "napari.yaml")
     assert manifest.name == "kwtl"
     commands = {c.id: c.python_name for c in manifest.contributions.commands}
-    assert commands == {"kwtl.annotate": "kwtl.napari._annotate:AnnotateWidget",
-                        "kwtl.steps": "kwtl.napari._steps:StepsWidget"}
+    assert commands == {
+        "kwtl.annotate": "kwtl.napari._annotate:AnnotateWidget",
+        "kwtl.steps": "kwtl.napari._steps:StepsWidget",
+    }
     assert {w.command for w in manifest.contributions.widgets} == set(commands)
     tomllib = pytest.importorskip("tomllib")
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())
     assert project["project"]["entry-points"]["napari.manifest"] == {
-        "kwtl": "kwtl.napari:napari.yaml"}
+        "kwtl": "kwtl.napari:napari.yaml"
+    }
 
 
 @pytest.mark.integration
-def test_annotate_a_real_package(make_napari_viewer, qtbot, real_folder, tmp_path,
-                                 screenshot_dir):
+def test_annotate_a_real_package(make_napari_viewer, qtbot, real_folder, tmp_path, screenshot_dir):
     from kwtl.workflow import select
 
     todo = tmp_path / "todo"
@@ -98,8 +109,9 @@ def test_annotate_a_real_package(make_napari_viewer, qtbot, real_folder, tmp_pat
     assert f"#{first['rank']}" in annotate.item_label.text()
     # the source image, its chosen regions numbered by rank, a labels layer on the region
     source = viewer.layers[SOURCE_LAYER].data
-    np.testing.assert_array_equal(source, read_image(real_folder["images"] /
-                                                     f"{first['source_image']}.png"))
+    np.testing.assert_array_equal(
+        source, read_image(real_folder["images"] / f"{first['source_image']}.png")
+    )
     shapes = viewer.layers[PATCHES_LAYER]
     same = table[table["source_image"] == first["source_image"]]
     assert len(shapes.data) == len(same)
@@ -155,8 +167,9 @@ def test_unsaved_drawing_is_not_left_silently(make_napari_viewer, qtbot, tmp_pat
 
 
 @pytest.mark.integration
-def test_two_rounds_through_the_widgets(make_napari_viewer, qtbot, real_folder, tmp_path,
-                                        screenshot_dir):
+def test_two_rounds_through_the_widgets(
+    make_napari_viewer, qtbot, real_folder, tmp_path, screenshot_dir
+):
     viewer = make_napari_viewer(show=True)
     annotate = AnnotateWidget(viewer)
     steps = StepsWidget(viewer)
@@ -173,7 +186,7 @@ def test_two_rounds_through_the_widgets(make_napari_viewer, qtbot, real_folder, 
     assert steps.error is None, steps.error
     assert annotate.items is not None and annotate.items.folder == tmp_path / "todo1"
     _draw_all_from_truth(annotate, truth, qtbot)
-    steps.finetune_epochs.setValue(2)
+    steps.finetune_steps.setValue(4)
     steps.finetune_out.setText(str(tmp_path / "tuned1.kwtl"))
     assert steps.finetune_packages.text() == str(tmp_path / "todo1")
     qtbot.mouseClick(steps.finetune_button, LEFT)
@@ -206,8 +219,9 @@ def test_two_rounds_through_the_widgets(make_napari_viewer, qtbot, real_folder, 
     assert steps.error is None, steps.error
     for name in ("00", "01", "02"):
         layer = viewer.layers[f"{name} mask"]
-        np.testing.assert_array_equal(layer.data, read_mask(tmp_path / "masks" / "masks" /
-                                                                 f"{name}.png"))
+        np.testing.assert_array_equal(
+            layer.data, read_mask(tmp_path / "masks" / "masks" / f"{name}.png")
+        )
     assert steps.progress_bar.value() == steps.progress_bar.maximum()
     viewer.screenshot(path=str(screenshot_dir / "napari_steps.png"), canvas_only=False)
 
@@ -217,7 +231,7 @@ def _assert_no_overlap(first, second):
     for _, x in a.iterrows():
         for _, y in b[b["source_image"] == x["source_image"]].iterrows():
             size = int(x["size"])
-            assert (abs(x["row"] - y["row"]) >= size or abs(x["col"] - y["col"]) >= size)
+            assert abs(x["row"] - y["row"]) >= size or abs(x["col"] - y["col"]) >= size
 
 
 def test_cancel_then_resume(make_napari_viewer, qtbot, tmp_path):
@@ -230,15 +244,17 @@ def test_cancel_then_resume(make_napari_viewer, qtbot, tmp_path):
     select(tmp_path / "imgs", model, 2, tmp_path / "todo", progress=False)
     truth = dict(zip(["i0", "i1"], masks))
     for row in read_selection(tmp_path / "todo").itertuples():
-        write_mask(tmp_path / "todo" / row.mask_file,
-                   truth[row.source_image][row.row:row.row + 32, row.col:row.col + 32])
+        write_mask(
+            tmp_path / "todo" / row.mask_file,
+            truth[row.source_image][row.row : row.row + 32, row.col : row.col + 32],
+        )
     viewer = make_napari_viewer(show=True)
     steps = StepsWidget(viewer)
     ticks = []
     steps._relay.progressed.connect(lambda d, n, t: ticks.append((d, n, t)))
     steps._relay.progressed.connect(lambda d, n, t: n >= 3 and steps.cancel())
     steps.finetune_packages.setText(str(tmp_path / "todo"))
-    steps.finetune_epochs.setValue(400)
+    steps.finetune_steps.setValue(4000)
     steps.finetune_out.setText(str(tmp_path / "tuned.kwtl"))
     qtbot.mouseClick(steps.finetune_button, LEFT)
     _wait(qtbot, steps)
@@ -247,7 +263,7 @@ def test_cancel_then_resume(make_napari_viewer, qtbot, tmp_path):
     assert any(d == "fine-tuning" for d, _, _ in ticks)
     steps._relay.progressed.disconnect()
     steps._relay.progressed.connect(steps._on_progress)
-    steps.finetune_epochs.setValue(4)
+    steps.finetune_steps.setValue(8)
     qtbot.mouseClick(steps.finetune_button, LEFT)
     _wait(qtbot, steps)
     assert steps.error is None, steps.error

@@ -1,4 +1,5 @@
 """Instance labels from a foreground map, on synthetic touching discs."""
+
 import numpy as np
 import pytest
 from scipy import ndimage
@@ -11,7 +12,7 @@ SHAPE = (48, 64)
 
 def _disc(centre, radius, shape=SHAPE):
     rows, cols = np.mgrid[: shape[0], : shape[1]]
-    return (rows - centre[0]) ** 2 + (cols - centre[1]) ** 2 <= radius ** 2
+    return (rows - centre[0]) ** 2 + (cols - centre[1]) ** 2 <= radius**2
 
 
 def _assert_one_label_per_disc(labels, discs):
@@ -78,8 +79,7 @@ def test_probability_map_thresholded():
     proba = np.where(a | b, 0.9, 0.1)
     np.testing.assert_array_equal(label_instances(proba), label_instances(a | b))
     assert not label_instances(proba, threshold=0.95).any()
-    np.testing.assert_array_equal(label_instances((a | b) * np.uint8(255)),
-                                  label_instances(a | b))
+    np.testing.assert_array_equal(label_instances((a | b) * np.uint8(255)), label_instances(a | b))
 
 
 def test_min_distance_merges_close_seeds():
@@ -95,11 +95,14 @@ def test_output_is_a_cellpose_mask(tmp_path):
     np.testing.assert_array_equal(read_mask(path), labels)
 
 
-@pytest.mark.parametrize("bad, error", [
-    (np.zeros((2, 2, 2)), ValueError),
-    (np.array([[np.nan, 0.0]]), ValueError),
-    (np.zeros((0, 3)), ValueError),
-])
+@pytest.mark.parametrize(
+    "bad, error",
+    [
+        (np.zeros((2, 2, 2)), ValueError),
+        (np.array([[np.nan, 0.0]]), ValueError),
+        (np.zeros((0, 3)), ValueError),
+    ],
+)
 def test_bad_input(bad, error):
     with pytest.raises(error):
         label_instances(bad)

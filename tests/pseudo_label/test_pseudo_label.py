@@ -1,4 +1,5 @@
 """Tests for kwtl.pseudo_label (paper §3.2, SPEC §4.1)."""
+
 import pickle
 
 import numpy as np
@@ -454,8 +455,9 @@ def test_matches_opencv_if_available():
         np.testing.assert_array_equal(equalize_hist(img), cv2.equalizeHist(img))
         mask = rng.random(shape) < rng.uniform(0.0, 0.2)
         size, iterations = int(rng.integers(1, 6)), int(rng.integers(0, 4))
-        ref = cv2.dilate(mask.astype(np.uint8), np.ones((size, size), np.uint8),
-                         iterations=iterations)
+        ref = cv2.dilate(
+            mask.astype(np.uint8), np.ones((size, size), np.uint8), iterations=iterations
+        )
         np.testing.assert_array_equal(dilate(mask, size, iterations), ref.astype(bool))
     # the authors' full pipeline (EM: inverse threshold 140, 2x2 dilation x2)
     img = np.clip(rng.normal(120, 40, (64, 80)), 0, 255).astype(np.uint8)

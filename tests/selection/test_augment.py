@@ -1,4 +1,5 @@
 """The vectorised augmentations reproduce Pillow bit for bit."""
+
 import numpy as np
 import pytest
 from PIL import Image, ImageEnhance, ImageFilter, ImageOps
@@ -16,11 +17,11 @@ def _pil(batch, op):
 
 def _batches(shape, rng):
     h, w = shape
-    yield rng.integers(0, 256, (4, h, w), dtype=np.uint8)                 # full range
-    yield rng.integers(90, 140, (3, h, w)).astype(np.uint8)                # narrow range
-    yield rng.choice(np.array([0, 255], np.uint8), (3, h, w))              # extremes only
+    yield rng.integers(0, 256, (4, h, w), dtype=np.uint8)  # full range
+    yield rng.integers(90, 140, (3, h, w)).astype(np.uint8)  # narrow range
+    yield rng.choice(np.array([0, 255], np.uint8), (3, h, w))  # extremes only
     yield np.stack([np.full((h, w), v, np.uint8) for v in (0, 37, 128, 255)])  # constant
-    yield (rng.integers(0, 256, (2, h, w)) // 7).astype(np.uint8)          # dark
+    yield (rng.integers(0, 256, (2, h, w)) // 7).astype(np.uint8)  # dark
 
 
 @pytest.mark.parametrize("shape", SHAPES)
@@ -62,10 +63,12 @@ def test_random_factors_large_patches_match_pil():
         factor = float(factor)
         np.testing.assert_array_equal(
             sharpness(batch, factor),
-            _pil(batch, lambda im: ImageEnhance.Sharpness(im).enhance(factor)))
+            _pil(batch, lambda im: ImageEnhance.Sharpness(im).enhance(factor)),
+        )
         np.testing.assert_array_equal(
             brightness(batch, factor),
-            _pil(batch, lambda im: ImageEnhance.Brightness(im).enhance(factor)))
+            _pil(batch, lambda im: ImageEnhance.Brightness(im).enhance(factor)),
+        )
 
 
 def test_constant_patch_unchanged_by_autocontrast_and_sharpness():

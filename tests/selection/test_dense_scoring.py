@@ -1,16 +1,18 @@
 """Dense scoring (whole-image maps + box sums) against exact per-patch scoring."""
+
 import numpy as np
 import pytest
 import torch
 from scipy.stats import spearmanr
+from tiny import tiny_segmenter
 
 from kwtl.datasets import PatchSet, make_cells
-from kwtl.models import FCRN, FCRNSegmenter
+from kwtl.models import FCRN
 from kwtl.models._inference import forward_patches, forward_tiled
 from kwtl.selection import ConsistencySelector, EntropySelector, MCDropoutSelector
 from kwtl.selection._augment import autocontrast, autocontrast_lut
-from kwtl.selection._base import aggregate_images
 from kwtl.selection._dense import box_reduce
+from kwtl.selection._pixel import aggregate_images
 
 PATCH = 64
 
@@ -18,8 +20,9 @@ PATCH = 64
 @pytest.fixture(scope="module")
 def trained():
     images, masks = make_cells(n_images=2, image_size=(128, 160), random_state=0)
-    seg = FCRNSegmenter(module__width=4, patch_size=PATCH, stride=8, precision="fp32",
-                        max_epochs=3, batch_size=8, random_state=0).fit(images, masks)
+    seg = tiny_segmenter(
+        module__init="paper", lr=1e-4, patch_size=PATCH, stride=8, max_epochs=3, random_state=0
+    ).fit(images, masks)
     return list(images), seg
 
 
@@ -33,8 +36,9 @@ def test_box_reduce_matches_brute_force(size, reduction):
     corners = np.array([(r, c) for r in range(0, 13 - h + 1, 2) for c in range(0, 17 - w + 1, 3)])
     ref = {"mean": np.mean, "sum": np.sum, "max": np.max}[reduction]
     expected = [ref(m[r : r + h, c : c + w].astype(np.float64)) for r, c in corners]
-    np.testing.assert_allclose(box_reduce(m, corners, size, reduction), expected, rtol=1e-6,
-                               atol=1e-9)
+    np.testing.assert_allclose(
+        box_reduce(m, corners, size, reduction), expected, rtol=1e-6, atol=1e-9
+    )
 
 
 def test_box_reduce_callable_gets_the_windows():
@@ -108,13 +112,14 @@ def test_entropy_dense_map_is_exact_inside_patches_on_the_pool_grid(trained):
     _interior_check(EntropySelector(dense=True), images, seg)
 
 
-@pytest.mark.parametrize("augmentations", [("brightness",), ("brightness", "sharpness"),
-                                           ("autocontrast", "brightness", "sharpness")])
+@pytest.mark.parametrize(
+    "augmentations",
+    [("brightness",), ("brightness", "sharpness"), ("autocontrast", "brightness", "sharpness")],
+)
 def test_consistency_dense_map_is_exact_inside_patches(trained, augmentations):
     images, seg = trained
     # enough groups for every distinct grey range: auto-contrast is exact per candidate
-    selector = ConsistencySelector(augmentations=augmentations, dense=True,
-                                   contrast_groups=10_000)
+    selector = ConsistencySelector(augmentations=augmentations, dense=True, contrast_groups=10_000)
     _interior_check(selector, images, seg)
 
 
@@ -148,12 +153,14 @@ def test_dense_reduction_reads_the_dense_map(trained):
     images, seg = trained
     pool = PatchSet.from_images(images, PATCH, 8)
     selector = EntropySelector(dense=True)
-    maps = [next(selector._dense_maps(im, None, pool.patch_size, seg))[0].cpu().numpy()
-            for im in images]
+    maps = [
+        next(selector._dense_maps(im, None, pool.patch_size, seg))[0].cpu().numpy() for im in images
+    ]
     windows = np.stack([maps[i][r : r + PATCH, c : c + PATCH] for i, r, c in pool.coords])
     q90 = EntropySelector(dense=True, reduction=lambda w: np.quantile(w, 0.9, axis=(1, 2)))
-    np.testing.assert_allclose(q90.score(images, seg), np.quantile(windows, 0.9, axis=(1, 2)),
-                               rtol=1e-6)
+    np.testing.assert_allclose(
+        q90.score(images, seg), np.quantile(windows, 0.9, axis=(1, 2)), rtol=1e-6
+    )
     for reduction, f in [("mean", np.mean), ("sum", np.sum), ("max", np.max)]:
         got = EntropySelector(dense=True, reduction=reduction).score(images, seg)
         np.testing.assert_allclose(got, f(windows.astype(np.float64), axis=(1, 2)), rtol=1e-5)
@@ -180,14 +187,15 @@ def test_dense_auto_follows_candidate_overlap(trained):
     selector = EntropySelector(dense="auto")
     assert selector._use_dense(overlapping)
     assert not selector._use_dense(disjoint)
-    np.testing.assert_array_equal(selector.score(disjoint, seg),
-                                  EntropySelector(dense=False).score(disjoint, seg))
+    np.testing.assert_array_equal(
+        selector.score(disjoint, seg), EntropySelector(dense=False).score(disjoint, seg)
+    )
 
 
 @pytest.mark.parametrize("bad", ["yes", 1, None])
 def test_dense_rejects_bad_values(trained, bad):
     images, seg = trained
-    with pytest.raises(ValueError, match="dense must be True, False or 'auto'"):
+    with pytest.raises(ValueError, match="'dense' parameter .* must be a bool or one of 'auto'"):
         EntropySelector(dense=bad).score(images, seg)
 
 

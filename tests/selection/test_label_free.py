@@ -1,27 +1,35 @@
 """Label-free selectors: scores against independent computations, determinism, clone."""
+
 import numpy as np
 import pytest
 import torch
 from sklearn.base import clone
+from tiny import tiny_segmenter
 
 from kwtl.datasets import PatchSet
-from kwtl.models import FCRNSegmenter
-from kwtl.selection import (ConsistencySelector, EntropySelector, ForegroundGate,
-                            PredictedForegroundSelector, RandomSelector, RepresentativeSelector,
-                            StratifiedSelector)
+from kwtl.selection import (
+    ConsistencySelector,
+    EntropySelector,
+    ForegroundGate,
+    PredictedForegroundSelector,
+    RandomSelector,
+    RepresentativeSelector,
+    StratifiedSelector,
+)
 from kwtl.selection._gate import gate_scores
 from kwtl.selection._representative import representative_order, typicality
 from kwtl.selection._stratified import stratified_order
 
 
 @pytest.fixture(scope="module")
-def seg():
-    return FCRNSegmenter(module__width=4, patch_size=16, stride=16, precision="fp32",
-                         random_state=0).initialize()
+def raw_seg():
+    """An initialised tiny segmenter (not the calibrated ``seg`` of the selection tests)."""
+    return tiny_segmenter(module__init="paper", random_state=0).initialize()
 
 
 @pytest.fixture(scope="module")
-def images():
+def noise_images():
+    """Uniform noise images (not the synthetic ``images`` of the selection tests)."""
     rng = np.random.default_rng(0)
     return [rng.integers(0, 256, (32, 48), dtype=np.uint8) for _ in range(3)]
 
@@ -29,8 +37,9 @@ def images():
 ALL = [
     lambda: ForegroundGate(random_state=0),
     lambda: ForegroundGate(EntropySelector(), quantile=0.3),
-    lambda: StratifiedSelector(EntropySelector(), beta=2.0, n_strata=2, max_per_image=2,
-                               random_state=0),
+    lambda: StratifiedSelector(
+        EntropySelector(), beta=2.0, n_strata=2, max_per_image=2, random_state=0
+    ),
     lambda: RepresentativeSelector(n_clusters=4, random_state=0),
     lambda: ForegroundGate(RepresentativeSelector(n_clusters=3, random_state=0)),
     lambda: PredictedForegroundSelector(measure="mean_proba"),
@@ -38,17 +47,24 @@ ALL = [
 
 
 # ----------------------------------------------------------------- predicted foreground
-def test_predicted_foreground_matches_direct_computation(seg, images):
-    pool = PatchSet.from_images(images, 16, 16)
-    proba = torch.sigmoid(seg.module_.eval()(
-        torch.from_numpy(pool[np.arange(len(pool))]).float().div(127.5).sub(1)[:, None]))[:, 0]
-    seg.module_.train()
+def test_predicted_foreground_matches_direct_computation(raw_seg, noise_images):
+    pool = PatchSet.from_images(noise_images, 16, 16)
+    proba = torch.sigmoid(
+        raw_seg.module_.eval()(
+            torch.from_numpy(pool[np.arange(len(pool))]).float().div(127.5).sub(1)[:, None]
+        )
+    )[:, 0]
+    raw_seg.module_.train()
     expected_fraction = (proba >= 0.5).float().mean(dim=(1, 2)).numpy()
     expected_mean = proba.mean(dim=(1, 2)).detach().numpy()
-    np.testing.assert_allclose(PredictedForegroundSelector().score(images, seg),
-                               expected_fraction, atol=1e-6)
-    np.testing.assert_allclose(PredictedForegroundSelector(measure="mean_proba").score(images, seg),
-                               expected_mean, atol=1e-5)
+    np.testing.assert_allclose(
+        PredictedForegroundSelector().score(noise_images, raw_seg), expected_fraction, atol=1e-6
+    )
+    np.testing.assert_allclose(
+        PredictedForegroundSelector(measure="mean_proba").score(noise_images, raw_seg),
+        expected_mean,
+        atol=1e-5,
+    )
 
 
 # ----------------------------------------------------------------- gate
@@ -66,34 +82,35 @@ def test_gate_scores_by_hand():
     np.testing.assert_array_equal(gate_scores(with_nan, fg), gate_scores(inner, fg))
 
 
-def test_gate_selects_inside_gate_first(seg, images):
+def test_gate_selects_inside_gate_first(raw_seg, noise_images):
     gate = ForegroundGate(EntropySelector(), quantile=0.5)
-    picked = gate.select(images, 3, seg)
+    picked = gate.select(noise_images, 3, raw_seg)
     fg = gate.foreground_
     kept = np.flatnonzero(fg >= np.quantile(fg, 0.5))
     assert len(kept) >= 3
     assert set(picked.tolist()) <= set(kept.tolist())
-    inner = EntropySelector().score(images, seg)
+    inner = EntropySelector().score(noise_images, raw_seg)
     np.testing.assert_allclose(gate.inner_scores_[kept], inner[kept], rtol=1e-6)
     assert np.isnan(np.delete(gate.inner_scores_, kept)).all()
     best = kept[np.argsort(-inner[kept], kind="stable")][:3]
     assert picked.tolist() == best.tolist()
 
 
-def test_gate_around_set_based_selector_spreads_over_gated_pool(seg, images):
-    gate = ForegroundGate(StratifiedSelector(EntropySelector(), n_strata=1, max_per_image=1,
-                                             random_state=0))
-    picked = gate.select(images, 3, seg)
-    pool = PatchSet.from_images(images, 16, 16)
+def test_gate_around_set_based_selector_spreads_over_gated_pool(raw_seg, noise_images):
+    gate = ForegroundGate(
+        StratifiedSelector(EntropySelector(), n_strata=1, max_per_image=1, random_state=0)
+    )
+    picked = gate.select(noise_images, 3, raw_seg)
+    pool = PatchSet.from_images(noise_images, 16, 16)
     kept = np.flatnonzero(gate.foreground_ >= np.quantile(gate.foreground_, 0.5))
     if len(set(pool.coords[kept, 0].tolist())) == 3:
         assert len(set(pool.coords[picked, 0].tolist())) == 3
 
 
-def test_gate_random_inside_gate_is_reproducible(seg, images):
-    a = ForegroundGate(random_state=1).select(images, 4, seg)
-    b = ForegroundGate(random_state=1).select(images, 4, seg)
-    c = ForegroundGate(random_state=2).select(images, 4, seg)
+def test_gate_random_inside_gate_is_reproducible(raw_seg, noise_images):
+    a = ForegroundGate(random_state=1).select(noise_images, 4, raw_seg)
+    b = ForegroundGate(random_state=1).select(noise_images, 4, raw_seg)
+    c = ForegroundGate(random_state=2).select(noise_images, 4, raw_seg)
     assert a.tolist() == b.tolist()
     assert ForegroundGate().stochastic and not ForegroundGate(EntropySelector()).stochastic
     assert len(set(a.tolist())) == 4 and (a.tolist() != c.tolist() or len(a) == 0)
@@ -141,12 +158,24 @@ def test_stratified_beta_zero_is_uniform_and_large_beta_is_topk():
     top = StratifiedSelector(beta=200.0, n_strata=1, random_state=0).scores_from(scores, fg)
     assert np.argsort(-top)[:5].tolist() == [49, 48, 47, 46, 45]
     # beta=0: every candidate equally likely to be first (chi-square-free check on counts)
-    firsts = [int(np.argmax(StratifiedSelector(beta=0.0, n_strata=1, random_state=s)
-                            .scores_from(scores, fg))) for s in range(400)]
+    firsts = [
+        int(
+            np.argmax(
+                StratifiedSelector(beta=0.0, n_strata=1, random_state=s).scores_from(scores, fg)
+            )
+        )
+        for s in range(400)
+    ]
     assert np.mean(np.array(firsts) >= 25) == pytest.approx(0.5, abs=0.1)
     # beta=1: the first pick follows p ∝ score
-    firsts = [int(np.argmax(StratifiedSelector(beta=1.0, n_strata=1, random_state=s)
-                            .scores_from(scores, fg))) for s in range(400)]
+    firsts = [
+        int(
+            np.argmax(
+                StratifiedSelector(beta=1.0, n_strata=1, random_state=s).scores_from(scores, fg)
+            )
+        )
+        for s in range(400)
+    ]
     expected_upper = scores[25:].sum() / scores.sum()
     assert np.mean(np.array(firsts) >= 25) == pytest.approx(expected_upper, abs=0.08)
 
@@ -159,11 +188,15 @@ def test_stratified_equal_share_per_stratum():
     assert sorted((first6 // 10).tolist()) == [0, 0, 1, 1, 2, 2]
 
 
-def test_stratified_on_segmenter_deterministic(seg, images):
-    a = StratifiedSelector(EntropySelector(), random_state=0, max_per_image=1).select(images, 5, seg)
-    b = StratifiedSelector(EntropySelector(), random_state=0, max_per_image=1).select(images, 5, seg)
+def test_stratified_on_segmenter_deterministic(raw_seg, noise_images):
+    a = StratifiedSelector(EntropySelector(), random_state=0, max_per_image=1).select(
+        noise_images, 5, raw_seg
+    )
+    b = StratifiedSelector(EntropySelector(), random_state=0, max_per_image=1).select(
+        noise_images, 5, raw_seg
+    )
     assert a.tolist() == b.tolist()
-    pool = PatchSet.from_images(images, 16, 16)
+    pool = PatchSet.from_images(noise_images, 16, 16)
     owners = pool.coords[a[:3], 0]
     assert len(set(owners.tolist())) == 3  # one per image before any image gets a second
 
@@ -198,37 +231,43 @@ def test_representative_order_round_robin():
     assert order.tolist() == [1, 3, 0, 2]
 
 
-def test_representative_on_segmenter_uses_encoder_features(seg, images):
-    pool = PatchSet.from_images(images, 16, 16)
+def test_representative_on_segmenter_uses_encoder_features(raw_seg, noise_images):
+    pool = PatchSet.from_images(noise_images, 16, 16)
     sel = RepresentativeSelector(n_clusters=3, n_components=None, random_state=0)
-    a = sel.score(images, seg)
-    b = sel.scores_from(seg.encoder_features(pool[np.arange(len(pool))]))
+    a = sel.score(noise_images, raw_seg)
+    b = sel.scores_from(raw_seg.encoder_features(pool[np.arange(len(pool))]))
     np.testing.assert_array_equal(a, b)
 
 
 # ----------------------------------------------------------------- common contract
 @pytest.mark.parametrize("make", ALL)
-def test_clone_get_params_and_determinism(make, seg, images):
+def test_clone_get_params_and_determinism(make, raw_seg, noise_images):
     sel = make()
     twin = clone(sel)
     assert twin.get_params(deep=False).keys() == sel.get_params(deep=False).keys()
-    a = sel.select(images, 3, seg)
-    b = twin.select(images, 3, seg)
+    a = sel.select(noise_images, 3, raw_seg)
+    b = twin.select(noise_images, 3, raw_seg)
     assert a.tolist() == b.tolist()
     assert len(set(a.tolist())) == 3
 
 
-@pytest.mark.parametrize("bad", [
-    lambda: ForegroundGate(quantile=1.5), lambda: ForegroundGate(measure="x"),
-    lambda: StratifiedSelector(beta=-1), lambda: StratifiedSelector(n_strata=0),
-    lambda: StratifiedSelector(max_per_image=0), lambda: RepresentativeSelector(n_clusters=0),
-    lambda: RepresentativeSelector(within="far"),
-    lambda: ForegroundGate(ConsistencySelector(magnitude=-1)),
-    lambda: StratifiedSelector(EntropySelector(batch_size=0)),
-])
-def test_bad_parameters_raise(bad, seg, images):
+@pytest.mark.parametrize(
+    "bad",
+    [
+        lambda: ForegroundGate(quantile=1.5),
+        lambda: ForegroundGate(measure="x"),
+        lambda: StratifiedSelector(beta=-1),
+        lambda: StratifiedSelector(n_strata=0),
+        lambda: StratifiedSelector(max_per_image=0),
+        lambda: RepresentativeSelector(n_clusters=0),
+        lambda: RepresentativeSelector(within="far"),
+        lambda: ForegroundGate(ConsistencySelector(magnitude=-1)),
+        lambda: StratifiedSelector(EntropySelector(batch_size=0)),
+    ],
+)
+def test_bad_parameters_raise(bad, raw_seg, noise_images):
     with pytest.raises(ValueError):
-        bad().score(images, seg)
+        bad().score(noise_images, raw_seg)
 
 
 def test_gate_grid_searchable_params():

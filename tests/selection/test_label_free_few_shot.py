@@ -1,29 +1,47 @@
 """The label-free selectors inside FewShotSegmentation, starting from a fitted segmenter
 (the way the authors' PLFT weights are used: no sources, no PLFT)."""
-import numpy as np
+
 import pytest
+from tiny import tiny_segmenter
 
 from kwtl import FewShotSegmentation
 from kwtl.datasets import make_cells
-from kwtl.models import FCRNSegmenter
-from kwtl.selection import (ConsistencySelector, ForegroundGate, RepresentativeSelector,
-                            StratifiedSelector)
+from kwtl.selection import (
+    ConsistencySelector,
+    ForegroundGate,
+    RepresentativeSelector,
+    StratifiedSelector,
+)
 
 
-@pytest.mark.parametrize("selector", [
-    ForegroundGate(),
-    ForegroundGate(ConsistencySelector()),
-    StratifiedSelector(max_per_image=1),
-    ForegroundGate(RepresentativeSelector(n_clusters=3)),
-])
+@pytest.mark.parametrize(
+    "selector",
+    [
+        ForegroundGate(),
+        ForegroundGate(ConsistencySelector()),
+        StratifiedSelector(max_per_image=1),
+        ForegroundGate(RepresentativeSelector(n_clusters=3)),
+    ],
+)
 def test_fit_from_pretrained_segmenter(selector):
     images, masks = make_cells(3, 32, domain="em", random_state=1)
-    seg = FCRNSegmenter(module__width=4, patch_size=16, stride=16, precision="fp32",
-                        batch_size=4, random_state=0).initialize().to_affine()
-    method = FewShotSegmentation(seg, pseudo_labeler=None, selector=selector, n_shots=1,
-                                 patches_per_shot=3, pl_epochs=0, finetune_epochs=1,
-                                 switch_affine=False, recalibrate_batchnorm=False,
-                                 random_state=0)
+    seg = (
+        tiny_segmenter(module__init="paper", lr=1e-4, batch_size=4, random_state=0)
+        .initialize()
+        .to_affine()
+    )
+    method = FewShotSegmentation(
+        seg,
+        pseudo_labeler=None,
+        selector=selector,
+        n_shots=1,
+        patches_per_shot=3,
+        pl_epochs=0,
+        finetune_epochs=1,
+        switch_affine=False,
+        recalibrate_batchnorm=False,
+        random_state=0,
+    )
     method.fit(images, masks)  # sample_domain=None: every image is target
     assert len(method.support_indices_) == 3
     assert len(method.oracle_.revealed_) == 3  # only the selected patches were read
@@ -43,8 +61,9 @@ def test_runner_registry_builds_label_free_selectors():
         make_selector("nope")
 
 
-@pytest.mark.parametrize("name", ["gate_consistency", "gate_representative",
-                                  "stratified_consistency"])
+@pytest.mark.parametrize(
+    "name", ["gate_consistency", "gate_representative", "stratified_consistency"]
+)
 def test_registry_compositions_take_dense_and_unit(name):
     from kwtl.selection import make_selector
 

@@ -3,6 +3,7 @@
 Every expected value is computed independently of the selector under test: from the model's
 forward pass, from another selector's scores, or by hand on the score vectors.
 """
+
 import numpy as np
 import pytest
 import torch
@@ -10,9 +11,15 @@ from sklearn.base import clone
 from sklearn.model_selection import ParameterGrid
 
 from kwtl.datasets import PatchSet
-from kwtl.selection import (ConsistencySelector, EntropySelector, ForegroundGate,
-                            PredictedForegroundSelector, RandomSelector, RepresentativeSelector,
-                            StratifiedSelector)
+from kwtl.selection import (
+    ConsistencySelector,
+    EntropySelector,
+    ForegroundGate,
+    PredictedForegroundSelector,
+    RandomSelector,
+    RepresentativeSelector,
+    StratifiedSelector,
+)
 from kwtl.selection._representative import typicality
 from selector_template import PixelSelectorTemplate, SelectorTemplate
 
@@ -28,13 +35,18 @@ def _proba(seg, pool):
 
 def _image_means(values, owners, n_images):
     return np.bincount(owners, weights=values, minlength=n_images) / np.bincount(
-        owners, minlength=n_images)
+        owners, minlength=n_images
+    )
 
 
 def _check_foreground_params(make, seg, pool):
     """A wrapper's foreground measure is PredictedForegroundSelector's, with its params."""
-    for params in ({"measure": "mean_proba"}, {"proba_threshold": 0.3},
-                   {"proba_threshold": 0.7}, {"dense": True}):
+    for params in (
+        {"measure": "mean_proba"},
+        {"proba_threshold": 0.3},
+        {"proba_threshold": 0.7},
+        {"dense": True},
+    ):
         wrapper = make(random_state=0, **params)
         wrapper.score(pool, seg)
         expected = PredictedForegroundSelector(**params).score(pool, seg)
@@ -47,8 +59,9 @@ class TestPredictedForegroundSelector(PixelSelectorTemplate):
 
     def test_param_measure(self, seg, pool):
         proba = _proba(seg, pool)
-        np.testing.assert_allclose(self.make(measure="mean_proba").score(pool, seg),
-                                   proba.mean(axis=(1, 2)), atol=1e-5)
+        np.testing.assert_allclose(
+            self.make(measure="mean_proba").score(pool, seg), proba.mean(axis=(1, 2)), atol=1e-5
+        )
         fraction = self.make(measure="fraction").score(pool, seg)
         # thresholding at 0.5: allow the pixels within float error of 0.5 to flip
         near = (np.abs(proba - 0.5) < 1e-4).mean(axis=(1, 2))
@@ -84,16 +97,20 @@ class TestPredictedForegroundSelector(PixelSelectorTemplate):
         assert np.corrcoef(got, per_patch)[0, 1] > 0.5  # the same quantity, other borders
         images_dense = self.make(dense=True, unit="image").score(pool, seg)
         np.testing.assert_allclose(
-            images_dense, _image_means(self.make(dense=True).score(pool, seg), pool.coords[:, 0],
-                                       len(images)), atol=1e-12)
+            images_dense,
+            _image_means(self.make(dense=True).score(pool, seg), pool.coords[:, 0], len(images)),
+            atol=1e-12,
+        )
         with pytest.raises(ValueError, match="dense"):
             self.make(dense="yes").score(pool, seg)
 
     def test_image_score_is_mean_of_patch_fractions(self, seg, pool, images):
         patch = self.make().score(pool, seg)
-        np.testing.assert_allclose(self.make(unit="image").score(pool, seg),
-                                   _image_means(patch, pool.coords[:, 0], len(images)),
-                                   atol=1e-12)
+        np.testing.assert_allclose(
+            self.make(unit="image").score(pool, seg),
+            _image_means(patch, pool.coords[:, 0], len(images)),
+            atol=1e-12,
+        )
 
 
 # ===================================================================== gate
@@ -105,8 +122,12 @@ class TestForegroundGate(SelectorTemplate):
         """Kept candidates by inner score (stable), then the others by foreground (stable)."""
         kept = np.flatnonzero(keep)
         rest = np.flatnonzero(~keep)
-        return np.concatenate([kept[np.argsort(-inner[kept], kind="stable")],
-                               rest[np.argsort(-fg[rest], kind="stable")]])
+        return np.concatenate(
+            [
+                kept[np.argsort(-inner[kept], kind="stable")],
+                rest[np.argsort(-fg[rest], kind="stable")],
+            ]
+        )
 
     def test_param_selector(self, seg, pool):
         gate = self.make(selector=EntropySelector())
@@ -123,7 +144,8 @@ class TestForegroundGate(SelectorTemplate):
         # a wrapper inside a wrapper, grid-searchable through the nested names
         nested = self.make(selector=StratifiedSelector(RandomSelector()), random_state=0)
         assert {"selector__beta", "selector__selector", "selector__selector__unit"} <= set(
-            nested.get_params())
+            nested.get_params()
+        )
         for params in ParameterGrid({"quantile": [0.25, 0.5], "selector__beta": [0.0, 2.0]}):
             candidate = clone(nested).set_params(**params)
             assert candidate.selector.beta == params["selector__beta"]
@@ -150,8 +172,9 @@ class TestForegroundGate(SelectorTemplate):
         fg = PredictedForegroundSelector().score(pool, seg)
         inner = EntropySelector().score(pool, seg)
         t = float(np.sort(fg)[len(fg) // 3])
-        picked = self.make(selector=EntropySelector(), threshold=t,
-                           quantile=0.99).select(pool, len(pool), seg)
+        picked = self.make(selector=EntropySelector(), threshold=t, quantile=0.99).select(
+            pool, len(pool), seg
+        )
         np.testing.assert_array_equal(picked, self._expected_order(inner, fg, fg >= t))
         # above every candidate: nothing passes, predicted foreground alone ranks
         picked = self.make(selector=EntropySelector(), threshold=2.0).select(pool, len(pool), seg)
@@ -168,7 +191,8 @@ class TestForegroundGate(SelectorTemplate):
         gate = self.make(selector=EntropySelector(), proba_threshold=0.7)
         gate.score(pool, seg)
         np.testing.assert_array_equal(
-            gate.foreground_, PredictedForegroundSelector(proba_threshold=0.7).score(pool, seg))
+            gate.foreground_, PredictedForegroundSelector(proba_threshold=0.7).score(pool, seg)
+        )
         with pytest.raises(ValueError, match="proba_threshold"):
             self.make(proba_threshold=1.0).score(pool, seg)
 
@@ -176,7 +200,8 @@ class TestForegroundGate(SelectorTemplate):
         gate = self.make(selector=EntropySelector(), dense=True)
         gate.score(pool, seg)
         np.testing.assert_array_equal(
-            gate.foreground_, PredictedForegroundSelector(dense=True).score(pool, seg))
+            gate.foreground_, PredictedForegroundSelector(dense=True).score(pool, seg)
+        )
         with pytest.raises(ValueError, match="dense"):
             self.make(dense="always").score(pool, seg)
 
@@ -185,7 +210,8 @@ class TestForegroundGate(SelectorTemplate):
         for batch_size in (1, 7):
             np.testing.assert_array_equal(
                 self.make(selector=EntropySelector(), batch_size=batch_size).score(pool, seg),
-                reference)
+                reference,
+            )
         with pytest.raises(ValueError, match="batch_size"):
             self.make(batch_size=0).score(pool, seg)
 
@@ -201,7 +227,9 @@ class TestForegroundGate(SelectorTemplate):
         np.testing.assert_allclose(gate.inner_scores_[keep], inner[keep], rtol=1e-6)
         np.testing.assert_array_equal(picked, self._expected_order(inner, fg, keep))
         # the inner selector's own unit is overridden by the gate's
-        assert gate.set_params(selector=EntropySelector(unit="patch"))._inner().unit == "image"
+        assert (
+            gate.set_params(selector=EntropySelector(unit="patch")).inner_selector().unit == "image"
+        )
 
     def test_gate_on_subset_pool_ranks_absent_images_last(self, seg, pool, images):
         subset = pool.subset(np.flatnonzero(pool.coords[:, 0] != 1))
@@ -237,8 +265,9 @@ class TestRepresentativeSelector(SelectorTemplate):
         for within in ("centre", "typical"):
             sel = self.make(n_clusters=3, within=within, n_components=None, random_state=0)
             np.testing.assert_array_equal(sel.score(pool, seg), clone(sel).scores_from(feats))
-        sel = self.make(n_clusters=3, within="typical", n_components=None, n_neighbors=4,
-                        random_state=0)
+        sel = self.make(
+            n_clusters=3, within="typical", n_components=None, n_neighbors=4, random_state=0
+        )
         picked = sel.select(pool, 3, seg)
         for p in picked:  # the most typical member of its cluster (independent k-NN below)
             members = np.flatnonzero(sel.labels_ == sel.labels_[p])
@@ -262,8 +291,7 @@ class TestRepresentativeSelector(SelectorTemplate):
     def test_param_n_neighbors(self, seg, pool):
         x = np.array([[0.0], [1.0], [3.0], [10.0]])
         np.testing.assert_allclose(typicality(x, n_neighbors=1), [1.0, 1.0, 1 / 2, 1 / 7])
-        np.testing.assert_allclose(typicality(x, n_neighbors=2),
-                                   [1 / 2, 1 / 1.5, 1 / 2.5, 1 / 8])
+        np.testing.assert_allclose(typicality(x, n_neighbors=2), [1 / 2, 1 / 1.5, 1 / 2.5, 1 / 8])
         a = self.make(within="typical", n_neighbors=1, random_state=0).score(pool, seg)
         b = self.make(within="typical", n_neighbors=8, random_state=0).score(pool, seg)
         assert not np.array_equal(a, b)
@@ -284,7 +312,8 @@ class TestRepresentativeSelector(SelectorTemplate):
         pool = PatchSet.from_images(images[:2], 16, 8)
         sel = self.make(n_clusters=3, n_components=None, dense=True, random_state=0)
         np.testing.assert_array_equal(
-            sel.score(pool, seg), clone(sel).scores_from(dense_encoder_features(pool, seg)))
+            sel.score(pool, seg), clone(sel).scores_from(dense_encoder_features(pool, seg))
+        )
         with pytest.raises(ValueError, match="dense"):
             self.make(dense="auto").score(pool, seg)
 
@@ -318,8 +347,14 @@ class TestStratifiedSelector(SelectorTemplate):
         top = self.make(selector=EntropySelector(), beta=500.0, n_strata=1, random_state=0)
         picked = top.select(pool, 5, seg)
         assert set(picked.tolist()) == set(np.argsort(-inner, kind="stable")[:5].tolist())
-        firsts = {int(self.make(selector=EntropySelector(), beta=0.0, n_strata=1, random_state=s)
-                      .select(pool, 1, seg)[0]) for s in range(12)}
+        firsts = {
+            int(
+                self.make(selector=EntropySelector(), beta=0.0, n_strata=1, random_state=s).select(
+                    pool, 1, seg
+                )[0]
+            )
+            for s in range(12)
+        }
         assert len(firsts) > 4  # beta=0: uniform draws
         for bad in (-1, float("inf"), "1"):
             with pytest.raises(ValueError, match="beta"):
@@ -330,17 +365,20 @@ class TestStratifiedSelector(SelectorTemplate):
         rank = np.argsort(np.argsort(fg, kind="stable"), kind="stable")
         strata = rank * 3 // len(pool)
         picked = self.make(selector=EntropySelector(), n_strata=3, random_state=0).select(
-            pool, 6, seg)
+            pool, 6, seg
+        )
         assert np.bincount(strata[picked], minlength=3).tolist() == [2, 2, 2]
         with pytest.raises(ValueError, match="n_strata"):
             self.make(n_strata=0).score(pool, seg)
 
     def test_param_max_per_image(self, seg, pool, images):
         picked = self.make(selector=EntropySelector(), max_per_image=1, random_state=0).select(
-            pool, len(images), seg)
+            pool, len(images), seg
+        )
         assert sorted(pool.coords[picked, 0].tolist()) == list(range(len(images)))
         picked = self.make(selector=EntropySelector(), max_per_image=2, random_state=0).select(
-            pool, 2 * len(images), seg)
+            pool, 2 * len(images), seg
+        )
         assert np.bincount(pool.coords[picked, 0]).max() == 2
         with pytest.raises(ValueError, match="max_per_image"):
             self.make(max_per_image=0).score(pool, seg)
@@ -354,7 +392,8 @@ class TestStratifiedSelector(SelectorTemplate):
         sel = self.make(selector=EntropySelector(), proba_threshold=0.3, random_state=0)
         sel.score(pool, seg)
         np.testing.assert_array_equal(
-            sel.foreground_, PredictedForegroundSelector(proba_threshold=0.3).score(pool, seg))
+            sel.foreground_, PredictedForegroundSelector(proba_threshold=0.3).score(pool, seg)
+        )
         with pytest.raises(ValueError, match="proba_threshold"):
             self.make(proba_threshold=0).score(pool, seg)
 
@@ -362,7 +401,8 @@ class TestStratifiedSelector(SelectorTemplate):
         sel = self.make(selector=EntropySelector(), dense=True, random_state=0)
         sel.score(pool, seg)
         np.testing.assert_array_equal(
-            sel.foreground_, PredictedForegroundSelector(dense=True).score(pool, seg))
+            sel.foreground_, PredictedForegroundSelector(dense=True).score(pool, seg)
+        )
         with pytest.raises(ValueError, match="dense"):
             self.make(dense=None).score(pool, seg)
 
@@ -370,15 +410,17 @@ class TestStratifiedSelector(SelectorTemplate):
         reference = self.make(selector=EntropySelector(), random_state=0).score(pool, seg)
         np.testing.assert_array_equal(
             self.make(selector=EntropySelector(), random_state=0, batch_size=3).score(pool, seg),
-            reference)
+            reference,
+        )
         with pytest.raises(ValueError, match="batch_size"):
             self.make(batch_size=-1).score(pool, seg)
 
     def test_image_unit_draws_images(self, seg, pool, images):
         sel = self.make(selector=EntropySelector(), unit="image", random_state=0)
         scores = sel.score(pool, seg)
-        fg = _image_means(PredictedForegroundSelector().score(pool, seg), pool.coords[:, 0],
-                          len(images))
+        fg = _image_means(
+            PredictedForegroundSelector().score(pool, seg), pool.coords[:, 0], len(images)
+        )
         inner = EntropySelector(unit="image").score(pool, seg)
         np.testing.assert_allclose(sel.foreground_, fg, atol=1e-12)
         np.testing.assert_array_equal(scores, clone(sel).scores_from(inner, fg))

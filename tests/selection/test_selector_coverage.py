@@ -1,4 +1,5 @@
 """Every public selector has a test class built on the template, and every parameter a test."""
+
 import importlib
 import inspect
 from pathlib import Path
@@ -9,10 +10,12 @@ from selector_template import SelectorTemplate
 
 
 def public_selectors():
-    return [obj for name in kwtl.selection.__all__
-            for obj in [getattr(kwtl.selection, name)]
-            if inspect.isclass(obj) and issubclass(obj, BaseSelector)
-            and not inspect.isabstract(obj)]
+    return [
+        obj
+        for name in kwtl.selection.__all__
+        for obj in [getattr(kwtl.selection, name)]
+        if inspect.isclass(obj) and issubclass(obj, BaseSelector) and not inspect.isabstract(obj)
+    ]
 
 
 def template_test_classes():
@@ -20,9 +23,14 @@ def template_test_classes():
     classes = []
     for path in sorted(Path(__file__).parent.glob("test_*.py")):
         module = importlib.import_module(path.stem)  # this folder is on sys.path (pytest)
-        classes += [obj for name, obj in vars(module).items()
-                    if name.startswith("Test") and inspect.isclass(obj)
-                    and issubclass(obj, SelectorTemplate) and obj.selector_class is not None]
+        classes += [
+            obj
+            for name, obj in vars(module).items()
+            if name.startswith("Test")
+            and inspect.isclass(obj)
+            and issubclass(obj, SelectorTemplate)
+            and obj.selector_class is not None
+        ]
     return classes
 
 

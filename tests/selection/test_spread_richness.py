@@ -3,15 +3,14 @@
 Expected values come from independent computations: the model's forward pass thresholded by
 hand, connected components counted with scikit-image, encoder maps averaged with loops.
 """
+
 import numpy as np
 import pytest
 import torch
 from skimage.measure import label, regionprops
-from sklearn.base import clone
 
 from kwtl.datasets import PatchSet
-from kwtl.selection import (EntropySelector, ObjectRichnessSelector, RandomSelector,
-                            RepresentativeSelector, SpreadSelector)
+from kwtl.selection import EntropySelector, ObjectRichnessSelector, RandomSelector, SpreadSelector
 from kwtl.selection._representative import dense_encoder_features
 from kwtl.selection._richness import boundary_map, object_centre_map
 from selector_template import PixelSelectorTemplate, SelectorTemplate
@@ -65,7 +64,8 @@ class TestSpreadSelector(SelectorTemplate):
         owners = pool.coords[:, 0]
         for cap in (1, 2):
             order = self.make(max_per_image=cap, random_state=0).rank(
-                self.make(max_per_image=cap, random_state=0).score(pool, seg), len(pool))
+                self.make(max_per_image=cap, random_state=0).score(pool, seg), len(pool)
+            )
             counts = np.bincount(owners, minlength=owners.max() + 1)
             n_first = int(np.minimum(counts, cap).sum())
             head = np.bincount(owners[order[:n_first]], minlength=len(counts))
@@ -81,8 +81,9 @@ class TestSpreadSelector(SelectorTemplate):
         stack = PatchSet.from_stack(pool[np.arange(len(pool))])
         sel = self.make(random_state=0)
         scores = sel.score(stack, seg)
-        np.testing.assert_array_equal(np.argsort(-scores, kind="stable"),
-                                      np.argsort(-sel.inner_scores_, kind="stable"))
+        np.testing.assert_array_equal(
+            np.argsort(-scores, kind="stable"), np.argsort(-sel.inner_scores_, kind="stable")
+        )
 
     def test_default_inner_is_seeded_random(self, seg, pool):
         sel = self.make(random_state=4)
@@ -103,8 +104,11 @@ class TestObjectRichnessSelector(PixelSelectorTemplate):
     def test_object_centres_by_scikit_image(self):
         m = np.random.default_rng(1).random((20, 20)) > 0.6
         got = {tuple(p) for p in np.argwhere(object_centre_map(m, min_size=3))}
-        want = {tuple(int(v) for v in np.rint(r.centroid)) for r in
-                regionprops(label(m, connectivity=2)) if r.area >= 3}
+        want = {
+            tuple(int(v) for v in np.rint(r.centroid))
+            for r in regionprops(label(m, connectivity=2))
+            if r.area >= 3
+        }
         assert got == want
 
     def test_param_measure(self, seg, pool):
@@ -120,27 +124,34 @@ class TestObjectRichnessSelector(PixelSelectorTemplate):
     def test_param_proba_threshold(self, seg, pool):
         for t in (0.3, 0.7):
             masks = _masks(seg, pool, t)
-            np.testing.assert_allclose(self.make(proba_threshold=t).score(pool, seg),
-                                       [_boundary_by_loops(m).mean() for m in masks])
+            np.testing.assert_allclose(
+                self.make(proba_threshold=t).score(pool, seg),
+                [_boundary_by_loops(m).mean() for m in masks],
+            )
         with pytest.raises(ValueError, match="proba_threshold"):
             self.make(proba_threshold=1.0).score(pool, seg)
 
     def test_param_min_size(self, seg, pool):
         masks = _masks(seg, pool)
         for size in (1, 20):
-            want = [sum(r.area >= size for r in regionprops(label(m, connectivity=2))) / m.size
-                    for m in masks]
+            want = [
+                sum(r.area >= size for r in regionprops(label(m, connectivity=2))) / m.size
+                for m in masks
+            ]
             np.testing.assert_allclose(
-                self.make(measure="objects", min_size=size).score(pool, seg), want)
+                self.make(measure="objects", min_size=size).score(pool, seg), want
+            )
         with pytest.raises(ValueError, match="min_size"):
             self.make(min_size=0).score(pool, seg)
 
     def test_param_dense(self, seg, images):
         pool = PatchSet.from_images(images[:3], 16, 8)
         dense = self.make(dense=True).score(pool, seg)
-        maps = {i: boundary_map(torch.sigmoid(seg.image_logits(images[i][None])[0]).numpy()
-                                >= 0.5) for i in range(3)}
-        want = [maps[i][r:r + 16, c:c + 16].mean() for i, r, c in pool.coords]
+        maps = {
+            i: boundary_map(torch.sigmoid(seg.image_logits(images[i][None])[0]).numpy() >= 0.5)
+            for i in range(3)
+        }
+        want = [maps[i][r : r + 16, c : c + 16].mean() for i, r, c in pool.coords]
         np.testing.assert_allclose(dense, want, atol=1e-12)
         with pytest.raises(ValueError, match="dense"):
             self.make(dense="yes").score(pool, seg)
@@ -155,5 +166,5 @@ def test_dense_encoder_features_average_the_bottleneck_map(seg, images):
     for k, (i, r, c) in enumerate(pool.coords):
         maps = image_encoder_maps(seg, images[i])
         r0, c0 = int(np.rint(r / 8)), int(np.rint(c / 8))
-        want = maps[:, r0:r0 + 2, c0:c0 + 2].mean(axis=(1, 2))
+        want = maps[:, r0 : r0 + 2, c0 : c0 + 2].mean(axis=(1, 2))
         np.testing.assert_allclose(got[k], want, rtol=1e-5, atol=1e-6)

@@ -1,4 +1,5 @@
 """One intensity policy: the same picture gives the same input whatever its container."""
+
 import numpy as np
 import pytest
 
@@ -14,13 +15,17 @@ def picture():
     return image
 
 
-@pytest.mark.parametrize("convert", [
-    lambda x: x.astype(np.uint16),
-    lambda x: x.astype(np.int64),
-    lambda x: x.astype(np.float32),
-    lambda x: x.astype(np.float64) / 255.0,
-    lambda x: np.repeat(x[..., None], 3, axis=-1),  # grey stored as RGB: luma is exact
-], ids=["uint16", "int64", "float32 0..255", "float 0..1", "grey RGB"])
+@pytest.mark.parametrize(
+    "convert",
+    [
+        lambda x: x.astype(np.uint16),
+        lambda x: x.astype(np.int64),
+        lambda x: x.astype(np.float32),
+        lambda x: x.astype(np.float64) / 255.0,
+        lambda x: np.repeat(x[..., None], 3, axis=-1),  # grey stored as RGB: luma is exact
+    ],
+    ids=["uint16", "int64", "float32 0..255", "float 0..1", "grey RGB"],
+)
 def test_same_picture_same_input(picture, convert):
     np.testing.assert_array_equal(check_images([convert(picture)])[0], picture)
 
@@ -37,8 +42,9 @@ def test_one_hot_pixel_does_not_flatten_a_16_bit_image(picture):
     a, b = check_images([wide])[0], check_images([hot])[0]
     assert len(np.unique(b)) > 100  # not squeezed into a few grey levels
     assert np.mean(np.abs(a.astype(int) - b.astype(int))) < 2
-    flips = np.mean(PseudoLabeler().fit_transform([wide])[0]
-                    != PseudoLabeler().fit_transform([hot])[0])
+    flips = np.mean(
+        PseudoLabeler().fit_transform([wide])[0] != PseudoLabeler().fit_transform([hot])[0]
+    )
     assert flips < 0.01  # the issue measured 81 % flips with the former 255 / max rule
 
 

@@ -1,4 +1,5 @@
 """Instance labels become foreground without merging touching cells."""
+
 import numpy as np
 import pytest
 from scipy import ndimage
@@ -14,14 +15,17 @@ def _two_touching_squares():
 
 
 def test_two_touching_squares_by_hand():
-    expected = np.array([
-        [0, 0, 0, 0, 0, 0, 0, 0],
-        [0, 1, 1, 0, 0, 1, 1, 0],
-        [0, 1, 1, 0, 0, 1, 1, 0],
-        [0, 1, 1, 0, 0, 1, 1, 0],
-        [0, 1, 1, 0, 0, 1, 1, 0],
-        [0, 0, 0, 0, 0, 0, 0, 0],
-    ], bool)
+    expected = np.array(
+        [
+            [0, 0, 0, 0, 0, 0, 0, 0],
+            [0, 1, 1, 0, 0, 1, 1, 0],
+            [0, 1, 1, 0, 0, 1, 1, 0],
+            [0, 1, 1, 0, 0, 1, 1, 0],
+            [0, 1, 1, 0, 0, 1, 1, 0],
+            [0, 0, 0, 0, 0, 0, 0, 0],
+        ],
+        bool,
+    )
     out = masks_to_foreground(_two_touching_squares())
     np.testing.assert_array_equal(out, expected)
     # the merged foreground is one blob; the separated one two, even 8-connected
@@ -38,20 +42,22 @@ def test_corner_contact_is_separated():
     np.testing.assert_array_equal(masks_to_foreground(labels), expected)
 
 
-@pytest.mark.parametrize("mask", [
-    np.array([[0, 1], [1, 1]], np.uint8),
-    np.array([[0, 255], [255, 255]], np.uint8),
-    np.array([[False, True], [True, True]]),
-    np.zeros((3, 3), np.int32),
-])
+@pytest.mark.parametrize(
+    "mask",
+    [
+        np.array([[0, 1], [1, 1]], np.uint8),
+        np.array([[0, 255], [255, 255]], np.uint8),
+        np.array([[False, True], [True, True]]),
+        np.zeros((3, 3), np.int32),
+    ],
+)
 def test_binary_masks_pass_unchanged(mask):
     np.testing.assert_array_equal(masks_to_foreground(mask), mask != 0)
 
 
 def test_separate_touching_false_is_plain_foreground():
     labels = _two_touching_squares()
-    np.testing.assert_array_equal(masks_to_foreground(labels, separate_touching=False),
-                                  labels != 0)
+    np.testing.assert_array_equal(masks_to_foreground(labels, separate_touching=False), labels != 0)
 
 
 def _slow_reference(labels):

@@ -3,7 +3,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from kwtl.utils import as_mask, as_uint8_image, check_images, check_masks, derive_seed, normalize_uint8
+from kwtl.utils import (
+    as_mask,
+    as_uint8_image,
+    check_images,
+    check_masks,
+    derive_seed,
+    normalize_uint8,
+)
 
 
 def test_uint8_conversion_rules():
@@ -26,12 +33,15 @@ def test_uint8_conversion_rules():
     assert as_uint8_image(rgba).tolist() == [[124]]
 
 
-@pytest.mark.parametrize("bad, match", [
-    (np.array([[np.nan, 1.0]]), "NaN"),
-    (np.zeros((2, 2, 2)), "2-D"),
-    (np.zeros((0, 3)), "empty"),
-    (np.array([["a"]]), "dtype"),
-])
+@pytest.mark.parametrize(
+    "bad, match",
+    [
+        (np.array([[np.nan, 1.0]]), "NaN"),
+        (np.zeros((2, 2, 2)), "2-D"),
+        (np.zeros((0, 3)), "empty"),
+        (np.array([["a"]]), "dtype"),
+    ],
+)
 def test_uint8_conversion_errors(bad, match):
     with pytest.raises((ValueError, TypeError), match=match):
         as_uint8_image(bad)
@@ -49,7 +59,9 @@ def test_check_images_and_masks():
         check_images([np.zeros((2, 2)), np.full((2, 2), np.nan)])
     with pytest.raises(ValueError, match="1 masks but there are 2 images"):
         check_masks([np.zeros((3, 4))], imgs)
-    with pytest.raises(ValueError, match=r"y\[1\] has shape \(4, 4\) but its image has shape \(5, 5\)"):
+    with pytest.raises(
+        ValueError, match=r"y\[1\] has shape \(4, 4\) but its image has shape \(5, 5\)"
+    ):
         check_masks([np.zeros((3, 4)), np.zeros((4, 4))], imgs)
     masks = check_masks([np.zeros((3, 4)), np.full((5, 5), 255)], imgs)
     assert masks[1].dtype == bool and masks[1].all()
@@ -86,8 +98,12 @@ for bad in (0, 2**31):
         raise AssertionError("no error for threshold %d" % bad)
 print("ok")
 """
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         cwd=Path(__file__).resolve().parents[2])
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        cwd=Path(__file__).resolve().parents[2],
+    )
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "ok"
 
@@ -95,5 +111,7 @@ print("ok")
 def test_malloc_environment_matches_tune_malloc_thresholds():
     from kwtl.utils._allocator import malloc_environment
 
-    assert malloc_environment(1 << 20) == {"MALLOC_MMAP_THRESHOLD_": "1048576",
-                                           "MALLOC_TRIM_THRESHOLD_": "1048576"}
+    assert malloc_environment(1 << 20) == {
+        "MALLOC_MMAP_THRESHOLD_": "1048576",
+        "MALLOC_TRIM_THRESHOLD_": "1048576",
+    }

@@ -1,4 +1,5 @@
 """A tiny synthetic source folder, target folder and model file for the workflow tests."""
+
 import pytest
 
 from kwtl.datasets import make_cells
@@ -15,6 +16,11 @@ def tiny_data(tmp_path_factory):
     target = write_folder(root / "target", tgt_x)
     model = root / "model.kwtl"
     pretrain([source], model, progress=False, **TINY)
-    return {"root": root, "source": source, "target": target, "model": model,
-            "target_images": tgt_x, "target_masks": tgt_y}
-
+    return {
+        "root": root,
+        "source": source,
+        "target": target,
+        "model": model,
+        "target_images": tgt_x,
+        "target_masks": tgt_y,
+    }

@@ -1,4 +1,5 @@
 """choose_model: the label-free choice of the released model to start from."""
+
 import warnings
 
 import numpy as np
@@ -94,7 +95,11 @@ def test_released_models_on_fluorescence_nuclei_prefer_a_fluorescence_model():
     x, _ = load_images(folder)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        result = choose_model(x, ["authors:EM", "authors:ssTEM", "authors:B5", "authors:TNBC"],
-                              max_images=4, progress=False)
+        result = choose_model(
+            x,
+            ["authors:EM", "authors:ssTEM", "authors:B5", "authors:TNBC"],
+            max_images=4,
+            progress=False,
+        )
     assert result.choice == "authors:B5"
     assert result.table.set_index("model").loc["authors:EM", "foreground"] > 0.5

@@ -1,4 +1,5 @@
 """describe_selector: what every registered selector did, from the selector itself."""
+
 import inspect
 
 import pytest

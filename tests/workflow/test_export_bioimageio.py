@@ -1,7 +1,7 @@
 """kwtl export --format bioimageio: the package validates, runs its test tensors in
 bioimageio.core, and predicts what kwtl predicts."""
+
 import zipfile
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -17,8 +17,14 @@ pytest.importorskip("bioimageio.core")  # in the tests extra: present wherever t
 
 
 def _tiny(bn_mode="batch", affine=True):
-    seg = FCRNSegmenter(module__width=4, patch_size=32, precision="fp32", bn_mode=bn_mode,
-                        module__init="default", random_state=0).initialize()
+    seg = FCRNSegmenter(
+        module__width=4,
+        patch_size=32,
+        precision="fp32",
+        bn_mode=bn_mode,
+        module__init="default",
+        random_state=0,
+    ).initialize()
     if affine:
         seg.to_affine()
         with torch.no_grad():  # BatchNorm parameters and statistics away from their defaults
@@ -65,10 +71,12 @@ def test_batch_statistics_are_the_images_own_mean_and_biased_variance():
     x = torch.tensor([[[[1.0, 3.0], [5.0, 7.0]]], [[[0.0, 0.0], [0.0, 4.0]]]])
     out = bn(x).detach().numpy()
     # image 1: mean 4, variance (9+1+1+9)/4 = 5; image 2: mean 1, variance (1+1+1+9)/4 = 3
-    np.testing.assert_allclose(out[0, 0], 2 * (np.array([[1, 3], [5, 7]]) - 4) / np.sqrt(5) + 1,
-                               rtol=1e-6)
-    np.testing.assert_allclose(out[1, 0], 2 * (np.array([[0, 0], [0, 4]]) - 1) / np.sqrt(3) + 1,
-                               rtol=1e-6)
+    np.testing.assert_allclose(
+        out[0, 0], 2 * (np.array([[1, 3], [5, 7]]) - 4) / np.sqrt(5) + 1, rtol=1e-6
+    )
+    np.testing.assert_allclose(
+        out[1, 0], 2 * (np.array([[0, 0], [0, 4]]) - 1) / np.sqrt(3) + 1, rtol=1e-6
+    )
 
 
 def test_export_validates_and_passes_bioimageio_core_tests(tmp_path):
@@ -81,8 +89,16 @@ def test_export_validates_and_passes_bioimageio_core_tests(tmp_path):
     image = np.random.default_rng(2).integers(0, 256, (40, 56), dtype=np.uint8)
     out = export_bioimageio(model_file, tmp_path / "model.zip", image, authors=["A. Lab"])
     names = set(zipfile.ZipFile(out).namelist())
-    assert {"rdf.yaml", "kwtl_fcrn.py", "weights.pt", "weights_torchscript.pt",
-            "test_input.npy", "test_output.npy", "cover.png", "README.md"} <= names
+    assert {
+        "rdf.yaml",
+        "kwtl_fcrn.py",
+        "weights.pt",
+        "weights_torchscript.pt",
+        "test_input.npy",
+        "test_output.npy",
+        "cover.png",
+        "README.md",
+    } <= names
     descr = load_model_description(out, perform_io_checks=True)
     assert descr.validation_summary.status == "valid-format"
     assert sorted(descr.weights.available_formats) == ["pytorch_state_dict", "torchscript"]
@@ -95,11 +111,13 @@ def test_export_validates_and_passes_bioimageio_core_tests(tmp_path):
     test_out = np.load(tmp_path / "unpacked" / "test_output.npy")
     assert test_in.dtype == np.uint8 and test_in.shape == (1, 1, 40, 56)
     np.testing.assert_array_equal(test_in[0, 0], image)
-    np.testing.assert_allclose(test_out[0, 0], load_model(model_file).set_params(
-        precision="fp32").predict_proba([image])[0], atol=1e-6)
+    np.testing.assert_allclose(
+        test_out[0, 0],
+        load_model(model_file).set_params(precision="fp32").predict_proba([image])[0],
+        atol=1e-6,
+    )
     summary = test_model(out)  # both weight formats, test tensors and sizes, offline
-    failed = [(d.name, [e.msg for e in d.errors]) for d in summary.details
-              if d.status != "passed"]
+    failed = [(d.name, [e.msg for e in d.errors]) for d in summary.details if d.status != "passed"]
     assert summary.status == "passed", failed
 
 
@@ -110,7 +128,7 @@ def test_export_refuses_bad_input(tmp_path):
     with pytest.raises(ValueError, match=r"\.zip"):
         export_bioimageio(seg, tmp_path / "m.tar", np.zeros((32, 32), np.uint8))
     (tmp_path / "taken.zip").write_bytes(b"mine")
-    with pytest.raises(FileExistsError, match="--force"):
+    with pytest.raises(FileExistsError, match="overwrite=True"):
         export_bioimageio(seg, tmp_path / "taken.zip", np.zeros((32, 32), np.uint8))
     assert (tmp_path / "taken.zip").read_bytes() == b"mine"
 
@@ -120,10 +138,21 @@ def test_cli_export(tmp_path, capsys):
     save_model(seg, tmp_path / "m.kwtl")
     from kwtl.datasets import write_image
 
-    write_image(tmp_path / "sample.png",
-                np.random.default_rng(3).integers(0, 256, (32, 40), dtype=np.uint8))
-    args = ["export", str(tmp_path / "m.kwtl"), "--format", "bioimageio", "--image",
-            str(tmp_path / "sample.png"), "--out", str(tmp_path / "m.zip"), "--author", "B"]
+    write_image(
+        tmp_path / "sample.png", np.random.default_rng(3).integers(0, 256, (32, 40), dtype=np.uint8)
+    )
+    args = [
+        "export",
+        str(tmp_path / "m.kwtl"),
+        "--format",
+        "bioimageio",
+        "--image",
+        str(tmp_path / "sample.png"),
+        "--out",
+        str(tmp_path / "m.zip"),
+        "--author",
+        "B",
+    ]
     assert main(args) == 0
     assert (tmp_path / "m.zip").is_file()
     assert main(args) == 2  # exists: refused without --force
@@ -153,13 +182,21 @@ def test_package_predicts_what_kwtl_predict_writes_on_a_real_image(shared_data, 
     from kwtl.datasets import write_image
 
     write_image(tmp_path / "in" / "em1.png", image)
-    predict(tmp_path / "in", load_model(model_file, precision="fp32"), tmp_path / "kwtl",
-            probabilities=True, overlay=False, progress=False)
+    predict(
+        tmp_path / "in",
+        load_model(model_file, precision="fp32"),
+        tmp_path / "kwtl",
+        probabilities=True,
+        overlay=False,
+        progress=False,
+    )
     import tifffile
     from PIL import Image
 
-    from_kwtl = tifffile.imread(tmp_path / "kwtl" / "probabilities" / "em1_prob.tif").astype(
-        np.float64) / 65535
+    from_kwtl = (
+        tifffile.imread(tmp_path / "kwtl" / "probabilities" / "em1_prob.tif").astype(np.float64)
+        / 65535
+    )
     kwtl_mask = np.asarray(Image.open(tmp_path / "kwtl" / "masks" / "em1.png")) > 0
     sample_out = bio_predict(model=package, inputs=image[None, None])
     proba = np.asarray(next(iter(sample_out.members.values())).data)[0, 0]

@@ -4,6 +4,7 @@ The new user's case: ``kwtl predict imgs --out imgs --force`` replaced every ima
 mask. Every command is tried with its output at, inside and around each input; each must
 end with one line naming the input, exit code 2, and every input file unchanged.
 """
+
 import hashlib
 import shutil
 
@@ -15,8 +16,11 @@ from workflow_helpers import draw_masks
 
 
 def _snapshot(folder):
-    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(folder.rglob("*")) if p.is_file()}
+    return {
+        str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
 
 
 @pytest.fixture
@@ -41,52 +45,65 @@ def _refused(capsys, argv, what):
     assert what in err[0] and "even with --force" in err[0], err[0]
 
 
-@pytest.mark.parametrize("out, what", [
-    ("imgs", "is the images folder"),
-    ("imgs/masks", "lies inside the images folder"),
-    (".", "contains the images folder"),
-    ("model.kwtl", "is the model"),
-])
+@pytest.mark.parametrize(
+    "out, what",
+    [
+        ("imgs", "is the images folder"),
+        ("imgs/masks", "lies inside the images folder"),
+        (".", "contains the images folder"),
+        ("model.kwtl", "is the model"),
+    ],
+)
 def test_predict(lab, capsys, monkeypatch, out, what):
     monkeypatch.chdir(lab)
     before = _snapshot(lab)
-    _refused(capsys, ["predict", "imgs", "--model", "model.kwtl", "--out", out, "--force"],
-             what)
+    _refused(capsys, ["predict", "imgs", "--model", "model.kwtl", "--out", out, "--force"], what)
     assert _snapshot(lab) == before
 
 
-@pytest.mark.parametrize("out, what", [
-    ("imgs", "is the images folder"),
-    ("imgs/todo", "lies inside the images folder"),
-    (".", "contains the images folder"),
-])
+@pytest.mark.parametrize(
+    "out, what",
+    [
+        ("imgs", "is the images folder"),
+        ("imgs/todo", "lies inside the images folder"),
+        (".", "contains the images folder"),
+    ],
+)
 def test_select(lab, capsys, monkeypatch, out, what):
     monkeypatch.chdir(lab)
     before = _snapshot(lab)
-    _refused(capsys, ["select", "imgs", "--model", "model.kwtl", "--budget", "1", "--out",
-                      out, "--force"], what)
+    _refused(
+        capsys,
+        ["select", "imgs", "--model", "model.kwtl", "--budget", "1", "--out", out, "--force"],
+        what,
+    )
     assert _snapshot(lab) == before
 
 
-@pytest.mark.parametrize("out, what", [
-    ("todo/tuned.kwtl", "lies inside the annotation package"),
-    ("todo/model_plft.kwtl", "lies inside the annotation package"),
-    ("model.kwtl", "is the starting model"),
-    ("model.kwtl.json", "is the starting model"),
-])
+@pytest.mark.parametrize(
+    "out, what",
+    [
+        ("todo/tuned.kwtl", "lies inside the annotation package"),
+        ("todo/model_plft.kwtl", "lies inside the annotation package"),
+        ("model.kwtl", "is the starting model"),
+        ("model.kwtl.json", "is the starting model"),
+    ],
+)
 def test_finetune(lab, capsys, monkeypatch, out, what):
     monkeypatch.chdir(lab)
     before = _snapshot(lab)
-    _refused(capsys, ["finetune", "todo", "--model", "model.kwtl", "--out", out, "--force"],
-             what)
+    _refused(capsys, ["finetune", "todo", "--model", "model.kwtl", "--out", out, "--force"], what)
     assert _snapshot(lab) == before
 
 
-@pytest.mark.parametrize("argv, what", [
-    (["src", "--out", "src/model.kwtl"], "lies inside a source folder"),
-    (["--from", "model.kwtl", "--out", "model.kwtl"], "is the starting model"),
-    (["src", "--from", "model.kwtl", "--out", "model.kwtl.json"], "is the starting model"),
-])
+@pytest.mark.parametrize(
+    "argv, what",
+    [
+        (["src", "--out", "src/model.kwtl"], "lies inside a source folder"),
+        (["--from", "model.kwtl", "--out", "model.kwtl"], "is the starting model"),
+        (["src", "--from", "model.kwtl", "--out", "model.kwtl.json"], "is the starting model"),
+    ],
+)
 def test_pretrain(lab, capsys, monkeypatch, argv, what):
     monkeypatch.chdir(lab)
     before = _snapshot(lab)
@@ -97,14 +114,23 @@ def test_pretrain(lab, capsys, monkeypatch, argv, what):
 def test_evaluate(lab, capsys, monkeypatch):
     monkeypatch.chdir(lab)
     before = _snapshot(lab)
-    _refused(capsys, ["evaluate", "todo/masks", "--truth", "todo/masks", "--out",
-                      "todo/masks/scores.csv", "--force"], "lies inside the predicted masks")
+    _refused(
+        capsys,
+        [
+            "evaluate",
+            "todo/masks",
+            "--truth",
+            "todo/masks",
+            "--out",
+            "todo/masks/scores.csv",
+            "--force",
+        ],
+        "lies inside the predicted masks",
+    )
     assert _snapshot(lab) == before
 
 
 def test_outputs_apart_from_the_inputs_still_work(lab, monkeypatch):
     monkeypatch.chdir(lab)
-    assert main(["predict", "imgs", "--model", "model.kwtl", "--out", "pred",
-                 "--no-progress"]) == 0
-    assert main(["finetune", "todo", "--out", "tuned.kwtl", "--epochs", "1",
-                 "--no-progress"]) == 0
+    assert main(["predict", "imgs", "--model", "model.kwtl", "--out", "pred", "--no-progress"]) == 0
+    assert main(["finetune", "todo", "--out", "tuned.kwtl", "--epochs", "1", "--no-progress"]) == 0

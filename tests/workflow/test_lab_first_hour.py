@@ -1,5 +1,6 @@
 """Issue 23 through the command line: --model auto / --from auto, the mask checks of
 kwtl finetune, honest messages, colour pictures, consistent reuse messages."""
+
 import json
 import shlex
 import shutil
@@ -26,11 +27,19 @@ def _truth(tiny_data):
     return {f"img{i:02d}": m for i, m in enumerate(tiny_data["target_masks"])}
 
 
-def test_inverted_masks_are_refused_with_the_numbers_unless_accepted(tiny_data, package,
-                                                                     tmp_path, capsys):
+def test_inverted_masks_are_refused_with_the_numbers_unless_accepted(
+    tiny_data, package, tmp_path, capsys
+):
     draw_masks(package, {k: ~v for k, v in _truth(tiny_data).items()})
-    argv = ["finetune", str(package), "--out", str(tmp_path / "t.kwtl"), "--epochs", "1",
-            "--no-progress"]
+    argv = [
+        "finetune",
+        str(package),
+        "--out",
+        str(tmp_path / "t.kwtl"),
+        "--epochs",
+        "1",
+        "--no-progress",
+    ]
     assert main(argv) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "inverted" in err[0] and "--accept-masks" in err[0], err
@@ -41,12 +50,23 @@ def test_inverted_masks_are_refused_with_the_numbers_unless_accepted(tiny_data, 
 
 def test_right_masks_pass_the_checks(tiny_data, package, tmp_path):
     draw_masks(package, _truth(tiny_data))
-    assert main(["finetune", str(package), "--out", str(tmp_path / "t.kwtl"), "--epochs",
-                 "1", "--no-progress"]) == 0
+    assert (
+        main(
+            [
+                "finetune",
+                str(package),
+                "--out",
+                str(tmp_path / "t.kwtl"),
+                "--epochs",
+                "1",
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
 
 
-def test_a_painted_picture_is_refused_with_how_to_save_it(tiny_data, package, tmp_path,
-                                                          capsys):
+def test_a_painted_picture_is_refused_with_how_to_save_it(tiny_data, package, tmp_path, capsys):
     table = draw_masks(package, _truth(tiny_data))
     first = table.iloc[0]
     picture = np.asarray(Image.open(package / first["image_file"]))
@@ -58,8 +78,7 @@ def test_a_painted_picture_is_refused_with_how_to_save_it(tiny_data, package, tm
     painted[:3, :3] = (255, 0, 0)  # a red brush stroke on the picture
     (package / first["mask_file"]).unlink()
     write_image(package / first["mask_file"], painted)
-    assert main(["finetune", str(package), "--out", str(tmp_path / "t.kwtl"),
-                 "--no-progress"]) == 2
+    assert main(["finetune", str(package), "--out", str(tmp_path / "t.kwtl"), "--no-progress"]) == 2
     err = capsys.readouterr().err
     assert "painted" in err and "on black" in err
 
@@ -69,8 +88,7 @@ def test_a_jpeg_mask_is_named_lossy_not_missing(tiny_data, package, tmp_path, ca
     mask_file = package / table.iloc[0]["mask_file"]
     mask_file.unlink()
     write_image(mask_file.with_suffix(".jpg"), np.zeros((16, 16), np.uint8))
-    assert main(["finetune", str(package), "--out", str(tmp_path / "t.kwtl"),
-                 "--no-progress"]) == 2
+    assert main(["finetune", str(package), "--out", str(tmp_path / "t.kwtl"), "--no-progress"]) == 2
     err = capsys.readouterr().err
     assert "saved as JPEG" in err and ".jpg" in err and "PNG or TIFF" in err
     assert "missing" not in err
@@ -85,9 +103,24 @@ def test_readme_quotes_the_command_and_says_what_random_did(package):
 
 def test_a_scoring_selector_is_described_by_its_score(tiny_data, tmp_path, capsys):
     todo = tmp_path / "todo"
-    assert main(["select", str(tiny_data["target"]), "--model", str(tiny_data["model"]),
-                 "--budget", "3", "--selector", "entropy", "--out", str(todo),
-                 "--no-progress"]) == 0
+    assert (
+        main(
+            [
+                "select",
+                str(tiny_data["target"]),
+                "--model",
+                str(tiny_data["model"]),
+                "--budget",
+                "3",
+                "--selector",
+                "entropy",
+                "--out",
+                str(todo),
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
     out = capsys.readouterr().out
     assert "'entropy' selector" in out and "uncertain" in out
     readme = (todo / "README.txt").read_text()
@@ -101,55 +134,102 @@ def test_colour_images_keep_their_colour_for_people_only(tmp_path, tiny_data, ca
     for i, g in enumerate(grey):
         rgb = np.stack([g, (g * 0.6).astype(np.uint8), 255 - g], axis=2)
         write_image(tmp_path / "he" / f"tile{i}.png", rgb)
-    assert main(["select", str(tmp_path / "he"), "--model", str(tiny_data["model"]),
-                 "--budget", "2", "--out", str(tmp_path / "todo"), "--no-progress"]) == 0
-    assert "2 of 2 images are colour (RGB): the model sees them in grey" in \
-        capsys.readouterr().out
+    assert (
+        main(
+            [
+                "select",
+                str(tmp_path / "he"),
+                "--model",
+                str(tiny_data["model"]),
+                "--budget",
+                "2",
+                "--out",
+                str(tmp_path / "todo"),
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
+    assert "2 of 2 images are colour (RGB): the model sees them in grey" in capsys.readouterr().out
     table = read_selection(tmp_path / "todo")
     for row in table.itertuples():
         picture = np.asarray(Image.open(tmp_path / "todo" / row.image_file))
-        model_input = np.asarray(Image.open(tmp_path / "todo" / "model_input" /
-                                            row.image_file.split("/")[-1]))
+        model_input = np.asarray(
+            Image.open(tmp_path / "todo" / "model_input" / row.image_file.split("/")[-1])
+        )
         assert picture.ndim == 3 and picture.shape[2] == 3
         assert model_input.ndim == 2
     sheet = np.asarray(Image.open(tmp_path / "todo" / "contact_sheet.png"))
     assert sheet.ndim == 3
 
 
-def test_model_auto_chooses_among_the_released_models(tiny_data, tmp_path, monkeypatch,
-                                                      capsys):
+def test_model_auto_chooses_among_the_released_models(tiny_data, tmp_path, monkeypatch, capsys):
     other = tmp_path / "other.kwtl"
     shutil.copy(tiny_data["model"], other)
     shutil.copy(str(tiny_data["model"]) + ".json", str(other) + ".json")
     monkeypatch.setattr(auto, "AUTO_MODELS", (str(tiny_data["model"]), str(other)))
     todo = tmp_path / "todo"
-    assert main(["select", str(tiny_data["target"]), "--model", "auto", "--budget", "2",
-                 "--out", str(todo), "--no-progress"]) == 0
-    assert "--model auto: starting from" in capsys.readouterr().out
+    assert (
+        main(
+            [
+                "select",
+                str(tiny_data["target"]),
+                "--model",
+                "auto",
+                "--budget",
+                "2",
+                "--out",
+                str(todo),
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
+    assert "model auto: starting from" in capsys.readouterr().out
     meta = json.loads((todo / "selection.json").read_text())
     assert meta["auto_model"]["choice"] in (str(tiny_data["model"]), str(other))
     assert len(meta["auto_model"]["table"]) == 2
 
 
-def test_pretrain_from_auto_needs_images_and_records_the_choice(tiny_data, tmp_path,
-                                                                monkeypatch, capsys):
+def test_pretrain_from_auto_needs_images_and_records_the_choice(
+    tiny_data, tmp_path, monkeypatch, capsys
+):
     monkeypatch.setattr(auto, "AUTO_MODELS", (str(tiny_data["model"]),))
     out = tmp_path / "m.kwtl"
     assert main(["pretrain", "--from", "auto", "--out", str(out), "--no-progress"]) == 2
     assert "--images" in capsys.readouterr().err
-    assert main(["pretrain", "--from", "auto", "--images", str(tiny_data["target"]),
-                 "--out", str(out), "--no-progress"]) == 0
+    assert (
+        main(
+            [
+                "pretrain",
+                "--from",
+                "auto",
+                "--images",
+                str(tiny_data["target"]),
+                "--out",
+                str(out),
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
     meta = json.loads((tmp_path / "m.kwtl.json").read_text())
     assert meta["training"]["auto_model"]["choice"] == str(tiny_data["model"])
 
 
-def test_reuse_says_nothing_to_do_even_without_progress(tiny_data, package, tmp_path,
-                                                        capsys):
+def test_reuse_says_nothing_to_do_even_without_progress(tiny_data, package, tmp_path, capsys):
     draw_masks(package, _truth(tiny_data))
-    for argv in (["finetune", str(package), "--out", str(tmp_path / "t.kwtl"), "--epochs",
-                  "1"],
-                 ["predict", str(tiny_data["target"]), "--model", str(tiny_data["model"]),
-                  "--out", str(tmp_path / "pred")]):
+    for argv in (
+        ["finetune", str(package), "--out", str(tmp_path / "t.kwtl"), "--epochs", "1"],
+        [
+            "predict",
+            str(tiny_data["target"]),
+            "--model",
+            str(tiny_data["model"]),
+            "--out",
+            str(tmp_path / "pred"),
+        ],
+    ):
         assert main(argv + ["--no-progress"]) == 0
         capsys.readouterr()
         assert main(argv + ["--no-progress"]) == 0

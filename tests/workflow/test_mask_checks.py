@@ -1,4 +1,5 @@
 """The annotation checks of kwtl finetune: inverted, painted and JPEG masks."""
+
 import numpy as np
 from skimage.segmentation import find_boundaries
 

@@ -1,5 +1,6 @@
 """Rounds of annotation (select --exclude, finetune on several packages, --from-model) and
 Dask --scheduler runs."""
+
 import json
 
 import numpy as np
@@ -39,11 +40,17 @@ def test_exclude_refuses_a_folder_that_is_not_a_package(tmp_path):
 
 def test_two_rounds_never_overlap_and_finetune_on_both(tiny_data, tmp_path, capsys):
     truth = {f"img{i:02d}": m for i, m in enumerate(tiny_data["target_masks"])}
-    first = select(tiny_data["target"], tiny_data["model"], 3, tmp_path / "todo1",
-                   progress=False)
+    first = select(tiny_data["target"], tiny_data["model"], 3, tmp_path / "todo1", progress=False)
     draw_masks(tmp_path / "todo1", truth)
-    second = select(tiny_data["target"], tiny_data["model"], 3, tmp_path / "todo2",
-                    exclude=[tmp_path / "todo1"], progress=False)
+    second = select(
+        tiny_data["target"],
+        tiny_data["model"],
+        3,
+        tmp_path / "todo2",
+        exclude=[tmp_path / "todo1"],
+        progress=False,
+        verbose=True,
+    )
     out = capsys.readouterr().out
     n = second.metadata["n_excluded"]
     assert n > 0 and f"excluded {n} of {second.metadata['n_candidates']} candidates" in out
@@ -59,16 +66,19 @@ def test_two_rounds_never_overlap_and_finetune_on_both(tiny_data, tmp_path, caps
         cols = sorted(set(list(range(0, w - size + 1, stride)) + [w - size]))
         for r in rows:
             for c in cols:
-                expected += any(_overlap((f"img{i:02d}", r, c, size), b)
-                                for b in _boxes(tmp_path / "todo1"))
+                expected += any(
+                    _overlap((f"img{i:02d}", r, c, size), b) for b in _boxes(tmp_path / "todo1")
+                )
     assert n == expected
     draw_masks(tmp_path / "todo2", truth)
-    finetune([tmp_path / "todo1", tmp_path / "todo2"], tmp_path / "tuned2.kwtl", epochs=1,
-             progress=False)
+    finetune(
+        [tmp_path / "todo1", tmp_path / "todo2"], tmp_path / "tuned2.kwtl", epochs=1, progress=False
+    )
     record = json.loads((tmp_path / "tuned2.kwtl.json").read_text())["training"]
     assert len(record["sources"]) == 6
     assert [s["folder"] for s in record["selections"]] == [
-        str((tmp_path / p).resolve()) for p in ("todo1", "todo2")]
+        str((tmp_path / p).resolve()) for p in ("todo1", "todo2")
+    ]
     assert record["start"]["name"] == str((tmp_path / "todo1" / "model_plft.kwtl").resolve())
     # a different selection than without exclusion, so the fingerprint tells them apart
     assert first.metadata["fingerprint"] != second.metadata["fingerprint"]
@@ -77,57 +87,151 @@ def test_two_rounds_never_overlap_and_finetune_on_both(tiny_data, tmp_path, caps
 def test_cli_rounds_with_from_model(tiny_data, tmp_path):
     truth = {f"img{i:02d}": m for i, m in enumerate(tiny_data["target_masks"])}
     common = ["--model", str(tiny_data["model"]), "--budget", "2", "--no-progress"]
-    assert main(["select", str(tiny_data["target"]), *common, "--out",
-                 str(tmp_path / "t1")]) == 0
+    assert main(["select", str(tiny_data["target"]), *common, "--out", str(tmp_path / "t1")]) == 0
     draw_masks(tmp_path / "t1", truth)
-    assert main(["finetune", str(tmp_path / "t1"), "--out", str(tmp_path / "m1.kwtl"),
-                 "--epochs", "1", "--no-progress"]) == 0
-    assert main(["select", str(tiny_data["target"]), *common, "--exclude",
-                 str(tmp_path / "t1"), "--out", str(tmp_path / "t2")]) == 0
+    assert (
+        main(
+            [
+                "finetune",
+                str(tmp_path / "t1"),
+                "--out",
+                str(tmp_path / "m1.kwtl"),
+                "--epochs",
+                "1",
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
+    assert (
+        main(
+            [
+                "select",
+                str(tiny_data["target"]),
+                *common,
+                "--exclude",
+                str(tmp_path / "t1"),
+                "--out",
+                str(tmp_path / "t2"),
+            ]
+        )
+        == 0
+    )
     draw_masks(tmp_path / "t2", truth)
-    assert main(["finetune", str(tmp_path / "t1"), str(tmp_path / "t2"), "--from-model",
-                 str(tmp_path / "m1.kwtl"), "--out", str(tmp_path / "m2.kwtl"), "--epochs",
-                 "1", "--no-progress"]) == 0
+    assert (
+        main(
+            [
+                "finetune",
+                str(tmp_path / "t1"),
+                str(tmp_path / "t2"),
+                "--from-model",
+                str(tmp_path / "m1.kwtl"),
+                "--out",
+                str(tmp_path / "m2.kwtl"),
+                "--epochs",
+                "1",
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
     record = json.loads((tmp_path / "m2.kwtl.json").read_text())["training"]
     assert record["start"]["name"] == str((tmp_path / "m1.kwtl").resolve())
     assert len(record["sources"]) == 4
-    too_many = main(["select", str(tiny_data["target"]), "--model", str(tiny_data["model"]),
-                     "--budget", "40", "--exclude", str(tmp_path / "t1"), str(tmp_path / "t2"),
-                     "--out", str(tmp_path / "t3"), "--no-progress"])
+    too_many = main(
+        [
+            "select",
+            str(tiny_data["target"]),
+            "--model",
+            str(tiny_data["model"]),
+            "--budget",
+            "40",
+            "--exclude",
+            str(tmp_path / "t1"),
+            str(tmp_path / "t2"),
+            "--out",
+            str(tmp_path / "t3"),
+            "--no-progress",
+        ]
+    )
     assert too_many == 2
 
 
 @pytest.fixture(scope="module")
 def cluster():
     distributed = pytest.importorskip("distributed")
-    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                                  dashboard_address=None) as local:
+    with distributed.LocalCluster(
+        n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
+    ) as local:
         yield local
 
 
 def test_predict_and_select_on_a_dask_cluster_equal_plain_runs(tiny_data, tmp_path, cluster):
-    predict(tiny_data["target"], tiny_data["model"], tmp_path / "plain", instances=True,
-            probabilities=True, progress=False)
-    predict(tiny_data["target"], tiny_data["model"], tmp_path / "dask", instances=True,
-            probabilities=True, scheduler=cluster.scheduler_address, progress=False)
-    names = sorted(str(p.relative_to(tmp_path / "plain")) for p in
-                   (tmp_path / "plain").rglob("*") if p.suffix in (".png", ".tif"))
+    predict(
+        tiny_data["target"],
+        tiny_data["model"],
+        tmp_path / "plain",
+        instances=True,
+        probabilities=True,
+        progress=False,
+    )
+    predict(
+        tiny_data["target"],
+        tiny_data["model"],
+        tmp_path / "dask",
+        instances=True,
+        probabilities=True,
+        scheduler=cluster.scheduler_address,
+        progress=False,
+    )
+    names = sorted(
+        str(p.relative_to(tmp_path / "plain"))
+        for p in (tmp_path / "plain").rglob("*")
+        if p.suffix in (".png", ".tif")
+    )
     assert len(names) == 9  # mask, probability, overlay of 3 images
     for name in names:
-        assert (tmp_path / "plain" / name).read_bytes() == (tmp_path / "dask" / name)\
-            .read_bytes(), name
-    a = select(tiny_data["target"], tiny_data["model"], 3, tmp_path / "s_plain",
-               selector="entropy", progress=False)
-    b = select(tiny_data["target"], tiny_data["model"], 3, tmp_path / "s_dask",
-               selector="entropy", scheduler=cluster.scheduler_address, progress=False)
+        assert (tmp_path / "plain" / name).read_bytes() == (
+            tmp_path / "dask" / name
+        ).read_bytes(), name
+    a = select(
+        tiny_data["target"],
+        tiny_data["model"],
+        3,
+        tmp_path / "s_plain",
+        selector="entropy",
+        progress=False,
+    )
+    b = select(
+        tiny_data["target"],
+        tiny_data["model"],
+        3,
+        tmp_path / "s_dask",
+        selector="entropy",
+        scheduler=cluster.scheduler_address,
+        progress=False,
+    )
     np.testing.assert_array_equal(a.table["score"], b.table["score"])
     assert list(a.table["image_file"]) == list(b.table["image_file"])
 
 
 def test_cli_predict_scheduler(tiny_data, tmp_path, cluster):
-    assert main(["predict", str(tiny_data["target"]), "--model", str(tiny_data["model"]),
-                 "--out", str(tmp_path / "m"), "--scheduler", cluster.scheduler_address,
-                 "--no-progress"]) == 0
+    assert (
+        main(
+            [
+                "predict",
+                str(tiny_data["target"]),
+                "--model",
+                str(tiny_data["model"]),
+                "--out",
+                str(tmp_path / "m"),
+                "--scheduler",
+                cluster.scheduler_address,
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
     assert len(list((tmp_path / "m" / "overlays").glob("img*_overlay.png"))) == 3
 
 
@@ -141,28 +245,66 @@ def test_real_two_round_session_through_the_cli(shared_data, tmp_path):
     for i, (x, y) in enumerate(zip(src_x, src_y)):
         write_image(tmp_path / "src" / "images" / f"s{i}.png", x)
         write_mask(tmp_path / "src" / "masks" / f"s{i}.png", y)
-    assert main(["pretrain", str(tmp_path / "src"), "--out", str(tmp_path / "base.kwtl"),
-                 "--width", "4", "--patch-size", "32", "--stride", "16",
-                 "--meta-iterations", "2", "--inner-steps", "1", "--no-progress"]) == 0
+    assert (
+        main(
+            [
+                "pretrain",
+                str(tmp_path / "src"),
+                "--out",
+                str(tmp_path / "base.kwtl"),
+                "--width",
+                "4",
+                "--patch-size",
+                "32",
+                "--stride",
+                "16",
+                "--meta-iterations",
+                "2",
+                "--inner-steps",
+                "1",
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
     truth = {}
     for name in ("03", "04", "05"):
         crop = (slice(300, 428), slice(300, 428))
-        write_image(tmp_path / "imgs" / f"{name}.png",
-                    read_image(shared_data / "ssTEM" / "images" / f"{name}.png")[crop])
+        write_image(
+            tmp_path / "imgs" / f"{name}.png",
+            read_image(shared_data / "ssTEM" / "images" / f"{name}.png")[crop],
+        )
         truth[name] = read_mask(shared_data / "ssTEM" / "masks" / f"{name}.png")[crop]
-    sel = ["select", str(tmp_path / "imgs"), "--model", str(tmp_path / "base.kwtl"),
-           "--budget", "4", "--no-progress"]
+    sel = [
+        "select",
+        str(tmp_path / "imgs"),
+        "--model",
+        str(tmp_path / "base.kwtl"),
+        "--budget",
+        "4",
+        "--no-progress",
+    ]
     fin = ["--epochs", "2", "--no-progress"]
     assert main(sel + ["--out", str(tmp_path / "r1")]) == 0
     draw_masks(tmp_path / "r1", truth)
-    assert main(["finetune", str(tmp_path / "r1"), "--out", str(tmp_path / "t1.kwtl")]
-                + fin) == 0
+    assert main(["finetune", str(tmp_path / "r1"), "--out", str(tmp_path / "t1.kwtl")] + fin) == 0
     assert main(sel + ["--exclude", str(tmp_path / "r1"), "--out", str(tmp_path / "r2")]) == 0
     for a in _boxes(tmp_path / "r1"):
         for b in _boxes(tmp_path / "r2"):
             assert not _overlap(a, b)
     draw_masks(tmp_path / "r2", truth)
-    assert main(["finetune", str(tmp_path / "r1"), str(tmp_path / "r2"), "--out",
-                 str(tmp_path / "t2.kwtl")] + fin) == 0
+    assert (
+        main(
+            [
+                "finetune",
+                str(tmp_path / "r1"),
+                str(tmp_path / "r2"),
+                "--out",
+                str(tmp_path / "t2.kwtl"),
+            ]
+            + fin
+        )
+        == 0
+    )
     record = json.loads((tmp_path / "t2.kwtl.json").read_text())["training"]
     assert len(record["sources"]) == 8 and len(record["selections"]) == 2

@@ -1,8 +1,9 @@
 """The annotation oracle: the only door to the target masks."""
+
 import numpy as np
 
-from .datasets import PatchSet
-from .utils import as_mask
+from ..datasets import PatchSet
+from ..utils import as_mask
 
 __all__ = ["Oracle"]
 
@@ -58,7 +59,9 @@ class Oracle:
         if i not in self._checked:
             m = as_mask(self._masks[i], name=f"target mask {i}")
             if self._shapes is not None and m.shape != self._shapes[i]:
-                raise ValueError(f"target mask {i} has shape {m.shape}, its image {self._shapes[i]}")
+                raise ValueError(
+                    f"target mask {i} has shape {m.shape}, its image {self._shapes[i]}"
+                )
             self._checked[i] = m
         return self._checked[i]
 
@@ -71,7 +74,9 @@ class Oracle:
         height = m.shape[0] - row if height is None else int(height)
         width = m.shape[1] - col if width is None else int(width)
         if row < 0 or col < 0 or row + height > m.shape[0] or col + width > m.shape[1]:
-            raise ValueError(f"region {(row, col, height, width)} leaves mask {image} of shape {m.shape}")
+            raise ValueError(
+                f"region {(row, col, height, width)} leaves mask {image} of shape {m.shape}"
+            )
         self.revealed_.append((image, int(row), int(col), height, width))
         self.n_revealed_pixels_ += height * width
         return m[row : row + height, col : col + width].copy()
