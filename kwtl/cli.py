@@ -670,7 +670,6 @@ CLI_TERMS = (
     ("another out outside", "another --out outside"),
     ("pass accept_masks=True", "pass --accept-masks"),
     ("with images=", "with --images IMAGES_DIR"),
-    ("channel= picks", "--channel C picks"),
     ("another out,", "another --out,"),
     ("out=", "--out "),
     ("resume=True", "--resume"),

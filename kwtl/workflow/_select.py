@@ -164,8 +164,8 @@ def select(
         say(
             verbose,
             f"{len(colour)} of {len(arrays)} images are colour (RGB): the model sees them in "
-            "grey (ITU-R 601 luma; channel= picks one colour instead); the pictures for "
-            "people keep their colour",
+            "grey (ITU-R 601 luma; the channel option picks one colour instead); the "
+            "pictures for people keep their colour",
         )
     params = {} if device is None else {"device": device}
     model, auto_record = resolve_model(
@@ -350,10 +350,10 @@ def select(
     description = describe_selector(selector, selector_name)
     say(
         verbose,
-        f"chose {len(table)} {what} of {len(arrays)} images for annotation with the "
-        f"{description.name!r} selector ({description.summary}) "
+        f"chose {len(table)} {what} of {len(arrays)} images for annotation "
         f"(≈ {area['image_equivalents']:.1f} image(s) of this folder to draw, "
-        f"{100 * area['fraction']:.1f} % of its area); see {out / 'README.txt'}",
+        f"{100 * area['fraction']:.1f} % of its area) with the {description.name!r} "
+        f"selector: {description.summary}; see {out / 'README.txt'}",
     )
     return Bunch(table=table, path=out, metadata=metadata, model=plft)
 
