@@ -11,7 +11,6 @@ here on the CPU and on a lent GPU machine.
 import copy
 import json
 import os
-import tempfile
 import time
 from pathlib import Path
 
@@ -29,17 +28,11 @@ def job_id(job):
 
 
 def atomic_write_json(path, obj):
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(obj, f)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    """``obj`` as JSON at ``path``, written atomically (kwtl's own atomic writer)."""
+    from kwtl.utils._atomic import atomic_write_text
+
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(path, json.dumps(obj))
 
 
 class Bundle:
