@@ -234,3 +234,36 @@ def test_reuse_says_nothing_to_do_even_without_progress(tiny_data, package, tmp_
         capsys.readouterr()
         assert main(argv + ["--no-progress"]) == 0
         assert "nothing to do" in capsys.readouterr().out
+
+
+def test_a_chosen_channel_is_what_people_see_too(tmp_path, tiny_data):
+    """With --channel the model sees that channel, and so do the pictures (stretched)."""
+    from kwtl.workflow._display import stretch
+
+    grey, _ = make_cells(2, 48, domain="fluorescence", random_state=4)
+    for i, g in enumerate(grey):
+        write_image(tmp_path / "rgb" / f"t{i}.png", np.stack([g // 4, g, 255 - g], axis=2))
+    assert (
+        main(
+            [
+                "select",
+                str(tmp_path / "rgb"),
+                "--model",
+                str(tiny_data["model"]),
+                "--budget",
+                "1",
+                "--channel",
+                "0",
+                "--out",
+                str(tmp_path / "todo"),
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
+    row = read_selection(tmp_path / "todo").iloc[0]
+    picture = np.asarray(Image.open(tmp_path / "todo" / row["image_file"]))
+    red = grey[int(row["source_image"][1:])] // 4
+    s, r, c = int(row["size"]), int(row["row"]), int(row["col"])
+    assert picture.ndim == 2
+    np.testing.assert_array_equal(picture, stretch(red)[r : r + s, c : c + s])
