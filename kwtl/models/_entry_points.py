@@ -13,10 +13,10 @@ import numpy as np
 import torch
 
 from ._fcrn import enable_mc_dropout
-from ._fold import FoldedModuleCache
+from ._fold import fold_batchnorm
 from ._inference import forward_patches, forward_tiled, mc_dropout_mean_proba
 
-__all__ = ["SelectionEntryPoints"]
+__all__ = ["FoldedModuleCache", "SelectionEntryPoints"]
 
 
 class SelectionEntryPoints:
@@ -195,3 +195,32 @@ class SelectionEntryPoints:
                 f"patch height and width must be divisible by 8, got {patches.shape[1:]}"
             )
         return patches
+
+
+class FoldedModuleCache:
+    """The folded copy of a module, rebuilt only when the module's state has changed.
+
+    The state key is the identity, storage and in-place version counter of every parameter
+    and buffer, so optimizer steps, ``load_state_dict``, BatchNorm recalibration and module
+    replacement (e.g. :func:`switch_to_affine`) all invalidate the copy.
+    """
+
+    def __init__(self):
+        self._key = None
+        self._folded = None
+
+    @staticmethod
+    def _state_key(module):
+        tensors = list(module.parameters()) + list(module.buffers())
+        return (id(module),) + tuple((id(t), t.data_ptr(), t._version) for t in tensors)
+
+    def get(self, module):
+        key = self._state_key(module)
+        if self._folded is None or key != self._key:
+            self._folded = fold_batchnorm(module)
+            self._key = key
+        return self._folded
+
+    def clear(self):
+        self._key = None
+        self._folded = None

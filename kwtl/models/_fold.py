@@ -26,7 +26,6 @@ from torch.nn.utils.fusion import fuse_conv_bn_weights
 
 __all__ = [
     "fold_batchnorm",
-    "FoldedModuleCache",
     "ChannelsLastMaxPool2d",
     "SingleOutputConv2d",
     "Stride2ConvTranspose2d",
@@ -477,32 +476,3 @@ def fold_batchnorm(module, *, replace_layers=True):
         _replace_layers(folded)
         folded = _faster_layer(folded)
     return folded.eval().requires_grad_(False)
-
-
-class FoldedModuleCache:
-    """The folded copy of a module, rebuilt only when the module's state has changed.
-
-    The state key is the identity, storage and in-place version counter of every parameter
-    and buffer, so optimizer steps, ``load_state_dict``, BatchNorm recalibration and module
-    replacement (e.g. :func:`switch_to_affine`) all invalidate the copy.
-    """
-
-    def __init__(self):
-        self._key = None
-        self._folded = None
-
-    @staticmethod
-    def _state_key(module):
-        tensors = list(module.parameters()) + list(module.buffers())
-        return (id(module),) + tuple((id(t), t.data_ptr(), t._version) for t in tensors)
-
-    def get(self, module):
-        key = self._state_key(module)
-        if self._folded is None or key != self._key:
-            self._folded = fold_batchnorm(module)
-            self._key = key
-        return self._folded
-
-    def clear(self):
-        self._key = None
-        self._folded = None

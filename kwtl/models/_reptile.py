@@ -12,7 +12,10 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-__all__ = ["first_order_reptile"]
+from ..datasets import PatchSet
+from ..utils import check_images, check_masks, check_training_masks, derive_seed
+
+__all__ = ["MetaFitting", "first_order_reptile"]
 
 
 def first_order_reptile(
@@ -88,3 +91,82 @@ def first_order_reptile(
                 p.copy_(t + float(meta_step) * d / len(tasks))
         history.append(float(np.mean(losses)))
     return history
+
+
+class MetaFitting:
+    """:meth:`meta_fit` of :class:`~kwtl.models.FCRNSegmenter` (source pre-training by
+    Reptile), kept beside the algorithm it runs."""
+
+    def meta_fit(self, X, y, groups):
+        """Source pre-training by first-order Reptile, one task per group.
+
+        Each meta-iteration visits the groups in sorted order. For each, a copy of the meta
+        weights takes ``inner_steps`` Adam steps (``inner_lr``, the optimizer's weight decay) on
+        ``meta_shots`` patches drawn with replacement from that group; the meta weights then
+        move by ``meta_step`` times the mean of the adapted-minus-meta differences. BatchNorm
+        buffers of the meta model are not updated (as in the authors' code).
+
+        Parameters
+        ----------
+        X : list of 2-D arrays
+            Source images (any sizes); cut into patches with ``patch_size`` and ``stride``.
+        y : list of 2-D arrays
+            Their masks.
+        groups : array-like of shape (n_images,)
+            Source dataset of each image; one Reptile task per distinct value.
+
+        Returns
+        -------
+        self
+        """
+        self._validate_params()
+        images = check_images(X, min_size=8)
+        masks = check_masks(y, images)
+        check_training_masks(masks)
+        groups = np.asarray(groups)
+        if groups.shape != (len(images),):
+            raise ValueError(
+                f"groups must have one entry per image ({len(images)}), got shape {groups.shape}"
+            )
+        if int(self.meta_iterations) < 0 or int(self.inner_steps) < 1 or int(self.meta_shots) < 1:
+            raise ValueError("meta_iterations must be >= 0; inner_steps and meta_shots >= 1")
+        if not self.initialized_:
+            self.initialize()
+        tasks = []
+        for g in np.unique(groups):
+            idx = np.flatnonzero(groups == g)
+            patches = PatchSet.from_images(
+                [images[i] for i in idx], self.patch_size, self._meta_stride_for(g)
+            )
+            tasks.append((patches, patches.with_arrays([masks[i] for i in idx])))
+        rng = np.random.default_rng(derive_seed(self.random_state, "meta-tasks"))
+        seed = derive_seed(self.random_state, "meta")
+        if seed is not None:
+            torch.manual_seed(seed)
+        weight_decay = float(getattr(self, "optimizer__weight_decay", self.weight_decay))
+        self.meta_history_ = first_order_reptile(
+            self.module_,
+            tasks,
+            self._forward,
+            self.criterion_,
+            meta_iterations=self.meta_iterations,
+            meta_shots=self.meta_shots,
+            inner_steps=self.inner_steps,
+            inner_lr=self.inner_lr,
+            weight_decay=weight_decay,
+            meta_step=self.meta_step,
+            device=self.device,
+            rng=rng,
+            progress=bool(self.verbose),
+        )
+        self.initialize_optimizer()
+        return self
+
+    def _meta_stride_for(self, group):
+        step = self.meta_stride
+        if step is None:
+            return self.stride
+        if isinstance(step, dict):
+            key = group.item() if hasattr(group, "item") else group
+            return step.get(key, step.get("default", self.stride))
+        return step

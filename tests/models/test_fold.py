@@ -11,7 +11,8 @@ from torch import nn
 from kwtl.models import FCRN, FCRNSegmenter
 from kwtl.models._fcrn import switch_to_affine
 from kwtl.models._fold import fold_batchnorm
-from kwtl.models._fold import ChannelsLastMaxPool2d, FoldedModuleCache, SingleOutputConv2d
+from kwtl.models._entry_points import FoldedModuleCache
+from kwtl.models._fold import ChannelsLastMaxPool2d, SingleOutputConv2d
 
 
 def _randomise_batchnorm(module, seed=0, negative_gamma=False):
