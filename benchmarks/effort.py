@@ -324,6 +324,45 @@ def cost(args):
         )
 
 
+def paper_area(args):
+    """The drawn area of the paper's 1 shot (P_t = 500 ssTEM / 400 EM patches of the
+    stride-30 grid, overlapping): the union of the windows of a random draw and of the
+    paper's consistency top-P_t (scores cached by ``prepare``), in image-equivalents."""
+    from _effort_select import Target, pool_table
+
+    per_shot = {"ssTEM": 500, "EM": 400}
+    rows = []
+    for name in args.targets:
+        target = Target(name)
+        for split in args.splits:
+            pool, _ = target.split(split)
+            table = pool_table(Path(args.out) / "cache", target, pool, None)
+            n = per_shot[name]
+            rng = np.random.default_rng(split)
+            picks = {
+                "random": rng.choice(len(table["image"]), n, replace=False),
+                "consistency": np.argsort(-table["consistency"], kind="stable")[:n],
+            }
+            area = float(np.mean([np.prod(target.images[i].shape) for i in pool]))
+            for arm, chosen in picks.items():
+                covered = {}
+                for k in chosen:
+                    i, (r, c) = int(table["image"][k]), table["coords"][k]
+                    mask = covered.setdefault(i, np.zeros(target.images[i].shape, bool))
+                    mask[r : r + PATCH, c : c + PATCH] = True
+                drawn = sum(m.sum() for m in covered.values())
+                rows.append((name, split, arm, n, drawn / area, len(covered)))
+                print(
+                    f"{name} split {split} {arm}: {n} patches = {drawn / area:.1f} "
+                    f"image-equivalents over {len(covered)} images",
+                    flush=True,
+                )
+    for name in args.targets:
+        for arm in ("random", "consistency"):
+            v = [r[4] for r in rows if r[0] == name and r[2] == arm]
+            print(f"{name} {arm}: mean {np.mean(v):.1f} image-equivalents (splits {args.splits})")
+
+
 def one_job(args):
     """Run one job given as JSON (a check of the code path on a new machine)."""
     from _effort_exec import Context, run_job
@@ -391,6 +430,9 @@ def main(argv=None):
     p.add_argument("--recipes", nargs="+", default=list(RECIPES))
     p.add_argument("--steps", type=int, default=20)
     p.add_argument("--threads", type=int, default=2)
+    p = sub.add_parser("paper-area", help="the drawn area of the paper's 1 shot")
+    p.add_argument("--targets", nargs="+", default=list(TARGETS))
+    p.add_argument("--splits", nargs="+", type=int, default=list(SPLITS))
     p = sub.add_parser("job", help="run one job given as JSON (a code-path check)")
     p.add_argument("--bundle", nargs="+", required=True)
     p.add_argument("--device", default="cpu")
@@ -410,6 +452,7 @@ def main(argv=None):
         return 0
     commands = {"prepare": prepare, "pack": pack, "run": run, "cost": cost, "job": one_job}
     commands["queue"] = queue
+    commands["paper-area"] = paper_area
     commands[args.command](args)
     return 0
 
