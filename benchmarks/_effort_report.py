@@ -250,6 +250,38 @@ def curves_table(records, recipe, arms):
     return lines
 
 
+def random_curve_table(records, recipe):
+    """Random selection at every budget: what a lab gets for the area it draws. Beside the
+    mean over all draws, draw 0 alone, which is paired across budgets (a smaller budget's
+    patches are the start of a larger one's, and the fine-tuning seed is the same)."""
+    lines = [
+        "| target | B (image-equivalents) | patches of 256² | drawn fg % | mIoU: mean of split "
+        "means (runs) | range of split means | draw 0: mean | draw 0 per split (0-4) |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for t in TARGETS:
+        for b in BUDGETS:
+            rs = _by(records, arm="random", budget=b, recipe=recipe, target=t, round=1)
+            if not rs:
+                continue
+            by_split = {}
+            for r in rs:
+                by_split.setdefault(r["split"], []).append(r["miou"])
+            means = [np.mean(v) for v in by_split.values()]
+            draw0 = {r["split"]: r["miou"] for r in rs if r["seed"] == 0}
+            fg = 100 * np.mean([r["annotated_fg_px"] / r["annotated_px"] for r in rs])
+            lines.append(
+                f"| {t} | {b} | {rs[0]['n_patches']} | {fg:.1f} | "
+                f"{np.mean(means):.1f} ({len(rs)}; {len(by_split)} splits) | "
+                f"{min(means):.1f}–{max(means):.1f} | "
+                + (f"{np.mean(list(draw0.values())):.1f}" if len(draw0) == len(SPLITS) else "—")
+                + " | "
+                + ", ".join(f"{draw0[s]:.1f}" if s in draw0 else "—" for s in SPLITS)
+                + " |"
+            )
+    return lines
+
+
 def rounds_table(records, recipe):
     lines = [
         "| budget | target | two rounds (mean) | round 1 alone (B/2) | random, one round "
@@ -327,6 +359,8 @@ def table(out):
     lines += ["", "## Every arm at B = 1 (default recipe)", ""] + arms_table(records, recipe)
     lines += ["", f"Best label-free arms at B = 1: {best}", "", "## Budget curves", ""]
     lines += curves_table(records, recipe, ["random"] + [a for a, _ in best])
+    lines += ["", "## How much to annotate: random selection", ""]
+    lines += random_curve_table(records, recipe)
     lines += ["", "## Rounds", ""] + rounds_table(records, recipe)
     winner, verdicts = selector_rule(records, recipe, [a for a, _ in best])
     lines += ["", "## The default-selector rule", ""]

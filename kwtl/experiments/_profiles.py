@@ -7,6 +7,9 @@ from ..selection._registry import PAPER_SELECTORS
 __all__ = ["PROFILES", "get_profile"]
 
 _SELECTORS = PAPER_SELECTORS
+# ``kwtl run``'s embedded default also runs the label-free selectors added for the
+# drawn-area benchmark, so a user sees them beside random (and what the report says of them)
+_QUICK_SELECTORS = PAPER_SELECTORS + ("spread_random", "object_richness", "typicality")
 
 PROFILES = {
     # The embedded default of ``kwtl run``: synthetic data, a few minutes on 2 CPU cores.
@@ -14,7 +17,7 @@ PROFILES = {
         "description": "synthetic benchmark, small network and patches; minutes on a laptop CPU",
         "data": {"n_images": 10, "image_size": 96, "random_state": 0},
         "targets": ["em", "fluorescence"],
-        "selectors": _SELECTORS,
+        "selectors": _QUICK_SELECTORS,
         "shots": (1, 3, 5),
         "repeats": 3,
         "segmenter": {

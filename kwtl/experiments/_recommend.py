@@ -11,7 +11,13 @@ import numpy as np
 
 from ._tables import wilcoxon_table
 
-__all__ = ["BASELINE", "recommendation", "selector_kind", "compare_with_random"]
+__all__ = [
+    "BASELINE",
+    "recommendation",
+    "default_selector_note",
+    "selector_kind",
+    "compare_with_random",
+]
 
 #: The selector every other one is tested against.
 BASELINE = "random"
@@ -109,4 +115,47 @@ def recommendation(summary, tests):
         f"Use **{name}**{f' ({kind})' if kind else ''}: above random in all {n_cells} "
         f"target × shots cells (mean gain {gain:+.1f} points) and significantly so in "
         f"{wins} of them (one-sided Wilcoxon, p < 0.05)."
+    )
+
+
+def default_selector_note(selectors):
+    """What one run does not decide: the library's default selector, and why it is that one.
+
+    A run's table is evidence about its own images only (the embedded default's are
+    synthetic), so beside the recommendation the report says which selector kwtl uses when
+    none is named, and where the evidence for it lives.
+
+    Parameters
+    ----------
+    selectors : iterable of str
+        The selectors of the run.
+
+    Returns
+    -------
+    text : str
+        Empty when the run has no selector beyond the paper's.
+
+    Examples
+    --------
+    >>> default_selector_note(["random", "consistency"])
+    ''
+    >>> default_selector_note(["random", "typicality"])[:36]
+    "kwtl's default selector is **random*"
+    """
+    from ..selection import DEFAULT_SELECTOR
+    from ..selection._registry import LABEL_FREE_SELECTORS
+
+    beyond = sorted(set(selectors) & set(LABEL_FREE_SELECTORS))
+    if not beyond:
+        return ""
+    names = ", ".join(f"`{s}`" for s in beyond)
+    return (
+        f"kwtl's default selector is **{DEFAULT_SELECTOR}** (`kwtl.selection.DEFAULT_SELECTOR`), "
+        f"whatever this table says. The label-free selectors beyond the paper ({names}) are "
+        "judged on the authors' real EM and ssTEM splits, at equal drawn area, paired draw by "
+        "draw against random, by a rule written before the runs "
+        "(`benchmarks/results/effort/README.md` in kwtl's repository): one replaces random "
+        "only if, on both targets, it is ahead by at least 2 points on average at up to one "
+        "image's worth of drawing, ahead in at least 4 of 5 splits, and never more than 1 "
+        "point behind at any budget. This run measures them on its own images only."
     )

@@ -26,7 +26,13 @@ from ..utils._atomic import atomic_write_text as _atomic_write_text
 from ._figures import _selection_for, plot_miou_vs_shots, plot_selection
 from ._files import safe_name
 from ._paper import PAPER_TABLE2, paper_comparison_rows
-from ._recommend import BASELINE, recommendation, selector_kind, compare_with_random
+from ._recommend import (
+    BASELINE,
+    compare_with_random,
+    default_selector_note,
+    recommendation,
+    selector_kind,
+)
 from ._tables import (
     _COMPARISON_COLUMNS,
     _SUMMARY_COLUMNS,
@@ -277,4 +283,6 @@ def _markdown_report(records, summary, tests, metadata, method, selections, comp
             lines += ["No cell in common with the paper's table.", ""]
 
     lines += ["## Recommendation", "", recommendation(summary, tests), ""]
+    note = default_selector_note(selectors)
+    lines += [note, ""] if note else []
     return "\n".join(lines).rstrip("\n") + "\n"

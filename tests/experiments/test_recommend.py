@@ -89,3 +89,25 @@ def test_report_names_the_papers_selector_and_ends_with_the_recommendation(tmp_p
         assert re.search(rf"\| {name}\s+\| 6 ", tests), name
     last = report.rstrip().split("\n## ")[-1]
     assert last.startswith("Recommendation") and "Use **random**" in last
+
+
+def test_report_says_the_library_default_beside_selectors_beyond_the_paper(tmp_path):
+    from kwtl.selection import DEFAULT_SELECTOR
+
+    recs = _records({"typicality": 0.05, "consistency": 0.0})
+    write_report(tmp_path, records=recs)
+    last = (tmp_path / "report.md").read_text().rstrip().split("\n## ")[-1]
+    assert f"kwtl's default selector is **{DEFAULT_SELECTOR}**" in last
+    assert "`typicality`" in last.split("default selector")[1]
+    # a run of the paper's selectors only gets no such note
+    write_report(tmp_path / "paper", records=_records({"consistency": 0.0}))
+    report = (tmp_path / "paper" / "report.md").read_text()
+    assert "default selector is" not in report
+
+
+def test_kwtl_runs_embedded_default_shows_the_new_selectors_beside_random():
+    from kwtl.experiments import get_profile
+
+    selectors = get_profile("quick")["selectors"]
+    for name in ("random", "consistency", "spread_random", "object_richness", "typicality"):
+        assert name in selectors
