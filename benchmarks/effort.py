@@ -202,11 +202,9 @@ def pack(args):
         print(f"{f}: {total / 2**20:.1f} MiB, {len(list(f.rglob('*.webp')))} images", flush=True)
 
 
-def run(args):
-    from _effort_sched import Scheduler
-
-    deadline = None if args.seconds is None else time.time() + args.seconds
-    log_file = open(args.log, "a") if args.log else None
+def _logger(path):
+    """A function printing a time-stamped line, and appending it to ``path`` when given."""
+    log_file = open(path, "a") if path else None
 
     def log(msg):
         line = f"[{time.strftime('%H:%M:%S')}] {msg}"
@@ -214,6 +212,15 @@ def run(args):
         if log_file:
             log_file.write(line + "\n")
             log_file.flush()
+
+    return log
+
+
+def run(args):
+    from _effort_sched import Scheduler
+
+    deadline = None if args.seconds is None else time.time() + args.seconds
+    log = _logger(args.log)
 
     if args.smoke:  # the code path end to end in minutes: a 2-step recipe (_effort_plan)
         args.recipes = ["smoke"]
@@ -240,14 +247,7 @@ def queue(args):
     seed-major over the given arms, budgets, splits and targets."""
     from _effort_sched import Scheduler, job
 
-    log_file = open(args.log, "a") if args.log else None
-
-    def log(msg):
-        line = f"[{time.strftime('%H:%M:%S')}] {msg}"
-        print(line, flush=True)
-        if log_file:
-            log_file.write(line + "\n")
-            log_file.flush()
+    log = _logger(args.log)
 
     jobs = [
         job(t, s, a, b, seed, args.recipe, args.phase)
