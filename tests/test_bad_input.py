@@ -13,7 +13,6 @@ import numpy as np
 import pytest
 import tiny
 
-from kwtl import FewShotSegmentation
 from kwtl.datasets import make_cells
 from kwtl.metrics import iou_score, mean_iou
 from kwtl.pseudo_label import PseudoLabeler
@@ -40,18 +39,8 @@ def tiny_segmenter(**kw):
 
 
 def tiny_method(**kw):
-    params = dict(
-        segmenter=tiny_segmenter(),
-        selector=EntropySelector(),
-        n_shots=1,
-        patches_per_shot=2,
-        pl_epochs=1,
-        pl_batch_size=8,
-        finetune_epochs=1,
-        random_state=0,
-    )
-    params.update(kw)
-    return FewShotSegmentation(**params)
+    params = dict(segmenter=tiny_segmenter(), selector=EntropySelector(), patches_per_shot=2)
+    return tiny.tiny_method(**{**params, **kw})
 
 
 @pytest.fixture(scope="module")

@@ -6,7 +6,7 @@ import pytest
 import sklearn
 from sklearn.base import clone
 from sklearn.model_selection import GridSearchCV
-from tiny import tiny_segmenter
+from tiny import tiny_method, tiny_segmenter
 
 from kwtl import FewShotSegmentation, Oracle
 from kwtl.datasets import PatchSet, make_synthetic_benchmark
@@ -17,20 +17,6 @@ from kwtl.selection import (
     MCDropoutSelector,
     RandomSelector,
 )
-
-
-def tiny_method(**kw):
-    params = dict(
-        segmenter=tiny_segmenter(),
-        n_shots=1,
-        patches_per_shot=3,
-        pl_epochs=1,
-        pl_batch_size=8,
-        finetune_epochs=1,
-        random_state=0,
-    )
-    params.update(kw)
-    return FewShotSegmentation(**params)
 
 
 @pytest.fixture(scope="module")

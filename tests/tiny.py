@@ -20,3 +20,21 @@ TINY_SEGMENTER = dict(
 def tiny_segmenter(**overrides):
     """An (unfitted) FCRNSegmenter of width 4 on 16² patches; ``overrides`` win."""
     return FCRNSegmenter(**{**TINY_SEGMENTER, **overrides})
+
+
+def tiny_method(**overrides):
+    """A FewShotSegmentation of the tiny segmenter: 1 shot of 3 patches, one epoch of
+    pseudo-label and one of support fine-tuning; ``overrides`` win (``segmenter`` too)."""
+    from kwtl import FewShotSegmentation
+
+    params = dict(
+        n_shots=1,
+        patches_per_shot=3,
+        pl_epochs=1,
+        pl_batch_size=8,
+        finetune_epochs=1,
+        random_state=0,
+    )
+    params.update(overrides)
+    params.setdefault("segmenter", tiny_segmenter())
+    return FewShotSegmentation(**params)

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 import torch
-from tiny import tiny_segmenter
+from tiny import tiny_method, tiny_segmenter
 
 from kwtl import FewShotSegmentation
 from kwtl.datasets import make_synthetic_benchmark
@@ -81,19 +81,8 @@ def packed():
 
 
 def method(selector, **kw):
-    seg = tiny_segmenter(stride=8)
-    params = dict(
-        segmenter=seg,
-        selector=selector,
-        n_shots=2,
-        patches_per_shot=3,
-        pl_epochs=1,
-        pl_batch_size=8,
-        finetune_epochs=1,
-        random_state=0,
-    )
-    params.update(kw)
-    return FewShotSegmentation(**params)
+    params = dict(segmenter=tiny_segmenter(stride=8), selector=selector, n_shots=2)
+    return tiny_method(**{**params, **kw})
 
 
 def test_the_segmenter_follows_the_protocol():
