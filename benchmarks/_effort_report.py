@@ -161,7 +161,7 @@ def arms_table(records, recipe, budget=1):
         " worst split Δ | drawn fg % | objects | images |",
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
-    for arm in ["random", "random_fixed", *[a for a in ARMS if a != "random"]]:
+    for arm in ARMS:  # random_fixed (one selection, seeds 1-4) is the seed-spread table's
         for t in TARGETS:
             rs = _by(records, arm=arm, budget=budget, recipe=recipe, target=t, round=1)
             if not rs:
@@ -172,7 +172,7 @@ def arms_table(records, recipe, budget=1):
             d = paired(records, arm, budget, recipe, t) if arm != "random" else {}
             split_d = [np.mean(v) for v in d.values()]
             lines.append(
-                f"| {arm} | {'yes' if ARMS.get(arm.replace('_fixed', ''), (0,))[0] else 'no'} "
+                f"| {arm} | {'yes' if ARMS[arm][0] else 'no'} "
                 f"| {t} | {_mean_of_split_means(by_split):.1f} ({len(rs)}) | "
                 + (
                     f"{np.mean(split_d):+.1f} | {sum(x > 0 for x in split_d)} / {len(split_d)} | "
@@ -184,6 +184,40 @@ def arms_table(records, recipe, budget=1):
                 f" | {np.mean([r['annotated_objects'] for r in rs]):.0f}"
                 f" | {np.mean([r['images_touched'] for r in rs]):.1f} |"
             )
+    return lines
+
+
+def first_look_table(records, recipe, cpu_records, budget=1):
+    """Every arm's draw 0 at ``budget`` against random's draw 0, split by split: against the
+    grid's random (on the GPU) and random's own CPU run (``cpu_check/``) where there is one.
+    One draw is not the rule's five: the fine-tuning seed alone moves a run by sd 2-3."""
+    lines = [
+        "| arm | target | draw 0 per split (0-4) | mean | Δ vs random draw 0 (GPU grid) "
+        "| wins | Δ vs random draw 0 (CPU) | wins |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+
+    def draw0(rs, arm, t):
+        return {
+            r["split"]: r["miou"]
+            for r in _by(rs, arm=arm, budget=budget, recipe=recipe, target=t, round=1, seed=0)
+        }
+
+    for arm in ARMS:
+        for t in TARGETS:
+            mine = draw0(records, arm, t)
+            if not mine or arm == "random":
+                continue
+            cells = [", ".join(f"{mine[s]:.1f}" if s in mine else "—" for s in SPLITS)]
+            cells.append(f"{np.mean(list(mine.values())):.1f} ({len(mine)})")
+            for base in (draw0(records, "random", t), draw0(cpu_records, "random", t)):
+                d = [mine[s] - base[s] for s in mine if s in base]
+                cells += (
+                    [f"{np.mean(d):+.1f} ({len(d)})", f"{sum(x > 0 for x in d)} / {len(d)}"]
+                    if d
+                    else ["—", "—"]
+                )
+            lines.append(f"| {arm} | {t} | " + " | ".join(cells) + " |")
     return lines
 
 
@@ -357,6 +391,9 @@ def table(out):
         "",
     ] + seed_spread(records, recipe)
     lines += ["", "## Every arm at B = 1 (default recipe)", ""] + arms_table(records, recipe)
+    cpu_records = list(load_records([out / "cpu_check"]).values())
+    lines += ["", "## Every arm at B = 1, draw 0 only (a first look, not the rule's data)", ""]
+    lines += first_look_table(records, recipe, cpu_records)
     lines += ["", f"Best label-free arms at B = 1: {best}", "", "## Budget curves", ""]
     lines += curves_table(records, recipe, ["random"] + [a for a, _ in best])
     lines += ["", "## How much to annotate: random selection", ""]
