@@ -23,10 +23,6 @@ for the commands behind RESULTS.md. Nothing here is timed inside the test suite.
 
 import argparse
 import copy
-import json
-import math
-import os
-import subprocess
 import sys
 import tempfile
 import time
@@ -34,294 +30,50 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
-from torch import nn
 
-from kwtl.datasets import PatchSet, patch_coordinates, read_image
-from kwtl.models import FCRNSegmenter
-from kwtl.models._fcrn import enable_mc_dropout
-from kwtl.selection import (
-    AUGMENTATIONS,
-    ConsistencySelector,
-    EntropySelector,
-    MCDropoutSelector,
+from kwtl.datasets import PatchSet
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _perf_common import (
+    DEFAULT_DATA,
+    DEFAULT_SPLITS,
+    add_process_args,
+    environment,
+    load_images,
+    print_env,
+    print_table,
+    process_peak_rss_mib,
+    setup_process,
+    split_files,
+    synthetic_images,
+    write_json,
 )
 
-try:  # run as a script (benchmarks/ is on sys.path)
-    from _perf_common import (
-        DEFAULT_DATA,
-        DEFAULT_SPLITS,
-        PeakRSS,
-        add_process_args,
-        current_rss_mib,
-        environment,
-        image_files,
-        load_images,
-        print_env,
-        print_table,
-        process_peak_rss_mib,
-        repeat_to,
-        ru_maxrss_mib,
-        setup_process,
-        split_files,
-        sync,
-        synthetic_images,
-        write_json,
-    )
-except ImportError:  # imported as a module of the benchmarks folder
-    from benchmarks._perf_common import (
-        DEFAULT_DATA,
-        DEFAULT_SPLITS,
-        PeakRSS,
-        add_process_args,
-        current_rss_mib,
-        environment,
-        image_files,
-        load_images,
-        print_env,
-        print_table,
-        process_peak_rss_mib,
-        repeat_to,
-        ru_maxrss_mib,
-        setup_process,
-        split_files,
-        sync,
-        synthetic_images,
-        write_json,
-    )
+from _scoring_models import (
+    _load_state,
+    _make_selector,
+    _reference,
+    _forward_passes,
+    agreement,
+    calibrate_bn,
+    make_segmenter,
+    pretrain,
+    segmenter_with_state,
+    timed,
+)
 
-_CONSISTENCY_AUGS = ("autocontrast", "brightness", "sharpness")
-_MIB = 1024.0
-
-
-# ============================================================================================
-# model
-# ============================================================================================
-def make_segmenter(args, **overrides):
-    params = dict(
-        module__width=args.width,
-        patch_size=args.patch_size,
-        stride=args.stride,
-        precision=args.precision,
-        batch_size=args.train_batch_size,
-        lr=args.train_lr,
-        random_state=args.seed,
-        device=args.device,
-    )
-    if args.kwtl_batch_size is not None:
-        params["inference_batch_size"] = args.kwtl_batch_size
-    params.update(overrides)
-    return FCRNSegmenter(**params).initialize()
-
-
-def _load_state(path):
-    return torch.load(path, map_location="cpu", weights_only=True)
-
-
-def segmenter_with_state(args, state):
-    """A segmenter (affine BatchNorm) holding ``state`` (affine or not: meta weights are
-    switched to affine as in the paper)."""
-    width = int(state["conv1.0.weight"].shape[0])
-    if width != args.width:
-        print(f"note: the weights have width {width}; using it instead of --width {args.width}")
-        args.width = width
-    seg = make_segmenter(args)
-    affine = "conv1.1.weight" in state
-    if not affine:
-        seg.module_.load_state_dict(state)
-        seg.to_affine()
-    else:
-        seg.to_affine()
-        seg.module_.load_state_dict(state)
-    return seg
-
-
-def _as_input(batch_uint8, device):
-    """The authors' input: fp32 NCHW, ``x / 127.5 - 1`` (kwtl's ``normalize_uint8``)."""
-    x = torch.from_numpy(np.ascontiguousarray(batch_uint8)).to(device=device)
-    return x.to(torch.float32).div_(127.5).sub_(1.0).unsqueeze(1)
-
-
-def calibrate_bn(module, patches, device, batch_size=8):
-    """Set the BatchNorm running statistics to the average batch statistics of ``patches``
-    (one fp32 train-mode pass, cumulative average), so that eval-mode scores are meaningful."""
-    bns = [m for m in module.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
-    momenta = [m.momentum for m in bns]
-    for m in bns:
-        m.reset_running_stats()
-        m.momentum = None
-    module.train()
-    with torch.no_grad():
-        for s in range(0, len(patches), batch_size):
-            module(_as_input(patches[s : s + batch_size], device))
-    for m, momentum in zip(bns, momenta):
-        m.momentum = momentum
-    module.eval()
-
-
-def pretrain(seg, images, masks, args, rng):
-    """A few kwtl training steps so that the model is not random (scores then spread out)."""
-    if args.train_steps <= 0:
-        return
-    xs = PatchSet.from_images(images, args.patch_size, args.stride)
-    ys = xs.with_arrays(masks)
-    for _ in range(args.train_steps):
-        idx = np.sort(rng.choice(len(xs), size=min(args.train_batch_size, len(xs)), replace=False))
-        x = torch.from_numpy(xs[idx])[:, None]
-        y = torch.from_numpy(ys[idx].astype(np.float32))[:, None]
-        seg.train_step((x, y))
-
-
-# ============================================================================================
-# the reference loops (authors' way: fp32, NCHW, batch by batch)
-# ============================================================================================
-def _pil_augment(batch, name, magnitude):
-    from PIL import Image, ImageEnhance, ImageOps
-
-    out = np.empty_like(batch)
-    for i, patch in enumerate(batch):
-        img = Image.fromarray(np.ascontiguousarray(patch))  # mode "L"
-        if name == "autocontrast":
-            img = ImageOps.autocontrast(img)
-        elif name == "brightness":
-            img = ImageEnhance.Brightness(img).enhance(magnitude)
-        elif name == "sharpness":
-            img = ImageEnhance.Sharpness(img).enhance(magnitude)
-        else:
-            raise ValueError(name)
-        out[i] = np.asarray(img)
-    return out
-
-
-def _augment(batch, name, magnitude, how):
-    if how == "pil":
-        return _pil_augment(batch, name, magnitude)
-    return AUGMENTATIONS[name](batch, magnitude)
-
-
-def _entropy(p):
-    return torch.special.entr(p) + torch.special.entr(1.0 - p)
-
-
-def ref_consistency(module, pool, batch_size, device, magnitude, augment="kwtl", threshold=0.5):
-    """Sum over the 3 augmentations of per-pixel BCE-with-logits against the hard mask of the
-    clean prediction, mean over pixels."""
-    module.eval()
-    scores = np.empty(len(pool), dtype=np.float64)
-    with torch.no_grad():
-        for idx, batch in pool.iter_batches(batch_size):
-            clean = module(_as_input(batch, device))[:, 0]
-            target = (torch.sigmoid(clean) >= threshold).to(torch.float32)
-            total = torch.zeros_like(clean)
-            for name in _CONSISTENCY_AUGS:
-                z = module(_as_input(_augment(batch, name, magnitude, augment), device))[:, 0]
-                total += F.binary_cross_entropy_with_logits(z, target, reduction="none")
-            scores[idx] = total.mean(dim=(1, 2)).double().cpu().numpy()
-    return scores
-
-
-def ref_mc_dropout(module, pool, batch_size, device, n_passes, p, seed):
-    """Entropy of the mean of ``n_passes`` dropout predictions (only Dropout2d active),
-    mean over pixels."""
-    torch.manual_seed(seed)
-    module.eval()
-    scores = np.empty(len(pool), dtype=np.float64)
-    with torch.no_grad(), enable_mc_dropout(module, p):
-        for idx, batch in pool.iter_batches(batch_size):
-            x = _as_input(batch, device)
-            mean = None
-            for _ in range(n_passes):
-                prob = torch.sigmoid(module(x)[:, 0])
-                mean = prob if mean is None else mean + prob
-            scores[idx] = _entropy(mean / n_passes).mean(dim=(1, 2)).double().cpu().numpy()
-    return scores
-
-
-def ref_entropy(module, pool, batch_size, device):
-    module.eval()
-    scores = np.empty(len(pool), dtype=np.float64)
-    with torch.no_grad():
-        for idx, batch in pool.iter_batches(batch_size):
-            prob = torch.sigmoid(module(_as_input(batch, device))[:, 0])
-            scores[idx] = _entropy(prob).mean(dim=(1, 2)).double().cpu().numpy()
-    return scores
-
-
-# ============================================================================================
-# helpers
-# ============================================================================================
-def timed(fn, device, repeats=1):
-    """Run ``fn`` ``repeats`` times; return (last result, list of seconds, peak RSS MiB,
-    peak RSS growth over the RSS at the start of the call, MiB)."""
-    times, result, peak, growth = [], None, 0.0, 0.0
-    for _ in range(repeats):
-        sync(device)
-        with PeakRSS() as mem:
-            t0 = time.perf_counter()
-            result = fn()
-            sync(device)
-            times.append(time.perf_counter() - t0)
-        peak = max(peak, mem.peak)
-        growth = max(growth, mem.peak - mem.start)
-    return result, times, peak, growth
-
-
-def agreement(a, b, fraction=0.1):
-    """Top-``fraction`` overlap |top_k(a) ∩ top_k(b)| / k (k = ceil(fraction n), ties to the
-    lower index as kwtl's ``select``) and Spearman's rho."""
-    from scipy.stats import spearmanr
-
-    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
-    k = max(1, int(math.ceil(fraction * len(a))))
-    top_a = np.argsort(-a, kind="stable")[:k]
-    top_b = np.argsort(-b, kind="stable")[:k]
-    overlap = len(np.intersect1d(top_a, top_b)) / k
-    rho = float(spearmanr(a, b)[0]) if len(a) > 2 else float("nan")
-    return {
-        "k": k,
-        "top10_overlap": overlap,
-        "spearman": rho,
-        "max_abs_diff": float(np.max(np.abs(a - b))),
-        "score_std": float(np.std(b)),
-    }
+from _scoring_pool import (
+    _scoring_state,
+    run_cross_malloc,
+    run_em_pool,
+    run_pool_scaling,
+    worker_main,
+)
 
 
 # ============================================================================================
 # compare mode
 # ============================================================================================
-def _make_selector(name, args, random_state=None):
-    if name == "consistency":
-        return ConsistencySelector(magnitude=args.magnitude, batch_size=args.kwtl_chunk)
-    if name == "mc_dropout":
-        return MCDropoutSelector(
-            n_passes=args.mc_passes,
-            p=args.mc_p,
-            batch_size=args.kwtl_chunk,
-            random_state=args.seed if random_state is None else random_state,
-        )
-    if name == "entropy":
-        return EntropySelector(batch_size=args.kwtl_chunk)
-    raise ValueError(f"unknown selector {name!r}")
-
-
-def _reference(name, module, pool, args):
-    if name == "consistency":
-        return ref_consistency(
-            module, pool, args.batch_size, args.device, args.magnitude, augment=args.ref_augment
-        )
-    if name == "mc_dropout":
-        return ref_mc_dropout(
-            module, pool, args.batch_size, args.device, args.mc_passes, args.mc_p, seed=args.seed
-        )
-    return ref_entropy(module, pool, args.batch_size, args.device)
-
-
-def _forward_passes(name, args):
-    return {"consistency": 1 + len(_CONSISTENCY_AUGS), "mc_dropout": args.mc_passes, "entropy": 1}[
-        name
-    ]
-
-
 def prepare_model_and_pool(args):
     """Pool of ``--n-patches`` random patches of the EM pool images, and the scoring model."""
     rng = np.random.default_rng(args.seed)
@@ -432,194 +184,6 @@ def run_compare(args):
                 }
             )
     return rows, details
-
-
-# ============================================================================================
-# pool-scaling and EM-pool modes (one subprocess per pool)
-# ============================================================================================
-def _run_worker(spec, args, state_path):
-    """Run this script in a fresh process on ``spec``; return its result dict."""
-    with tempfile.TemporaryDirectory() as tmp:
-        spec_path = Path(tmp) / "spec.json"
-        out_path = Path(tmp) / "result.json"
-        spec = dict(spec, state=str(state_path), out=str(out_path), args=_worker_args(args))
-        spec_path.write_text(json.dumps(spec))
-        proc = subprocess.Popen(
-            [sys.executable, os.path.abspath(__file__), "--_worker", str(spec_path)]
-        )
-        child_peak = None
-        if hasattr(os, "wait4"):
-            _, status, usage = os.wait4(proc.pid, 0)
-            proc.returncode = os.waitstatus_to_exitcode(status)
-            child_peak = (
-                usage.ru_maxrss / (1024.0 * 1024.0)
-                if sys.platform == "darwin"
-                else usage.ru_maxrss / _MIB
-            )
-        else:  # pragma: no cover
-            proc.wait()
-        if proc.returncode != 0:
-            raise RuntimeError(f"worker for {spec['mode']} failed with exit code {proc.returncode}")
-        result = json.loads(out_path.read_text())
-    result["peak_rss_mib_wait4"] = child_peak
-    return result
-
-
-_WORKER_KEYS = (
-    "width",
-    "patch_size",
-    "stride",
-    "precision",
-    "train_batch_size",
-    "train_lr",
-    "seed",
-    "device",
-    "kwtl_batch_size",
-    "kwtl_chunk",
-    "magnitude",
-    "mc_passes",
-    "mc_p",
-    "threads",
-    "malloc",
-    "data",
-    "splits",
-    "synthetic",
-    "pool_selector",
-)
-
-
-def _worker_args(args):
-    return {
-        k: (str(getattr(args, k)) if isinstance(getattr(args, k), Path) else getattr(args, k))
-        for k in _WORKER_KEYS
-    }
-
-
-def worker_main(spec_path):
-    spec = json.loads(Path(spec_path).read_text())
-    args = argparse.Namespace(**spec["args"])
-    setup_process(args)
-    t_start = time.perf_counter()
-    seg = segmenter_with_state(args, _load_state(spec["state"]))
-    seg.module_.eval()
-    rss_model = current_rss_mib()
-    selector = _make_selector(args.pool_selector, args)
-    n = int(spec["n_patches"])
-    if spec["mode"] == "em":
-        pool_files, _ = split_files(args.data, args.splits)
-        n_images = int(spec["n_images"])
-        if pool_files and not args.synthetic:
-            images, _ = load_images(pool_files[:n_images])
-            images = repeat_to(images, n_images)
-            source = f"EM pool images ({len(set(map(id, images)))} distinct)"
-        else:
-            images = repeat_to(synthetic_images(4, args.patch_size, args.seed)[0], n_images)
-            source = "synthetic EM-like images (4 distinct, repeated by reference)"
-        coords = patch_coordinates([im.shape for im in images], args.patch_size, args.stride)
-        n_total = len(coords)
-        if n:  # --max-patches
-            coords = coords[:n]
-    else:  # a pool of exactly n patches, from as many (repeated) images as needed
-        all_files = sorted(image_files(Path(args.data) / "EM" / "images"))
-        if all_files and not args.synthetic:
-            probe = read_image(all_files[0])
-            per_image = len(patch_coordinates([probe.shape], args.patch_size, args.stride))
-            need = int(math.ceil(n / per_image))
-            distinct, _ = load_images(all_files[: min(need, len(all_files))])
-            source = f"EM images ({len(distinct)} distinct)"
-        else:
-            distinct = synthetic_images(4, args.patch_size, args.seed)[0]
-            per_image = len(patch_coordinates([distinct[0].shape], args.patch_size, args.stride))
-            need = int(math.ceil(n / per_image))
-            source = "synthetic EM-like images (4 distinct)"
-        images = repeat_to(distinct, need)
-        coords = patch_coordinates([im.shape for im in images], args.patch_size, args.stride)[:n]
-        n_total = len(coords)
-    pool = PatchSet(images, coords, args.patch_size)
-    distinct_bytes = sum(im.nbytes for im in {id(im): im for im in images}.values())
-    rss_data = current_rss_mib()
-    # warm-up on one chunk, outside the timing
-    chunk = args.kwtl_chunk or seg.inference_batch_size
-    selector.score(pool.subset(np.arange(min(len(pool), chunk))), seg)
-    rss_warm = current_rss_mib()
-    sync(args.device)
-    t0 = time.perf_counter()
-    scores = selector.score(pool, seg)
-    sync(args.device)
-    seconds = time.perf_counter() - t0
-    result = {
-        "mode": spec["mode"],
-        "selector": args.pool_selector,
-        "n_patches": len(pool),
-        "n_patches_full_pool": n_total,
-        "n_images": len(images),
-        "source": source,
-        "image_mib": distinct_bytes / (1024.0 * 1024.0),
-        "seconds": seconds,
-        "patches_s": len(pool) / seconds,
-        "rss_after_model_mib": rss_model,
-        "rss_after_data_mib": rss_data,
-        "rss_after_warmup_mib": rss_warm,
-        "peak_rss_mib": ru_maxrss_mib(),
-        "scores_finite": bool(np.isfinite(scores).all()),
-        "score_min": float(np.min(scores)),
-        "score_max": float(np.max(scores)),
-        "wall_seconds_total": time.perf_counter() - t_start,
-        "threads": torch.get_num_threads(),
-    }
-    if torch.device(args.device).type == "cuda":
-        result["cuda_max_allocated_mib"] = torch.cuda.max_memory_allocated() / 2**20
-    Path(spec["out"]).write_text(json.dumps(result))
-
-
-def _scoring_state(args, tmpdir):
-    """The model of the subprocess modes: ``--weights`` or a seeded, BN-calibrated FCRN."""
-    rng = np.random.default_rng(args.seed)
-    if args.weights:
-        seg = segmenter_with_state(args, _load_state(args.weights))
-    else:
-        seg = make_segmenter(args).to_affine()
-    pool_files, _ = split_files(args.data, args.splits)
-    if pool_files and not args.synthetic:
-        images, _ = load_images(pool_files[:8])
-    else:
-        images, _ = synthetic_images(2, args.patch_size, args.seed)
-    grid = PatchSet.from_images(images, args.patch_size, args.stride)
-    calib = grid[
-        np.sort(rng.choice(len(grid), size=min(args.calib_patches, len(grid)), replace=False))
-    ]
-    calibrate_bn(seg.module_, calib, args.device)
-    path = Path(tmpdir) / "state.pt"
-    torch.save(
-        {k: v.detach().cpu().contiguous() for k, v in seg.module_.state_dict().items()}, path
-    )
-    return path
-
-
-def run_pool_scaling(args, state_path):
-    rows = []
-    for n in args.pool_sizes:
-        print(
-            f"[pool-scaling] {n} patches ({args.pool_selector}) in a fresh process ...", flush=True
-        )
-        res = _run_worker({"mode": "pool", "n_patches": int(n)}, args, state_path)
-        rows.append(res)
-    return rows
-
-
-def run_em_pool(args, state_path):
-    print(
-        f"[em-pool] {args.em_images} EM images, {args.patch_size}², stride {args.stride}, "
-        f"{args.pool_selector}"
-        + (f", capped at {args.max_patches} patches" if args.max_patches else "")
-        + " in a fresh process ...",
-        flush=True,
-    )
-    return _run_worker(
-        {"mode": "em", "n_patches": int(args.max_patches or 0), "n_images": int(args.em_images)},
-        args,
-        state_path,
-    )
 
 
 # ============================================================================================
@@ -756,71 +320,6 @@ def build_parser():
     p.add_argument("--json", type=Path, default=None, help="write all results to this file")
     p.add_argument("--_worker", default=None, help=argparse.SUPPRESS)
     return p
-
-
-def _strip_options(argv, flags, valued):
-    out, skip = [], False
-    for a in argv:
-        if skip:
-            skip = False
-            continue
-        if a in flags:
-            continue
-        if a in valued:
-            skip = True
-            continue
-        if any(a.startswith(v + "=") for v in valued):
-            continue
-        out.append(a)
-    return out
-
-
-def run_cross_malloc(args, argv):
-    """The side-by-side comparison twice, each in a fresh process: with glibc's default
-    allocator and with ``kwtl.utils._allocator.tune_malloc``. Both ratios of the same environment are
-    reported, and the ratio of kwtl as ``kwtl run`` runs it (tuned) to the reference loop as the
-    authors' code runs (default allocator)."""
-    base = _strip_options(argv, {"--cross-malloc"}, {"--malloc", "--json"})
-    runs = {}
-    with tempfile.TemporaryDirectory() as tmp:
-        for mode in ("default", "tuned"):
-            path = Path(tmp) / f"{mode}.json"
-            print(
-                f"[cross-malloc] comparison with malloc={mode} in a fresh process ...", flush=True
-            )
-            cmd = (
-                [sys.executable, os.path.abspath(__file__)]
-                + base
-                + ["--malloc", mode, "--json", str(path)]
-            )
-            proc = subprocess.run(cmd, stdout=subprocess.DEVNULL)
-            if proc.returncode:
-                raise RuntimeError(f"the malloc={mode} run failed with exit code {proc.returncode}")
-            runs[mode] = json.loads(path.read_text())
-    rows = []
-    for name in args.selectors:
-        d = {mode: runs[mode]["compare"]["details"][name] for mode in runs}
-        n = d["default"]["n_patches"]
-        rate = {
-            (mode, path): n / float(np.median(d[mode][f"{path}_seconds"]))
-            for mode in d
-            for path in ("reference", "kwtl")
-        }
-        rows.append(
-            {
-                "selector": name,
-                "ref_default": rate["default", "reference"],
-                "ref_tuned": rate["tuned", "reference"],
-                "kwtl_default": rate["default", "kwtl"],
-                "kwtl_tuned": rate["tuned", "kwtl"],
-                "ratio_default": rate["default", "kwtl"] / rate["default", "reference"],
-                "ratio_tuned": rate["tuned", "kwtl"] / rate["tuned", "reference"],
-                "ratio_deployed": rate["tuned", "kwtl"] / rate["default", "reference"],
-                "top10": d["tuned"]["agreement"]["top10_overlap"],
-                "spearman": d["tuned"]["agreement"]["spearman"],
-            }
-        )
-    return {"rows": rows, "runs": runs}
 
 
 def main(argv=None):

@@ -33,7 +33,6 @@ Run ``python benchmarks/bench_training.py --help`` for the options; see benchmar
 """
 
 import argparse
-import copy
 import json
 import os
 import subprocess
@@ -46,195 +45,34 @@ import numpy as np
 import torch
 
 from kwtl.datasets import PatchSet
-from kwtl.models import FCRNSegmenter
-from kwtl.models._loss import weighted_bce_with_logits
 
-try:  # run as a script (benchmarks/ is on sys.path)
-    from _perf_common import (
-        DEFAULT_DATA,
-        DEFAULT_SPLITS,
-        PeakRSS,
-        add_process_args,
-        environment,
-        load_images,
-        print_env,
-        setup_process,
-        print_table,
-        process_peak_rss_mib,
-        split_files,
-        sync,
-        synthetic_images,
-        write_json,
-    )
-except ImportError:  # imported as a module of the benchmarks folder
-    from benchmarks._perf_common import (
-        DEFAULT_DATA,
-        DEFAULT_SPLITS,
-        PeakRSS,
-        add_process_args,
-        environment,
-        load_images,
-        print_env,
-        setup_process,
-        print_table,
-        process_peak_rss_mib,
-        split_files,
-        sync,
-        synthetic_images,
-        write_json,
-    )
-
-_DOMAINS = {"EM": "em", "ssTEM": "sstem"}
-
-
-# ============================================================================================
-# data and model
-# ============================================================================================
-def _micro(value):
-    if value is None or str(value).lower() in ("none", "0", "full"):
-        return None
-    return int(value)
-
-
-def _config(text):
-    """``"precision:micro"`` -> (precision, micro_batch_size or None)."""
-    precision, _, micro = str(text).partition(":")
-    if precision not in ("auto", "fp32", "bf16"):
-        raise argparse.ArgumentTypeError(
-            f"bad configuration {text!r}: precision must be "
-            "auto, fp32 or bf16 (e.g. 'auto:8', 'bf16:none')"
-        )
-    return precision, _micro(micro or None)
-
-
-def training_data(args, dataset, n_images, role="pool"):
-    """Images and masks: the dataset's pool (or test) images, else synthetic."""
-    pool_files, test_files = split_files(args.data, args.splits, dataset)
-    files = pool_files if role == "pool" else test_files
-    if files and not args.synthetic:
-        images, masks = load_images(files[:n_images], masks=True)
-        return images, masks, f"{dataset} {role} images ({len(images)}) from {args.data}"
-    seed = args.seed + (0 if role == "pool" else 1000)
-    images, masks = synthetic_images(
-        n_images, args.patch_size, seed, masks=True, domain=_DOMAINS.get(dataset, "em")
-    )
-    return images, masks, f"synthetic {_DOMAINS.get(dataset, 'em')} images ({n_images})"
-
-
-def make_segmenter(args, batch_size, precision="fp32", micro=None, lr=None, init=None, seed=None):
-    seg = FCRNSegmenter(
-        module__width=args.width,
-        module__init=init or args.init,
-        patch_size=args.patch_size,
-        stride=args.stride,
-        batch_size=batch_size,
-        micro_batch_size=micro,
-        precision=precision,
-        lr=args.lr if lr is None else lr,
-        weight_decay=args.weight_decay,
-        random_state=args.seed if seed is None else seed,
-        device=args.device,
-    )
-    return seg.initialize()
-
-
-def initial_state(args, init=None, seed=None):
-    """The common starting point: ``--weights`` or the seeded FCRN, switched to affine BN."""
-    seg = make_segmenter(args, 8, init=init, seed=seed)
-    if args.weights:
-        state = torch.load(args.weights, map_location="cpu", weights_only=True)
-        if "conv1.1.weight" in state:
-            seg.to_affine()
-            seg.module_.load_state_dict(state)
-        else:
-            seg.module_.load_state_dict(state)
-            seg.to_affine()
-    else:
-        seg.to_affine()
-    return {k: v.detach().clone().contiguous() for k, v in seg.module_.state_dict().items()}
-
-
-def kwtl_segmenter(args, state, batch_size, precision, micro, lr=None):
-    seg = make_segmenter(args, batch_size, precision=precision, micro=micro, lr=lr)
-    seg.to_affine()  # same structure as the state; fresh optimizer
-    seg.module_.load_state_dict(state)
-    seg.module_.train()
-    return seg
-
-
-def reference_module(args, state):
-    """The reference network: fp32, NCHW (contiguous) weights, train mode."""
-    seg = make_segmenter(args, 8, precision="fp32")
-    seg.to_affine()
-    module = copy.deepcopy(seg.module_).to(memory_format=torch.contiguous_format)
-    module.load_state_dict(state)
-    return module.train()
-
-
-def _as_input(batch_uint8, device):
-    x = torch.from_numpy(np.ascontiguousarray(batch_uint8)).to(device=device)
-    return x.to(torch.float32).div_(127.5).sub_(1.0).unsqueeze(1)
-
-
-def _as_target(batch_mask, device):
-    return (
-        torch.from_numpy(np.ascontiguousarray(batch_mask))
-        .to(device=device, dtype=torch.float32)
-        .unsqueeze(1)
-    )
-
-
-class ReferenceTrainer:
-    """The authors' way: fp32 NCHW, whole batch, Adam(lr, weight_decay), weighted BCE."""
-
-    def __init__(self, module, lr, weight_decay, device):
-        self.module, self.device = module, device
-        self.optimizer = torch.optim.Adam(module.parameters(), lr=lr, weight_decay=weight_decay)
-
-    def step(self, xb, yb):
-        self.module.train()
-        x, y = _as_input(xb, self.device), _as_target(yb, self.device)
-        self.optimizer.zero_grad()
-        loss = weighted_bce_with_logits(self.module(x), y)
-        loss.backward()
-        self.optimizer.step()
-        return float(loss.detach())
-
-
-class KwtlTrainer:
-    """``FCRNSegmenter.train_step`` on a ``(uint8 images, float masks)`` batch, as ``fit``'s
-    DataLoader delivers it."""
-
-    def __init__(self, seg):
-        self.seg = seg
-
-    def step(self, xb, yb):
-        x = torch.from_numpy(np.ascontiguousarray(xb))[:, None]
-        y = torch.from_numpy(np.ascontiguousarray(yb)).to(torch.float32)[:, None]
-        return float(self.seg.train_step((x, y))["loss"])
-
-
-def run_steps(trainer, batches, warmup, device):
-    """Untimed warm-up steps, then timed steps; return (seconds, losses, peak RSS, growth)."""
-    losses = []
-    with PeakRSS() as mem:
-        for xb, yb in batches[:warmup]:
-            losses.append(trainer.step(xb, yb))
-        sync(device)
-        t0 = time.perf_counter()
-        for xb, yb in batches[warmup:]:
-            losses.append(trainer.step(xb, yb))
-        sync(device)
-        seconds = time.perf_counter() - t0
-    return seconds, losses, mem.peak, mem.peak - mem.start
-
-
-def _cuda_peak(device):
-    if torch.device(device).type == "cuda":
-        peak = torch.cuda.max_memory_allocated() / 2**20
-        torch.cuda.reset_peak_memory_stats()
-        return peak
-    return None
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _perf_common import (
+    DEFAULT_DATA,
+    DEFAULT_SPLITS,
+    PeakRSS,
+    add_process_args,
+    environment,
+    print_env,
+    setup_process,
+    print_table,
+    process_peak_rss_mib,
+    sync,
+    write_json,
+)
+from _training_models import (
+    _micro,
+    _config,
+    training_data,
+    initial_state,
+    kwtl_segmenter,
+    reference_module,
+    ReferenceTrainer,
+    KwtlTrainer,
+    run_steps,
+    _cuda_peak,
+)
+from _training_quality import run_quality
 
 
 # ============================================================================================
@@ -375,105 +213,6 @@ def run_timing(args):
                     )
                     del seg_e2e
                 del seg
-    return rows
-
-
-# ============================================================================================
-# quality mode
-# ============================================================================================
-def _schedule(n, batch_size, epochs, seed):
-    """Index batches of every epoch (a fresh permutation each epoch, last batch partial)."""
-    rng = np.random.default_rng(seed)
-    out = []
-    for _ in range(epochs):
-        perm = rng.permutation(n)
-        out += [np.sort(perm[s : s + batch_size]) for s in range(0, n, batch_size)]
-    return out
-
-
-def _train(trainer, xs, ys, schedule, device):
-    sync(device)
-    t0 = time.perf_counter()
-    losses = [trainer.step(xs[idx], ys[idx].astype(np.uint8)) for idx in schedule]
-    sync(device)
-    return time.perf_counter() - t0, losses
-
-
-def _miou(args, state, images, masks, precision):
-    """mIoU on full images with FCRNSegmenter.score (bn_mode="batch", kwtl's prediction)."""
-    seg = make_segmenter(args, 8, precision=precision)
-    seg.to_affine()
-    seg.module_.load_state_dict(state)
-    return float(seg.score(images, masks))
-
-
-def run_quality(args):
-    train_images, train_masks, train_source = training_data(
-        args, args.quality_dataset, args.quality_train_images, "pool"
-    )
-    test_images, test_masks, test_source = training_data(
-        args, args.quality_dataset, args.quality_test_images, "test"
-    )
-    grid = PatchSet.from_images(train_images, args.patch_size, args.stride)
-    rng = np.random.default_rng(args.seed)
-    n = min(args.quality_patches, len(grid))
-    pick = np.sort(rng.choice(len(grid), size=n, replace=False))
-    xs, ys = grid.subset(pick), grid.with_arrays(train_masks).subset(pick)
-    B = args.quality_batch_size
-    print(
-        f"quality: fine-tune on {n} patches {args.patch_size}² of {train_source}, "
-        f"{args.quality_epochs} epochs, batch {B}, lr {args.quality_lr}, init "
-        f"{'--weights' if args.weights else args.quality_init}; test on {test_source}"
-    )
-    rows = []
-    for seed in args.quality_seeds:
-        state = initial_state(args, init=args.quality_init, seed=seed)
-        schedule = _schedule(n, B, args.quality_epochs, seed)
-        print(f"[seed {seed}] fp32 NCHW reference: {len(schedule)} steps ...", flush=True)
-        ref = ReferenceTrainer(
-            reference_module(args, state), args.quality_lr, args.weight_decay, args.device
-        )
-        seconds, losses = _train(ref, xs, ys, schedule, args.device)
-        ref_state = {k: v.detach().clone() for k, v in ref.module.state_dict().items()}
-        ref_miou = _miou(args, ref_state, test_images, test_masks, "fp32")
-        rows.append(
-            {
-                "seed": seed,
-                "path": "fp32 NCHW loop",
-                "config": "fp32, whole batch",
-                "seconds": seconds,
-                "patches_s": n * args.quality_epochs / seconds,
-                "loss_last": losses[-1],
-                "miou": ref_miou,
-                "miou_fp32_pred": ref_miou,
-                "diff_points": 0.0,
-            }
-        )
-        del ref
-        for precision, micro in args.quality_configs:
-            print(
-                f"[seed {seed}] kwtl precision={precision}, micro={micro or 'none'} ...", flush=True
-            )
-            seg = kwtl_segmenter(args, state, B, precision, micro, lr=args.quality_lr)
-            resolved = "fp32" if seg._amp_dtype is None else "bf16"
-            seconds, losses = _train(KwtlTrainer(seg), xs, ys, schedule, args.device)
-            kwtl_state = {k: v.detach().clone() for k, v in seg.module_.state_dict().items()}
-            miou = float(seg.score(test_images, test_masks))  # kwtl's own precision
-            miou_fp32 = _miou(args, kwtl_state, test_images, test_masks, "fp32")
-            rows.append(
-                {
-                    "seed": seed,
-                    "path": "kwtl train_step",
-                    "config": f"{precision}->{resolved}, micro {micro or 'none'}",
-                    "seconds": seconds,
-                    "patches_s": n * args.quality_epochs / seconds,
-                    "loss_last": losses[-1],
-                    "miou": miou,
-                    "miou_fp32_pred": miou_fp32,
-                    "diff_points": 100.0 * (miou - ref_miou),
-                }
-            )
-            del seg
     return rows
 
 
