@@ -184,3 +184,70 @@ def best_label_free_arms(records, recipe, k=2):
             deltas.setdefault(r["arm"], []).append(r["miou"] - base[key])
     ranked = sorted(deltas, key=lambda a: -np.mean(deltas[a]))
     return [(a, float(np.mean(deltas[a]))) for a in ranked[:k]]
+
+
+def _paired_b1(records, arm, recipe, target):
+    """{seed: {split: arm - random}} at B = 1, round 1, for the (split, seed) both have."""
+    where = dict(budget=1, recipe=recipe, target=target, round=1)
+    base = {
+        (r["split"], r["seed"]): r["miou"]
+        for r in records
+        if r["arm"] == "random" and all(r.get(k) == v for k, v in where.items())
+    }
+    out = {}
+    for r in records:
+        key = (r["split"], r["seed"])
+        if r["arm"] == arm and all(r.get(k) == v for k, v in where.items()) and key in base:
+            out.setdefault(r["seed"], {})[r["split"]] = r["miou"] - base[key]
+    return out
+
+
+def b1_gate(records, recipe, arms=LABEL_FREE_ARMS, draws=len(SEEDS), bound=-1.0):
+    """The rule's bound at B = 1, applied alone (results README, "Order of the remaining
+    runs", 2026-12-05 03:05 UTC): an arm whose paired difference to random at B = 1, over
+    ``draws`` complete draws (all five splits paired), averages below ``bound`` on either
+    target cannot become the default, whatever its curve.
+
+    Returns {arm: (out, {target: (complete draws, mean difference over them)})}; the mean is
+    over draws of the mean over splits.
+    """
+    verdicts = {}
+    for arm in arms:
+        per_target, out = {}, False
+        for t in TARGETS:
+            by_seed = _paired_b1(records, arm, recipe, t)
+            complete = [s for s in sorted(by_seed) if len(by_seed[s]) == len(SPLITS)]
+            mean = (
+                float(np.mean([np.mean(list(by_seed[s].values())) for s in complete]))
+                if complete
+                else float("nan")
+            )
+            per_target[t] = (len(complete), mean)
+            out |= len(complete) >= draws and mean < bound
+        verdicts[arm] = (out, per_target)
+    return verdicts
+
+
+def next_arms(records, recipe, arms=LABEL_FREE_ARMS, threshold=-8.0):
+    """Step 2 of the run order (same README section): the arms whose draw 0 at B = 1,
+    against the mean of random's draws 0-2 split by split, is above ``threshold`` (mean over
+    the five splits) on both targets. None if some arm's draw 0 is not complete."""
+    where = dict(budget=1, recipe=recipe, round=1)
+    chosen = []
+    for arm in arms:
+        keep = True
+        for t in TARGETS:
+            base, mine = {}, {}
+            for r in records:
+                if r["target"] != t or any(r.get(k) != v for k, v in where.items()):
+                    continue
+                if r["arm"] == "random" and r["seed"] < 3:
+                    base.setdefault(r["split"], []).append(r["miou"])
+                elif r["arm"] == arm and r["seed"] == 0:
+                    mine[r["split"]] = r["miou"]
+            if len(mine) < len(SPLITS) or any(s not in base for s in SPLITS):
+                return None
+            keep &= float(np.mean([mine[s] - np.mean(base[s]) for s in SPLITS])) > threshold
+        if keep:
+            chosen.append(arm)
+    return chosen

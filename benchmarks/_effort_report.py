@@ -15,9 +15,11 @@ from _effort_plan import (
     RECIPES,
     SPLITS,
     TARGETS,
+    b1_gate,
     best_label_free_arms,
     cpu_eligible,
     default_recipe,
+    next_arms,
     recipe_cost,
     CPU_SECONDS_PER_PASS,
 )
@@ -401,6 +403,18 @@ def table(out):
     cpu_records = list(load_records([out / "cpu_check"]).values())
     lines += ["", "## Every arm at B = 1, draw 0 only (a first look, not the rule's data)", ""]
     lines += first_look_table(records, recipe, cpu_records)
+    lines += ["", "## The rule's bound at B = 1", ""]
+    lines += [
+        "Random's default can change only if the arm is at most 1 point behind random at every "
+        "budget; draws counted when complete on all five splits.",
+        "",
+    ]
+    lines += ["| arm | ssTEM: draws, mean Δ | EM: draws, mean Δ | can still become the default |"]
+    lines += ["|---|---|---|---|"]
+    for arm, (out_, per) in b1_gate(records, recipe).items():
+        cells = [f"{per[t][0]}, {per[t][1]:+.1f}" if per[t][0] else "—" for t in TARGETS]
+        lines.append(f"| {arm} | " + " | ".join(cells) + f" | {'no' if out_ else 'yes'} |")
+    lines += ["", f"Next (step 2 of the run order): {next_arms(records, recipe)}"]
     lines += ["", f"Best label-free arms at B = 1: {best}", "", "## Budget curves", ""]
     lines += curves_table(records, recipe, ["random"] + [a for a, _ in best])
     lines += ["", "## How much to annotate: random selection", ""]

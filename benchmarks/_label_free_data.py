@@ -101,6 +101,20 @@ def centre_crop(image, frac):
     return image[r : r + ch, c : c + cw]
 
 
+def plft_model(target_name, profile, device="cpu"):
+    """The authors' PLFT model of ``target_name`` (fp32), at the profile's patch size."""
+    from kwtl.models import load_pretrained
+
+    return load_pretrained(
+        f"authors:{target_name}",
+        source=SHARED / "weights",
+        precision="fp32",
+        device=device,
+        patch_size=profile["patch_size"],
+        stride=profile["stride"],
+    )
+
+
 class Target:
     """Images, masks and the authors' splits of one target dataset."""
 

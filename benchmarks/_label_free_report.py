@@ -12,11 +12,11 @@ from _label_free_data import (
     ARMS,
     PROFILES,
     SEEDS,
-    SHARED,
     Target,
     image_statistics,
     load_stats,
     per_target,
+    plft_model,
     pool_table,
     arm_scores,
 )
@@ -171,21 +171,12 @@ def compare_dense(args):
     the overlap of the two top-n sets of consistency, per image."""
     from scipy.stats import spearmanr
 
-    from kwtl.models import load_pretrained
-
     profile = PROFILES[args.profile]
     dense_profile = dict(profile, dense=True, features=False)
     out = Path(args.out)
     for target_name in args.targets:
         target = Target(target_name)
-        seg = load_pretrained(
-            f"authors:{target_name}",
-            source=SHARED / "weights",
-            precision="fp32",
-            device=args.device,
-            patch_size=profile["patch_size"],
-            stride=profile["stride"],
-        )
+        seg = plft_model(target_name, profile, args.device)
         done = set()
         for split in args.splits:
             pool, _ = target.split(split, profile)
@@ -223,20 +214,11 @@ def describe(args):
     how the label-free foreground signals rank against the truth on the pool."""
     from scipy.stats import spearmanr
 
-    from kwtl.models import load_pretrained
-
     profile = PROFILES[args.profile]
     out = Path(args.out)
     for target_name in args.targets:
         target = Target(target_name)
-        seg = load_pretrained(
-            f"authors:{target_name}",
-            source=SHARED / "weights",
-            precision="fp32",
-            device=args.device,
-            patch_size=profile["patch_size"],
-            stride=profile["stride"],
-        )
+        seg = plft_model(target_name, profile, args.device)
         for split in args.splits:
             pool, _ = target.split(split, profile)
             t = pool_table(out, target, pool, seg, profile)

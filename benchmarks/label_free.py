@@ -37,12 +37,12 @@ from _label_free_data import (
     PROFILES,
     ROOT,
     SEEDS,
-    SHARED,
     Target,
     atomic_write_json,
     arm_scores,
     centre_crop,
     per_target,
+    plft_model,
     pool_table,
 )
 from _label_free_report import compare_dense, describe, table
@@ -155,18 +155,9 @@ def _release(path):
 
 
 def _run_job(args, profile, out, targets, plft, path, target_name, arm, n_shots, split, seed):
-    from kwtl.models import load_pretrained
-
     if target_name not in targets:
         targets[target_name] = Target(target_name)
-        plft[target_name] = load_pretrained(
-            f"authors:{target_name}",
-            source=SHARED / "weights",
-            precision="fp32",
-            patch_size=profile["patch_size"],
-            stride=profile["stride"],
-            device=args.device,
-        )
+        plft[target_name] = plft_model(target_name, profile, args.device)
     target, seg = targets[target_name], plft[target_name]
     start = time.perf_counter()
     pool, test = target.split(split, profile)

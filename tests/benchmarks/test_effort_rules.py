@@ -1,0 +1,140 @@
+"""The drawn-area benchmark's decision rules (``benchmarks/_effort_plan.py``,
+``benchmarks/_effort_report.py``) on hand-made records whose answers are worked out by hand.
+
+The rules decide kwtl's default selector, so they are tested like library code even though
+the benchmark scripts are not part of the package.
+"""
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
+
+from _effort_plan import b1_gate, best_label_free_arms, next_arms  # noqa: E402
+from _effort_report import curve_stats, paired, selector_rule  # noqa: E402
+
+R = "recipe"
+SPLITS = range(5)
+TARGETS = ("ssTEM", "EM")
+
+
+def rec(target, arm, split, seed, miou, budget=1, round_=1):
+    return dict(
+        target=target, arm=arm, split=split, seed=seed, miou=miou, budget=budget, recipe=R,
+        round=round_,
+    )  # fmt: skip
+
+
+def grid(arm, miou, seeds=range(5), budgets=(1,), targets=TARGETS, splits=SPLITS):
+    """Records of ``arm``; ``miou(target, split, seed, budget)`` or a constant."""
+    value = miou if callable(miou) else (lambda *_: miou)
+    return [
+        rec(t, arm, s, k, value(t, s, k, b), budget=b)
+        for t in targets
+        for s in splits
+        for k in seeds
+        for b in budgets
+    ]
+
+
+def test_paired_matches_draw_by_draw_differences():
+    records = grid("random", lambda t, s, k, b: 50.0 + k) + [
+        rec("ssTEM", "a", 0, 0, 47.0),
+        rec("ssTEM", "a", 0, 2, 55.0),
+        rec("ssTEM", "a", 3, 1, 40.0),
+        rec("ssTEM", "a", 4, 7, 99.0),  # no random draw 7: not paired
+        rec("EM", "a", 0, 0, 10.0),  # other target
+    ]
+    assert paired(records, "a", 1, R, "ssTEM") == {0: [-3.0, 3.0], 3: [-11.0]}
+
+
+def test_b1_gate_needs_five_complete_draws_below_the_bound():
+    records = grid("random", 50.0)
+    # a: -1.5 on every ssTEM draw (out); +1 on EM
+    records += grid("a", lambda t, s, k, b: 48.5 if t == "ssTEM" else 51.0)
+    # b: far behind on ssTEM but only four complete draws there (seed 4 lacks split 4); level on EM
+    b = grid("b", lambda t, s, k, b: 40.0 if t == "ssTEM" else 50.0)
+    records += [r for r in b if not (r["target"] == "ssTEM" and r["seed"] == 4 and r["split"] == 4)]
+    # c: draw 0 at -5, draws 1-4 at +0.25: mean over draws (-5 + 4 * 0.25) / 5 = -0.8
+    records += grid("c", lambda t, s, k, b: 45.0 if k == 0 else 50.25)
+    gate = b1_gate(records, R, arms=("a", "b", "c", "d"))
+    assert gate["a"][0] is True
+    assert gate["a"][1]["ssTEM"] == (5, pytest.approx(-1.5))
+    assert gate["a"][1]["EM"] == (5, pytest.approx(1.0))
+    assert gate["b"][0] is False
+    assert gate["b"][1]["ssTEM"] == (4, pytest.approx(-10.0))
+    assert gate["b"][1]["EM"] == (5, pytest.approx(0.0))
+    assert gate["c"][0] is False
+    assert gate["c"][1]["ssTEM"] == (5, pytest.approx(-0.8))
+    assert gate["d"][0] is False and np.isnan(gate["d"][1]["EM"][1])
+
+
+def test_b1_gate_out_on_one_target_is_enough():
+    records = grid("random", 50.0) + grid("b", 40.0)
+    assert b1_gate(records, R, arms=("b",))["b"][0] is True
+
+
+def test_next_arms_compares_draw0_with_randoms_mean_of_draws_0_to_2():
+    # random per split: 50, 52, 54 (mean 52); draw 3 at 0 must not count
+    records = grid("random", lambda t, s, k, b: [50.0, 52.0, 54.0, 0.0][k], seeds=range(4))
+    records += grid("x", 44.5, seeds=[0])  # -7.5 on both targets: kept
+    records += grid("y", lambda t, s, k, b: 43.5 if t == "ssTEM" else 60.0, seeds=[0])  # -8.5
+    records += grid("x", 0.0, seeds=[1])  # later draws do not count
+    assert next_arms(records, R, arms=("x", "y")) == ["x"]
+    incomplete = [r for r in records if not (r["arm"] == "y" and r["target"] == "EM")]
+    incomplete += [rec("EM", "y", s, 0, 60.0) for s in range(4)]
+    assert next_arms(incomplete, R, arms=("x", "y")) is None
+
+
+def test_best_label_free_arms_ranks_mean_paired_difference():
+    records = grid("random", 50.0, seeds=[0, 1])
+    records += grid("spread_random", 51.0, seeds=[0, 1])
+    records += grid("typicality", lambda t, s, k, b: 53.0 if k == 0 else 50.0, seeds=[0, 1])
+    records += grid("gt_consistency", 60.0, seeds=[0, 1])  # reads labels: never ranked
+    best = best_label_free_arms(records, R)
+    assert [a for a, _ in best] == ["typicality", "spread_random"]
+    assert best[0][1] == pytest.approx(1.5) and best[1][1] == pytest.approx(1.0)
+
+
+def test_curve_area_is_the_mean_height_over_log2_budget():
+    # linear in log2 B from 40 (B = 0.25) to 52 (B = 2): mean height (40 + 52) / 2 = 46
+    height = {0.25: 40.0, 0.5: 44.0, 1: 48.0, 2: 52.0}
+    records = grid("random", lambda t, s, k, b: height[b], seeds=[0], budgets=tuple(height))
+    means, area = curve_stats(records, "random", R, "ssTEM")
+    assert means == pytest.approx(height)
+    assert area == pytest.approx(46.0)
+    _, missing = curve_stats(records[:-1], "random", R, "EM")  # one split short at B = 2
+    assert np.isnan(missing)
+
+
+BUDGETS = (0.25, 0.5, 1, 2)
+
+
+def test_selector_rule_passes_only_the_arm_meeting_every_condition():
+    records = grid("random", 50.0, seeds=[0], budgets=BUDGETS)
+    records += grid("p", 53.0, seeds=[0], budgets=BUDGETS)  # +3 everywhere: passes
+    # q: +5 at B <= 1 but 1.5 behind at B = 2
+    records += grid("q", lambda t, s, k, b: 48.5 if b == 2 else 55.0, seeds=[0], budgets=BUDGETS)
+    # r: mean +2.5 at B <= 1, but wins only splits 0-2 (+5, +5, +5, -1.25, -1.25)
+    records += grid("r", lambda t, s, k, b: 55.0 if s < 3 else 48.75, seeds=[0], budgets=BUDGETS)
+    # s: +1.9 everywhere: wins every split, short of +2
+    records += grid("s", 51.9, seeds=[0], budgets=BUDGETS)
+    winner, verdicts = selector_rule(records, R, ["p", "q", "r", "s"])
+    assert winner == "p"
+    assert [verdicts[a][0] for a in "pqrs"] == [True, False, False, False]
+    assert verdicts["p"][1] == pytest.approx(53.0)
+    assert "worst -1.5" in verdicts["q"][2] and "wins 3/5" in verdicts["r"][2]
+
+
+def test_selector_rule_keeps_random_when_an_arm_fails_on_one_target():
+    records = grid("random", 50.0, seeds=[0], budgets=BUDGETS)
+    records += grid(
+        "p", lambda t, s, k, b: 53.0 if t == "ssTEM" else 50.5, seeds=[0], budgets=BUDGETS
+    )
+    winner, verdicts = selector_rule(records, R, ["p"])
+    assert winner == "random" and not verdicts["p"][0]
+    incomplete = [r for r in records if not (r["arm"] == "p" and r["budget"] == 2)]
+    assert selector_rule(incomplete, R, ["p"])[0] == "random"
