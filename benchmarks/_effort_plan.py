@@ -231,11 +231,12 @@ def b1_gate(records, recipe, arms=LABEL_FREE_ARMS, draws=len(SEEDS), bound=-1.0)
 def next_arms(records, recipe, arms=LABEL_FREE_ARMS, threshold=-8.0):
     """Step 2 of the run order (same README section): the arms whose draw 0 at B = 1,
     against the mean of random's draws 0-2 split by split, is above ``threshold`` (mean over
-    the five splits) on both targets. None if some arm's draw 0 is not complete."""
+    the five splits) on both targets. An arm at or below it on one target is out whatever the
+    other; None while some arm is undecided (its draw 0 incomplete where it matters)."""
     where = dict(budget=1, recipe=recipe, round=1)
-    chosen = []
+    chosen, undecided = [], False
     for arm in arms:
-        keep = True
+        above = []
         for t in TARGETS:
             base, mine = {}, {}
             for r in records:
@@ -246,8 +247,13 @@ def next_arms(records, recipe, arms=LABEL_FREE_ARMS, threshold=-8.0):
                 elif r["arm"] == arm and r["seed"] == 0:
                     mine[r["split"]] = r["miou"]
             if len(mine) < len(SPLITS) or any(s not in base for s in SPLITS):
-                return None
-            keep &= float(np.mean([mine[s] - np.mean(base[s]) for s in SPLITS])) > threshold
-        if keep:
+                above.append(None)
+            else:
+                above.append(np.mean([mine[s] - np.mean(base[s]) for s in SPLITS]) > threshold)
+        if False in above:
+            continue
+        if None in above:
+            undecided = True
+        else:
             chosen.append(arm)
-    return chosen
+    return None if undecided else chosen

@@ -84,9 +84,13 @@ def test_next_arms_compares_draw0_with_randoms_mean_of_draws_0_to_2():
     records += grid("y", lambda t, s, k, b: 43.5 if t == "ssTEM" else 60.0, seeds=[0])  # -8.5
     records += grid("x", 0.0, seeds=[1])  # later draws do not count
     assert next_arms(records, R, arms=("x", "y")) == ["x"]
-    incomplete = [r for r in records if not (r["arm"] == "y" and r["target"] == "EM")]
-    incomplete += [rec("EM", "y", s, 0, 60.0) for s in range(4)]
-    assert next_arms(incomplete, R, arms=("x", "y")) is None
+    # y is out on ssTEM whatever its EM draw 0; x undecided while its EM draw 0 is incomplete
+    no_em = [r for r in records if not (r["arm"] in ("x", "y") and r["target"] == "EM")]
+    assert next_arms(no_em, R, arms=("y",)) == []
+    assert next_arms(no_em, R, arms=("x", "y")) is None
+    x_em = no_em + [rec("EM", "x", s, 0, 60.0) for s in range(4)]
+    assert next_arms(x_em, R, arms=("x", "y")) is None
+    assert next_arms(x_em + [rec("EM", "x", 4, 0, 60.0)], R, arms=("x", "y")) == ["x"]
 
 
 def test_best_label_free_arms_ranks_mean_paired_difference():
