@@ -243,3 +243,24 @@ def split_selections(cache, target, split, seg, arms):
                 },
             }
     return out
+
+
+def support_description(out, target, budget=1, seed=0):
+    """{arm: (share of patches holding any foreground, share with >= 360 px, mean foreground
+    fraction)} of every arm's draw ``seed`` at ``budget`` over splits 0-4, read from the
+    committed selections and the ground truth (a description of the picks only)."""
+    import json
+
+    index = {n: i for i, n in enumerate(target.names)}
+    n = n_patches(target.name, budget)
+    stats = {}
+    for split in SPLITS:
+        plan = json.loads((out / "selections" / f"{target.name}_split{split}.json").read_text())
+        for arm, entries in plan.items():
+            entry = entries.get(str(seed), entries["0"])
+            for name, r, c in entry["support"][:n]:
+                window = target.masks[index[name]][r : r + PATCH, c : c + PATCH]
+                stats.setdefault(arm, []).append(
+                    (window.any(), window.sum() >= MIN_FOREGROUND, window.mean())
+                )
+    return {arm: tuple(float(np.mean(col)) for col in zip(*v)) for arm, v in stats.items()}

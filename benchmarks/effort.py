@@ -282,6 +282,35 @@ def queue(args):
         sched._finish(workers)
 
 
+def support(args):
+    """Every arm's support patches at one budget and draw, described against the ground
+    truth, beside the arm's mean mIoU over the draw's runs with the default recipe."""
+    from _effort_sched import load_records
+    from _effort_select import Target, support_description
+
+    from _effort_plan import default_recipe
+
+    records = list(load_records([Path(args.out)]).values())
+    recipe = default_recipe(records)[0]
+    print("| target | arm | patches with foreground | with >= 360 px | foreground | mIoU (runs) |")
+    print("|---|---|---|---|---|---|")
+    for name in TARGETS:
+        for arm, (any_fg, big, fg) in support_description(
+            Path(args.out), Target(name), args.budget, args.seed
+        ).items():
+            mious = [
+                r["miou"]
+                for r in records
+                if (r["target"], r["arm"], r["budget"], r["seed"], r["round"], r["recipe"])
+                == (name, arm, args.budget, args.seed, 1, recipe)
+            ]
+            miou = f"{np.mean(mious):.1f} ({len(mious)})" if mious else "—"
+            print(
+                f"| {name} | {arm} | {100 * any_fg:.0f} % | {100 * big:.0f} % | "
+                f"{100 * fg:.1f} % | {miou} |"
+            )
+
+
 def cost(args):
     """CPU seconds per optimiser step of each recipe (``--steps`` steps after one warm-up
     step, on 16 random ssTEM patches), with ``--threads`` torch threads; a recipe's cost is
@@ -439,6 +468,9 @@ def main(argv=None):
     p.add_argument("--tf32", action="store_true")
     p.add_argument("--json", required=True)
     p.add_argument("--smoke", action="store_true", help="make the 2-step recipe available")
+    p = sub.add_parser("support", help="what every arm's patches hold (ground truth)")
+    p.add_argument("--budget", type=float, default=1)
+    p.add_argument("--seed", type=int, default=0)
     p = sub.add_parser("table", help="results.csv, tables and figures")
     for p in sub.choices.values():
         p.add_argument("--out", default=str(OUT))
@@ -453,6 +485,7 @@ def main(argv=None):
     commands = {"prepare": prepare, "pack": pack, "run": run, "cost": cost, "job": one_job}
     commands["queue"] = queue
     commands["paper-area"] = paper_area
+    commands["support"] = support
     commands[args.command](args)
     return 0
 
