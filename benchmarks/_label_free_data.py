@@ -71,17 +71,12 @@ def per_target(value, target):
 
 
 def atomic_write_json(path, obj):
+    """Write ``obj`` as JSON atomically (kwtl's own atomic writer), making the folder."""
+    from kwtl.utils._atomic import atomic_write_text
+
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(obj, f)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    atomic_write_text(path, json.dumps(obj))
 
 
 def evenly_spaced(items, k):
