@@ -170,10 +170,15 @@ def _evaluate(ctx, job, seg):
     names = ctx.bundle.split(job["target"], job["split"])["test"]
     images = [ctx.bundle.image(job["target"], n) for n in names]
     preds = seg.predict(images)
-    per_image = [
-        float(iou_score(ctx.bundle.mask(job["target"], n), p)) for n, p in zip(names, preds)
-    ]
-    return 100 * float(np.mean(per_image)), per_image
+    masks = [ctx.bundle.mask(job["target"], n) for n in names]
+    per_image = [float(iou_score(m, p)) for m, p in zip(masks, preds)]
+    # predicted against true foreground share: says whether a poor run over- or
+    # under-predicts (added 2026-12-05; earlier records lack it)
+    fg_share = {
+        "per_image_pred_fg": [float(np.mean(np.asarray(p) > 0)) for p in preds],
+        "per_image_true_fg": [float(np.mean(np.asarray(m) > 0)) for m in masks],
+    }
+    return 100 * float(np.mean(per_image)), per_image, fg_share
 
 
 def round_two_support(ctx, job, seg1, support1):
@@ -248,12 +253,13 @@ def run_job(ctx, job):
         extra["round1_patches"] = len(support1)
     seg, steps = _fine_tune(ctx, job, support)
     tuned = time.perf_counter()
-    miou, per_image = _evaluate(ctx, job, seg)
+    miou, per_image, fg_share = _evaluate(ctx, job, seg)
     return {
         **job,
         "id": job_id(job),
         "miou": miou,
         "per_image_iou": per_image,
+        **fg_share,
         **drawn,
         **extra,
         "support": support,

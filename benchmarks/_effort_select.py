@@ -23,6 +23,7 @@ from _effort_plan import (
     SHARED,
     SPLITS,
     STRIDE,
+    TARGETS,
     budget_key,
     n_patches,
 )
@@ -264,3 +265,38 @@ def support_description(out, target, budget=1, seed=0):
                     (window.any(), window.sum() >= MIN_FOREGROUND, window.mean())
                 )
     return {arm: tuple(float(np.mean(col)) for col in zip(*v)) for arm, v in stats.items()}
+
+
+def support_table(out, records, recipe, budget=1, seed=0):
+    """Markdown lines: :func:`support_description` of every arm beside the mean mIoU of its
+    runs at ``budget`` and draw ``seed`` with ``recipe``, and the test images' predicted
+    against true foreground share where the runs recorded it."""
+    lines = [
+        "| target | arm | patches with foreground | with >= 360 px | foreground | mIoU (runs) "
+        "| test foreground predicted / true (runs) |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for name in TARGETS:
+        for arm, (any_fg, big, fg) in support_description(out, Target(name), budget, seed).items():
+            runs = [
+                r
+                for r in records
+                if (r["target"], r["arm"], r["budget"], r["seed"], r["round"], r["recipe"])
+                == (name, arm, budget, seed, 1, recipe)
+            ]
+            miou = f"{np.mean([r['miou'] for r in runs]):.1f} ({len(runs)})" if runs else "—"
+            # recorded since 2026-12-05: whether a poor run over- or under-predicts
+            shares = [
+                (np.mean(r["per_image_pred_fg"]), np.mean(r["per_image_true_fg"]))
+                for r in runs
+                if "per_image_pred_fg" in r
+            ]
+            share = "—"
+            if shares:
+                pred, true = 100 * np.mean(shares, axis=0)
+                share = f"{pred:.1f} / {true:.1f} % ({len(shares)})"
+            lines.append(
+                f"| {name} | {arm} | {100 * any_fg:.0f} % | {100 * big:.0f} % | "
+                f"{100 * fg:.1f} % | {miou} | {share} |"
+            )
+    return lines

@@ -286,29 +286,13 @@ def support(args):
     """Every arm's support patches at one budget and draw, described against the ground
     truth, beside the arm's mean mIoU over the draw's runs with the default recipe."""
     from _effort_sched import load_records
-    from _effort_select import Target, support_description
+    from _effort_select import support_table
 
     from _effort_plan import default_recipe
 
     records = list(load_records([Path(args.out)]).values())
     recipe = default_recipe(records)[0]
-    print("| target | arm | patches with foreground | with >= 360 px | foreground | mIoU (runs) |")
-    print("|---|---|---|---|---|---|")
-    for name in TARGETS:
-        for arm, (any_fg, big, fg) in support_description(
-            Path(args.out), Target(name), args.budget, args.seed
-        ).items():
-            mious = [
-                r["miou"]
-                for r in records
-                if (r["target"], r["arm"], r["budget"], r["seed"], r["round"], r["recipe"])
-                == (name, arm, args.budget, args.seed, 1, recipe)
-            ]
-            miou = f"{np.mean(mious):.1f} ({len(mious)})" if mious else "—"
-            print(
-                f"| {name} | {arm} | {100 * any_fg:.0f} % | {100 * big:.0f} % | "
-                f"{100 * fg:.1f} % | {miou} |"
-            )
+    print("\n".join(support_table(Path(args.out), records, recipe, args.budget, args.seed)))
 
 
 def cost(args):
@@ -400,8 +384,9 @@ def one_job(args):
     start = time.perf_counter()
     r = run_job(ctx, json.loads(args.json))
     print(
-        f"{r['id']}: mIoU {r['miou']:.1f}, {r['n_patches']} patches, "
-        f"{time.perf_counter() - start:.1f} s",
+        f"{r['id']}: mIoU {r['miou']:.1f}, {r['n_patches']} patches, predicted / true "
+        f"foreground {100 * np.mean(r['per_image_pred_fg']):.1f} / "
+        f"{100 * np.mean(r['per_image_true_fg']):.1f} %, {time.perf_counter() - start:.1f} s",
         flush=True,
     )
 
