@@ -131,6 +131,11 @@ def load_plan(path):
 
 
 # ---------------------------------------------------------------- the rules (written first)
+def runs_of(records, **where):
+    """The records whose fields equal ``where``."""
+    return [r for r in records if all(r.get(k) == v for k, v in where.items())]
+
+
 def split_means(records, **where):
     """{(target, split): mean miou over seeds} of the records matching ``where``."""
     out = {}
@@ -186,7 +191,7 @@ def best_label_free_arms(records, recipe, k=2):
     return [(a, float(np.mean(deltas[a]))) for a in ranked[:k]]
 
 
-def _paired_b1(records, arm, recipe, target):
+def paired_by_draw(records, arm, recipe, target):
     """{seed: {split: arm - random}} at B = 1, round 1, for the (split, seed) both have."""
     where = dict(budget=1, recipe=recipe, target=target, round=1)
     base = {
@@ -215,7 +220,7 @@ def b1_gate(records, recipe, arms=LABEL_FREE_ARMS, draws=len(SEEDS), bound=-1.0)
     for arm in arms:
         per_target, out = {}, False
         for t in TARGETS:
-            by_seed = _paired_b1(records, arm, recipe, t)
+            by_seed = paired_by_draw(records, arm, recipe, t)
             complete = [s for s in sorted(by_seed) if len(by_seed[s]) == len(SPLITS)]
             mean = (
                 float(np.mean([np.mean(list(by_seed[s].values())) for s in complete]))

@@ -13,16 +13,20 @@ from _effort_plan import (
     ARMS,
     BUDGETS,
     RECIPES,
+    SEEDS,
     SPLITS,
     TARGETS,
+    paired_by_draw,
     b1_gate,
     best_label_free_arms,
     cpu_eligible,
     default_recipe,
     next_arms,
     recipe_cost,
+    runs_of,
     CPU_SECONDS_PER_PASS,
 )
+from _effort_figures import curve_figure
 from _effort_sched import load_records
 
 COLUMNS = [
@@ -94,18 +98,16 @@ def write_csv(out, records, recipe, default_selector):
     os.replace(tmp, out / "results.csv")
 
 
-def _by(records, **where):
-    return [r for r in records if all(r.get(k) == v for k, v in where.items())]
-
-
 def paired(records, arm, budget, recipe, target, base_arm="random", round_=1):
     """{split: [arm - random per seed]} for seeds both have."""
     base = {
         (r["split"], r["seed"]): r["miou"]
-        for r in _by(records, arm=base_arm, budget=budget, recipe=recipe, target=target, round=1)
+        for r in runs_of(
+            records, arm=base_arm, budget=budget, recipe=recipe, target=target, round=1
+        )
     }
     out = {}
-    for r in _by(records, arm=arm, budget=budget, recipe=recipe, target=target, round=round_):
+    for r in runs_of(records, arm=arm, budget=budget, recipe=recipe, target=target, round=round_):
         if (r["split"], r["seed"]) in base:
             out.setdefault(r["split"], []).append(r["miou"] - base[(r["split"], r["seed"])])
     return out
@@ -129,7 +131,7 @@ def recipe_table(records):
         cells, deltas, sds = [], [], []
         for t in TARGETS:
             by_split = {}
-            for r in _by(records, arm="random", budget=1, recipe=name, target=t, round=1):
+            for r in runs_of(records, arm="random", budget=1, recipe=name, target=t, round=1):
                 if r["seed"] < 3:
                     by_split.setdefault(r["split"], []).append(r["miou"])
             cells.append(
@@ -137,9 +139,11 @@ def recipe_table(records):
             )
             base = {
                 (r["split"], r["seed"]): r["miou"]
-                for r in _by(records, arm="random", budget=1, recipe="paper20", target=t, round=1)
+                for r in runs_of(
+                    records, arm="random", budget=1, recipe="paper20", target=t, round=1
+                )
             }
-            for r in _by(records, arm="random", budget=1, recipe=name, target=t, round=1):
+            for r in runs_of(records, arm="random", budget=1, recipe=name, target=t, round=1):
                 if (r["split"], r["seed"]) in base and r["seed"] < 3:
                     deltas.append(r["miou"] - base[(r["split"], r["seed"])])
             sds += [np.std(v, ddof=1) for v in by_split.values() if len(v) > 1]
@@ -165,7 +169,7 @@ def arms_table(records, recipe, budget=1):
     ]
     for arm in ARMS:  # random_fixed (one selection, seeds 1-4) is the seed-spread table's
         for t in TARGETS:
-            rs = _by(records, arm=arm, budget=budget, recipe=recipe, target=t, round=1)
+            rs = runs_of(records, arm=arm, budget=budget, recipe=recipe, target=t, round=1)
             if not rs:
                 continue
             by_split = {}
@@ -203,7 +207,7 @@ def first_look_table(records, recipe, cpu_records, budget=1):
     def draw0(rs, arm, t):
         return {
             r["split"]: r["miou"]
-            for r in _by(rs, arm=arm, budget=budget, recipe=recipe, target=t, round=1, seed=0)
+            for r in runs_of(rs, arm=arm, budget=budget, recipe=recipe, target=t, round=1, seed=0)
         }
 
     for arm in ARMS:
@@ -221,11 +225,47 @@ def first_look_table(records, recipe, cpu_records, budget=1):
                     else ["—", "—"]
                 )
             draws = {}  # unpaired in selection, but three seeds on the baseline's side
-            for r in _by(records, arm="random", budget=budget, recipe=recipe, target=t, round=1):
+            for r in runs_of(
+                records, arm="random", budget=budget, recipe=recipe, target=t, round=1
+            ):
                 if r["seed"] < 3:
                     draws.setdefault(r["split"], []).append(r["miou"])
             d = [mine[s] - np.mean(draws[s]) for s in mine if s in draws]
             cells.append(f"{np.mean(d):+.1f}" if d else "—")
+            lines.append(f"| {arm} | {t} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def draws_table(records, recipe):
+    """Every arm against random at B = 1, draw by draw: the mean over splits of draw k's
+    paired difference (a draw missing splits: their count in brackets); over the complete
+    draws, their mean and sd, and per split the mean over draws: wins and the worst."""
+    lines = [
+        "| arm | target | Δ draw 0 | 1 | 2 | 3 | 4 | mean (complete draws) | sd of draws "
+        "| wins / splits | worst split |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for arm in (a for a in ARMS if a != "random"):
+        for t in TARGETS:
+            by_seed = paired_by_draw(records, arm, recipe, t)
+            if not by_seed:
+                continue
+            cells = [
+                "—"
+                if k not in by_seed
+                else f"{np.mean(list(by_seed[k].values())):+.1f}"
+                + ("" if len(by_seed[k]) == len(SPLITS) else f" ({len(by_seed[k])})")
+                for k in SEEDS
+            ]
+            done = [k for k in SEEDS if len(by_seed.get(k, ())) == len(SPLITS)]
+            means = [np.mean(list(by_seed[k].values())) for k in done]
+            split_means = [np.mean([by_seed[k][s] for k in done]) for s in SPLITS] if done else []
+            cells += [
+                f"{np.mean(means):+.1f} ({len(done)})" if done else "—",
+                f"{np.std(means, ddof=1):.1f}" if len(done) > 1 else "—",
+                f"{sum(x > 0 for x in split_means)} / {len(SPLITS)}" if done else "—",
+                f"{min(split_means):+.1f}" if done else "—",
+            ]
             lines.append(f"| {arm} | {t} | " + " | ".join(cells) + " |")
     return lines
 
@@ -239,7 +279,7 @@ def seed_spread(records, recipe):
     ]
     for t in TARGETS:
         fixed, draws = {}, {}
-        for r in _by(records, budget=1, recipe=recipe, target=t, round=1):
+        for r in runs_of(records, budget=1, recipe=recipe, target=t, round=1):
             if r["arm"] == "random_fixed" or (r["arm"] == "random" and r["seed"] == 0):
                 fixed.setdefault(r["split"], []).append(r["miou"])
             if r["arm"] == "random":
@@ -259,7 +299,7 @@ def curve_stats(records, arm, recipe, target):
     means = {}
     for b in BUDGETS:
         by_split = {}
-        for r in _by(records, arm=arm, budget=b, recipe=recipe, target=target, round=1):
+        for r in runs_of(records, arm=arm, budget=b, recipe=recipe, target=target, round=1):
             by_split.setdefault(r["split"], []).append(r["miou"])
         if len(by_split) == len(SPLITS):
             means[b] = _mean_of_split_means(by_split)
@@ -304,7 +344,7 @@ def random_curve_table(records, recipe):
     ]
     for t in TARGETS:
         for b in BUDGETS:
-            rs = _by(records, arm="random", budget=b, recipe=recipe, target=t, round=1)
+            rs = runs_of(records, arm="random", budget=b, recipe=recipe, target=t, round=1)
             if not rs:
                 continue
             by_split = {}
@@ -333,12 +373,12 @@ def rounds_table(records, recipe):
     ]
     for b in (1, 2):
         for t in TARGETS:
-            rs = _by(records, arm="round2_entropy", budget=b, recipe=recipe, target=t, round=2)
+            rs = runs_of(records, arm="round2_entropy", budget=b, recipe=recipe, target=t, round=2)
             if not rs:
                 continue
             d = paired(records, "round2_entropy", b, recipe, t, round_=2)
             split_d = [np.mean(v) for v in d.values()]
-            base = _by(records, arm="random", budget=b, recipe=recipe, target=t, round=1)
+            base = runs_of(records, arm="random", budget=b, recipe=recipe, target=t, round=1)
             lines.append(
                 f"| {b} | {t} | {np.mean([r['miou'] for r in rs]):.1f} ({len(rs)}) | "
                 f"{np.mean([r['round1_miou'] for r in rs]):.1f} | "
@@ -401,19 +441,22 @@ def table(out):
     ] + seed_spread(records, recipe)
     lines += ["", "## Every arm at B = 1 (default recipe)", ""] + arms_table(records, recipe)
     cpu_records = list(load_records([out / "cpu_check"]).values())
+    lines += ["", "## Every arm against random at B = 1, draw by draw (paired)", ""]
+    lines += draws_table(records, recipe)
     lines += ["", "## Every arm at B = 1, draw 0 only (a first look, not the rule's data)", ""]
     lines += first_look_table(records, recipe, cpu_records)
     lines += ["", "## The rule's bound at B = 1", ""]
     lines += [
         "Random's default can change only if the arm is at most 1 point behind random at every "
-        "budget; draws counted when complete on all five splits.",
+        "budget; draws counted when complete on all five splits (open: fewer than five).",
         "",
     ]
     lines += ["| arm | ssTEM: draws, mean Δ | EM: draws, mean Δ | can still become the default |"]
     lines += ["|---|---|---|---|"]
     for arm, (out_, per) in b1_gate(records, recipe).items():
         cells = [f"{per[t][0]}, {per[t][1]:+.1f}" if per[t][0] else "—" for t in TARGETS]
-        lines.append(f"| {arm} | " + " | ".join(cells) + f" | {'no' if out_ else 'yes'} |")
+        verdict = "no" if out_ else "yes" if min(n for n, _ in per.values()) >= 5 else "open"
+        lines.append(f"| {arm} | " + " | ".join(cells) + f" | {verdict} |")
     lines += ["", f"Next (step 2 of the run order): {next_arms(records, recipe)}"]
     lines += ["", f"Best label-free arms at B = 1: {best}", "", "## Budget curves", ""]
     lines += curves_table(records, recipe, ["random"] + [a for a, _ in best])
@@ -430,40 +473,4 @@ def table(out):
     text = "\n".join(lines) + "\n"
     (out / "tables.md").write_text(text)
     print(text)
-    _figures(out, records, recipe, ["random"] + [a for a, _ in best])
-
-
-def _figures(out, records, recipe, arms):
-    """mIoU against drawn area per target: mean of the split means, and the range of the
-    split means as a band."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(1, len(TARGETS), figsize=(10, 4))
-    for ax, t in zip(axes, TARGETS):
-        for arm in arms:
-            xs, mean, low, high = [], [], [], []
-            for b in BUDGETS:
-                by_split = {}
-                for r in _by(records, arm=arm, budget=b, recipe=recipe, target=t, round=1):
-                    by_split.setdefault(r["split"], []).append(r["miou"])
-                if len(by_split) == len(SPLITS):
-                    split_means = [np.mean(v) for v in by_split.values()]
-                    xs.append(b)
-                    mean.append(np.mean(split_means))
-                    low.append(min(split_means))
-                    high.append(max(split_means))
-            if xs:
-                (line,) = ax.plot(xs, mean, marker="o", label=arm)
-                ax.fill_between(xs, low, high, color=line.get_color(), alpha=0.15)
-        ax.set_xscale("log", base=2)
-        ax.set_xticks(BUDGETS, [str(b) for b in BUDGETS])
-        ax.set_xlabel("drawn area (image-equivalents)")
-        ax.set_ylabel("mIoU (%): mean and range of splits 0-4")
-        ax.set_title(t)
-        ax.legend()
-    fig.tight_layout()
-    fig.savefig(out / "curves.png", dpi=120)
-    plt.close(fig)
+    curve_figure(out, records, recipe, ["random"] + [a for a, _ in best])

@@ -14,7 +14,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
 
 from _effort_plan import b1_gate, best_label_free_arms, next_arms  # noqa: E402
-from _effort_report import curve_stats, paired, selector_rule  # noqa: E402
+from _effort_report import curve_stats, draws_table, paired, selector_rule  # noqa: E402
 
 R = "recipe"
 SPLITS = range(5)
@@ -142,3 +142,21 @@ def test_selector_rule_keeps_random_when_an_arm_fails_on_one_target():
     assert winner == "random" and not verdicts["p"][0]
     incomplete = [r for r in records if not (r["arm"] == "p" and r["budget"] == 2)]
     assert selector_rule(incomplete, R, ["p"])[0] == "random"
+
+
+def test_draws_table_worked_by_hand():
+    # random 50 everywhere; "spread_random" on ssTEM: draw 0 is +1 on splits 0-3 and -4 on
+    # split 4 (mean 0.0), draw 1 is +2 everywhere (mean +2.0), draw 2 has two splits only
+    records = grid("random", 50.0, targets=("ssTEM",))
+    records += [rec("ssTEM", "spread_random", s, 0, 51.0 if s < 4 else 46.0) for s in SPLITS]
+    records += [rec("ssTEM", "spread_random", s, 1, 52.0) for s in SPLITS]
+    records += [rec("ssTEM", "spread_random", s, 2, 40.0) for s in (0, 1)]
+    lines = draws_table(records, R)
+    assert len(lines) == 3  # header, rule, one row: no EM runs, no other arm
+    cells = [c.strip() for c in lines[2].strip("|").split("|")]
+    # complete draws 0 and 1: mean (0 + 2) / 2 = 1, sd of (0, 2) with ddof 1 = sqrt(2);
+    # split means over them: +1.5 (splits 0-3), -1.0 (split 4): 4 wins, worst -1.0
+    assert cells == [
+        "spread_random", "ssTEM", "+0.0", "+2.0", "-10.0 (2)", "—", "—", "+1.0 (2)",
+        f"{np.sqrt(2):.1f}", "4 / 5", "-1.0",
+    ]  # fmt: skip
