@@ -182,42 +182,30 @@ def _evaluate(ctx, job, seg):
 
 
 def round_two_support(ctx, job, seg1, support1):
-    """Round 2: the round-1 model scores the pool (spread entropy, whole-image scoring),
-    candidates overlapping a round-1 region are removed, and the greedy non-overlapping
-    choice takes the rest of the budget."""
+    """Round 2 as ``kwtl select --model tuned1.kwtl --selector spread_entropy --pl-epochs 0
+    --exclude round1/`` makes it: the round-1 model scores the pool (whole-image entropy, one
+    patch per image first), candidates overlapping a round-1 region are excluded, and the
+    greedy non-overlapping choice takes the rest of the budget."""
     from kwtl.datasets import PatchSet
-    from kwtl.selection import EntropySelector, SpreadSelector
-    from kwtl.selection import choose_non_overlapping as _non_overlapping
+    from kwtl.selection import make_selector
+    from kwtl.workflow._rounds import overlaps_regions
 
     from _effort_plan import STRIDE
 
     target = job["target"]
-    pool_names = ctx.bundle.split(target, job["split"])["pool"]
-    grids = [
-        PatchSet.from_images([ctx.bundle.image(target, n)], PATCH, STRIDE, cover_border=True)
-        for n in pool_names
-    ]
-    coords = np.concatenate(
-        [np.column_stack([np.full(len(g), i), g.coords[:, 1:]]) for i, g in enumerate(grids)]
-    )
-    inner = np.concatenate([EntropySelector(dense=True).score(g, seg1) for g in grids])
-    order = np.argsort(
-        -SpreadSelector(EntropySelector()).scores_from(inner, coords[:, 0]), kind="stable"
-    )
-    taken = {}
+    names = ctx.bundle.split(target, job["split"])["pool"]
+    images = [ctx.bundle.image(target, n) for n in names]
+    pool = PatchSet.from_images(images, PATCH, STRIDE, cover_border=True)
+    regions = {}
     for n, r, c in support1:
-        taken.setdefault(pool_names.index(n), []).append((r, c))
-    free = [
-        k
-        for k in order
-        if not any(
-            abs(coords[k][1] - r) < PATCH and abs(coords[k][2] - c) < PATCH
-            for r, c in taken.get(coords[k][0], ())
-        )
-    ]
+        regions.setdefault(n, []).append((r, c, PATCH, PATCH))
+    blocked = overlaps_regions(pool.coords, PATCH, [im.shape for im in images], names, regions)
+    selector = make_selector("spread_entropy", dense=True)
     want = n_patches(target, job["budget"]) - len(support1)
-    chosen = _non_overlapping(np.asarray(free), coords, PATCH, want)
-    return [[pool_names[coords[k][0]], int(coords[k][1]), int(coords[k][2])] for k in chosen]
+    chosen = selector.choose(
+        selector.score(pool, seg1), want, pool, non_overlapping=True, exclude=blocked
+    )
+    return [[names[i], int(r), int(c)] for i, r, c in pool.coords[chosen]]
 
 
 def drawn_of(ctx, target, support):

@@ -71,6 +71,13 @@ def _typicality(dense=False, unit="patch", random_state=None):
     )
 
 
+def _spread_entropy(dense=False, unit="patch", random_state=None):
+    """Predictive entropy, at most one patch per image first: the round-2 selector, run with
+    a model already fine-tuned on the earlier rounds' masks (``kwtl select --model
+    tuned1.kwtl --pl-epochs 0 --exclude round1/``)."""
+    return SpreadSelector(EntropySelector(dense=dense), unit=unit, random_state=random_state)
+
+
 #: Selector classes by the short name used on the command line and in result files, in the
 #: order reports list them. A new selector becomes available to ``kwtl run --selectors``,
 #: the profiles and the report by one entry here.
@@ -88,6 +95,7 @@ SELECTORS = {
     "spread_random": _spread_random,
     "object_richness": _object_richness,
     "typicality": _typicality,
+    "spread_entropy": _spread_entropy,
 }
 
 #: The selector used when none is given: by :class:`~kwtl.FewShotSegmentation`
@@ -109,6 +117,7 @@ LABEL_FREE_SELECTORS = (
     "spread_random",
     "object_richness",
     "typicality",
+    "spread_entropy",
 )
 
 #: The paper's four selectors (Dawoud et al. 2023, Tab. 2), by short name.

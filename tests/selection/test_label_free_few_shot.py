@@ -76,7 +76,7 @@ def test_registry_compositions_take_dense_and_unit(name):
     assert plain.dense is False and plain.unit == "patch"
 
 
-@pytest.mark.parametrize("name", ["object_richness", "typicality"])
+@pytest.mark.parametrize("name", ["object_richness", "typicality", "spread_entropy"])
 def test_spread_compositions_pass_dense_to_their_inner_selector(name):
     from kwtl.selection import SpreadSelector, make_selector
 
@@ -84,3 +84,7 @@ def test_spread_compositions_pass_dense_to_their_inner_selector(name):
     assert isinstance(sel, SpreadSelector) and sel.unit == "image" and sel.random_state == 1
     assert sel.selector.dense is True
     assert make_selector(name).selector.dense is False
+    if name == "spread_entropy":
+        from kwtl.selection import EntropySelector
+
+        assert isinstance(sel.selector, EntropySelector)

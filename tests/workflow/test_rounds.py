@@ -157,6 +157,70 @@ def test_cli_rounds_with_from_model(tiny_data, tmp_path):
     assert too_many == 2
 
 
+def _spread_entropy_by_hand(model, images, size, stride, blocked_boxes, budget):
+    """Round 2 worked out without the selectors: the model's whole-image probabilities, the
+    binary entropy averaged over each window by loops, each image's best window first (then
+    the second best of each, ...), windows overlapping round 1 or a chosen one skipped."""
+    import torch
+
+    candidates = []  # (entropy, image, row, col)
+    for i, image in enumerate(images):
+        p = torch.sigmoid(model.image_logits(image[None])[0]).double().cpu().numpy()
+        p = np.clip(p, 1e-12, 1 - 1e-12)
+        entropy = -(p * np.log(p) + (1 - p) * np.log(1 - p))
+        h, w = image.shape
+        rows = sorted(set(range(0, h - size + 1, stride)) | {h - size})
+        cols = sorted(set(range(0, w - size + 1, stride)) | {w - size})
+        for r in rows:
+            for c in cols:
+                candidates.append((entropy[r : r + size, c : c + size].mean(), i, r, c))
+    ranked = {}  # image -> its candidates, best first
+    for cand in sorted(candidates, key=lambda x: -x[0]):
+        ranked.setdefault(cand[1], []).append(cand)
+    order = []
+    for k in range(max(len(v) for v in ranked.values())):
+        layer = [v[k] for v in ranked.values() if k < len(v)]
+        order += sorted(layer, key=lambda x: -x[0])
+    chosen = []
+    for _, i, r, c in order:
+        box = (f"img{i:02d}", r, c, size)
+        if any(_overlap(box, b) for b in blocked_boxes + chosen):
+            continue
+        chosen.append(box)
+        if len(chosen) == budget:
+            break
+    return chosen
+
+
+def test_round_two_scores_with_the_round_one_model(tiny_data, tmp_path):
+    """The round-2 selector of the user guide: ``spread_entropy`` with the round-1 model and
+    no pseudo-label fine-tuning picks what the by-hand computation picks, never a round-1
+    pixel."""
+    from kwtl.workflow import load_model
+
+    truth = {f"img{i:02d}": m for i, m in enumerate(tiny_data["target_masks"])}
+    select(tiny_data["target"], tiny_data["model"], 3, tmp_path / "todo1", progress=False)
+    draw_masks(tmp_path / "todo1", truth)
+    finetune([tmp_path / "todo1"], tmp_path / "tuned1.kwtl", epochs=1, progress=False)
+    second = select(
+        tiny_data["target"],
+        tmp_path / "tuned1.kwtl",
+        3,
+        tmp_path / "todo2",
+        selector="spread_entropy",
+        pl_epochs=0,
+        exclude=[tmp_path / "todo1"],
+        progress=False,
+    )
+    assert second.metadata["selector"]["name"] == "spread_entropy"
+    round1 = _boxes(tmp_path / "todo1")
+    model = load_model(tmp_path / "tuned1.kwtl")
+    expected = _spread_entropy_by_hand(
+        model, tiny_data["target_images"], model.patch_size, model.stride, round1, 3
+    )
+    assert _boxes(tmp_path / "todo2") == expected
+
+
 @pytest.fixture(scope="module")
 def cluster():
     distributed = pytest.importorskip("distributed")
