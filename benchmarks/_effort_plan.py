@@ -139,9 +139,8 @@ def runs_of(records, **where):
 def split_means(records, **where):
     """{(target, split): mean miou over seeds} of the records matching ``where``."""
     out = {}
-    for r in records:
-        if all(r.get(k) == v for k, v in where.items()):
-            out.setdefault((r["target"], r["split"]), []).append(r["miou"])
+    for r in runs_of(records, **where):
+        out.setdefault((r["target"], r["split"]), []).append(r["miou"])
     return {k: float(np.mean(v)) for k, v in out.items()}
 
 
@@ -194,15 +193,11 @@ def best_label_free_arms(records, recipe, k=2):
 def paired_by_draw(records, arm, recipe, target):
     """{seed: {split: arm - random}} at B = 1, round 1, for the (split, seed) both have."""
     where = dict(budget=1, recipe=recipe, target=target, round=1)
-    base = {
-        (r["split"], r["seed"]): r["miou"]
-        for r in records
-        if r["arm"] == "random" and all(r.get(k) == v for k, v in where.items())
-    }
+    base = {(r["split"], r["seed"]): r["miou"] for r in runs_of(records, arm="random", **where)}
     out = {}
-    for r in records:
+    for r in runs_of(records, arm=arm, **where):
         key = (r["split"], r["seed"])
-        if r["arm"] == arm and all(r.get(k) == v for k, v in where.items()) and key in base:
+        if key in base:
             out.setdefault(r["seed"], {})[r["split"]] = r["miou"] - base[key]
     return out
 

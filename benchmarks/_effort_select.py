@@ -26,6 +26,7 @@ from _effort_plan import (
     TARGETS,
     budget_key,
     n_patches,
+    runs_of,
 )
 
 
@@ -278,12 +279,9 @@ def support_table(out, records, recipe, budget=1, seed=0):
     ]
     for name in TARGETS:
         for arm, (any_fg, big, fg) in support_description(out, Target(name), budget, seed).items():
-            runs = [
-                r
-                for r in records
-                if (r["target"], r["arm"], r["budget"], r["seed"], r["round"], r["recipe"])
-                == (name, arm, budget, seed, 1, recipe)
-            ]
+            runs = runs_of(
+                records, target=name, arm=arm, budget=budget, seed=seed, round=1, recipe=recipe
+            )
             miou = f"{np.mean([r['miou'] for r in runs]):.1f} ({len(runs)})" if runs else "—"
             # recorded since 2026-12-05: whether a poor run over- or under-predicts
             shares = [
