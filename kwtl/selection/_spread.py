@@ -90,8 +90,12 @@ class SpreadSelector(BaseSelector):
         return self.scores_from(self.inner_scores_, pool.coords[:, 0])
 
     def scores_from(self, inner_scores, images):
-        """Scores (``n − position`` in the spread order) from precomputed inner scores and
-        the candidates' source-image ids."""
+        """Scores from precomputed inner scores and the candidates' source-image ids.
+
+        The integer part is ``n − position`` in the spread order; the fraction is the
+        candidate's rank in the inner order over ``n + 1``, which :meth:`choose` reads to
+        spread again over the candidates an ``exclude`` leaves.
+        """
         self._validate_params()
         inner = np.asarray(inner_scores, dtype=np.float64)
         keys = np.where(np.isnan(inner), -np.inf, inner)
@@ -99,6 +103,28 @@ class SpreadSelector(BaseSelector):
         order = stratified_order(
             keys, np.zeros(n, dtype=np.int64), np.asarray(images), int(self.max_per_image)
         )
+        inner_rank = np.empty(n, dtype=np.float64)  # n - 1 for the best, ties by index
+        inner_rank[np.argsort(-keys, kind="stable")] = n - 1 - np.arange(n)
         scores = np.empty(n, dtype=np.float64)
         scores[order] = n - np.arange(n)
-        return scores
+        return scores + inner_rank / (n + 1)
+
+    def choose(self, scores, n, pool=None, *, non_overlapping=False, exclude=None):
+        """As :meth:`BaseSelector.choose`; with ``exclude`` the allowed candidates are spread
+        again (each image's best allowed candidate first), so an image whose best candidate
+        was drawn in an earlier round keeps its place in the first pass. That needs
+        ``pool`` (the candidates' images)."""
+        if exclude is None or self.unit == "image":
+            return super().choose(scores, n, pool, non_overlapping=non_overlapping, exclude=exclude)
+        if pool is None:
+            raise ValueError(
+                "SpreadSelector.choose with exclude needs the pool (the candidates' images)"
+            )
+        scores = np.asarray(scores, dtype=np.float64)
+        allowed = ~np.asarray(exclude, dtype=bool)
+        fraction = scores - np.floor(scores)
+        # scores cached before the fraction existed hold the spread order alone
+        keys = fraction if np.any(fraction > 0) else scores
+        again = np.full(len(scores), -np.inf)
+        again[allowed] = self.scores_from(keys[allowed], pool.coords[allowed, 0])
+        return super().choose(again, n, pool, non_overlapping=non_overlapping, exclude=~allowed)

@@ -92,6 +92,30 @@ class TestSpreadSelector(SelectorTemplate):
         np.testing.assert_array_equal(sel.inner_scores_, inner)
         assert sel.stochastic and not self.make(selector=EntropySelector()).stochastic
 
+    def test_exclude_spreads_the_allowed_candidates_again(self):
+        """Worked by hand: inner scores 9, 1 (image 0), 8, 7 (image 1), 6, 5 (image 2).
+        Spread order 0, 2, 4, 3, 5, 1; with candidate 0 excluded (drawn in round 1) image 0
+        keeps a first-pass place with its other candidate: 2, 4, 1 — not 2, 4, 3, which
+        would skip image 0 and take image 1 twice."""
+        images = [np.zeros((16, 32), np.uint8)] * 3
+        pool = PatchSet.from_images(images, 16, 16)
+        np.testing.assert_array_equal(pool.coords[:, 0], [0, 0, 1, 1, 2, 2])
+        sel = self.make()
+        scores = sel.scores_from([9, 1, 8, 7, 6, 5], pool.coords[:, 0])
+        np.testing.assert_array_equal(np.floor(scores), [6, 1, 5, 3, 4, 2])  # n - position
+        np.testing.assert_array_equal(sel.choose(scores, 3, pool), [0, 2, 4])
+        exclude = np.array([True, False, False, False, False, False])
+        np.testing.assert_array_equal(sel.choose(scores, 3, pool, exclude=exclude), [2, 4, 1])
+        np.testing.assert_array_equal(
+            sel.choose(scores, 5, pool, non_overlapping=True, exclude=exclude), [2, 4, 1, 3, 5]
+        )
+        with pytest.raises(ValueError, match="needs the pool"):
+            sel.choose(scores, 3, exclude=exclude)
+        by_image = self.make(unit="image").scores_from([3.0, 1.0, 2.0], [0, 1, 2])
+        np.testing.assert_array_equal(
+            self.make(unit="image").choose(by_image, 2, exclude=[True, False, False]), [2, 1]
+        )
+
 
 # ===================================================================== object richness
 class TestObjectRichnessSelector(PixelSelectorTemplate):

@@ -159,8 +159,9 @@ def test_cli_rounds_with_from_model(tiny_data, tmp_path):
 
 def _spread_entropy_by_hand(model, images, size, stride, blocked_boxes, budget):
     """Round 2 worked out without the selectors: the model's whole-image probabilities, the
-    binary entropy averaged over each window by loops, each image's best window first (then
-    the second best of each, ...), windows overlapping round 1 or a chosen one skipped."""
+    binary entropy averaged over each window by loops, windows overlapping round 1 dropped,
+    each image's best remaining window first (then the second best of each, ...), windows
+    overlapping a chosen one skipped."""
     import torch
 
     candidates = []  # (entropy, image, row, col)
@@ -173,7 +174,8 @@ def _spread_entropy_by_hand(model, images, size, stride, blocked_boxes, budget):
         cols = sorted(set(range(0, w - size + 1, stride)) | {w - size})
         for r in rows:
             for c in cols:
-                candidates.append((entropy[r : r + size, c : c + size].mean(), i, r, c))
+                if not any(_overlap((f"img{i:02d}", r, c, size), b) for b in blocked_boxes):
+                    candidates.append((entropy[r : r + size, c : c + size].mean(), i, r, c))
     ranked = {}  # image -> its candidates, best first
     for cand in sorted(candidates, key=lambda x: -x[0]):
         ranked.setdefault(cand[1], []).append(cand)
@@ -184,7 +186,7 @@ def _spread_entropy_by_hand(model, images, size, stride, blocked_boxes, budget):
     chosen = []
     for _, i, r, c in order:
         box = (f"img{i:02d}", r, c, size)
-        if any(_overlap(box, b) for b in blocked_boxes + chosen):
+        if any(_overlap(box, b) for b in chosen):
             continue
         chosen.append(box)
         if len(chosen) == budget:
@@ -192,19 +194,32 @@ def _spread_entropy_by_hand(model, images, size, stride, blocked_boxes, budget):
     return chosen
 
 
-def test_round_two_scores_with_the_round_one_model(tiny_data, tmp_path):
+@pytest.mark.parametrize("scorer", ["round-1 model", "base model"])
+def test_round_two_scores_with_the_round_one_model(tiny_data, tmp_path, scorer):
     """The round-2 selector of the user guide: ``spread_entropy`` with the round-1 model and
     no pseudo-label fine-tuning picks what the by-hand computation picks, never a round-1
-    pixel."""
+    pixel. With the base model, round 1 took every image's most uncertain window, so round 2
+    also checks that the images are spread again after the exclusion (each image's best
+    remaining window first), not skipped until a later pass."""
     from kwtl.workflow import load_model
 
     truth = {f"img{i:02d}": m for i, m in enumerate(tiny_data["target_masks"])}
-    select(tiny_data["target"], tiny_data["model"], 3, tmp_path / "todo1", progress=False)
+    first_selector = "random" if scorer == "round-1 model" else "spread_entropy"
+    select(
+        tiny_data["target"],
+        tiny_data["model"],
+        3,
+        tmp_path / "todo1",
+        selector=first_selector,
+        pl_epochs=0 if scorer == "base model" else 1,
+        progress=False,
+    )
     draw_masks(tmp_path / "todo1", truth)
     finetune([tmp_path / "todo1"], tmp_path / "tuned1.kwtl", epochs=1, progress=False)
+    scorer_file = tmp_path / "tuned1.kwtl" if scorer == "round-1 model" else tiny_data["model"]
     second = select(
         tiny_data["target"],
-        tmp_path / "tuned1.kwtl",
+        scorer_file,
         3,
         tmp_path / "todo2",
         selector="spread_entropy",
@@ -214,7 +229,8 @@ def test_round_two_scores_with_the_round_one_model(tiny_data, tmp_path):
     )
     assert second.metadata["selector"]["name"] == "spread_entropy"
     round1 = _boxes(tmp_path / "todo1")
-    model = load_model(tmp_path / "tuned1.kwtl")
+    # a tuned model scores as it is; a base model as PLFT's setup (with no epochs) leaves it
+    model = load_model(scorer_file) if scorer == "round-1 model" else second.model
     expected = _spread_entropy_by_hand(
         model, tiny_data["target_images"], model.patch_size, model.stride, round1, 3
     )
