@@ -310,6 +310,15 @@ def curve_stats(records, arm, recipe, target):
     return means, float(np.trapezoid(y, x) / (x[-1] - x[0]))
 
 
+def _partial_delta(values_by_split):
+    """A paired Δ cell: the mean of split means, with the number of splits in brackets
+    when some are missing (so a partial budget is never read as a finished one)."""
+    if not values_by_split:
+        return "—"
+    cell = f"{_mean_of_split_means(values_by_split):+.1f}"
+    return cell if len(values_by_split) == len(SPLITS) else f"{cell} ({len(values_by_split)})"
+
+
 def curves_table(records, recipe, arms):
     lines = [
         "| arm | target | "
@@ -322,12 +331,15 @@ def curves_table(records, recipe, arms):
             means, auc = curve_stats(records, arm, recipe, t)
             if not means:
                 continue
-            deltas = [_mean_of_split_means(paired(records, arm, b, recipe, t)) for b in BUDGETS]
             lines.append(
                 f"| {arm} | {t} | "
                 + " | ".join(f"{means[b]:.1f}" if b in means else "—" for b in BUDGETS)
-                + f" | {auc:.1f} | "
-                + (", ".join(f"{d:+.1f}" for d in deltas) if arm != "random" else "—")
+                + (f" | {auc:.1f} | " if np.isfinite(auc) else " | — | ")
+                + (
+                    ", ".join(_partial_delta(paired(records, arm, b, recipe, t)) for b in BUDGETS)
+                    if arm != "random"
+                    else "—"
+                )
                 + " |"
             )
     return lines

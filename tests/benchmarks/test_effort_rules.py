@@ -14,7 +14,13 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
 
 from _effort_plan import b1_gate, best_label_free_arms, next_arms  # noqa: E402
-from _effort_report import curve_stats, draws_table, paired, selector_rule  # noqa: E402
+from _effort_report import (  # noqa: E402
+    curve_stats,
+    curves_table,
+    draws_table,
+    paired,
+    selector_rule,
+)
 
 R = "recipe"
 SPLITS = range(5)
@@ -160,3 +166,16 @@ def test_draws_table_worked_by_hand():
         "spread_random", "ssTEM", "+0.0", "+2.0", "-10.0 (2)", "—", "—", "+1.0 (2)",
         f"{np.sqrt(2):.1f}", "4 / 5", "-1.0",
     ]  # fmt: skip
+
+
+def test_curves_table_marks_a_budget_with_missing_splits():
+    # random 50 at every budget; "p" +2 at B = 0.25 and 1 (all splits), +4 at B = 0.5 on
+    # splits 0-2 only, nothing at B = 2: its B = 0.5 mean is "—" and its Δ says "(3)"
+    records = grid("random", 50.0, seeds=[0], budgets=BUDGETS, targets=("ssTEM",))
+    records += grid("p", 52.0, seeds=[0], budgets=(0.25, 1), targets=("ssTEM",))
+    records += grid("p", 54.0, seeds=[0], budgets=(0.5,), targets=("ssTEM",), splits=range(3))
+    lines = curves_table(records, R, ["random", "p"])
+    cells = [c.strip() for c in lines[3].strip("|").split("|")]
+    assert cells == ["p", "ssTEM", "52.0", "—", "52.0", "—", "—", "+2.0, +4.0 (3), +2.0, —"]
+    random_row = [c.strip() for c in lines[2].strip("|").split("|")]
+    assert random_row[2:6] == ["50.0"] * 4 and random_row[-1] == "—"
