@@ -113,9 +113,14 @@ def job_images(bundle, job):
 
 
 class Context:
-    """What a worker keeps between jobs: the bundle and one PLFT model per target."""
+    """What a worker keeps between jobs: the bundle and one PLFT model per target.
 
-    def __init__(self, folders, device, tf32=False, selections=()):
+    ``models``: a folder of round-1 models (kwtl model files named by job id). Round-1 runs
+    of the arms in ``keep`` write theirs there; a round-2 job whose round 1 is there loads
+    it instead of fine-tuning it again (the same support, seed and recipe: the same model).
+    """
+
+    def __init__(self, folders, device, tf32=False, selections=(), models=None, keep=()):
         import torch
 
         torch.set_num_threads(int(os.environ.get("KWTL_THREADS", "1")))
@@ -124,6 +129,7 @@ class Context:
             torch.backends.cudnn.allow_tf32 = bool(tf32)
             torch.backends.cudnn.benchmark = True
         self.bundle, self.device, self.tf32 = Bundle(folders, selections), device, tf32
+        self.models, self.keep = (Path(models) if models else None), frozenset(keep)
         self._plft = {}
 
     def plft(self, target):
@@ -225,6 +231,45 @@ def drawn_of(ctx, target, support):
     }
 
 
+def round_one_job(job):
+    """The round-1 run inside a round-2 job: its arm at half the budget, same draw."""
+    return {**job, "arm": job["round1_arm"], "budget": job["budget"] / 2, "round": 1,
+            "round1_arm": None}  # fmt: skip
+
+
+def _kept_model(ctx, job):
+    return ctx.models / f"{job_id(job)}.kwtl" if ctx.models is not None else None
+
+
+def _keep_model(ctx, job, seg, miou):
+    path = _kept_model(ctx, job)
+    if path is not None and job["arm"] in ctx.keep and not path.exists():
+        from kwtl.workflow import save_model
+
+        save_model(seg, path, training={"job": job_id(job), "miou": miou})
+
+
+def _round_one(ctx, job, support1):
+    """The round-1 model and its mIoU: loaded when kept (its mIoU re-measured and checked
+    against the one recorded when it was trained), else fine-tuned (and kept if asked)."""
+    job1 = round_one_job(job)
+    path = _kept_model(ctx, job1)
+    if path is not None and path.exists():
+        from kwtl.workflow import load_model
+        from kwtl.workflow._model import recorded_training
+
+        seg1 = load_model(path, download=False, device=ctx.device)
+        miou1 = _evaluate(ctx, job, seg1)[0]
+        recorded = recorded_training(path)["miou"]
+        if abs(miou1 - recorded) > 1e-6:
+            raise RuntimeError(f"{path}: mIoU {miou1} now, {recorded} when it was trained")
+        return seg1, miou1, "kept"
+    seg1, _ = _fine_tune(ctx, job, support1)
+    miou1 = _evaluate(ctx, job, seg1)[0]
+    _keep_model(ctx, job1, seg1, miou1)
+    return seg1, miou1, "trained"
+
+
 def run_job(ctx, job):
     """Fine-tune (one or two rounds) and evaluate; the result record."""
     start = time.perf_counter()
@@ -234,14 +279,15 @@ def run_job(ctx, job):
         support, drawn = ctx.bundle.support(t, split, job["arm"], seed, job["budget"])
     else:
         support1, _ = ctx.bundle.support(t, split, job["round1_arm"], seed, job["budget"] / 2)
-        seg1, _ = _fine_tune(ctx, job, support1)
-        extra["round1_miou"] = _evaluate(ctx, job, seg1)[0]
+        seg1, extra["round1_miou"], extra["round1_model"] = _round_one(ctx, job, support1)
         support = support1 + round_two_support(ctx, job, seg1, support1)
         drawn = drawn_of(ctx, t, support)
         extra["round1_patches"] = len(support1)
     seg, steps = _fine_tune(ctx, job, support)
     tuned = time.perf_counter()
     miou, per_image, fg_share = _evaluate(ctx, job, seg)
+    if job["round"] == 1:
+        _keep_model(ctx, job, seg, miou)
     return {
         **job,
         "id": job_id(job),

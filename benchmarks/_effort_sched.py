@@ -125,11 +125,11 @@ def load_records(folders):
     return records
 
 
-def _worker(folders, device, tf32, selections, jobs, results):
+def _worker(folders, device, tf32, selections, jobs, results, models=None, keep=()):
     import torch
 
     torch.set_num_threads(1)
-    ctx = Context(folders, device, tf32, selections)
+    ctx = Context(folders, device, tf32, selections, models, keep)
     while True:
         item = jobs.get()
         if item is None:

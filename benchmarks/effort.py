@@ -249,8 +249,12 @@ def queue(args):
 
     log = _logger(args.log)
 
+    if "round2_entropy" in args.arms and not args.round1_arm:
+        raise SystemExit("round2_entropy needs --round1-arm (the arm that draws round 1)")
     jobs = [
         job(t, s, a, b, seed, args.recipe, args.phase)
+        if a != "round2_entropy"
+        else job(t, s, a, b, seed, args.recipe, args.phase, 2, args.round1_arm)
         for seed in args.seeds
         for a in args.arms
         for b in args.budgets
@@ -270,6 +274,7 @@ def queue(args):
         context.Process(
             target=_worker,
             args=(sched.folders, sched.device, False, sched.selections, sched.jobs, sched.results),
+            kwargs={"models": Path(args.out) / "cache" / "models", "keep": args.keep_models},
         )
         for _ in range(sched.n_workers)
     ]
@@ -380,7 +385,7 @@ def one_job(args):
     """Run one job given as JSON (a check of the code path on a new machine)."""
     from _effort_exec import Context, run_job
 
-    ctx = Context(args.bundle, args.device, args.tf32)
+    ctx = Context(args.bundle, args.device, args.tf32, models=args.models, keep=args.keep_models)
     start = time.perf_counter()
     r = run_job(ctx, json.loads(args.json))
     print(
@@ -440,6 +445,17 @@ def main(argv=None):
     p.add_argument("--workers", type=int, default=1)
     p.add_argument("--jsonl", default=None)
     p.add_argument("--log", default=None)
+    p.add_argument(
+        "--round1-arm", default=None, help="round 1's arm for round2_entropy (two rounds)"
+    )
+    p.add_argument(
+        "--keep-models",
+        nargs="*",
+        default=[],
+        metavar="ARM",
+        help="keep these arms' round-1 models in <out>/cache/models; a round-2 job whose "
+        "round 1 is kept loads it instead of fine-tuning it again",
+    )
     p = sub.add_parser("cost", help="CPU seconds per step of each recipe")
     p.add_argument("--recipes", nargs="+", default=list(RECIPES))
     p.add_argument("--steps", type=int, default=20)
@@ -451,6 +467,8 @@ def main(argv=None):
     p.add_argument("--bundle", nargs="+", required=True)
     p.add_argument("--device", default="cpu")
     p.add_argument("--tf32", action="store_true")
+    p.add_argument("--models", default=None, help="a folder of kept round-1 models")
+    p.add_argument("--keep-models", nargs="*", default=[], metavar="ARM")
     p.add_argument("--json", required=True)
     p.add_argument("--smoke", action="store_true", help="make the 2-step recipe available")
     p = sub.add_parser("support", help="what every arm's patches hold (ground truth)")
