@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from _effort_plan import PATCH, budget_key, n_patches
+from _effort_plan import PATCH, ROUND_BUDGETS, budget_key, n_patches
 
 
 def job_id(job):
@@ -243,7 +243,8 @@ def _kept_model(ctx, job):
 
 def _keep_model(ctx, job, seg, miou):
     path = _kept_model(ctx, job)
-    if path is not None and job["arm"] in ctx.keep and not path.exists():
+    keep = job["arm"] in ctx.keep and 2 * job["budget"] in ROUND_BUDGETS  # a round 1
+    if path is not None and keep and not path.exists():
         from kwtl.workflow import save_model
 
         save_model(seg, path, training={"job": job_id(job), "miou": miou})

@@ -24,6 +24,7 @@ TARGETS = ("ssTEM", "EM")
 SPLITS = (0, 1, 2, 3, 4)  # the authors' splits 5-9 are held out: never run here
 SEEDS = (0, 1, 2, 3, 4)  # draw k of every arm uses fine-tuning seed k
 BUDGETS = (0.25, 0.5, 1, 2)  # image-equivalents of drawn area
+ROUND_BUDGETS = (1, 2)  # two rounds of B/2 each
 MIN_FOREGROUND = 360  # the authors' ground-truth filter (label-reading arms)
 
 

@@ -24,6 +24,7 @@ from _effort_plan import (
     ARMS,
     BUDGETS,
     RECIPES,
+    ROUND_BUDGETS,
     SEEDS,
     SPLITS,
     TARGETS,
@@ -104,7 +105,7 @@ def phase3_jobs(recipe, best, targets=TARGETS, splits=SPLITS):
         out += [
             job(t, s, "round2_entropy", b, seed, recipe, 3, 2, best[0])
             for seed in SEEDS
-            for b in (1, 2)
+            for b in ROUND_BUDGETS
             for s in splits
             for t in targets
         ]
