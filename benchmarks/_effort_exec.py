@@ -22,7 +22,7 @@ from _effort_plan import PATCH, ROUND_BUDGETS, budget_key, n_patches
 def job_id(job):
     rnd = f"r{job['round']}" + (f"-{job['round1_arm']}" if job["round"] == 2 else "")
     return (
-        f"{job['target']}__{job['arm']}__B{job['budget']}__{rnd}__{job['recipe']}"
+        f"{job['target']}__{job['arm']}__B{budget_key(job['budget'])}__{rnd}__{job['recipe']}"
         f"__split{job['split']}__seed{job['seed']}"
     )
 

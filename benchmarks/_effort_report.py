@@ -121,6 +121,15 @@ def _mean_of_split_means(values_by_split):
     )
 
 
+def _partial_delta(values_by_split):
+    """A paired Δ cell: the mean of split means, with the number of splits in brackets
+    when some are missing (so a partial budget is never read as a finished one)."""
+    if not values_by_split:
+        return "—"
+    cell = f"{_mean_of_split_means(values_by_split):+.1f}"
+    return cell if len(values_by_split) == len(SPLITS) else f"{cell} ({len(values_by_split)})"
+
+
 def recipe_table(records):
     lines = [
         "| recipe | steps × batch | CPU s (est.) | ≤ 6 min | ssTEM | EM | mean | "
@@ -250,13 +259,7 @@ def draws_table(records, recipe):
             by_seed = paired_by_draw(records, arm, recipe, t)
             if not by_seed:
                 continue
-            cells = [
-                "—"
-                if k not in by_seed
-                else f"{np.mean(list(by_seed[k].values())):+.1f}"
-                + ("" if len(by_seed[k]) == len(SPLITS) else f" ({len(by_seed[k])})")
-                for k in SEEDS
-            ]
+            cells = [_partial_delta(by_seed.get(k, {})) for k in SEEDS]
             done = [k for k in SEEDS if len(by_seed.get(k, ())) == len(SPLITS)]
             means = [np.mean(list(by_seed[k].values())) for k in done]
             split_means = [np.mean([by_seed[k][s] for k in done]) for s in SPLITS] if done else []
@@ -308,15 +311,6 @@ def curve_stats(records, arm, recipe, target):
     x = np.log2(BUDGETS)
     y = [means[b] for b in BUDGETS]
     return means, float(np.trapezoid(y, x) / (x[-1] - x[0]))
-
-
-def _partial_delta(values_by_split):
-    """A paired Δ cell: the mean of split means, with the number of splits in brackets
-    when some are missing (so a partial budget is never read as a finished one)."""
-    if not values_by_split:
-        return "—"
-    cell = f"{_mean_of_split_means(values_by_split):+.1f}"
-    return cell if len(values_by_split) == len(SPLITS) else f"{cell} ({len(values_by_split)})"
 
 
 def curves_table(records, recipe, arms):
