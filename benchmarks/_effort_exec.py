@@ -250,9 +250,11 @@ def _keep_model(ctx, job, seg, miou):
         save_model(seg, path, training={"job": job_id(job), "miou": miou})
 
 
-def _round_one(ctx, job, support1):
-    """The round-1 model and its mIoU: loaded when kept (its mIoU re-measured and checked
-    against the one recorded when it was trained), else fine-tuned (and kept if asked)."""
+def _round_one(ctx, job, support1, drawn1):
+    """The round-1 model, its mIoU, "kept" or "trained", and, when trained, the round-1
+    run's own record (the same fine-tune as ARM's curve run at B/2: same patches, seed
+    and recipe), so a two-round job also yields that curve run. A kept model is loaded,
+    its mIoU re-measured and checked against the one recorded when it was trained."""
     job1 = round_one_job(job)
     path = _kept_model(ctx, job1)
     if path is not None and path.exists():
@@ -264,31 +266,18 @@ def _round_one(ctx, job, support1):
         recorded = recorded_training(path)["miou"]
         if abs(miou1 - recorded) > 1e-6:
             raise RuntimeError(f"{path}: mIoU {miou1} now, {recorded} when it was trained")
-        return seg1, miou1, "kept"
-    seg1, _ = _fine_tune(ctx, job, support1)
-    miou1 = _evaluate(ctx, job, seg1)[0]
-    _keep_model(ctx, job1, seg1, miou1)
-    return seg1, miou1, "trained"
-
-
-def run_job(ctx, job):
-    """Fine-tune (one or two rounds) and evaluate; the result record."""
+        return seg1, miou1, "kept", None
     start = time.perf_counter()
-    t, split, seed = job["target"], job["split"], job["seed"]
-    extra = {}
-    if job["round"] == 1:
-        support, drawn = ctx.bundle.support(t, split, job["arm"], seed, job["budget"])
-    else:
-        support1, _ = ctx.bundle.support(t, split, job["round1_arm"], seed, job["budget"] / 2)
-        seg1, extra["round1_miou"], extra["round1_model"] = _round_one(ctx, job, support1)
-        support = support1 + round_two_support(ctx, job, seg1, support1)
-        drawn = drawn_of(ctx, t, support)
-        extra["round1_patches"] = len(support1)
-    seg, steps = _fine_tune(ctx, job, support)
+    seg1, steps1 = _fine_tune(ctx, job1, support1)
+    record1 = _record(ctx, job1, seg1, steps1, support1, drawn1, start)
+    _keep_model(ctx, job1, seg1, record1["miou"])
+    return seg1, record1["miou"], "trained", record1
+
+
+def _record(ctx, job, seg, steps, support, drawn, start, extra=None):
+    """Evaluate ``seg`` (fine-tuned from ``start``, a perf_counter time) and the record."""
     tuned = time.perf_counter()
     miou, per_image, fg_share = _evaluate(ctx, job, seg)
-    if job["round"] == 1:
-        _keep_model(ctx, job, seg, miou)
     return {
         **job,
         "id": job_id(job),
@@ -296,7 +285,7 @@ def run_job(ctx, job):
         "per_image_iou": per_image,
         **fg_share,
         **drawn,
-        **extra,
+        **(extra or {}),
         "support": support,
         "n_steps": steps,
         "seconds_finetune": round(tuned - start, 2),
@@ -304,3 +293,26 @@ def run_job(ctx, job):
         "device": ctx.device,
         "tf32": ctx.tf32,
     }
+
+
+def run_job(ctx, job):
+    """Fine-tune (one or two rounds) and evaluate; the result record. A two-round job that
+    trained its round 1 carries that run's record as ``round1_record``."""
+    start = time.perf_counter()
+    t, split, seed = job["target"], job["split"], job["seed"]
+    extra = {}
+    if job["round"] == 1:
+        support, drawn = ctx.bundle.support(t, split, job["arm"], seed, job["budget"])
+    else:
+        support1, drawn1 = ctx.bundle.support(t, split, job["round1_arm"], seed, job["budget"] / 2)
+        seg1, miou1, how, record1 = _round_one(ctx, job, support1, drawn1)
+        extra.update(round1_miou=miou1, round1_model=how, round1_patches=len(support1))
+        support = support1 + round_two_support(ctx, job, seg1, support1)
+        drawn = drawn_of(ctx, t, support)
+    seg, steps = _fine_tune(ctx, job, support)
+    record = _record(ctx, job, seg, steps, support, drawn, start, extra)
+    if job["round"] == 1:
+        _keep_model(ctx, job, seg, record["miou"])
+    elif record1 is not None:
+        record["round1_record"] = record1
+    return record

@@ -266,6 +266,16 @@ class Scheduler:
             self.log(f"{name}: deadline reached with {pending} jobs not finished")
 
     def _record(self, r):
+        first = r.pop("round1_record", None)  # a two-round job's own round 1 (run_job)
+        if first is not None:
+            known = self.records.get(first["id"])
+            if known is None:
+                self._record(first)
+            elif abs(known["miou"] - first["miou"]) > 1e-6:  # same fine-tune, other result
+                self.log(
+                    f"NOTE {r['id']}: its round 1 gave {first['miou']:.4f}, the recorded "
+                    f"{first['id']} {known['miou']:.4f} ({known.get('device')})"
+                )
         self.records[r["id"]] = r
         atomic_write_json(self.out / "runs" / f"{r['id']}.json", r)
         if self.jsonl is not None:
