@@ -399,26 +399,38 @@ def selector_rule(records, recipe, arms):
     """Issue 20's rule for the default selector (quoted in the README): per candidate arm,
     on both targets: mean paired Δ over B <= 1 >= 2, >= 4 of 5 splits won at B <= 1, never
     more than 1 point behind random at any budget; the winner is the passing arm with the
-    best area under the curve."""
+    best area under the curve. A target whose budgets B <= 1 hold every draw on every split
+    and fail is settled before B = 2 runs: B = 2 cannot raise the mean or the wins there, and
+    can only lower the worst budget."""
     verdicts = {}
+    small = [b for b in BUDGETS if b <= 1]
     for arm in arms:
         ok, notes, aucs = True, [], []
         for t in TARGETS:
-            small = [b for b in BUDGETS if b <= 1]
             per_b = {b: paired(records, arm, b, recipe, t) for b in BUDGETS}
-            if any(len(per_b[b]) < len(SPLITS) for b in BUDGETS):
+            done = [b for b in BUDGETS if len(per_b[b]) == len(SPLITS)]
+            every_draw = {b for b in done if all(len(v) == len(SEEDS) for v in per_b[b].values())}
+            delta = {b: _mean_of_split_means(per_b[b]) for b in done}
+            behind = [f"B = {b:g}: {delta[b]:+.1f}" for b in sorted(every_draw) if delta[b] < -1]
+            if not set(small) <= set(done):
                 ok = False
-                notes.append(f"{t}: incomplete")
+                notes.append(f"{t}: {behind[0]} → fail, settled" if behind else f"{t}: incomplete")
                 continue
-            mean_small = np.mean([_mean_of_split_means(per_b[b]) for b in small])
+            mean_small = np.mean([delta[b] for b in small])
             wins = sum(np.mean([np.mean(per_b[b][s]) for b in small]) > 0 for s in SPLITS)
-            worst = min(_mean_of_split_means(per_b[b]) for b in BUDGETS)
-            aucs.append(curve_stats(records, arm, recipe, t)[1])
+            worst = min(delta.values())
             passed = mean_small >= 2 and wins >= 4 and worst >= -1
+            missing = ", ".join(f"{b:g}" for b in BUDGETS if b not in done)
+            if missing:
+                settled = behind or (set(small) <= every_draw and not passed)
+                end = f"{'fail, settled' if settled else 'open'} (B = {missing} missing)"
+                passed = False
+            else:
+                aucs.append(curve_stats(records, arm, recipe, t)[1])
+                end = "pass" if passed else "fail"
             ok &= passed
             notes.append(
-                f"{t}: Δ(B≤1) {mean_small:+.1f}, wins {wins}/5, worst {worst:+.1f}"
-                f" → {'pass' if passed else 'fail'}"
+                f"{t}: Δ(B≤1) {mean_small:+.1f}, wins {wins}/5, worst {worst:+.1f} → {end}"
             )
         verdicts[arm] = (ok, float(np.mean(aucs)) if aucs else float("nan"), "; ".join(notes))
     passing = [a for a, v in verdicts.items() if v[0]]
@@ -475,10 +487,10 @@ def table(out):
     lines += ["", "## Rounds", ""] + rounds_table(records, recipe)
     winner, verdicts = selector_rule(records, recipe, [a for a, _ in best])
     lines += ["", "## The default-selector rule", ""]
-    lines += [
-        f"- {a}: {'passes' if v[0] else 'fails'} (area {v[1]:.1f}; {v[2]})"
-        for a, v in verdicts.items()
-    ]
+    for a, (ok, area, notes) in verdicts.items():
+        word = "passes" if ok else "fails" if "→ fail" in notes else "open"
+        area = "—" if np.isnan(area) else f"{area:.1f}"
+        lines.append(f"- {a}: {word} (area {area}; {notes})")
     lines += [f"- default by the rule: **{winner}**"]
     text = "\n".join(lines) + "\n"
     (out / "tables.md").write_text(text)

@@ -150,6 +150,30 @@ def test_selector_rule_keeps_random_when_an_arm_fails_on_one_target():
     assert selector_rule(incomplete, R, ["p"])[0] == "random"
 
 
+def test_selector_rule_settles_a_failed_target_before_its_largest_budget_runs():
+    small = (0.25, 0.5, 1)
+    records = grid("random", 50.0, budgets=BUDGETS)
+    # f: +1 at every budget B <= 1, five draws: the mean over B <= 1 is +1 < 2 whatever B = 2
+    records += grid("f", 51.0, budgets=small)
+    # g: the same with one draw only: more draws could still change it
+    records += grid("g", 51.0, seeds=[0], budgets=small)
+    # h: +3 at B <= 1 with five draws passes so far, but B = 2 can still put it 1 behind
+    records += grid("h", 53.0, budgets=small)
+    winner, verdicts = selector_rule(records, R, ["f", "g", "h"])
+    assert winner == "random" and not any(v[0] for v in verdicts.values())
+    assert verdicts["f"][2].count("→ fail, settled (B = 2 missing)") == 2
+    assert "Δ(B≤1) +1.0, wins 5/5, worst +1.0" in verdicts["f"][2]
+    assert verdicts["g"][2].count("→ open (B = 2 missing)") == 2
+    assert verdicts["h"][2].count("→ open (B = 2 missing)") == 2
+    assert np.isnan(verdicts["f"][1])  # no area under an unfinished curve
+    # k: 1.5 behind at B = 1 with five draws, nothing else: settled by the bound alone
+    records += grid("k", 48.5, budgets=[1])
+    records += grid("m", 48.5, seeds=[0], budgets=[1])  # the same with one draw: open
+    verdicts = selector_rule(records, R, ["k", "m"])[1]
+    assert verdicts["k"][2] == "ssTEM: B = 1: -1.5 → fail, settled; EM: B = 1: -1.5 → fail, settled"
+    assert verdicts["m"][2] == "ssTEM: incomplete; EM: incomplete"
+
+
 def test_draws_table_worked_by_hand():
     # random 50 everywhere; "spread_random" on ssTEM: draw 0 is +1 on splits 0-3 and -4 on
     # split 4 (mean 0.0), draw 1 is +2 everywhere (mean +2.0), draw 2 has two splits only
