@@ -6,6 +6,7 @@ fine-tuning seed k), averaged per split, then over splits.
 
 import csv
 import os
+from collections import namedtuple
 
 import numpy as np
 
@@ -28,6 +29,9 @@ from _effort_plan import (
 )
 from _effort_figures import curve_figure
 from _effort_sched import load_records
+
+# state: "pass", "fail" (measured or settled) or "open" (more runs could still change it)
+Verdict = namedtuple("Verdict", "passed area notes state")
 
 COLUMNS = [
     "target",
@@ -54,18 +58,8 @@ COLUMNS = [
 
 
 def write_csv(out, records, recipe, default_selector):
-    rows = sorted(
-        records,
-        key=lambda r: (
-            r["target"],
-            r["recipe"],
-            r["arm"],
-            r["budget"],
-            r["round"],
-            r["split"],
-            r["seed"],
-        ),
-    )
+    order = ("target", "recipe", "arm", "budget", "round", "split", "seed")
+    rows = sorted(records, key=lambda r: tuple(r[k] for k in order))
     tmp = out / "results.csv.tmp"
     with open(tmp, "w", newline="") as f:
         w = csv.writer(f)
@@ -401,11 +395,11 @@ def selector_rule(records, recipe, arms):
     more than 1 point behind random at any budget; the winner is the passing arm with the
     best area under the curve. A target whose budgets B <= 1 hold every draw on every split
     and fail is settled before B = 2 runs: B = 2 cannot raise the mean or the wins there, and
-    can only lower the worst budget."""
+    can only lower the worst budget. Returns (winner, {arm: Verdict})."""
     verdicts = {}
     small = [b for b in BUDGETS if b <= 1]
     for arm in arms:
-        ok, notes, aucs = True, [], []
+        notes, aucs, states = [], [], []
         for t in TARGETS:
             per_b = {b: paired(records, arm, b, recipe, t) for b in BUDGETS}
             done = [b for b in BUDGETS if len(per_b[b]) == len(SPLITS)]
@@ -413,7 +407,7 @@ def selector_rule(records, recipe, arms):
             delta = {b: _mean_of_split_means(per_b[b]) for b in done}
             behind = [f"B = {b:g}: {delta[b]:+.1f}" for b in sorted(every_draw) if delta[b] < -1]
             if not set(small) <= set(done):
-                ok = False
+                states.append("fail" if behind else "open")
                 notes.append(f"{t}: {behind[0]} → fail, settled" if behind else f"{t}: incomplete")
                 continue
             mean_small = np.mean([delta[b] for b in small])
@@ -423,16 +417,18 @@ def selector_rule(records, recipe, arms):
             missing = ", ".join(f"{b:g}" for b in BUDGETS if b not in done)
             if missing:
                 settled = behind or (set(small) <= every_draw and not passed)
+                states.append("fail" if settled else "open")
                 end = f"{'fail, settled' if settled else 'open'} (B = {missing} missing)"
-                passed = False
             else:
                 aucs.append(curve_stats(records, arm, recipe, t)[1])
-                end = "pass" if passed else "fail"
-            ok &= passed
+                states.append("pass" if passed else "fail")
+                end = states[-1]
             notes.append(
                 f"{t}: Δ(B≤1) {mean_small:+.1f}, wins {wins}/5, worst {worst:+.1f} → {end}"
             )
-        verdicts[arm] = (ok, float(np.mean(aucs)) if aucs else float("nan"), "; ".join(notes))
+        state = "fail" if "fail" in states else "open" if "open" in states else "pass"
+        area = float(np.mean(aucs)) if len(aucs) == len(TARGETS) else float("nan")
+        verdicts[arm] = Verdict(state == "pass", area, "; ".join(notes), state)
     passing = [a for a, v in verdicts.items() if v[0]]
     winner = max(passing, key=lambda a: verdicts[a][1]) if passing else "random"
     return winner, verdicts
@@ -487,10 +483,10 @@ def table(out):
     lines += ["", "## Rounds", ""] + rounds_table(records, recipe)
     winner, verdicts = selector_rule(records, recipe, [a for a, _ in best])
     lines += ["", "## The default-selector rule", ""]
-    for a, (ok, area, notes) in verdicts.items():
-        word = "passes" if ok else "fails" if "→ fail" in notes else "open"
-        area = "—" if np.isnan(area) else f"{area:.1f}"
-        lines.append(f"- {a}: {word} (area {area}; {notes})")
+    for a, v in verdicts.items():
+        word = {"pass": "passes", "fail": "fails", "open": "open"}[v.state]
+        area = "—" if np.isnan(v.area) else f"{v.area:.1f}"
+        lines.append(f"- {a}: {word} (area {area}; {v.notes})")
     lines += [f"- default by the rule: **{winner}**"]
     text = "\n".join(lines) + "\n"
     (out / "tables.md").write_text(text)

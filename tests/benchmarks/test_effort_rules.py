@@ -135,6 +135,7 @@ def test_selector_rule_passes_only_the_arm_meeting_every_condition():
     winner, verdicts = selector_rule(records, R, ["p", "q", "r", "s"])
     assert winner == "p"
     assert [verdicts[a][0] for a in "pqrs"] == [True, False, False, False]
+    assert [verdicts[a].state for a in "pqrs"] == ["pass", "fail", "fail", "fail"]
     assert verdicts["p"][1] == pytest.approx(53.0)
     assert "worst -1.5" in verdicts["q"][2] and "wins 3/5" in verdicts["r"][2]
 
@@ -145,7 +146,7 @@ def test_selector_rule_keeps_random_when_an_arm_fails_on_one_target():
         "p", lambda t, s, k, b: 53.0 if t == "ssTEM" else 50.5, seeds=[0], budgets=BUDGETS
     )
     winner, verdicts = selector_rule(records, R, ["p"])
-    assert winner == "random" and not verdicts["p"][0]
+    assert winner == "random" and not verdicts["p"][0] and verdicts["p"].state == "fail"
     incomplete = [r for r in records if not (r["arm"] == "p" and r["budget"] == 2)]
     assert selector_rule(incomplete, R, ["p"])[0] == "random"
 
@@ -166,12 +167,14 @@ def test_selector_rule_settles_a_failed_target_before_its_largest_budget_runs():
     assert verdicts["g"][2].count("→ open (B = 2 missing)") == 2
     assert verdicts["h"][2].count("→ open (B = 2 missing)") == 2
     assert np.isnan(verdicts["f"][1])  # no area under an unfinished curve
+    assert [verdicts[a].state for a in "fgh"] == ["fail", "open", "open"]
     # k: 1.5 behind at B = 1 with five draws, nothing else: settled by the bound alone
     records += grid("k", 48.5, budgets=[1])
     records += grid("m", 48.5, seeds=[0], budgets=[1])  # the same with one draw: open
     verdicts = selector_rule(records, R, ["k", "m"])[1]
     assert verdicts["k"][2] == "ssTEM: B = 1: -1.5 → fail, settled; EM: B = 1: -1.5 → fail, settled"
     assert verdicts["m"][2] == "ssTEM: incomplete; EM: incomplete"
+    assert (verdicts["k"].state, verdicts["m"].state) == ("fail", "open")
 
 
 def test_draws_table_worked_by_hand():
