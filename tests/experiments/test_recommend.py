@@ -99,6 +99,8 @@ def test_report_says_the_library_default_beside_selectors_beyond_the_paper(tmp_p
     last = (tmp_path / "report.md").read_text().rstrip().split("\n## ")[-1]
     assert f"kwtl's default selector is **{DEFAULT_SELECTOR}**" in last
     assert "`typicality`" in last.split("default selector")[1]
+    # it says how the rule came out, consistently with the default it names
+    assert ("None has met it" in last) == (DEFAULT_SELECTOR == "random")
     # a run of the paper's selectors only gets no such note
     write_report(tmp_path / "paper", records=_records({"consistency": 0.0}))
     report = (tmp_path / "paper" / "report.md").read_text()
