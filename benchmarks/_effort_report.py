@@ -378,7 +378,12 @@ def rounds_table(records, recipe):
                 continue
             d = paired(records, "round2_entropy", b, recipe, t, round_=2)
             split_d = [np.mean(v) for v in d.values()]
-            base = runs_of(records, arm="random", budget=b, recipe=recipe, target=t, round=1)
+            drawn = {(r["split"], r["seed"]) for r in rs}  # random on the same draws only
+            base = [
+                r
+                for r in runs_of(records, arm="random", budget=b, recipe=recipe, target=t, round=1)
+                if (r["split"], r["seed"]) in drawn
+            ]
             lines.append(
                 f"| {b} | {t} | {np.mean([r['miou'] for r in rs]):.1f} ({len(rs)}) | "
                 f"{np.mean([r['round1_miou'] for r in rs]):.1f} | "

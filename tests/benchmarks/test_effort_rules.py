@@ -19,6 +19,7 @@ from _effort_report import (  # noqa: E402
     curves_table,
     draws_table,
     paired,
+    rounds_table,
     selector_rule,
 )
 
@@ -206,3 +207,18 @@ def test_curves_table_marks_a_budget_with_missing_splits():
     assert cells == ["p", "ssTEM", "52.0", "—", "52.0", "—", "—", "+2.0, +4.0 (3), +2.0, —"]
     random_row = [c.strip() for c in lines[2].strip("|").split("|")]
     assert random_row[2:6] == ["50.0"] * 4 and random_row[-1] == "—"
+
+
+def test_rounds_table_compares_with_random_on_the_same_draws_only():
+    # random: 50 + 2k on draw k; two rounds ran draws 0-1 on ssTEM only, 1 point above
+    # random on draw 0 and 3 below on draw 1; round 1 alone reached 40 and 44
+    records = grid("random", lambda t, s, k, b: 50.0 + 2 * k)
+    for k, (miou, first) in enumerate([(51.0, 40.0), (49.0, 44.0)]):
+        for s in SPLITS:
+            r = rec("ssTEM", "round2_entropy", s, k, miou, round_=2)
+            records.append(dict(r, round1_miou=first))
+    lines = rounds_table(records, R)
+    assert len(lines) == 3  # header, rule, one row: no EM row without EM runs
+    # two rounds 50.0 over 10 runs; round 1 42.0; random on draws 0-1: 51.0 (not 54.0 over
+    # all five draws); paired Δ: (+1 - 3) / 2 = -1.0 in every split, so no split won
+    assert lines[2] == "| 1 | ssTEM | 50.0 (10) | 42.0 | 51.0 | -1.0 | 0 / 5 |"
