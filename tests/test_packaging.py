@@ -1,5 +1,6 @@
 """The declared dependency ranges, the minimum and lock files and the licence agree."""
 
+import re
 from pathlib import Path
 
 import pytest
@@ -61,6 +62,26 @@ def test_constraints_pin_the_torch_the_ranges_allow():
     pinned = _pins("constraints.txt")["torch"]
     (torch_req,) = [r for r in RUNTIME if canonicalize_name(r.name) == "torch"]
     assert torch_req.specifier.contains(pinned)
+
+
+def test_a_package_has_one_range_in_every_extra():
+    ranges = {}
+    for extra, reqs in PROJECT["optional-dependencies"].items():
+        for req in map(Requirement, reqs):
+            ranges.setdefault(canonicalize_name(req.name), {})[extra] = str(req.specifier)
+    for name, by_extra in ranges.items():
+        assert len(set(by_extra.values())) == 1, f"{name} has different ranges: {by_extra}"
+
+
+def test_docs_extra_installs_what_the_api_reference_imports():
+    # docs/api.rst documents kwtl.napari, which imports napari and Qt: without them the
+    # documented build (pip install ".[docs]"; sphinx) stops at that import
+    extras = PROJECT["optional-dependencies"]
+    documented = re.findall(r"automodule:: kwtl\.(\w+)", (ROOT / "docs/api.rst").read_text())
+    docs = {canonicalize_name(Requirement(r).name) for r in extras["docs"]}
+    for module in set(documented) & set(extras):
+        needed = {canonicalize_name(Requirement(r).name) for r in extras[module]}
+        assert needed <= docs, f"kwtl.{module} needs {sorted(needed - docs)} in the docs extra"
 
 
 def test_mit_licence_is_shipped_and_declared():
