@@ -470,8 +470,8 @@ def table(out):
         "budget; draws counted when complete on all five splits (open: fewer than five).",
         "",
     ]
-    lines += ["| arm | ssTEM: draws, mean Δ | EM: draws, mean Δ | can still become the default |"]
-    lines += ["|---|---|---|---|"]
+    head = "| arm | ssTEM: draws, mean Δ | EM: draws, mean Δ | within the bound (rule: below) |"
+    lines += [head, "|---|---|---|---|"]
     for arm, (out_, per) in b1_gate(records, recipe).items():
         cells = [f"{per[t][0]}, {per[t][1]:+.1f}" if per[t][0] else "—" for t in TARGETS]
         verdict = "no" if out_ else "yes" if min(n for n, _ in per.values()) >= 5 else "open"
