@@ -241,20 +241,24 @@ def _kept_model(ctx, job):
     return ctx.models / f"{job_id(job)}.kwtl" if ctx.models is not None else None
 
 
-def _keep_model(ctx, job, seg, miou):
+def _keep_model(ctx, job, seg, record):
     path = _kept_model(ctx, job)
     keep = job["arm"] in ctx.keep and 2 * job["budget"] in ROUND_BUDGETS  # a round 1
     if path is not None and keep and not path.exists():
         from kwtl.workflow import save_model
 
-        save_model(seg, path, training={"job": job_id(job), "miou": miou})
+        # the run's record goes with it: a job stopped after this line still yields the
+        # curve run when the next job loads the model
+        training = {"job": job_id(job), "miou": record["miou"], "record": record}
+        save_model(seg, path, training=training)
 
 
 def _round_one(ctx, job, support1, drawn1):
     """The round-1 model, its mIoU, "kept" or "trained", and, when trained, the round-1
     run's own record (the same fine-tune as ARM's curve run at B/2: same patches, seed
     and recipe), so a two-round job also yields that curve run. A kept model is loaded,
-    its mIoU re-measured and checked against the one recorded when it was trained."""
+    its mIoU re-measured and checked against the one recorded when it was trained; its
+    run's record comes from the model file (None for models kept before it was stored)."""
     job1 = round_one_job(job)
     path = _kept_model(ctx, job1)
     if path is not None and path.exists():
@@ -263,14 +267,14 @@ def _round_one(ctx, job, support1, drawn1):
 
         seg1 = load_model(path, download=False, device=ctx.device)
         miou1 = _evaluate(ctx, job, seg1)[0]
-        recorded = recorded_training(path)["miou"]
-        if abs(miou1 - recorded) > 1e-6:
-            raise RuntimeError(f"{path}: mIoU {miou1} now, {recorded} when it was trained")
-        return seg1, miou1, "kept", None
+        recorded = recorded_training(path)
+        if abs(miou1 - recorded["miou"]) > 1e-6:
+            raise RuntimeError(f"{path}: mIoU {miou1} now, {recorded['miou']} when trained")
+        return seg1, miou1, "kept", recorded.get("record")
     start = time.perf_counter()
     seg1, steps1 = _fine_tune(ctx, job1, support1)
     record1 = _record(ctx, job1, seg1, steps1, support1, drawn1, start)
-    _keep_model(ctx, job1, seg1, record1["miou"])
+    _keep_model(ctx, job1, seg1, record1)
     return seg1, record1["miou"], "trained", record1
 
 
@@ -312,7 +316,7 @@ def run_job(ctx, job):
     seg, steps = _fine_tune(ctx, job, support)
     record = _record(ctx, job, seg, steps, support, drawn, start, extra)
     if job["round"] == 1:
-        _keep_model(ctx, job, seg, record["miou"])
+        _keep_model(ctx, job, seg, record)
     elif record1 is not None:
         record["round1_record"] = record1
     return record

@@ -54,3 +54,32 @@ def test_a_recorded_curve_run_is_kept_and_a_different_result_is_logged(tmp_path)
     assert sched.records[known["id"]] is known
     assert known["id"] not in stored(tmp_path)  # never rewritten
     assert len(sched.lines) == 1 and "41.5000" in sched.lines[0] and "40.0000" in sched.lines[0]
+
+
+def test_a_kept_round_one_model_yields_its_run_when_its_job_was_stopped(tmp_path, monkeypatch):
+    """A two-round job keeps its round-1 model before it finishes; if it is stopped there,
+    the next attempt loads the model and must still yield the round-1 (curve) run."""
+    from types import SimpleNamespace
+
+    import _effort_exec as ex
+    from kwtl.models import FCRNSegmenter
+
+    seg = FCRNSegmenter(module__width=4, patch_size=16, stride=16, precision="fp32",
+                        random_state=0).initialize()  # fmt: skip
+    monkeypatch.setattr(ex, "_fine_tune", lambda ctx, job, support: (seg, 7))
+    monkeypatch.setattr(ex, "_evaluate", lambda ctx, job, s: (41.5, [41.5], {}))
+    ctx = SimpleNamespace(models=tmp_path, keep={"spread_random"}, device="cpu", tf32=False)
+    job = {"target": "ssTEM", "arm": "round2_entropy", "budget": 1, "round": 2,
+           "round1_arm": "spread_random", "recipe": "R", "split": 0, "seed": 3}  # fmt: skip
+    support1, drawn1 = [["img", 0, 0]], {"n_patches": 1}
+    _, miou1, how, record1 = ex._round_one(ctx, job, support1, drawn1)  # trains and keeps
+    assert (how, miou1) == ("trained", 41.5)
+    assert record1["id"] == "ssTEM__spread_random__B0.5__r1__R__split0__seed3"
+    # the job stops here; the next attempt finds the kept model
+    monkeypatch.setattr(ex, "_fine_tune", lambda *a: (_ for _ in ()).throw(AssertionError))
+    _, miou1_again, how, record_again = ex._round_one(ctx, job, support1, drawn1)
+    assert (how, miou1_again) == ("kept", 41.5)
+    assert record_again == json.loads(json.dumps(record1))
+    sched = scheduler(tmp_path)
+    sched._record({"id": ex.job_id(job), "miou": 50.0, "round1_record": record_again})
+    assert record1["id"] in stored(tmp_path)
