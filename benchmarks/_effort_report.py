@@ -476,12 +476,11 @@ def table(out):
         cells = [f"{per[t][0]}, {per[t][1]:+.1f}" if per[t][0] else "—" for t in TARGETS]
         verdict = "no" if out_ else "yes" if min(n for n, _ in per.values()) >= 5 else "open"
         lines.append(f"| {arm} | " + " | ".join(cells) + f" | {verdict} |")
-    lines += [
-        "",
-        "Step 2's arms (draws 1-4 at B = 1; README, order of the remaining runs): "
-        f"{next_arms(records, recipe)}",
-    ]
-    lines += ["", f"Best label-free arms at B = 1: {best}", "", "## Budget curves", ""]
+    step2 = ", ".join(f"`{a}`" for a in next_arms(records, recipe))
+    ranked = ", ".join(f"`{a}` ({d:+.1f})" for a, d in best)
+    lines += ["", f"Step 2's arms (draws 1-4 at B = 1; README, run order): {step2}", ""]
+    lines += [f"Best label-free arms at B = 1 (mean paired Δ): {ranked}", ""]
+    lines += ["## Budget curves", ""]
     lines += curves_table(records, recipe, ["random"] + [a for a, _ in best])
     lines += ["", "## How much to annotate: random selection", ""]
     lines += random_curve_table(records, recipe)
