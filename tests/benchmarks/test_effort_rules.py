@@ -13,6 +13,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
 
+from _effort_figures import curve_band  # noqa: E402
 from _effort_plan import b1_gate, best_label_free_arms, next_arms  # noqa: E402
 from _effort_report import (  # noqa: E402
     curve_stats,
@@ -222,3 +223,23 @@ def test_rounds_table_compares_with_random_on_the_same_draws_only():
     # two rounds 50.0 over 10 runs; round 1 42.0; random on draws 0-1: 51.0 (not 54.0 over
     # all five draws); paired Δ: (+1 - 3) / 2 = -1.0 in every split, so no split won
     assert lines[2] == "| 1 | ssTEM | 50.0 (10) | 42.0 | 51.0 | -1.0 | 0 / 5 |"
+
+
+def test_curve_band_spans_the_draws_means_not_the_splits():
+    # B = 1: draw 0 is 40 + split on every split (mean 42), draw 1 is 60 + split (mean 62);
+    # draw 2 ran on splits 0-1 only (70, 71) and counts in the mean but not in the band.
+    # Split means: split s holds 40+s, 60+s and, for s < 2, 70+s.
+    records = [rec("EM", "random", s, 0, 40.0 + s) for s in SPLITS]
+    records += [rec("EM", "random", s, 1, 60.0 + s) for s in SPLITS]
+    records += [rec("EM", "random", s, 2, 70.0 + s) for s in range(2)]
+    split_means = [(40 + 60 + 70 + 3 * s) / 3 for s in range(2)] + [50.0 + s for s in range(2, 5)]
+    band = curve_band(records, "random", R, "EM")
+    assert len(band) == 1
+    budget, mean, low, high, n_draws = band[0]
+    assert budget == 1 and n_draws == 2
+    assert mean == pytest.approx(np.mean(split_means))
+    assert (low, high) == pytest.approx((42.0, 62.0))
+    # a budget missing a split has no point; one draw gives a band of zero width
+    assert curve_band(records[:4], "random", R, "EM") == []
+    (_, mean0, low0, high0, n0) = curve_band(records[:5], "random", R, "EM")[0]
+    assert (mean0, low0, high0, n0) == pytest.approx((42.0, 42.0, 42.0, 1))
