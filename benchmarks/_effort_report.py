@@ -27,7 +27,7 @@ from _effort_plan import (
     runs_of,
     CPU_SECONDS_PER_PASS,
 )
-from _effort_figures import curve_figure
+from _effort_figures import curve_band, curve_figure
 from _effort_sched import load_records
 
 # state: "pass", "fail" (measured or settled) or "open" (more runs could still change it)
@@ -293,13 +293,7 @@ def seed_spread(records, recipe):
 def curve_stats(records, arm, recipe, target):
     """Mean mIoU per budget (mean of split means) and the area under the curve over
     log2(budget), normalised by its span (the curve's mean height)."""
-    means = {}
-    for b in BUDGETS:
-        by_split = {}
-        for r in runs_of(records, arm=arm, budget=b, recipe=recipe, target=target, round=1):
-            by_split.setdefault(r["split"], []).append(r["miou"])
-        if len(by_split) == len(SPLITS):
-            means[b] = _mean_of_split_means(by_split)
+    means = {b: mean for b, mean, *_ in curve_band(records, arm, recipe, target)}
     if len(means) < len(BUDGETS):
         return means, float("nan")
     x = np.log2(BUDGETS)
