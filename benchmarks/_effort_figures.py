@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from _effort_plan import BUDGETS, SPLITS, TARGETS, runs_of
+from _effort_plan import BUDGETS, SPLITS, TARGETS, mean_of_split_means, runs_of
 
 
 def curve_band(records, arm, recipe, target):
@@ -19,7 +19,7 @@ def curve_band(records, arm, recipe, target):
             by_draw.setdefault(r["seed"], {})[r["split"]] = r["miou"]
         if len(by_split) < len(SPLITS):
             continue
-        mean = float(np.mean([np.mean(v) for v in by_split.values()]))
+        mean = mean_of_split_means(by_split)
         draws = [np.mean(list(v.values())) for v in by_draw.values() if len(v) == len(SPLITS)]
         band.append((b, mean, float(min(draws, default=mean)), float(max(draws, default=mean)),
                      len(draws)))  # fmt: skip

@@ -137,6 +137,16 @@ def runs_of(records, **where):
     return [r for r in records if all(r.get(k) == v for k, v in where.items())]
 
 
+def mean_of_split_means(values_by_split):
+    """Mean over splits of each split's mean (NaN when empty): every split weighs the same,
+    however many draws it has."""
+    return (
+        float(np.mean([np.mean(v) for v in values_by_split.values()]))
+        if values_by_split
+        else float("nan")
+    )
+
+
 def split_means(records, **where):
     """{(target, split): mean miou over seeds} of the records matching ``where``."""
     out = {}

@@ -24,6 +24,7 @@ from _effort_plan import (
     default_recipe,
     next_arms,
     recipe_cost,
+    mean_of_split_means,
     runs_of,
     CPU_SECONDS_PER_PASS,
 )
@@ -107,20 +108,12 @@ def paired(records, arm, budget, recipe, target, base_arm="random", round_=1):
     return out
 
 
-def _mean_of_split_means(values_by_split):
-    return (
-        float(np.mean([np.mean(v) for v in values_by_split.values()]))
-        if values_by_split
-        else float("nan")
-    )
-
-
 def _partial_delta(values_by_split):
     """A paired Δ cell: the mean of split means, with the number of splits in brackets
     when some are missing (so a partial budget is never read as a finished one)."""
     if not values_by_split:
         return "—"
-    cell = f"{_mean_of_split_means(values_by_split):+.1f}"
+    cell = f"{mean_of_split_means(values_by_split):+.1f}"
     return cell if len(values_by_split) == len(SPLITS) else f"{cell} ({len(values_by_split)})"
 
 
@@ -138,7 +131,7 @@ def recipe_table(records):
                 if r["seed"] < 3:
                     by_split.setdefault(r["split"], []).append(r["miou"])
             cells.append(
-                f"{_mean_of_split_means(by_split):.1f} ({len(by_split)})" if by_split else "—"
+                f"{mean_of_split_means(by_split):.1f} ({len(by_split)})" if by_split else "—"
             )
             base = {
                 (r["split"], r["seed"]): r["miou"]
@@ -182,7 +175,7 @@ def arms_table(records, recipe, budget=1):
             split_d = [np.mean(v) for v in d.values()]
             lines.append(
                 f"| {arm} | {'yes' if ARMS[arm][0] else 'no'} "
-                f"| {t} | {_mean_of_split_means(by_split):.1f} ({len(rs)}) | "
+                f"| {t} | {mean_of_split_means(by_split):.1f} ({len(rs)}) | "
                 + (
                     f"{np.mean(split_d):+.1f} | {sum(x > 0 for x in split_d)} / {len(split_d)} | "
                     f"{min(split_d):+.1f}"
@@ -403,7 +396,7 @@ def selector_rule(records, recipe, arms):
             per_b = {b: paired(records, arm, b, recipe, t) for b in BUDGETS}
             done = [b for b in BUDGETS if len(per_b[b]) == len(SPLITS)]
             every_draw = {b for b in done if all(len(v) == len(SEEDS) for v in per_b[b].values())}
-            delta = {b: _mean_of_split_means(per_b[b]) for b in done}
+            delta = {b: mean_of_split_means(per_b[b]) for b in done}
             behind = [f"B = {b:g}: {delta[b]:+.1f}" for b in sorted(every_draw) if delta[b] < -1]
             if not set(small) <= set(done):
                 states.append("fail" if behind else "open")
